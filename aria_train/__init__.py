@@ -1,0 +1,1 @@
+"""The distillation trainer (diffusers + accelerate). It imports the tracker from aria_theory."""

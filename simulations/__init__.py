@@ -1,0 +1,1 @@
+"""Numerical checks of the tracker bounds and allocation studies on synthetic dynamics."""
