@@ -1,0 +1,148 @@
+"""The prompt pool: a table of prompts (optionally with region ids and groups), read by index.
+
+Files: .txt (one prompt per line; blank lines skipped), .jsonl (one JSON object per line),
+.csv (with a header) and .parquet. Columns: `text` (str, required), `region` (int >= 0,
+optional), `group` (str, optional, e.g. "seen" / "unseen" / "under"); any others are kept in
+`.table`. The pool is held as an Arrow table, not as Python strings, so that `texts(indices)`
+materialises only the prompts asked for.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
+
+
+def _one_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
+    return int(pc.index(mask, True).as_py())
+
+
+class PromptPool:
+    """Prompts with optional region ids and groups; build with `from_file` or `from_frame`."""
+
+    def __init__(
+        self,
+        table: pa.Table,
+        text_column: str = "text",
+        region_column: str = "region",
+        group_column: str = "group",
+        source: str = "table",
+    ) -> None:
+        """Validate `table` (see the module docstring); `source` names it in error messages.
+        Missing region / group columns are allowed; a missing text column is not."""
+        if table.num_rows == 0:
+            raise ValueError(f"{source}: the prompt pool is empty")
+        names = table.column_names
+        if text_column not in names:
+            raise ValueError(f"{source}: no text column {text_column!r} (columns: {', '.join(names)})")
+        self._check_strings(table, text_column, source)
+        if region_column in names:
+            regions = table.column(region_column)
+            if not pa.types.is_integer(regions.type):
+                raise ValueError(f"{source}: region column {region_column!r} must hold integers, got {regions.type}")
+            if regions.null_count:
+                raise ValueError(f"{source}: region column {region_column!r} is missing at row {_first_true(pc.is_null(regions))}")
+            if pc.min(regions).as_py() < 0:
+                raise ValueError(f"{source}: negative region id at row {_first_true(pc.less(regions, 0))}")
+        if group_column in names:
+            self._check_strings(table, group_column, source)
+        self.table = table
+        self.text_column, self.region_column, self.group_column = text_column, region_column, group_column
+        self.source = source
+
+    @staticmethod
+    def _check_strings(table: pa.Table, column: str, source: str) -> None:
+        values = table.column(column)
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            raise ValueError(f"{source}: column {column!r} must hold strings, got {values.type}")
+        if values.null_count:
+            raise ValueError(f"{source}: column {column!r} is missing at row {_first_true(pc.is_null(values))}")
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        text_column: str = "text",
+        region_column: str = "region",
+        group_column: str = "group",
+    ) -> PromptPool:
+        """Read a .txt / .jsonl / .csv / .parquet pool (FileNotFoundError / ValueError on bad input)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt file {path} not found")
+        suffix = path.suffix.lower()
+        if suffix not in FORMATS:
+            raise ValueError(f"{path}: unknown prompt file type {suffix!r} (expected one of {', '.join(FORMATS)})")
+        try:
+            if suffix == ".txt":
+                with open(path, encoding="utf-8") as f:
+                    lines = [line.strip() for line in f]
+                table = pa.table({text_column: pa.array([line for line in lines if line], pa.large_string())})
+            elif suffix == ".jsonl":
+                table = pa_json.read_json(path)
+            elif suffix == ".csv":
+                # Texts and groups stay strings even when a value looks like a number.
+                types = {text_column: pa.large_string(), group_column: pa.large_string()}
+                table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
+            else:
+                table = pq.read_table(path)
+        except (pa.ArrowException, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: cannot read {suffix[1:]} prompt file: {_one_line(err)}") from None
+        return cls(table, text_column, region_column, group_column, source=str(path))
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        text_column: str = "text",
+        region_column: str = "region",
+        group_column: str = "group",
+    ) -> PromptPool:
+        """A pool over an in-memory DataFrame (its index is dropped)."""
+        try:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowException, TypeError) as err:
+            raise ValueError(f"data frame: cannot convert to a prompt pool: {_one_line(err)}") from None
+        return cls(table, text_column, region_column, group_column, source="data frame")
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def texts(self, indices: np.ndarray | list[int] | range) -> list[str]:
+        """The prompts at `indices` (any order, repeats allowed), as Python strings."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"prompt index out of range [0, {len(self)})")
+        return self.table.column(self.text_column).take(pa.array(indices)).to_pylist()
+
+    @cached_property
+    def regions(self) -> np.ndarray | None:
+        """Region id per prompt (int64, (N,)), or None without a region column."""
+        if self.region_column not in self.table.column_names:
+            return None
+        return self.table.column(self.region_column).to_numpy().astype(np.int64, copy=False)
+
+    @cached_property
+    def groups(self) -> np.ndarray | None:
+        """Group name per prompt (object array of str, (N,)), or None without a group column."""
+        if self.group_column not in self.table.column_names:
+            return None
+        return self.table.column(self.group_column).to_numpy()
+
+    @property
+    def num_regions(self) -> int | None:
+        """K = largest region id + 1 (ids are in [0, K)), or None without a region column."""
+        return None if self.regions is None else int(self.regions.max()) + 1
