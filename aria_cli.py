@@ -18,6 +18,7 @@ from types import ModuleType
 # (group, name) -> module. group None is a top-level subcommand.
 COMMANDS: dict[tuple[str | None, str], str] = {
     ("sim", "bounds"): "simulations.bounds_check",
+    (None, "world"): "aria_train.worlds.cli",
 }
 GROUP_HELP = {"sim": "numerical checks of the tracker theory and allocation studies (no torch needed)"}
 
