@@ -238,7 +238,7 @@ def kalman_gain(q: ArrayLike, sigma: ArrayLike) -> np.ndarray:
     N(0, sigma^2) noise: K = (sqrt(lambda^2 + 4 lambda) - lambda)/2, lambda = q/sigma^2, the
     root in (0, 1) of K^2 + lambda K - lambda = 0. The EMA with a = K is the steady-state filter."""
     lam = np.asarray(q, float) / np.square(sigma)
-    return (np.sqrt(lam**2 + 4 * lam) - lam) / 2
+    return 2 * lam / (lam + np.sqrt(lam**2 + 4 * lam))  # = the root, without cancellation
 
 
 def kalman_mse(q: ArrayLike, sigma: ArrayLike) -> np.ndarray:

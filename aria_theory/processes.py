@@ -13,7 +13,8 @@ so a tracker fed observations[:, t] at step t should be compared with truth[:, t
 
 Registries: ``DRIFTS[name](delta, time_constant)`` builds a drift whose time scales (period,
 regime length, decay time, adversarial switching) are set relative to the tracker's time
-constant 1/a in steps; ``NOISES[name](sigma)`` builds a noise family.
+constant 1/a in steps; ``NOISES[name](sigma)`` builds a noise family. ``observation_mask``,
+``simulate`` and ``track`` run a tracker on sampled paths.
 """
 from __future__ import annotations
 
@@ -286,3 +287,19 @@ def simulate(m0: float | np.ndarray, increments: np.ndarray, noise: np.ndarray) 
     m0 = np.asarray(m0, float)
     truth = (m0[:, None] if m0.ndim else m0) + np.cumsum(increments, axis=-1)
     return truth, truth + noise
+
+
+def track(tracker, observations: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    """Feed a (n_paths, n_steps) observation array to a tracker with one region per path, one
+    ``update`` per step (only the paths where ``observed`` is True); return its estimates after
+    each step, shape (n_paths, n_steps), NaN where a path has no estimate yet."""
+    n_paths, n_steps = observations.shape
+    if tracker.num_regions != n_paths:
+        raise ValueError(f"tracker has {tracker.num_regions} regions for {n_paths} paths")
+    estimates = np.empty((n_paths, n_steps))
+    paths = np.arange(n_paths)
+    for t in range(n_steps):
+        seen = paths if observed is None else np.flatnonzero(observed[:, t])
+        tracker.update(seen, observations[seen, t])
+        estimates[:, t] = tracker.estimates
+    return estimates
