@@ -6,8 +6,10 @@ background b of the palette, and returns the best fit. The fit uses every pixel,
 to the per-pixel noise, blur and small colour shifts of images a small diffusion model makes;
 it always answers (an image of garbage still gets its closest attributes).
 
-Measured with ``corrupt`` (Gaussian noise of std 0.1 of the range after a Gaussian blur of
-0.6 px): see tests/test_world.py and the report of ``aria world``.
+Measured on the default world (32 px, random attributes): every clean render read exactly; all
+five attributes right on 0.99995 of 20,000 renders corrupted by ``corrupt`` with a 0.6 px blur and
+noise of std 0.1 of the range (0.981 with a 1.0 px blur; the misses are shapes of small objects),
+and on 0.998 of renders whose colours are shifted by N(0, 20/255) per channel and image.
 """
 from __future__ import annotations
 

@@ -68,8 +68,8 @@ def enumerate_prompts(config: WorldConfig) -> Iterator[str]:
     """Every prompt of the grammar, once each (``num_prompts(config)`` of them)."""
     phrases = [[p for v in config.values(a) for p in PHRASES[a][v]] for a in ATTRIBUTES]
     for template in TEMPLATES:
-        for choice in itertools.product(*phrases):
-            yield template.format(**dict(zip(ATTRIBUTES, choice)))
+        positional = template.format(**{a: "{%d}" % i for i, a in enumerate(ATTRIBUTES)})
+        yield from itertools.starmap(positional.format, itertools.product(*phrases))
 
 
 def vocabulary(config: WorldConfig) -> list[str]:
@@ -109,9 +109,14 @@ def parse_prompt(text: str, config: WorldConfig | None = None) -> dict[str, str]
     padded = f" {' '.join(text.split())} "
     out = {}
     for attribute in ATTRIBUTES:
-        values = config.values(attribute) if config is not None else list(PHRASES[attribute])
-        found = [v for v in values if any(f" {p} " in padded for p in PHRASES[attribute][v])]
+        found = [v for v, phrases in _PADDED[attribute] if any(p in padded for p in phrases)]
+        if config is not None:
+            found = [v for v in found if v in config.values(attribute)]
         if len(found) != 1:
             raise ValueError(f"prompt {text!r} names {len(found)} {attribute} values {found}, expected one")
         out[attribute] = found[0]
     return out
+
+
+# Phrases padded with spaces, so that substring tests match whole words only.
+_PADDED = {a: [(v, [f" {p} " for p in phrases]) for v, phrases in PHRASES[a].items()] for a in ATTRIBUTES}
