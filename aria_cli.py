@@ -18,7 +18,9 @@ from types import ModuleType
 # (group, name) -> module. group None is a top-level subcommand.
 COMMANDS: dict[tuple[str | None, str], str] = {
     ("sim", "bounds"): "simulations.bounds_check",
+    (None, "regions"): "aria_train.data.regions_cmd",
     (None, "world"): "aria_train.worlds.cli",
+    (None, "distill"): "aria_train.distill",
 }
 GROUP_HELP = {"sim": "numerical checks of the tracker theory and allocation studies (no torch needed)"}
 

@@ -1,0 +1,225 @@
+"""Checkpoints of a distillation run, written atomically, kept to a retention limit.
+
+    RUN/checkpoints/step-XXXXXXX/
+        accelerator/         accelerator.save_state: student (+ feature projections), AdamW,
+                             global RNG states of every process
+        student/             the student, save_pretrained (a loadable UNet2DConditionModel)
+        student_ema/         the EMA of the student, EMAModel.save_pretrained (its step count
+                             and decay in the config)
+        rng-rank{R}.json     process R's explicit generators (numpy data/condition draws, torch
+                             noise), so every rank resumes its exact stream
+        trainer_state.json   step, sampler state, non-finite counter, metrics position, config
+                             (written last)
+
+Atomicity: everything is written into ``.tmp-step-XXXXXXX`` beside the final folder, flushed to
+disk (fsync of every file and folder), then renamed into place in one ``os.replace``. A write
+killed midway leaves only the temporary folder, which loaders ignore and the next save deletes,
+so the previous checkpoint stays the latest loadable one.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STEP_DIR = re.compile(r"step-(\d{7})")
+TRAINER_STATE = "trainer_state.json"
+ACCELERATOR_DIR = "accelerator"
+EMA_DIR = "student_ema"
+STUDENT_DIR = "student"
+
+
+def _encode(value: Any) -> Any:
+    """JSON-ready copy of nested state; numpy arrays become {"__ndarray__": list, "dtype": str}
+    (exact for integer and float64 values: JSON floats round-trip through repr)."""
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.asarray(value["__ndarray__"], dtype=value["dtype"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(_encode(obj), f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return _decode(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+
+
+def generator_state(rng: np.random.Generator, noise: torch.Generator) -> dict:
+    """The explicit generators of one process, as JSON-ready state."""
+    return {"numpy": rng.bit_generator.state,
+            "torch": base64.b64encode(noise.get_state().numpy().tobytes()).decode("ascii")}
+
+
+def restore_generators(state: dict, rng: np.random.Generator, noise: torch.Generator) -> None:
+    rng.bit_generator.state = state["numpy"]
+    noise.set_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and folder under root (and root) to disk."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def list_checkpoints(checkpoints: Path) -> list[Path]:
+    """Complete checkpoints under ``checkpoints``, oldest first."""
+    if not checkpoints.is_dir():
+        return []
+    found = [p for p in checkpoints.iterdir() if STEP_DIR.fullmatch(p.name) and (p / TRAINER_STATE).is_file()]
+    return sorted(found, key=lambda p: int(STEP_DIR.fullmatch(p.name).group(1)))
+
+
+def resolve_resume(value: str, checkpoints: Path) -> Path:
+    """``latest`` -> the newest complete checkpoint under ``checkpoints``; else the given folder."""
+    if value == "latest":
+        found = list_checkpoints(checkpoints)
+        if not found:
+            raise ValueError(f"--resume latest: no checkpoint in {checkpoints}")
+        return found[-1]
+    return Path(value)
+
+
+def check_checkpoint(path: Path, num_processes: int) -> dict:
+    """Validate a checkpoint folder's layout; return its trainer state (ValueError otherwise)."""
+    if not path.is_dir():
+        raise ValueError(f"checkpoint {path} not found")
+    needed = [TRAINER_STATE, ACCELERATOR_DIR, EMA_DIR, *(f"rng-rank{r}.json" for r in range(num_processes))]
+    missing = [name for name in needed if not (path / name).exists()]
+    if missing:
+        raise ValueError(f"{path} is not a complete checkpoint for {num_processes} process(es): missing {', '.join(missing)}")
+    state = read_json(path / TRAINER_STATE)
+    keys = {"step", "sampler", "nonfinite", "metrics_position", "data_cursor", "config"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise ValueError(f"{path / TRAINER_STATE} is corrupt: expected the keys {', '.join(sorted(keys))}")
+    return state
+
+
+def checkpoint_config(path: Path):
+    """The DistillConfig a checkpoint was made with (ValueError if unreadable)."""
+    from aria_train.config import DistillConfig
+
+    if not (path / TRAINER_STATE).is_file():
+        raise ValueError(f"{path} is not a checkpoint (no {TRAINER_STATE})")
+    state = read_json(path / TRAINER_STATE)
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise ValueError(f"{path / TRAINER_STATE} is corrupt: no config")
+    return DistillConfig.from_dict(state["config"])
+
+
+def save_checkpoint(
+    accelerator,
+    checkpoints: Path,
+    step: int,
+    student: torch.nn.Module,
+    ema,
+    trainer_state: dict,
+    generators: dict,
+    limit: int,
+) -> Path:
+    """Write checkpoint ``step`` atomically (all processes call this), then prune to ``limit``.
+
+    ``student`` is the unwrapped student, ``ema`` a diffusers EMAModel, ``trainer_state`` the
+    main process's JSON state, ``generators`` this process's ``generator_state``.
+    """
+    final = checkpoints / step_dir_name(step)
+    tmp = checkpoints / f".tmp-{final.name}"
+    main = accelerator.is_main_process
+    if main:
+        for debris in checkpoints.glob(".tmp-*"):
+            shutil.rmtree(debris)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp / ACCELERATOR_DIR))
+    write_json(tmp / f"rng-rank{accelerator.process_index}.json", generators)
+    if main:
+        student.save_pretrained(tmp / STUDENT_DIR)
+        ema.save_pretrained(tmp / EMA_DIR)
+        write_json(tmp / TRAINER_STATE, trainer_state)
+    accelerator.wait_for_everyone()
+    if main:
+        _fsync_tree(tmp)
+        if final.exists():  # re-saving a step (resumed from an older checkpoint): swap, then drop
+            old = checkpoints / f".tmp-old-{final.name}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(checkpoints)
+        if limit > 0:
+            for stale in list_checkpoints(checkpoints)[:-limit]:
+                shutil.rmtree(stale)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, path: Path, ema) -> tuple[dict, dict]:
+    """Restore accelerator state and EMA from ``path``; return (trainer state, this process's
+    generator state). The caller restores sampler and generators from them."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.training_utils import EMAModel
+
+    state = check_checkpoint(path, accelerator.num_processes)
+    generators = read_json(path / f"rng-rank{accelerator.process_index}.json")
+    try:
+        accelerator.load_state(str(path / ACCELERATOR_DIR))
+        loaded = EMAModel.from_pretrained(str(path / EMA_DIR), UNet2DConditionModel)
+    except Exception as err:  # torch/safetensors/diffusers raise many types for a bad file
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot load checkpoint {path}: {message}") from None
+    if len(loaded.shadow_params) != len(ema.shadow_params) or any(
+        a.shape != b.shape for a, b in zip(loaded.shadow_params, ema.shadow_params)
+    ):
+        raise ValueError(f"checkpoint {path}: its EMA does not match the student's architecture")
+    device = ema.shadow_params[0].device
+    ema.load_state_dict(loaded.state_dict())
+    ema.to(device)
+    return state, generators

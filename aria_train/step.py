@@ -1,0 +1,79 @@
+"""One distillation step on one micro-batch: teacher forward, student forward, loss, backward.
+
+``train_step`` is the unit a benchmark times: it does no optimizer step (the loop does that at
+the accumulation boundary), so it can be called with or without an Accelerator.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from aria_train.batches import Batch
+from aria_train.losses import LossWeights, distillation_loss
+from aria_train.models.feature_kd import FeatureHooks, unwrap_model
+
+
+class Student(nn.Module):
+    """The student UNet and its feature projections (channel-reduced students; else empty) as
+    one module, so one data-parallel wrapper synchronises both. ``forward`` is the UNet's; the
+    projections are applied in the loss."""
+
+    def __init__(self, unet: nn.Module, projections: nn.ModuleDict | None = None):
+        super().__init__()
+        self.unet = unet
+        self.projections = projections if projections is not None else nn.ModuleDict()
+
+    def forward(self, *args, **kwargs):
+        return self.unet(*args, **kwargs)
+
+
+@dataclass
+class StepModels:
+    """What a step needs. ``teacher`` is frozen (eval, no grad, possibly half precision);
+    ``student`` is a Student, possibly wrapped (DDP / accelerate): hooks and projections are
+    taken from the unwrapped one, so module names are the bare UNet's."""
+
+    teacher: nn.Module
+    student: nn.Module
+    scheduler: object  # diffusers DDPMScheduler (add_noise)
+    layer_map: dict[str, str]  # student module -> teacher module for feature KD
+
+
+def _hooks(model: nn.Module, names, enabled: bool):
+    return FeatureHooks(model, names) if enabled else contextlib.nullcontext(None)
+
+
+def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerator=None) -> dict[str, torch.Tensor]:
+    """Forward both models on ``batch`` and backpropagate the distillation loss.
+
+    The backward pass runs only if the loss is finite on every process (decided together, so a
+    data-parallel group never diverges); ``finite`` in the result says whether it ran. With an
+    Accelerator, its ``backward`` is used (loss scaling, accumulation); without one, plain
+    ``loss.backward()``. Returns the loss dict of ``distillation_loss`` plus ``finite``.
+    """
+    noisy = models.scheduler.add_noise(batch.x0, batch.noise, batch.timesteps)
+    use_feat = weights.feat != 0
+    student = unwrap_model(models.student)
+    teacher_dtype = next(models.teacher.parameters()).dtype
+    with torch.no_grad(), _hooks(models.teacher, models.layer_map.values(), use_feat) as teacher_hooks:
+        eps_teacher = models.teacher(noisy.to(teacher_dtype), batch.timesteps,
+                                     encoder_hidden_states=batch.hidden.to(teacher_dtype)).sample
+    with _hooks(student.unet, models.layer_map.keys(), use_feat) as student_hooks:
+        eps_student = models.student(noisy, batch.timesteps, encoder_hidden_states=batch.hidden).sample
+    losses = distillation_loss(
+        eps_student, eps_teacher, batch.noise, batch.paired,
+        student_hooks.features if use_feat else {}, teacher_hooks.features if use_feat else {},
+        models.layer_map, weights, student.projections)
+    finite = torch.isfinite(losses["total"].detach()).reshape(1)
+    if accelerator is not None:
+        finite = accelerator.gather(finite).all()
+    losses["finite"] = finite.all()
+    if losses["finite"]:
+        if accelerator is not None:
+            accelerator.backward(losses["total"])
+        else:
+            losses["total"].backward()
+    return losses
