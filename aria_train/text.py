@@ -33,7 +33,8 @@ def build_tokenizer(vocabulary: Sequence[str], max_length: int) -> PreTrainedTok
     wrapped as <bos> ... <eos>, and `max_length` (tokens, bos/eos included) becomes
     `model_max_length`, the fixed padded length used by `encode_prompts`. Vocabulary entries are
     lower-cased and deduplicated (first occurrence keeps its place); each must be one such
-    piece, so punctuation that prompts contain (",") must be in the vocabulary to be known.
+    piece (so none can collide with a special token), and punctuation that prompts contain
+    (",") must be in the vocabulary to be known.
     Save with ``save_pretrained``; ``AutoTokenizer.from_pretrained(folder)`` reloads it offline.
     """
     if max_length < 3:
@@ -48,8 +49,6 @@ def build_tokenizer(vocabulary: Sequence[str], max_length: int) -> PreTrainedTok
         pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str(normal)]
         if pieces != [normal]:
             raise ValueError(f"vocabulary entry {word!r} is not a single word or punctuation run (splits into {pieces})")
-        if normal in SPECIAL_TOKENS:
-            raise ValueError(f"vocabulary entry {word!r} collides with a special token")
         vocab.setdefault(normal, len(vocab))
     if len(vocab) == len(SPECIAL_TOKENS):
         raise ValueError("vocabulary is empty")
