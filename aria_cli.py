@@ -18,6 +18,8 @@ from types import ModuleType
 # (group, name) -> module. group None is a top-level subcommand.
 COMMANDS: dict[tuple[str | None, str], str] = {
     ("sim", "bounds"): "simulations.bounds_check",
+    ("sim", "rates"): "simulations.rates",
+    ("sim", "allocation"): "simulations.allocation_sim",
     (None, "regions"): "aria_train.data.regions_cmd",
     (None, "world"): "aria_train.worlds.cli",
     (None, "distill"): "aria_train.distill",
