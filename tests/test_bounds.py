@@ -344,3 +344,38 @@ def test_monte_carlo_mse_and_coverage(case) -> None:
     uniform = drift_part + bounds.subgaussian_radius(proxy_var, level, PATHS * STEPS)
     estimated = ~np.isnan(err)
     assert np.all(np.abs(err[estimated]) <= uniform[estimated])
+
+
+# --- aria sim bounds ----------------------------------------------------------------------------
+
+def _run_bounds_check(out, *extra: str) -> int:
+    import argparse
+    from simulations import bounds_check
+    parser = argparse.ArgumentParser()
+    bounds_check.add_arguments(parser)
+    return bounds_check.run(parser.parse_args(["--quick", "--paths", "40", "--steps", "30", "--out", str(out), *extra]))
+
+
+def test_bounds_check_runs_and_writes_results(tmp_path, capsys) -> None:
+    import json
+    import pandas as pd
+    assert _run_bounds_check(tmp_path) == 0
+    table = pd.read_csv(tmp_path / "results.csv")
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert len(table) == config["checks"] and table["passed"].all()
+    assert set(table["bound"]) == {"every_path", "mse", "rmse_adaptive", "steady_state", "subgaussian",
+                                   "subgaussian_all", "freedman", "freedman_all"}
+    every = table[table["bound"] == "every_path"]
+    assert set(every["noise"]) == {"uniform", "rademacher", "clipped_cauchy"} and (every["ratio"] <= 1 + RTOL).all()
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"560 cells, {config['checks']} bound checks, 0 violations"
+
+
+def test_bounds_check_detects_a_wrong_bound(monkeypatch) -> None:
+    from simulations.bounds_check import BoundsCheckConfig, check_cell
+    cell = dict(a=0.2, sigma=1.0, delta=0.05, p=1.0, drift="constant_sign", noise="rademacher", start="constant")
+    config = BoundsCheckConfig(paths=50, steps=40)
+    assert all(row["passed"] for row in check_cell(cell, config, 0, 1e-6))
+    true_envelope = bounds.envelope
+    monkeypatch.setattr(bounds, "envelope", lambda steps, delta, b=0.0, e0=0.0: 0.9 * true_envelope(steps, delta, b, e0))
+    failed = {row["bound"] for row in check_cell(cell, config, 0, 1e-6) if not row["passed"]}
+    assert "every_path" in failed
