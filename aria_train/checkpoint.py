@@ -34,6 +34,8 @@ TRAINER_STATE = "trainer_state.json"
 ACCELERATOR_DIR = "accelerator"
 EMA_DIR = "student_ema"
 STUDENT_DIR = "student"
+# EMAModel.state_dict() entries besides the weights; save_pretrained puts them in config.json
+EMA_COUNTERS = ("decay", "min_decay", "optimization_step", "update_after_step", "use_ema_warmup", "inv_gamma", "power")
 
 
 def _encode(value: Any) -> Any:
@@ -181,7 +183,8 @@ def save_checkpoint(
     write_json(tmp / f"rng-rank{accelerator.process_index}.json", generators)
     if main:
         student.save_pretrained(tmp / STUDENT_DIR)
-        ema.save_pretrained(tmp / EMA_DIR)
+        with torch.random.fork_rng(devices=[]):  # it initialises a scratch model: keep the global RNG
+            ema.save_pretrained(tmp / EMA_DIR)
         write_json(tmp / TRAINER_STATE, trainer_state)
     accelerator.wait_for_everyone()
     if main:
@@ -201,25 +204,35 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(accelerator, path: Path, ema) -> tuple[dict, dict]:
-    """Restore accelerator state and EMA from ``path``; return (trainer state, this process's
-    generator state). The caller restores sampler and generators from them."""
-    from diffusers import UNet2DConditionModel
-    from diffusers.training_utils import EMAModel
+def _load_ema(folder: Path, ema, names: list[str]) -> None:
+    """Fill ``ema`` (an EMAModel over parameters called ``names``, in order) from the folder
+    EMAModel.save_pretrained wrote: weights by name, EMA counters from its config."""
+    from safetensors.torch import load_file
 
+    files = sorted(folder.glob("*.safetensors"))
+    if len(files) != 1 or not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} is not an EMA folder (one safetensors file and config.json)")
+    weights = load_file(files[0])
+    config = read_json(folder / "config.json")
+    wrong = [n for n, p in zip(names, ema.shadow_params) if n not in weights or weights[n].shape != p.shape]
+    if wrong or len(weights) != len(names):
+        raise ValueError(f"{folder} does not match the student's architecture (first mismatch: "
+                         f"{wrong[0] if wrong else sorted(set(weights) - set(names))[0]})")
+    counters = {k: config[k] for k in EMA_COUNTERS if k in config}
+    shadow = [weights[n].to(p.device, p.dtype) for n, p in zip(names, ema.shadow_params)]
+    ema.load_state_dict({**counters, "shadow_params": shadow})
+
+
+def load_checkpoint(accelerator, path: Path, ema, parameter_names: list[str]) -> tuple[dict, dict]:
+    """Restore accelerator state and the EMA (over the student parameters ``parameter_names``)
+    from ``path``; return (trainer state, this process's generator state). The caller restores
+    sampler and generators from them."""
     state = check_checkpoint(path, accelerator.num_processes)
     generators = read_json(path / f"rng-rank{accelerator.process_index}.json")
     try:
         accelerator.load_state(str(path / ACCELERATOR_DIR))
-        loaded = EMAModel.from_pretrained(str(path / EMA_DIR), UNet2DConditionModel)
-    except Exception as err:  # torch/safetensors/diffusers raise many types for a bad file
+        _load_ema(path / EMA_DIR, ema, parameter_names)
+    except Exception as err:  # torch/safetensors/accelerate raise many types for a bad file
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot load checkpoint {path}: {message}") from None
-    if len(loaded.shadow_params) != len(ema.shadow_params) or any(
-        a.shape != b.shape for a, b in zip(loaded.shadow_params, ema.shadow_params)
-    ):
-        raise ValueError(f"checkpoint {path}: its EMA does not match the student's architecture")
-    device = ema.shadow_params[0].device
-    ema.load_state_dict(loaded.state_dict())
-    ema.to(device)
     return state, generators

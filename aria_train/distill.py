@@ -139,7 +139,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
 
     step, nonfinite, metrics_position = 0, 0, None
     if checkpoint is not None:
-        state, generators = load_checkpoint(accelerator, checkpoint, ema)
+        state, generators = load_checkpoint(accelerator, checkpoint, ema, [n for n, _ in bare.unet.named_parameters()])
         step, nonfinite = int(state["step"]), int(state["nonfinite"])
         stream.load_state(state["data_cursor"])
         restore_generators(generators, stream.rng, stream.noise_generator)

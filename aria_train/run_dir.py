@@ -72,7 +72,7 @@ class RunDir:
         with open(self.metrics_file, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._bar is not None:
-            shown = {k: record[k] for k in ("loss", "out", "feat") if k in record}
+            shown = {k: record[k] for k in ("loss", "out", "feat") if record.get(k) is not None}
             self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
 
     def read_metrics(self) -> list[dict]:

@@ -1,0 +1,405 @@
+"""The distillation trainer: losses, config, exact resumption, atomic checkpoints, bad input,
+non-finite losses and end-to-end `aria distill` runs, on tiny CPU fixtures (tests/fixtures_train.py)."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import aria_cli
+from aria_train.checkpoint import list_checkpoints, load_checkpoint
+from aria_train.config import DistillConfig
+from aria_train.data.cache import TensorCacheWriter
+from aria_train.losses import LossWeights, distillation_loss
+from fixtures_train import MAX_TOKENS, TEXT_WIDTH, DistillPaths, make_distill_inputs, pool_frame
+
+TIMING = {"images_per_s"}  # the only metrics that depend on the wall clock
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory) -> DistillPaths:
+    return make_distill_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def distill(paths: DistillPaths, out: Path, *extra: str, text_cache: bool = False) -> int:
+    return aria_cli.main(paths.options(out, *extra, text_cache=text_cache))
+
+
+def tensors(folder: Path) -> dict[str, torch.Tensor]:
+    (file,) = folder.glob("*.safetensors")
+    return load_file(file)
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def metrics(out: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- losses
+
+
+def _loss_inputs(dtype=torch.float32, n=6):
+    g = torch.Generator().manual_seed(0)
+    eps_s, eps_t, eps = (torch.randn(n, 3, 4, 4, generator=g).to(dtype) for _ in range(3))
+    feats_s = {"a": torch.randn(n, 5, 2, 2, generator=g).to(dtype)}
+    feats_t = {"A": torch.randn(n, 5, 2, 2, generator=g).to(dtype)}
+    paired = torch.tensor([True, False, True, False, False, True])[:n]
+    return eps_s, eps_t, eps, paired, feats_s, feats_t, {"a": "A"}
+
+
+@pytest.mark.parametrize("w", [LossWeights(1.0, 1.0, 0.0), LossWeights(0.5, 2.0, 3.0), LossWeights(1.0, 0.0, 1.0)])
+def test_loss_composition(w):
+    eps_s, eps_t, eps, paired, fs, ft, layer_map = _loss_inputs()
+    out = distillation_loss(eps_s, eps_t, eps, paired, fs, ft, layer_map, w)
+    assert torch.allclose(out["out"], ((eps_s - eps_t) ** 2).mean())
+    assert torch.allclose(out["discrepancy"], ((eps_s - eps_t) ** 2).flatten(1).mean(1))
+    assert torch.allclose(out["discrepancy"].mean(), out["out"])
+    assert torch.allclose(out["feat"], ((fs["a"] - ft["A"]) ** 2).mean() if w.feat else torch.tensor(0.0))
+    assert torch.allclose(out["sd"], ((eps_s[paired] - eps[paired]) ** 2).mean() if w.sd else torch.tensor(0.0))
+    assert torch.allclose(out["total"], w.out * out["out"] + w.feat * out["feat"] + w.sd * out["sd"])
+
+
+def test_sd_loss_uses_only_paired_samples():
+    eps_s, eps_t, eps, paired, fs, ft, layer_map = _loss_inputs()
+    w = LossWeights(0.0, 0.0, 1.0)
+    base = distillation_loss(eps_s, eps_t, eps, paired, fs, ft, layer_map, w)["sd"]
+    changed = eps.clone()
+    changed[~paired] += 100.0
+    assert torch.equal(distillation_loss(eps_s, eps_t, changed, paired, fs, ft, layer_map, w)["sd"], base)
+    changed[paired] += 1.0
+    assert not torch.equal(distillation_loss(eps_s, eps_t, changed, paired, fs, ft, layer_map, w)["sd"], base)
+    none = distillation_loss(eps_s, eps_t, eps, torch.zeros_like(paired), fs, ft, layer_map, w)
+    assert none["sd"].item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_losses_are_fp32(dtype):
+    args = _loss_inputs(dtype)
+    out = distillation_loss(*args, LossWeights(1.0, 1.0, 1.0))
+    assert all(v.dtype == torch.float32 for v in out.values())
+    ref = distillation_loss(*(a.float() if a.is_floating_point() else a for a in args[:4]),
+                            {k: v.float() for k, v in args[4].items()}, {k: v.float() for k, v in args[5].items()},
+                            args[6], LossWeights(1.0, 1.0, 1.0))
+    assert torch.equal(out["total"], ref["total"])  # upcast first, then the same fp32 arithmetic
+
+
+def test_loss_gradient_reaches_student_only():
+    eps_s, eps_t, eps, paired, fs, ft, layer_map = _loss_inputs()
+    eps_s.requires_grad_(True)
+    fs["a"].requires_grad_(True)
+    eps_t.requires_grad_(True)
+    distillation_loss(eps_s, eps_t, eps, paired, fs, ft, layer_map, LossWeights(1, 1, 1))["total"].backward()
+    assert eps_s.grad is not None and fs["a"].grad is not None and eps_t.grad is None
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_json_round_trip(tmp_path):
+    config = DistillConfig(teacher="t", paired_cache="p", pool="q", method="kd", lr=1e-3, text_cache=None)
+    config.save(tmp_path / "c.json")
+    assert DistillConfig.load(tmp_path / "c.json") == config
+    with pytest.raises(ValueError, match="unknown distillation config fields: bogus"):
+        DistillConfig.from_dict({**config.to_dict(), "bogus": 1})
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"method": "ddpm"}, "method must be one of"), ({"null_prob": 1.5}, "null_prob"), ({"steps": 0}, "steps"),
+    ({"ema_decay": 1.0}, "ema_decay"), ({"channel_scale": 2.0}, "channel_scale"), ({"teacher": ""}, "--teacher"),
+    ({"l_out": 0.0, "l_feat": 0.0}, "nothing to train"),
+])
+def test_config_validation(change, match):
+    config = DistillConfig(teacher="t", paired_cache="p", pool="q")
+    with pytest.raises(ValueError, match=match):
+        DistillConfig(**{**config.to_dict(), **change}).validate()
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.mark.parametrize("method", ["kd", "rc"])
+def test_end_to_end_writes_every_artefact(paths, tmp_path, method):
+    out = tmp_path / "run"
+    assert distill(paths, out, "--method", method, "--steps", "4", "--sample-every", "2", "--checkpoint-limit", "1",
+                   text_cache=method == "rc") == 0
+    config = DistillConfig.load(out / "config.json")
+    assert config.method == method and config.steps == 4 and config.batch_size == 4
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    for r in records:
+        assert np.isfinite([r["loss"], r["out"], r["feat"]]).all() and r["nonfinite"] == 0
+        assert sum(r["region_counts"]) + round(r["null_frac"] * 4) == 4  # every shown condition counted
+        assert r["images_per_s"] > 0 and r["lr"] == config.lr
+    switched = sum(r["switched_frac"] for r in records)
+    assert switched == 0 if method == "kd" else switched > 0  # rc at lambda 5: P(no switch in 16) < 1e-3
+    csv = (out / "metrics.csv").read_text().splitlines()
+    assert len(csv) == 5 and "region_counts_2" in csv[0]
+    assert {p.name for p in (out / "samples").iterdir()} == {"step-0000002.png", "step-0000004.png"}
+    assert "finished at step 4" in (out / "log.txt").read_text()
+    (ckpt,) = list_checkpoints(out / "checkpoints")  # retention limit 1
+    assert ckpt.name == "step-0000004"
+    for part in ("student", "student_ema", "accelerator", "trainer_state.json", "rng-rank0.json"):
+        assert (ckpt / part).exists()
+    from diffusers import UNet2DConditionModel
+
+    student = UNet2DConditionModel.from_pretrained(ckpt / "student_ema")
+    assert student.config.layers_per_block == 1 and student.config.mid_block_type is None  # BK-SDM Small
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["data_cursor"]["cursor"] == 16
+    assert state["metrics_position"] == (out / "metrics.jsonl").stat().st_size
+
+
+def test_student_learns_teacher(paths, tmp_path):
+    out = tmp_path / "run"
+    assert distill(paths, out, "--steps", "30", "--batch-size", "8", "--lr", "1e-3", "--log-every", "10",
+                   "--checkpoint-every", "0") == 0
+    first, *_, last = [json.loads(line)["out"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert last < first
+
+
+RESUME_OPTIONS = ("--method", "rc", "--sampler", "region", "--grad-accum", "2", "--l-sd", "0.5",
+                  "--channel-scale", "0.5", "--log-every", "3", "--checkpoint-every", "2", "--sample-every", "2")
+
+
+def test_resume_is_exact(paths, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert distill(paths, straight, *RESUME_OPTIONS, "--steps", "6", text_cache=True) == 0
+    # an interrupted run: it got to step 5 but its newest checkpoint (step 4) is all that survives;
+    # its metrics and sample grid after step 4 must be redone
+    assert distill(paths, split, *RESUME_OPTIONS, "--steps", "5", text_cache=True) == 0
+    shutil.rmtree(split / "checkpoints" / "step-0000005")
+    assert len(metrics(split)) == 2  # steps 3 and 5
+    assert aria_cli.main(["distill", "--out", str(split), "--resume", "latest", "--steps", "6"]) == 0
+    a, b = straight / "checkpoints" / "step-0000006", split / "checkpoints" / "step-0000006"
+    for part in ("student", "student_ema", "accelerator"):
+        assert_same_tensors(tensors(a / part), tensors(b / part))
+    assert metrics(straight) == metrics(split)
+    assert json.loads((a / "trainer_state.json").read_text())["sampler"] == {"num_regions": 3}
+    assert json.loads((b / "rng-rank0.json").read_text()) == json.loads((a / "rng-rank0.json").read_text())
+
+
+def test_checkpoint_write_killed_midway_keeps_previous(paths, tmp_path, monkeypatch):
+    from diffusers.training_utils import EMAModel
+
+    out = tmp_path / "run"
+    assert distill(paths, out, "--steps", "2") == 0
+    before = tensors(out / "checkpoints" / "step-0000002" / "student")
+
+    def killed(self, path):
+        Path(path).mkdir(parents=True)
+        (Path(path) / "partial").write_bytes(b"\0" * 10)
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(EMAModel, "save_pretrained", killed)
+    assert distill(paths, out, "--resume", "latest", "--steps", "4") == 2
+    monkeypatch.undo()
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-0000002"]
+    assert (out / "checkpoints" / ".tmp-step-0000004").is_dir()  # the debris, ignored by loaders
+    assert_same_tensors(tensors(out / "checkpoints" / "step-0000002" / "student"), before)
+    # the previous checkpoint still resumes, and the next save clears the debris
+    assert distill(paths, out, "--resume", "latest", "--steps", "4") == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+
+
+def test_load_checkpoint_restores_ema(paths, tmp_path):
+    from accelerate import Accelerator
+    from diffusers import UNet2DConditionModel
+    from diffusers.training_utils import EMAModel
+
+    out = tmp_path / "run"
+    assert distill(paths, out, "--steps", "2", "--student-variant", "tiny") == 0
+    ckpt = out / "checkpoints" / "step-0000002"
+    unet = UNet2DConditionModel.from_pretrained(ckpt / "student")
+    ema = EMAModel([torch.zeros_like(p) for p in unet.parameters()], model_cls=UNet2DConditionModel,
+                   model_config=unet.config)
+    from aria_train.step import Student
+
+    accelerator = Accelerator()
+    accelerator.prepare(Student(unet), torch.optim.AdamW(Student(unet).parameters()))
+    state, generators = load_checkpoint(accelerator, ckpt, ema, [n for n, _ in unet.named_parameters()])
+    assert state["step"] == 2 and ema.optimization_step == 2 and "numpy" in generators
+    saved = tensors(ckpt / "student_ema")
+    names = [name for name, _ in unet.named_parameters()]
+    assert all(torch.equal(p, saved[n]) for n, p in zip(names, ema.shadow_params))
+
+
+# ---------------------------------------------------------------- non-finite losses
+
+
+def _nan_cache(paths: DistillPaths, root: Path, bad_rows) -> Path:
+    from aria_train.data.cache import TensorCache
+
+    cache = TensorCache(paths.paired)
+    sample = cache.get("sample").clone()
+    sample[list(bad_rows)] = float("nan")
+    with TensorCacheWriter(root / "nan") as writer:
+        writer.append(sample=sample, prompt_id=cache.get("prompt_id"))
+    return root / "nan"
+
+
+def test_nonfinite_step_is_skipped(paths, tmp_path):
+    out = tmp_path / "run"
+    cache = _nan_cache(paths, tmp_path, [5])
+    # one epoch of 16 samples in 4 steps of 4: exactly one step holds the NaN sample
+    assert aria_cli.main(paths.options(out, "--steps", "4", "--paired-cache", str(cache))) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["nonfinite"] == 1 and sum(r["skipped"] for r in records) == 1
+    assert [r["loss"] is None for r in records].count(True) == 1
+    student = tensors(out / "checkpoints" / "step-0000004" / "student")
+    assert all(torch.isfinite(v).all() for v in student.values())
+
+
+def test_too_many_nonfinite_aborts(paths, tmp_path, capsys):
+    out = tmp_path / "run"
+    cache = _nan_cache(paths, tmp_path, range(16))
+    assert aria_cli.main(paths.options(out, "--steps", "10", "--paired-cache", str(cache), "--max-nonfinite", "2")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("aria: error: 3 steps had a non-finite loss")
+    # aborted during step 3: the checkpoint of step 2 (--checkpoint-every 2) is the last one
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-0000002"]
+    assert "step 3: non-finite loss" in (out / "log.txt").read_text()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _corrupt_unet(paths, root):
+    teacher = root / "teacher"
+    shutil.copytree(paths.teacher, teacher)
+    (weights,) = (teacher / "unet").glob("*.safetensors")
+    weights.write_bytes(weights.read_bytes()[:100])
+    return ["--teacher", str(teacher)]
+
+
+def _teacher_without(part):
+    def make(paths, root):
+        teacher = root / "teacher"
+        shutil.copytree(paths.teacher, teacher)
+        shutil.rmtree(teacher / part)
+        return ["--teacher", str(teacher)]
+    return make
+
+
+def _pool(frame):
+    def make(paths, root):
+        frame.to_csv(root / "pool.csv", index=False)
+        return ["--pool", str(root / "pool.csv")]
+    return make
+
+
+def _paired(**tensors):
+    def make(paths, root):
+        with TensorCacheWriter(root / "paired") as writer:
+            writer.append(**tensors)
+        return ["--paired-cache", str(root / "paired")]
+    return make
+
+
+def _text_rows(rows):
+    def make(paths, root):
+        with TensorCacheWriter(root / "text") as writer:
+            writer.append(hidden=torch.zeros(rows, MAX_TOKENS, TEXT_WIDTH))
+        return ["--text-cache", str(root / "text")]
+    return make
+
+
+def _no_regions(paths, root):
+    pool_frame()[["text"]].to_csv(root / "pool.csv", index=False)
+    return ["--pool", str(root / "pool.csv"), "--sampler", "region"]
+
+
+BAD_INPUTS = {
+    "missing teacher": (lambda p, r: ["--teacher", str(r / "nowhere")], "teacher folder .* not found"),
+    "teacher without unet": (_teacher_without("unet"), "lacks unet/"),
+    "teacher without scheduler": (_teacher_without("scheduler"), "lacks scheduler/"),
+    "corrupt teacher weights": (_corrupt_unet, "cannot load teacher"),
+    "empty pool": (_pool(pool_frame().iloc[:0]), "empty"),
+    "pool without text": (_pool(pool_frame().rename(columns={"text": "caption"})), "no text column"),
+    "region sampler without regions": (_no_regions, "needs a region column"),
+    "paired cache without prompt ids": (_paired(sample=torch.zeros(4, 3, 16, 16)), "lacks the tensors prompt_id"),
+    "paired prompt id out of pool": (_paired(sample=torch.zeros(4, 3, 16, 16), prompt_id=torch.tensor([0, 1, 2, 12])),
+                                     "outside the pool"),
+    "paired channels": (_paired(sample=torch.zeros(4, 4, 16, 16), prompt_id=torch.zeros(4, dtype=torch.int64)),
+                        "takes 3 channels"),
+    "text cache rows": (_text_rows(11), "has 11 rows, the pool 12"),
+    "bad option value": (lambda p, r: ["--null-prob", "2"], "null_prob must be in"),
+    "resume without checkpoint": (lambda p, r: ["--resume", "latest"], "no checkpoint"),
+    "resume from missing path": (lambda p, r: ["--resume", str(r / "nowhere")], "not a checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_no_run_dir(paths, tmp_path, capsys, case):
+    make, match = BAD_INPUTS[case]
+    out = tmp_path / "run"
+    extra = make(paths, tmp_path)
+    assert distill(paths, out, "--steps", "2", *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("aria: error: "), err
+    import re
+
+    assert re.search(match, err[0]), err[0]
+    assert not out.exists()
+
+
+def test_bad_resume_leaves_run_untouched(paths, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert distill(paths, out, "--steps", "2", "--sampler", "region") == 0
+    snapshot = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    # a pool with K = 2 regions where the checkpoint's sampler had 3
+    frame = pool_frame()
+    frame["region"] = frame["region"].clip(upper=1)
+    frame.to_csv(tmp_path / "pool2.csv", index=False)
+    state_file = out / "checkpoints" / "step-0000002" / "trainer_state.json"
+    cases = [
+        (["--resume", "latest", "--steps", "4", "--pool", str(tmp_path / "pool2.csv")], "K mismatch"),
+        (["--resume", "latest", "--steps", "4", "--lr", "1"], "changed config: lr"),
+        (["--steps", "4"], "exists and is not empty"),
+    ]
+    for args, match in cases:
+        assert aria_cli.main(["distill", "--out", str(out), *args] if "--resume" in args else
+                             paths.options(out, *args)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
+    state_file.write_text("{not json")
+    assert aria_cli.main(["distill", "--out", str(out), "--resume", "latest", "--steps", "4"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    state_file.write_bytes(snapshot[state_file])
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == snapshot
+
+
+# ---------------------------------------------------------------- the step function
+
+
+def test_train_step_without_accelerator(paths):
+    from aria_train.batches import BatchStream, ConditionEncoder
+    from aria_train.conditions import make_sampler
+    from aria_train.inputs import load_inputs
+    from aria_train.models.students import feature_layer_map, make_student
+    from aria_train.step import StepModels, Student, train_step
+
+    config = DistillConfig(teacher=str(paths.teacher), paired_cache=str(paths.paired), pool=str(paths.pool),
+                           batch_size=3, student_variant="base")
+    inputs = load_inputs(config)
+    unet = make_student(inputs.teacher, "base")
+    models = StepModels(inputs.teacher, Student(unet), inputs.scheduler,
+                        feature_layer_map(dict(inputs.teacher.config), dict(unet.config)))
+    sampler = make_sampler("uniform", len(inputs.pool), None)
+    stream = BatchStream(config, inputs, sampler, ConditionEncoder(inputs, torch.device("cpu")), 0, 1, torch.device("cpu"))
+    batch = stream.next()
+    assert batch.x0.shape == (3, 3, 16, 16) and batch.hidden.shape == (3, MAX_TOKENS, TEXT_WIDTH)
+    losses = train_step(models, batch, LossWeights(1.0, 1.0, 0.0))
+    assert bool(losses["finite"]) and losses["discrepancy"].shape == (3,)
+    assert all(p.grad is not None for p in unet.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in inputs.teacher.parameters())
