@@ -60,6 +60,16 @@ def assign_regions(
     return torch.cat(labels).numpy().astype(np.int64) if labels else np.zeros(0, dtype=np.int64)
 
 
+def _fit_on_device(data: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """`data` as float32 on a CUDA `device` when that takes under half its free memory (each
+    Lloyd pass then reads it there instead of copying it over again); otherwise unchanged."""
+    device = torch.device(device)
+    if device.type != "cuda" or data.device == device:
+        return data
+    free, _ = torch.cuda.mem_get_info(device)
+    return data.to(device, torch.float32) if 4 * data.numel() < free // 2 else data
+
+
 def _kmeans_plus_plus(sample: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """Greedy k-means++ seeding (as scikit-learn): of 2 + log k candidates drawn by D^2
     sampling, keep the one that lowers the total squared distance most."""
@@ -97,12 +107,13 @@ def kmeans_regions(
     max(10000, 32 k), at most N). Then at most `iters` Lloyd iterations, each one pass over the
     data in batches of `batch_size` rows moved to `device` (distances by matmul; sums in
     float64 across batches), stopping when no label changes. A cluster left empty is re-seeded at the points
-    farthest from their centroids. The embeddings stay where they are (CPU memory is fine);
+    farthest from their centroids. On a CUDA device the embeddings are copied there once when
+    they take under half its free memory, else streamed from where they are (CPU memory is fine);
     results depend only on the data, k, `seed` and the device's arithmetic. The returned
     centroids are the means of the returned labels. ValueError if k < 1, k > N, or a region is
     still empty at the end (e.g. fewer than k distinct points).
     """
-    data = _as_float_tensor(embeddings)
+    data = _fit_on_device(_as_float_tensor(embeddings), device)
     n, dim = data.shape
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, N = {n}], got {k}")
