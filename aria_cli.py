@@ -23,6 +23,9 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     (None, "regions"): "aria_train.data.regions_cmd",
     (None, "world"): "aria_train.worlds.cli",
     (None, "distill"): "aria_train.distill",
+    (None, "teacher"): "aria_train.teacher",
+    (None, "cache"): "aria_train.cache_cmd",
+    (None, "eval"): "aria_train.evaluate",
 }
 GROUP_HELP = {"sim": "numerical checks of the tracker theory and allocation studies (no torch needed)"}
 

@@ -29,6 +29,12 @@ def make_ddim(scheduler_config: dict) -> DDIMScheduler:
     return DDIMScheduler.from_config(scheduler_config)
 
 
+def sample_shape(unet: UNet2DConditionModel) -> tuple[int, int, int]:
+    """(C, H, W) of one sample in the UNet's space (pixels or latents)."""
+    size = unet.config.sample_size
+    return (unet.config.in_channels, size, size)
+
+
 def seeded_noise(shape: Sequence[int], seeds: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal noise (len(seeds), *shape) on the CPU; row i depends only on seeds[i]."""
     rows = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s)), dtype=torch.float32) for s in seeds]
@@ -98,6 +104,29 @@ def sample(
             x = scheduler.step(pred, t, x, eta=0.0).prev_sample
         results.append(x.float().cpu())
     return torch.cat(results)
+
+
+def sample_texts(
+    unet: UNet2DConditionModel,
+    scheduler_config: dict,
+    tokenizer,
+    text_encoder,
+    texts: Sequence[str],
+    seeds: Sequence[int],
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``sample`` for prompt strings: encodes them (and the null prompt "") with the frozen text
+    stack, which must be on the UNet's device; one sample's shape is the UNet's
+    (in_channels, sample_size, sample_size)."""
+    from aria_train.text import encode_prompts
+
+    device = unet.device
+    cond, _ = encode_prompts(tokenizer, text_encoder, list(texts), device)
+    uncond, _ = encode_prompts(tokenizer, text_encoder, [""], device)
+    return sample(unet, scheduler_config, cond, uncond, seeds, sample_shape(unet), steps, guidance, batch_size, progress)
 
 
 @torch.no_grad()
