@@ -51,7 +51,10 @@ What was checked (by hand, then numerically in tests/test_bounds.py):
   S = a sigma^2/(2-a) + c delta^2 (2 - p a) / (p^2 a^2 (2-a)): the noise part does not depend on
   p (the estimate is frozen between observations), and p = 1 gives f(a). Because C_s >= 0 on
   every path, constant drift is the worst case for the second moment among all drift
-  independent of the noise, even drift that depends on the observation times.
+  independent of the noise, even drift that depends on the observation times. From e_0 = 0 the
+  worst-case second moment rises monotonically to S (reverse time: the observation indicators
+  are i.i.d., so e_t's drift and noise parts grow in distribution with t), so S bounds E e_t^2
+  at every t, not only in the limit.
 * §5.8 running mean under a trend d_t = delta: after t observations the mean error is
   -delta (t-1)/2 (unbounded lag) and the MSE delta^2 (t-1)^2/4 + sigma^2/t.
 
@@ -261,7 +264,7 @@ def irregular_steady_mse(a: ArrayLike, sigma: ArrayLike, delta: ArrayLike, p: Ar
 
     Under constant drift +delta and noise variance sigma^2 it is exact; it bounds the steady-state
     MSE for any drift independent of the noise (|d| <= delta) and noise variance <= sigma^2.
-    p = 1 gives :func:`steady_state_mse`."""
+    p = 1 gives :func:`steady_state_mse`. From e_0 = 0 it bounds E e_t^2 at every t."""
     a, p, delta = np.asarray(a, float), np.asarray(p, float), np.asarray(delta, float)
     c = p * (1 - a) ** 2 + 1 - p
     mu = irregular_steady_mean(a, delta, p)

@@ -8,7 +8,8 @@ and checks each bound of `aria_theory.bounds` whose assumptions hold in that cel
   every_path       |e_t| <= envelope over the realised steps (bounded noise), all paths and steps
   mse              E e_T^2 <= exact worst-case second moment (any drift independent of the noise)
   rmse_adaptive    sqrt(E e_T^2) <= bias + noise sd (Minkowski; p = 1, where steps are fixed)
-  steady_state     E e_T^2 <= f(a) (p = 1) or the exact irregular steady state (constant start)
+  steady_state     E e_T^2 <= f(a) (p = 1) or the exact irregular steady state (constant start,
+                   e_0 = 0, from where the worst-case MSE rises monotonically to it)
   subgaussian      P(|e_T| > bound) <= eta (sub-Gaussian noise; per path, given the steps)
   freedman         P(|e_T| > bound) <= eta (bounded noise)
   *_all            the same with ln(2 K T/eta') for all K paths and T steps at once
