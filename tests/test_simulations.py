@@ -1,0 +1,182 @@
+"""The simulators' own invariants (allocation budget, oracle, reproducibility, valid pi), the rates
+study against theory, and every figure script on tiny settings."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import aria_cli
+from paper_figures import __main__ as figures_main
+from simulations import allocation_sim as sim
+from simulations import rates
+
+TINY = sim.SimConfig(steps=40, batch=16, log_every=10)
+POLICIES = ["rc", "uniform", "aria:beta=2:eps=0.1:a=0.2", "aria:iw=1", "exp3", "doremi:eta=0.01", "oracle"]
+
+
+def test_every_policy_gets_the_same_update_budget():
+    specs = [sim.PolicySpec.parse(p) for p in POLICIES]
+    study = sim.run_study(["imbalanced", "high_floor"], specs, [0, 1], TINY)
+    assert len(study.runs) == 2 * 2 * len(specs)
+    for run in study.runs.values():
+        assert run.samples == TINY.steps * TINY.batch
+        assert run.counts.sum() == TINY.steps * TINY.batch
+        assert run.pi.shape == (TINY.steps, 16)
+    rows = {(r["scenario"], r["seed"]) for r in study.final}
+    for key in rows:  # one final row per metric for every policy: nobody skipped or repeated
+        policies = [r["policy"] for r in study.final if (r["scenario"], r["seed"]) == key and r["metric"] == "mean"]
+        assert sorted(policies) == sorted(s.label for s in specs)
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**31 - 1), policy=st.sampled_from(POLICIES),
+       scenario=st.sampled_from(sorted(sim.SCENARIOS)), switch=st.sampled_from([0.0, 0.2, 1.0]))
+def test_pi_is_always_a_valid_distribution_above_the_floors(seed, policy, scenario, switch):
+    world = sim.build_world(scenario, seed)
+    spec = sim.PolicySpec.parse(policy)
+    config = dataclasses.replace(TINY, switch=switch)
+    reference = world.initial if spec.kind == "doremi" else None
+    run = sim.simulate(world, config, spec, seed, reference)
+    floors = spec.build(world, reference).floors
+    assert np.isfinite(run.pi).all() and (run.pi >= 0).all()
+    np.testing.assert_allclose(run.pi.sum(axis=1), 1.0, atol=1e-9)
+    assert (run.pi >= floors - 1e-12).all()
+    assert (run.discrepancy >= world.floor - 1e-12).all()  # D never goes below its floor
+
+
+def test_oracle_never_worse_than_random_on_one_reducible_region():
+    """Case where it must hold: K = 4 equal-share regions, all allocatable (switch = 1), only region
+    0 has discrepancy (1, floor 0; the others 0 forever), no transfer, forgetting or process noise.
+    The final mean discrepancy is exp(-r n_0 / B) / 4 for every policy, n_0 = draws of region 0, so
+    the oracle is worse than uniform (= RC here) only if it drew region 0 less often. The oracle's
+    pi_0 is exactly 1 - eps + eps/4 = 0.85 at every step, uniform's 0.25, so n_0 ~ Binomial(400,
+    0.85) vs Binomial(400, 0.25); failure needs n_0 <= 200 for the oracle or >= 200 for uniform,
+    probability computed below (6e-27 per seed: the false-failure rate over 5 seeds is < 1e-25)."""
+    k, steps, batch = 4, 50, 8
+    world = sim.World(shares=np.full(k, 0.25), seen=np.ones(k, bool), initial=np.array([1.0, 0, 0, 0]),
+                      floor=np.zeros(k), rate=np.full(k, 0.1), transfer=np.eye(k))
+    config = sim.SimConfig(steps=steps, batch=batch, switch=1.0, log_every=steps)
+    n = steps * batch
+    false_failure = stats.binom.cdf(n // 2, n, 0.85) + stats.binom.sf(n // 2 - 1, n, 0.25)
+    assert 5 * false_failure < 1e-25
+    for seed in range(5):
+        oracle = sim.simulate(world, config, sim.PolicySpec.parse("oracle:beta=1:eps=0.2"), seed)
+        np.testing.assert_allclose(oracle.pi[:, 0], 0.85, rtol=1e-12)
+        for random_policy in ("uniform", "rc"):
+            other = sim.simulate(world, config, sim.PolicySpec.parse(random_policy), seed)
+            assert world.metrics(oracle.final)["mean"] <= world.metrics(other.final)["mean"]
+            assert oracle.counts[0] > other.counts[0]
+
+
+def _allocation_cli(out, seeds="2"):
+    return aria_cli.main(["sim", "allocation", "--scenarios", "imbalanced,balanced", "--policies",
+                          "rc,uniform,aria:beta=1:eps=0.2:a=0.05,exp3,doremi:eta=0.01,oracle", "--seeds", seeds,
+                          "--steps", "30", "--batch", "8", "--log-every", "10", "--out", str(out)])
+
+
+def test_same_seed_gives_identical_csv(tmp_path, capsys):
+    assert _allocation_cli(tmp_path / "a") == 0
+    assert _allocation_cli(tmp_path / "b") == 0
+    names = ["allocation_history.csv", "allocation_regions.csv", "allocation_final.csv", "allocation_config.json"]
+    for name in names:
+        first, second = (tmp_path / d / name for d in "ab")
+        assert first.stat().st_size > 0 and first.read_bytes() == second.read_bytes(), name
+    assert "paired ratio to RC" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--scenarios", "nowhere"], ["--policies", "aria:gamma=1"],
+                                  ["--policies", "bandit"], ["--seeds", "0"]])
+def test_allocation_cli_rejects_bad_input(argv, tmp_path, capsys):
+    assert aria_cli.main(["sim", "allocation", *argv, "--out", str(tmp_path)]) == 2
+    assert "aria: error:" in capsys.readouterr().err
+
+
+RATES_TINY = rates.RatesConfig(paths=200, window=1000, num_steps_grid=7, p_grid=(0.05, 0.1, 0.25, 0.5, 1.0),
+                               running_mean_steps=400)
+
+
+def test_observation_probability_slope_is_minus_two_thirds():
+    """Tolerance 0.1 on the fitted slope of log MSE on log p. At these p the exact steady-state MSE
+    has slope about -0.687 (the -2/3 law is asymptotic). The Monte Carlo standard error of the
+    slope follows from the per-point relative standard errors (independent points); the test
+    requires the remaining margin to exceed 4.5 of them, so a false failure has probability
+    < 1e-5 under the normal approximation (the seed is fixed, so the test is deterministic)."""
+    rows, summary = rates.observation_sweep(RATES_TINY, np.random.default_rng(0))
+    log_p = np.log([r["p"] for r in rows])
+    weights = (log_p - log_p.mean()) / np.square(log_p - log_p.mean()).sum()
+    slope_se = np.sqrt(np.sum(np.square(weights * [r["se"] / r["mse"] for r in rows])))
+    bias = abs(summary["p_slope_theory"] + 2 / 3)
+    assert bias < 0.03 and 0.1 - bias > 4.5 * slope_se
+    assert abs(summary["p_slope"] + 2 / 3) < 0.1
+
+
+def test_step_sweep_matches_theory_and_optima():
+    """Worst-case drift: measured steady-state MSE = f(a) within 6 standard errors at every a
+    (9 Bonferroni-corrected points: false-failure rate < 2e-8 under the normal approximation).
+    The reference constants are ordered as the theory says."""
+    rows, s = rates.step_sweep(RATES_TINY, np.random.default_rng(1))
+    for row in rows:
+        assert abs(row["mse"] - row["theory"]) < 6 * row["se"] + 1e-12, row
+    assert s["minimax_lower_bound"] < s["f_at_a_star"] <= s["f_closed_form"]
+    assert s["kalman_mse"] <= min(r["theory"] for r in rows if r["drift"] == "random_walk") + 1e-12
+    a = sorted({r["a"] for r in rows})
+    assert a[0] < s["kalman_gain"] and a[-1] > s["a_star_exact"]  # the grid spans both optima
+
+
+def test_running_mean_lag_grows_while_tracker_stays_bounded():
+    rows, s = rates.running_mean_study(RATES_TINY, np.random.default_rng(2))
+    run_mean = [r for r in rows if r["tracker"] == "running_mean"]
+    assert s["running_mean_final_mse"] > 30 * s["tracker_final_mse"]  # theory: 74 after 400 steps
+    late = [r for r in run_mean if r["t"] >= 100]
+    # theory delta^2 (t-1)^2/4 + sigma^2/t: relative error of a mean of 200 paths is small here
+    assert all(abs(r["mse"] / r["theory"] - 1) < 0.3 for r in late)
+
+
+FIGURE_CONFIGS = {
+    "fig_tracking_envelope": lambda m: dataclasses.replace(m.CONFIG, paths=200, steps=60),
+    "fig_coverage": lambda m: dataclasses.replace(m.CONFIG, paths=2000, steps=60),
+    "fig_step_size": lambda m: dataclasses.replace(RATES_TINY, paths=50, window=200, num_steps_grid=5),
+    "fig_observation_rate": lambda m: dataclasses.replace(RATES_TINY, paths=50, window=200, p_grid=(0.1, 0.3, 1.0)),
+    "fig_running_mean": lambda m: dataclasses.replace(RATES_TINY, paths=50, running_mean_steps=200),
+    "fig_allocation_policies": lambda m: m.Config(scenarios=("imbalanced", "balanced"),
+                                                  policies=("rc", "uniform", "aria", "doremi:eta=0.01"),
+                                                  seeds=2, sim=sim.SimConfig(steps=30, batch=8, log_every=30)),
+    "fig_allocation_pi": lambda m: dataclasses.replace(m.CONFIG, sim=sim.SimConfig(steps=60, batch=8, log_every=10)),
+}
+
+
+def test_every_figure_script_is_covered():
+    assert sorted(FIGURE_CONFIGS) == figures_main.figure_modules()
+
+
+@pytest.mark.parametrize("name", sorted(FIGURE_CONFIGS))
+def test_figure_computes_and_writes_png_and_pdf(name, tmp_path, monkeypatch):
+    module = __import__(f"paper_figures.{name}", fromlist=["main"])
+    assert module.__doc__.strip().splitlines()[0].endswith(".")  # the caption's first line
+    monkeypatch.setattr(module, "CONFIG", FIGURE_CONFIGS[name](module))
+    paths = module.main(tmp_path)
+    assert sorted(p.suffix for p in paths) == [".pdf", ".png"]
+    assert all(p.is_file() and p.stat().st_size > 1000 for p in paths)
+
+
+def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
+    """With --data, the figures plot the CSVs of `aria sim rates` / `aria sim allocation`."""
+    data = tmp_path / "data"
+    assert _allocation_cli(data / "allocation", seeds="2") == 0
+    rows = rates.run_rates(dataclasses.replace(RATES_TINY, paths=30, window=200, num_steps_grid=3,
+                                               p_grid=(0.1, 0.3, 1.0), running_mean_steps=200))
+    rates.write_rates(rows, data / "rates")
+    for name in ("fig_step_size", "fig_observation_rate", "fig_running_mean", "fig_allocation_policies",
+                 "fig_allocation_pi"):
+        module = __import__(f"paper_figures.{name}", fromlist=["main"])
+        monkeypatch.setattr(module, "CONFIG", FIGURE_CONFIGS[name](module))
+        monkeypatch.setattr(sim, "run_study", None)  # would raise if the figure recomputed
+        for study in ("step_sweep", "observation_sweep", "running_mean_study"):
+            monkeypatch.setattr(rates, study, None)
+        paths = module.main(tmp_path / "out", data)
+        assert all(p.stat().st_size > 1000 for p in paths)
