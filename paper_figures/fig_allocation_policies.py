@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from paper_figures.common import plt, read_csv, save
 from simulations import allocation_sim as sim
@@ -74,6 +75,8 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
                 values = ratio[metric].xs(policy, level="policy").to_numpy()
                 ax.barh(yi, values.mean() - 1, left=1, height=0.7, color=_colour(policy), alpha=0.8)
                 ax.plot(values, np.full(values.shape, yi), "o", ms=2.5, color="k", alpha=0.7)
+            ax.xaxis.set_major_locator(MaxNLocator(3))
+            ax.ticklabel_format(axis="x", useOffset=False)
             if row == 0:
                 ax.set_title(title)
             if row == len(scenarios) - 1:
