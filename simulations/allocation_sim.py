@@ -442,7 +442,7 @@ QUICK = SimConfig(steps=600, batch=32, log_every=20)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma-separated scenarios (%(default)s); " +
-                        "; ".join(f"{k}: {v[1]}" for k, v in SCENARIOS.items()))
+                        "; ".join(f"{k}: {v[1]}" for k, v in SCENARIOS.items()).replace("%", "%%"))
     parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                         help="comma-separated policies, each kind[:key=value...] with kinds "
                         "rc, uniform, aria (beta, eps, a = tracker step, iw = 1 for importance "

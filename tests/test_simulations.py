@@ -89,6 +89,14 @@ def test_same_seed_gives_identical_csv(tmp_path, capsys):
     assert "paired ratio to RC" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["allocation", "rates"])
+def test_help_shows_units_and_defaults(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        aria_cli.main(["sim", command, "--help"])
+    assert done.value.code == 0
+    assert "default" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv", [["--scenarios", "nowhere"], ["--policies", "aria:gamma=1"],
                                   ["--policies", "bandit"], ["--seeds", "0"]])
 def test_allocation_cli_rejects_bad_input(argv, tmp_path, capsys):
