@@ -47,7 +47,7 @@ def fixed_timestep_errors(
     if not timesteps or min(timesteps) < 0 or max(timesteps) >= limit:
         raise ValueError(f"timesteps must lie in [0, {limit}), got {list(timesteps)}")
     device = next(iter(models.values())).device if models else reference.device
-    abar = scheduler.alphas_cumprod.to(torch.float64)
+    abar = scheduler.alphas_cumprod.detach().cpu().double()  # add_noise may have moved it to a GPU
     t_all = torch.tensor(list(timesteps), dtype=torch.long)
     errors = {name: torch.empty(n, num_t, dtype=torch.float64) for name in models}
     for start in range(0, n, batch_size):

@@ -16,7 +16,8 @@ x0 estimate, which keeps the first, nearly pure-noise, steps stable.
 Writes OUT/ (atomically: built under a temporary name, renamed when done):
     unet/ (EMA weights, safetensors, float16 by default)  text_encoder/  tokenizer/
     scheduler/  world.json  teacher_config.json  teacher_report.json  train_log.jsonl
-    checkpoint/ (raw weights, AdamW and LR state: not needed to use the teacher; don't ship it)
+    checkpoint/ (unet_raw/ non-EMA weights, training_state.pt with AdamW, LR schedule and EMA
+                 states: not needed to use the teacher; don't ship it)
 teacher_report.json holds the final denoising loss of the EMA weights on the held-out prompts
 (rendered images, fixed timesteps and noise), the attribute accuracy of DDIM + CFG samples of
 held-out prompts per region and per group (mean, worst region), and how much storing the
@@ -54,7 +55,7 @@ class TeacherConfig:
     text_heads: int = field(default=4, metadata=_doc("heads", "text encoder attention heads"))
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = field(
         default="squaredcos_cap_v2", metadata=_doc("choice", "DDPM beta schedule (T = 1000); cosine suits 32x32 pixels"))
-    steps: int = field(default=12000, metadata=_doc("optimizer steps", "training length"))
+    steps: int = field(default=8000, metadata=_doc("optimizer steps", "training length"))
     batch_size: int = field(default=256, metadata=_doc("images", "batch per device"))
     lr: float = field(default=3e-4, metadata=_doc("1/step", "AdamW peak learning rate"))
     lr_schedule: Literal["cosine", "constant"] = field(default="cosine", metadata=_doc("choice", "after warm-up: cosine decay to 0, or constant"))

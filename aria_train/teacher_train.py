@@ -84,6 +84,7 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data workers fork after the first tokenisation
     world_config = WorldConfig.load(config.world) if config.world else WorldConfig()
     world = World(world_config)
     unet, tokenizer, text_encoder, scheduler = build_teacher(config, world)
@@ -153,7 +154,8 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     from aria_train.atomic_dir import atomic_output_dir
 
     with atomic_output_dir(out, overwrite) as tmp:
-        accelerator.save_state(str(tmp / "checkpoint"))
+        bare = accelerator.unwrap_model(unet, keep_fp32_wrapper=False)  # plain fp32 forward from here on
+        save_checkpoint(tmp / "checkpoint", bare, optimizer, lr_scheduler, ema)
         ema.copy_to(bare.parameters())
         bare.eval()
         report = evaluate_teacher(bare, tokenizer, text_encoder, scheduler, world, config)
@@ -164,6 +166,13 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
         (tmp / "teacher_report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     return report
+
+
+def save_checkpoint(folder: Path, unet: UNet2DConditionModel, optimizer, lr_scheduler, ema) -> None:
+    """The end-of-training state: raw (non-EMA) weights, AdamW, LR schedule and EMA states."""
+    unet.save_pretrained(folder / "unet_raw", safe_serialization=True)
+    torch.save({"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+                "ema": ema.state_dict()}, folder / "training_state.pt")
 
 
 def write_teacher_folder(folder: Path, unet: UNet2DConditionModel, tokenizer, text_encoder, scheduler: DDPMScheduler,

@@ -83,7 +83,12 @@ def test_teacher_folder_is_complete_and_loadable(setup):
     groups = {g["group"]: g for g in report["accuracy"]["groups"]}
     assert set(groups) == {"seen", "unseen", "under", "all"}
     assert groups["unseen"]["regions"] == 1 and groups["unseen"]["worst_region"] == "red triangle"
-    assert (teacher / "checkpoint").is_dir() and not list(teacher.parent.glob(".teacher.tmp-*"))
+    raw = UNet2DConditionModel.from_pretrained(teacher / "checkpoint" / "unet_raw")
+    state = torch.load(teacher / "checkpoint" / "training_state.pt", weights_only=False)
+    assert set(state) == {"optimizer", "lr_scheduler", "ema"} and state["ema"]["optimization_step"] == 3
+    # the shipped weights are the EMA, not the raw weights
+    assert not all(torch.equal(a.half().float(), b) for a, b in zip(raw.parameters(), unet.parameters()))
+    assert not list(teacher.parent.glob(".teacher.tmp-*"))
 
 
 def test_teacher_refuses_existing_output_and_bad_config(setup, capsys):
