@@ -54,7 +54,10 @@ class ConditionEncoder:
 
         self.pool, self.cache, self.device = inputs.pool, inputs.text_cache, device
         self.tokenizer, self.encoder = inputs.tokenizer, inputs.text_encoder
-        self.null = encode_prompts(self.tokenizer, self.encoder, [""], device)[0]  # (1, L, D)
+        # encode where the encoder lives (the caller moved it to `device`; torch may spell a
+        # device "cpu" or "cpu:0", which encode_prompts would tell apart)
+        self.encoder_device = next(self.encoder.parameters()).device
+        self.null = encode_prompts(self.tokenizer, self.encoder, [""], self.encoder_device)[0].to(device)  # (1, L, D)
         if self.cache is not None and self.cache.shape(TEXT_TENSOR)[1] != self.null.shape[1]:
             raise ValueError(f"text cache {self.cache.directory}: {self.cache.shape(TEXT_TENSOR)[1]} tokens per prompt, "
                              f"the teacher's tokenizer pads to {self.null.shape[1]}")
@@ -68,7 +71,8 @@ class ConditionEncoder:
             if self.cache is not None:
                 rows = self.cache.get(TEXT_TENSOR, prompt_ids[real]).to(self.device, torch.float32)
             else:
-                rows = encode_prompts(self.tokenizer, self.encoder, self.pool.texts(prompt_ids[real]), self.device)[0]
+                texts = self.pool.texts(prompt_ids[real])
+                rows = encode_prompts(self.tokenizer, self.encoder, texts, self.encoder_device)[0].to(self.device)
             hidden[torch.from_numpy(real).to(self.device)] = rows
         return hidden
 

@@ -6,8 +6,10 @@ of their captions, and a prompt pool. Per sample: t ~ U{0..T-1}, noise from the 
 scheduler, the condition from RC's switch (method rc) and null-text dropout; the loss is
 l_out * MSE(eps_S, eps_T) + l_feat * feature MSEs + l_sd * MSE(eps_S, eps)[paired].
 
-Run it under `accelerate launch [--multi_gpu] [--mixed_precision bf16] -m aria_cli distill ...`
-for data parallelism and mixed precision (mixed precision only comes from the accelerator).
+Run it under `accelerate launch [--multi_gpu --num_processes N] [--mixed_precision bf16] -m aria_cli
+distill ...` for data parallelism and mixed precision (mixed precision only comes from the
+accelerator). On CPUs, `ACCELERATE_USE_CPU=true torchrun --standalone --nproc_per_node N -m aria_cli
+distill ...` runs the same data-parallel code over gloo.
 Writes OUT/config.json, log.txt, metrics.jsonl (+ metrics.csv), samples/ and checkpoints/;
 `--resume latest` continues a run exactly where its newest checkpoint left it.
 """
