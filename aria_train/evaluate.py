@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps of the samples (default: %(default)s)")
     parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance of the samples (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of noise and samples (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="prompts per sampling batch; the discrepancy "
+                        "passes hold batch-size / len(timesteps) prompts (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 

@@ -19,7 +19,8 @@ Writes OUT/ (atomically: built under a temporary name, renamed when done):
     checkpoint/ (unet_raw/ non-EMA weights, training_state.pt with AdamW, LR schedule and EMA
                  states: not needed to use the teacher; don't ship it)
 teacher_report.json holds the final denoising loss of the EMA weights on the held-out prompts
-(rendered images, fixed timesteps and noise), the attribute accuracy of DDIM + CFG samples of
+(rendered images, fixed timesteps and noise; also with the null prompt instead, which shows how
+much the teacher uses the text), the attribute accuracy of DDIM + CFG samples of
 held-out prompts per region and per group (mean, worst region), and how much storing the
 weights in float16 changes the predictions.
 
@@ -53,6 +54,7 @@ class TeacherConfig:
     text_hidden: int = field(default=64, metadata=_doc("features", "text encoder width = UNet cross-attention width"))
     text_layers: int = field(default=2, metadata=_doc("layers", "text encoder transformer layers"))
     text_heads: int = field(default=4, metadata=_doc("heads", "text encoder attention heads"))
+    train_text_encoder: bool = field(default=False, metadata=_doc("flag", "train the text encoder with the UNet (then freeze it); off: the seeded random encoder stays frozen"))
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = field(
         default="squaredcos_cap_v2", metadata=_doc("choice", "DDPM beta schedule (T = 1000); cosine suits 32x32 pixels"))
     steps: int = field(default=8000, metadata=_doc("optimizer steps", "training length"))
@@ -122,6 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         hint = hints[f.name]
         if getattr(hint, "__origin__", None) is Literal:
             kwargs["choices"] = get_args(hint)
+        elif hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
         elif getattr(hint, "__origin__", None) is list:
             kwargs.update(nargs="+", type=int)
         else:

@@ -67,6 +67,8 @@ def build_teacher(config: TeacherConfig, world: World):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         unet = UNet2DConditionModel(**unet_config)
+    if config.train_text_encoder:
+        text_encoder.train().requires_grad_(True)
     return unet, tokenizer, text_encoder, make_scheduler(config)
 
 
@@ -93,22 +95,24 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     text_encoder.to(device)
+    trained = [unet, text_encoder] if config.train_text_encoder else [unet]
     workers = config.workers if config.workers >= 0 else (GPU_WORKERS if device.type == "cuda" else 0)
     loader = torch.utils.data.DataLoader(
         WorldBatches(world, tokenizer, config.batch_size, config.seed, accelerator.process_index),
         batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers else None, persistent_workers=workers > 0)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  fused=device.type == "cuda")
+    params = [p for model in trained for p in model.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda")
     lr_scheduler = get_scheduler(config.lr_schedule if config.lr_schedule == "cosine" else "constant_with_warmup",
                                  optimizer, num_warmup_steps=config.warmup_steps * accelerator.num_processes,
                                  num_training_steps=config.steps * accelerator.num_processes)
-    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
-    bare = accelerator.unwrap_model(unet)
-    ema = EMAModel(bare.parameters(), decay=config.ema_decay, foreach=True)
+    *models, optimizer, lr_scheduler = accelerator.prepare(*trained, optimizer, lr_scheduler)
+    unet, encoder = models[0], models[-1] if config.train_text_encoder else text_encoder
+    bare = [accelerator.unwrap_model(m) for m in models]
+    ema = EMAModel([p for m in bare for p in m.parameters()], decay=config.ema_decay, foreach=True)
     ema.to(device)
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + accelerator.process_index)
-    null_hidden = text_encoder(input_ids=tokenize(tokenizer, [""]).to(device)).last_hidden_state
+    null_ids = tokenize(tokenizer, [""]).to(device)
     num_t = scheduler.config.num_train_timesteps
 
     log, loss_sum, loss_count, start = [], torch.zeros((), device=device), 0, time.time()
@@ -118,21 +122,21 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     for step in bar:
         ids, images = next(batches)
         x0 = to_model_space(images.to(device, non_blocking=True))
-        with torch.no_grad():
-            hidden = text_encoder(input_ids=ids.to(device, non_blocking=True)).last_hidden_state
         drop = torch.rand(len(ids), device=device, generator=generator) < config.null_prob
-        hidden = torch.where(drop[:, None, None], null_hidden, hidden)
+        ids = torch.where(drop[:, None], null_ids, ids.to(device, non_blocking=True))  # null text for CFG
+        with torch.set_grad_enabled(config.train_text_encoder):
+            hidden = encoder(input_ids=ids).last_hidden_state
         noise = torch.randn(x0.shape, device=device, generator=generator)
         t = torch.randint(0, num_t, (len(ids),), device=device, generator=generator)
         pred = unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=hidden).sample
         loss = F.mse_loss(pred.float(), noise)
         accelerator.backward(loss)
         if config.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        ema.step(bare.parameters())
+        ema.step([p for m in bare for p in m.parameters()])
         loss_sum += loss.detach()
         loss_count += 1
         if step % config.log_every == 0 or step == config.steps:
@@ -154,15 +158,16 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     from aria_train.atomic_dir import atomic_output_dir
 
     with atomic_output_dir(out, overwrite) as tmp:
-        bare = accelerator.unwrap_model(unet, keep_fp32_wrapper=False)  # plain fp32 forward from here on
-        save_checkpoint(tmp / "checkpoint", bare, optimizer, lr_scheduler, ema)
-        ema.copy_to(bare.parameters())
-        bare.eval()
-        report = evaluate_teacher(bare, tokenizer, text_encoder, scheduler, world, config)
+        bare = [accelerator.unwrap_model(m, keep_fp32_wrapper=False) for m in models]  # plain fp32 forward from here on
+        save_checkpoint(tmp / "checkpoint", bare[0], optimizer, lr_scheduler, ema)
+        ema.copy_to([p for m in bare for p in m.parameters()])
+        unet, text_encoder = bare[0].eval(), bare[-1] if config.train_text_encoder else text_encoder
+        text_encoder.eval().requires_grad_(False)  # frozen from now on, as aria_train.text expects
+        report = evaluate_teacher(unet, tokenizer, text_encoder, scheduler, world, config)
         report.update(train_seconds=train_seconds, steps_per_s=config.steps / train_seconds,
-                      final_train_loss=log[-1]["loss"], parameters=sum(p.numel() for p in bare.parameters()),
+                      final_train_loss=log[-1]["loss"], parameters=sum(p.numel() for p in unet.parameters()),
                       device=str(device), mixed_precision=accelerator.mixed_precision, world_size=accelerator.num_processes)
-        write_teacher_folder(tmp, bare, tokenizer, text_encoder, scheduler, world_config, config)
+        write_teacher_folder(tmp, unet, tokenizer, text_encoder, scheduler, world_config, config)
         (tmp / "teacher_report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     return report
@@ -209,11 +214,14 @@ def evaluate_teacher(unet: UNet2DConditionModel, tokenizer, text_encoder, schedu
     rounded = copy.deepcopy(unet).to(getattr(torch, config.save_dtype)).float()
     seeds = [config.seed + i for i in range(len(heldout))]  # held-out row i always uses seed + i
     errors = fixed_timestep_errors({"loss": unet}, scheduler, x0, hidden, seeds, config.eval_timesteps)["loss"]
+    null, _ = encode_prompts(tokenizer, text_encoder, [""], device)
+    unconditional = fixed_timestep_errors({"null": unet}, scheduler, x0, null.expand(len(heldout), -1, -1), seeds,
+                                          config.eval_timesteps)["null"]
     change = fixed_timestep_errors({"saved": rounded}, scheduler, x0, hidden, seeds, config.eval_timesteps,
                                    reference=unet)["saved"]
     loss_regions = region_means(heldout, pd.DataFrame({"loss": errors.mean(1).numpy()}))
     report = {
-        "eval_loss": {"all": float(errors.mean()), "per_timestep": dict(zip(map(str, config.eval_timesteps), errors.mean(0).tolist())),
+        "eval_loss": {"all": float(errors.mean()), "null_text": float(unconditional.mean()), "per_timestep": dict(zip(map(str, config.eval_timesteps), errors.mean(0).tolist())),
                       "groups": summarise_groups(loss_regions, "loss", "max").to_dict("records"),
                       "per_region": loss_regions.to_dict("records")},
         "save_dtype": config.save_dtype,
