@@ -66,11 +66,9 @@ def build_config(args: argparse.Namespace) -> DistillConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+    from aria_train.model_io import quiet_libraries
 
-    diffusers_logging.disable_progress_bar()  # per-file load/save bars would drown the training bar
-    transformers_logging.disable_progress_bar()
+    quiet_libraries()  # per-file load/save bars would drown the training bar
     try:
         train(build_config(args), Path(args.out), args.resume)
     except NonFiniteAbort as err:
@@ -215,6 +213,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
                 write_checkpoint()
     finally:
         run_dir.close()
+        run_dir.export_csv()  # also after an abort, so the CSV holds every record written
     run_dir.log(f"finished at step {step}; EMA student in {run_dir.checkpoints}/step-{step:07d}/student_ema")
     accelerator.end_training()
     return out

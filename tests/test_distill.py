@@ -1,6 +1,7 @@
 """The distillation trainer: losses, config, exact resumption, atomic checkpoints, bad input,
 non-finite losses and end-to-end `aria distill` runs, on tiny CPU fixtures (tests/fixtures_train.py)."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -376,8 +377,6 @@ def test_bad_input_is_one_line_exit_2_and_no_run_dir(paths, tmp_path, capsys, ca
     assert distill(paths, out, "--steps", "2", *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("aria: error: "), err
-    import re
-
     assert re.search(match, err[0]), err[0]
     assert not out.exists()
 
