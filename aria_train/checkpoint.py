@@ -138,7 +138,7 @@ def check_checkpoint(path: Path, num_processes: int) -> dict:
     if missing:
         raise ValueError(f"{path} is not a complete checkpoint for {num_processes} process(es): missing {', '.join(missing)}")
     state = read_json(path / TRAINER_STATE)
-    keys = {"step", "sampler", "nonfinite", "metrics_position", "data_cursor", "config"}
+    keys = {"step", "sampler", "nonfinite", "metrics_position", "data_cursor", "tally", "config"}
     if not isinstance(state, dict) or not keys <= set(state):
         raise ValueError(f"{path / TRAINER_STATE} is corrupt: expected the keys {', '.join(sorted(keys))}")
     return state
