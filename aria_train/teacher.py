@@ -3,8 +3,12 @@
 The teacher learns epsilon prediction on (prompt, image) pairs rendered on the fly uniformly over
 the WHOLE world (every region, unseen and underrepresented ones included: the teacher knows
 what the students will be asked about), with 10% null-text dropout for classifier-free guidance.
-The frozen text stack is the world's word-level tokenizer and a seeded random CLIP text encoder
-(aria_train.text), fixed before training, as SD's CLIP is.
+The text stack is the world's word-level tokenizer and a small CLIP text encoder (aria_train.text)
+drawn from a seed. With no pretrained encoder to start from, the encoder is by default trained
+together with the UNet, as GLIDE trains its text transformer from scratch, and frozen from then
+on: students, caches and evaluation see a fixed encoder, exactly as with SD's CLIP.
+(--no-train-text-encoder keeps the random encoder frozen throughout; in a 16x16, 800-step CPU
+comparison neither variant had learned the attributes yet, so the choice is not yet measured.)
 
 Noise schedule: DDPM with T = 1000 and the cosine schedule (squaredcos_cap_v2, Nichol &
 Dhariwal 2021). At 32x32 pixels the linear schedule of DDPM destroys the image too early (its
@@ -54,7 +58,7 @@ class TeacherConfig:
     text_hidden: int = field(default=64, metadata=_doc("features", "text encoder width = UNet cross-attention width"))
     text_layers: int = field(default=2, metadata=_doc("layers", "text encoder transformer layers"))
     text_heads: int = field(default=4, metadata=_doc("heads", "text encoder attention heads"))
-    train_text_encoder: bool = field(default=False, metadata=_doc("flag", "train the text encoder with the UNet (then freeze it); off: the seeded random encoder stays frozen"))
+    train_text_encoder: bool = field(default=True, metadata=_doc("flag", "train the text encoder with the UNet, then freeze it (off: the seeded random encoder stays frozen)"))
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = field(
         default="squaredcos_cap_v2", metadata=_doc("choice", "DDPM beta schedule (T = 1000); cosine suits 32x32 pixels"))
     steps: int = field(default=8000, metadata=_doc("optimizer steps", "training length"))
@@ -135,7 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from aria_train.atomic_dir import check_free
+    from aria_train.model_io import quiet_libraries
     from aria_train.teacher_train import train_teacher
+
+    quiet_libraries()
 
     config = TeacherConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TeacherConfig)}).validate()
     check_free(args.out, args.overwrite)

@@ -22,7 +22,7 @@ from aria_train.atomic_dir import atomic_output_dir
 from aria_train.data.cache import TensorCache
 from aria_train.inputs import load_teacher
 from aria_train.teacher_train import to_model_space
-from aria_train.text import encode_prompts
+from aria_train.text import build_text_encoder, encode_prompts
 from aria_train.worlds import World, WorldConfig
 
 WORLD = {
@@ -70,6 +70,10 @@ def test_teacher_folder_is_complete_and_loadable(setup):
     teacher, _ = setup
     unet, scheduler, tokenizer, text_encoder = load_teacher(teacher)
     assert scheduler.config.beta_schedule == "squaredcos_cap_v2" and scheduler.config.num_train_timesteps == 1000
+    # The text encoder was trained with the UNet (it left its seeded initialisation) and is frozen now.
+    initial = build_text_encoder(len(tokenizer), hidden=8, layers=1, heads=2, max_length=tokenizer.model_max_length)
+    assert not torch.equal(initial.get_input_embeddings().weight, text_encoder.get_input_embeddings().weight)
+    assert not any(p.requires_grad for p in text_encoder.parameters())
     assert unet.config.block_out_channels == [8, 16] and unet.config.cross_attention_dim == 8
     assert WorldConfig.load(teacher / "world.json") == WorldConfig(**WORLD)
     with safe_open(teacher / "unet" / "diffusion_pytorch_model.safetensors", "pt") as f:
