@@ -251,6 +251,16 @@ def test_eval_end_to_end(setup, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "unseen (1 regions)" in printed and "red triangle" in printed
 
+    # Clean images from the teacher's own samples instead of renders; no sampling of students.
+    out2 = tmp_path / "eval2"
+    assert run_cli("eval", "--teacher", teacher, "--student", copy, "--heldout", root / "heldout.parquet",
+                   "--out", out2, "--x0", "teacher", "--samples-per-region", "0", "--steps", "2",
+                   "--max-per-region", "1") == 0
+    results = json.loads((out2 / "results.json").read_text())
+    assert results["x0"] == "teacher" and results["prompts"] == 9 and results["accuracy"] == {}
+    assert all(r["all"] == 0.0 and r["n"] == 1 for r in results["discrepancy"]["copy"]["per_region"])
+    assert not list(out2.glob("*.png")) and not (out2 / "accuracy.csv").exists()
+
 
 def test_eval_bad_inputs_leave_nothing(setup, tmp_path, capsys):
     teacher, root = setup
