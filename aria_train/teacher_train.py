@@ -94,6 +94,8 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     device = accelerator.device
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolution kernels once
+    unet.to(device)  # before the optimizer is built, so (fused) AdamW sees the device's parameters
     text_encoder.to(device)
     trained = [unet, text_encoder] if config.train_text_encoder else [unet]
     workers = config.workers if config.workers >= 0 else (GPU_WORKERS if device.type == "cuda" else 0)
