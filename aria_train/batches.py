@@ -32,6 +32,7 @@ class Batch:
     prompt_ids: np.ndarray  # (B,) int64 pool row of the condition, -1 = null text
     regions: np.ndarray  # (B,) int64 region of the condition, -1 = null text or no regions
     switched: np.ndarray  # (B,) bool, caption replaced by a drawn prompt
+    weights: torch.Tensor | None = None  # (B,) float32 loss weights (ARIA's unbiased mode), None = all 1
 
 
 def make_generators(seed: int, rank: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -112,16 +113,24 @@ class BatchStream:
         t = self.rng.integers(0, self.T, size=b, dtype=np.int64)
         prompt_ids, paired, switched = random_conditioning(
             self.paired_prompt_ids[rows], t, self.T, self.sampler, self.rng, self.config.switch_schedule,
-            self.config.switch_lambda, self.config.null_prob, enabled=self.config.method == "rc")
+            self.config.switch_lambda, self.config.null_prob, enabled=self.config.method != "kd")
         x0 = self.paired.get("sample", rows).to(torch.float32)
         noise = torch.randn(x0.shape, generator=self.noise_generator, dtype=torch.float32)
         regions = np.full(b, -1, dtype=np.int64)
+        real = prompt_ids != NULL_PROMPT
         if self.pool.regions is not None:
-            real = prompt_ids != NULL_PROMPT
             regions[real] = self.pool.regions[prompt_ids[real]]
+        weights = None
+        if self.config.aria_unbiased:
+            # A switched sample's loss is weighted by q_k / pi_k of its drawn region; one whose
+            # condition was then nulled keeps weight 1 (its loss does not depend on the draw).
+            drawn = switched & real
+            weights = np.ones(b)
+            weights[drawn] = self.sampler.loss_weights(regions[drawn])
+            weights = torch.from_numpy(weights).to(self.device, torch.float32)
         return Batch(x0=x0.to(self.device), noise=noise.to(self.device), timesteps=torch.from_numpy(t).to(self.device),
                      hidden=self.encoder(prompt_ids), paired=torch.from_numpy(paired).to(self.device),
-                     prompt_ids=prompt_ids, regions=regions, switched=switched)
+                     prompt_ids=prompt_ids, regions=regions, switched=switched, weights=weights)
 
     def state(self) -> dict:
         return {"cursor": self.cursor}

@@ -7,7 +7,8 @@
         student_ema/         the EMA of the student, EMAModel.save_pretrained (its step count
                              and decay in the config)
         rng-rank{R}.json     process R's explicit generators (numpy data/condition draws, torch
-                             noise), so every rank resumes its exact stream
+                             noise), so every rank resumes its exact stream, and R's own copy of
+                             the sampler state (equal on every rank; kept to check that it is)
         trainer_state.json   step, sampler state, non-finite counter, metrics position, config
                              (written last)
 

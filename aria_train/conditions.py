@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from aria_theory.allocation import sample_regions
+
 NULL_PROMPT = -1  # prompt id standing for the null text ""
 
 
@@ -60,6 +62,11 @@ class ConditionSampler(ABC):
         """Values to log with the training metrics (e.g. allocation, estimates). Default none."""
         return {}
 
+    def loss_weights(self, regions: np.ndarray) -> np.ndarray:
+        """Loss weight of each drawn prompt given its region (n,); 1 unless a sampler corrects
+        its draw by importance weighting."""
+        return np.ones(len(regions))
+
 
 class UniformPoolSampler(ConditionSampler):
     """RC: every pool prompt equally likely."""
@@ -99,14 +106,26 @@ class RegionIndex:
         return self.order[self.starts[regions] + offsets]
 
 
-class RegionUniformSampler(ConditionSampler):
-    """Ablation: region k uniform over the K regions, then a prompt uniformly within k."""
+class RegionPolicySampler(ConditionSampler):
+    """Region k ~ ``probabilities()``, then a prompt uniformly within k (aria_theory's
+    ``sample_regions``, so two samplers with the same pi draw exactly the same prompts)."""
 
     def __init__(self, regions: np.ndarray, num_regions: int | None = None):
         self.index = RegionIndex(regions, num_regions)
 
+    @abstractmethod
+    def probabilities(self) -> np.ndarray:
+        """The current distribution over regions, (K,) float64."""
+
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.index.draw_within(rng.integers(0, self.index.num_regions, size=n), rng)
+        return self.index.draw_within(sample_regions(self.probabilities(), n, rng), rng)
+
+
+class RegionUniformSampler(RegionPolicySampler):
+    """Ablation: region k uniform over the K regions, then a prompt uniformly within k."""
+
+    def probabilities(self) -> np.ndarray:
+        return np.full(self.index.num_regions, 1.0 / self.index.num_regions)
 
     def state_dict(self) -> dict:
         return {"num_regions": self.index.num_regions}

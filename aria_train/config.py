@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args, get_type_hints
 
-METHODS = ("kd", "rc")
+METHODS = ("kd", "rc", "aria")
 SAMPLERS = ("uniform", "region")
 VARIANTS = ("base", "small", "tiny")
 SCHEDULES = ("exp", "sigmoid")
@@ -51,8 +51,17 @@ class DistillConfig:
     paired_cache: str = field(default="", metadata=_doc('path', 'TensorCache folder of teacher samples: tensors `sample` (N,C,H,W) and `prompt_id` (N,) = pool row of the caption'))
     pool: str = field(default="", metadata=_doc('path', 'prompt pool file (txt/jsonl/csv/parquet; `text`, optional `region` column)'))
     text_cache: str | None = field(default=None, metadata=_doc('path', 'optional TensorCache folder with `hidden` (M,L,D), row i = pool row i; absent: prompts are encoded on the fly'))
-    method: Literal["kd", "rc"] = field(default="rc", metadata=_doc('choice', 'kd: paired captions only (BK-SDM); rc: random conditioning, captions replaced with probability p(t)'))
-    sampler: Literal["uniform", "region"] = field(default="uniform", metadata=_doc('choice', 'how rc draws a replacing prompt: uniform over the pool (RC) or a uniform region then a uniform prompt in it'))
+    method: Literal["kd", "rc", "aria"] = field(default="rc", metadata=_doc('choice', 'kd: paired captions only (BK-SDM); rc: random conditioning, captions replaced with probability p(t); aria: rc whose replacing prompts come from regions drawn by the tracker-driven allocation'))
+    sampler: Literal["uniform", "region"] = field(default="uniform", metadata=_doc('choice', 'how rc draws a replacing prompt: uniform over the pool (RC) or a uniform region then a uniform prompt in it (ablation); not used by kd and aria'))
+    aria_beta: float = field(default=1.0, metadata=_doc('exponent', 'aria: region weights w_k = m_k^beta of the tracked discrepancies m (0 = region-uniform)'))
+    aria_tau: float = field(default=0.0, metadata=_doc('discrepancy units', 'aria: > 0 uses softmax(m / tau) weights instead of m^beta'))
+    aria_eps: float = field(default=0.2, metadata=_doc('fraction', 'aria: floor, pi = (1 - eps) w / sum(w) + eps u, so every region keeps >= eps u_k'))
+    aria_base: Literal["uniform", "shares"] = field(default="uniform", metadata=_doc('choice', "aria: the floor's distribution u, uniform over regions or RC's prompt shares"))
+    aria_step: str = field(default="0.05", metadata=_doc('per observation', "aria: tracker step a in (0, 1] (a_n = max(1/n, a)), or 'auto' (sigma and delta estimated online)"))
+    aria_warmup: int = field(default=50, metadata=_doc('optimizer steps', "aria: steps drawn as RC (prompt shares) while the tracker warms up"))
+    aria_normalise: Literal["timestep", "none"] = field(default="timestep", metadata=_doc('choice', 'aria: divide each observed discrepancy by the running mean of its timestep bin, or not'))
+    aria_timestep_bins: int = field(default=10, metadata=_doc('bins', 'aria: equal-width timestep bins of the normalisation'))
+    aria_unbiased: bool = field(default=False, metadata=_doc('flag', "aria: weight a drawn sample's loss by q_k / pi_k (q = RC's region shares), keeping RC's expected gradient"))
     student_variant: Literal["base", "small", "tiny"] = field(default="small", metadata=_doc('choice', 'BK-SDM student architecture derived from the teacher'))
     channel_scale: float = field(default=1.0, metadata=_doc('fraction', "student channel width relative to the teacher's, in (0, 1]"))
     steps: int = field(default=1000, metadata=_doc('optimizer steps', 'length of the run, counting resumed steps'))
@@ -105,12 +114,37 @@ class DistillConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.channel_scale > 1.0:
             raise ValueError(f"channel_scale must be <= 1, got {self.channel_scale}")
+        if self.aria_step != "auto":
+            try:
+                step = float(self.aria_step)
+            except ValueError:
+                raise ValueError(f"aria_step must be a number in (0, 1] or 'auto', got {self.aria_step!r}") from None
+            if not 0.0 < step <= 1.0:
+                raise ValueError(f"aria_step must be in (0, 1] or 'auto', got {self.aria_step}")
+        for name in ("aria_beta", "aria_tau", "aria_warmup"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.aria_eps <= 1.0:
+            raise ValueError(f"aria_eps must be in [0, 1], got {self.aria_eps}")
+        if self.aria_timestep_bins < 1:
+            raise ValueError(f"aria_timestep_bins must be >= 1, got {self.aria_timestep_bins}")
+        if self.aria_unbiased and self.method != "aria":
+            raise ValueError("aria_unbiased applies to --method aria only")
         if self.l_out + self.l_feat + self.l_sd == 0:
             raise ValueError("all loss weights are 0: nothing to train")
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def aria_options(self, grad_accum_batches: int):
+        """The AriaOptions of this config; the warm-up counted in observed micro-batches."""
+        from aria_train.aria_sampler import AriaOptions
+
+        return AriaOptions(beta=self.aria_beta, tau=self.aria_tau, eps=self.aria_eps,
+                           step="auto" if self.aria_step == "auto" else float(self.aria_step), base=self.aria_base,
+                           warmup_batches=self.aria_warmup * grad_accum_batches, normalise=self.aria_normalise,
+                           timestep_bins=self.aria_timestep_bins, unbiased=self.aria_unbiased)
 
     @classmethod
     def from_dict(cls, data: dict) -> "DistillConfig":

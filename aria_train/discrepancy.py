@@ -6,8 +6,9 @@ timestep ``t_j``, the noise is row j of ``seeded_noise((J, C, H, W), [seeds[i] +
 only on (seeds[i], j), never on the batch size, the device or the model, so every model evaluated sees exactly the
 same noisy inputs ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``. The error of a model is the
 per-element mean squared difference (mean over C, H, W) between its prediction and a target:
-the true noise (denoising loss) or a reference model's prediction (teacher-student discrepancy
-||eps_T - eps_S||^2 / (C H W)). Predictions are conditional (no guidance, no null text).
+the exact target of the scheduler's prediction type (denoising loss: the noise for epsilon
+models, v for v-prediction ones) or a reference model's prediction (teacher-student
+discrepancy ||out_T - out_S||^2 / (C H W), in the teacher's prediction space). Predictions are conditional (no guidance, no null text).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from aria_train.sampling import seeded_noise
+from aria_train.targets import prediction_target
 
 DEFAULT_TIMESTEPS = (100, 300, 500, 700, 900)
 NOISE_OFFSET = 1_000_003
@@ -36,7 +38,7 @@ def fixed_timestep_errors(
     """{name: errors (N, J) float64 on the CPU}, J = len(timesteps), per model of ``models``.
 
     ``x0`` (N, C, H, W) and ``hidden`` (N, L, D) are on the CPU or the models' device; the
-    target is ``reference``'s prediction when given, else the true noise. All models must be on
+    target is ``reference``'s prediction when given, else the exact target (aria_train.targets). All models must be on
     one device; they are evaluated in their own dtype with float32 inputs cast to it.
     ``batch_size`` is in prompts: one forward pass holds batch_size x J noisy samples.
     """
@@ -61,7 +63,11 @@ def fixed_timestep_errors(
         x_t = (a.sqrt() * clean + (1 - a).sqrt() * eps).float().to(device)
         cond = hidden[start:stop].float().repeat_interleave(num_t, dim=0).to(device)
         t = t.to(device)
-        target = eps.to(device) if reference is None else _predict(reference, x_t, t, cond)
+        if reference is None:
+            truth = prediction_target(scheduler.config.prediction_type, abar, clean, eps, t.cpu())
+            target = truth.to(device)
+        else:
+            target = _predict(reference, x_t, t, cond)
         for name, model in models.items():
             diff = _predict(model, x_t, t, cond) - target
             errors[name][start:stop] = diff.pow(2).flatten(1).mean(1).view(b, num_t).cpu()

@@ -1,9 +1,10 @@
-"""Distil a teacher UNet into a BK-SDM student by KD or random conditioning (RC).
+"""Distil a teacher UNet into a BK-SDM student by KD, random conditioning (RC) or ARIA.
 
 The same trainer serves the embedded pixel-space world and Stable Diffusion (latent space): it
 reads a teacher folder (diffusers layout), a paired cache of teacher samples with the pool rows
 of their captions, and a prompt pool. Per sample: t ~ U{0..T-1}, noise from the teacher's DDPM
-scheduler, the condition from RC's switch (method rc) and null-text dropout; the loss is
+scheduler, the condition from RC's switch (methods rc and aria; aria draws the replacing
+prompt's region from its tracker, aria_train.aria_sampler) and null-text dropout; the loss is
 l_out * MSE(eps_S, eps_T) + l_feat * feature MSEs + l_sd * MSE(eps_S, eps)[paired].
 
 Run it under `accelerate launch [--multi_gpu --num_processes N] [--mixed_precision bf16] -m aria_cli
@@ -44,10 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict = {"default": None, "help": f"{f.metadata['help']}{unit} ({default})"}
         if get_origin(hint) is Literal:
             kwargs["choices"] = get_args(hint)
+        elif hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
         elif hint in (int, float):
             kwargs["type"], kwargs["metavar"] = hint, "N" if hint is int else "X"
         else:
-            kwargs["metavar"] = "PATH"
+            kwargs["metavar"] = "PATH" if f.metadata["unit"] == "path" else "VALUE"
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
@@ -84,6 +87,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
     from diffusers import UNet2DConditionModel
     from diffusers.training_utils import EMAModel
 
+    from aria_train.aria_sampler import AriaSampler
     from aria_train.batches import BatchStream, ConditionEncoder
     from aria_train.checkpoint import (check_checkpoint, generator_state, load_checkpoint, resolve_resume,
                                        restore_generators, save_checkpoint)
@@ -109,7 +113,11 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
         if changed:
             raise ValueError(f"cannot resume {checkpoint} exactly with a changed config: {'; '.join(changed)}")
     pool = inputs.pool
-    sampler = make_sampler(config.sampler, len(pool), pool.regions)
+    if config.method == "aria":
+        sampler = AriaSampler(pool.regions, int(inputs.scheduler.config.num_train_timesteps),
+                              config.aria_options(config.grad_accum), pool.num_regions)
+    else:
+        sampler = make_sampler(config.sampler, len(pool), pool.regions)
     if state is not None:
         sampler.load_state_dict(state["sampler"])
 
@@ -165,7 +173,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
                          "metrics_position": run_dir.metrics_position(), "data_cursor": stream.state(),
                          "tally": tally.state_dict(), "config": config.to_dict()}
         path = save_checkpoint(accelerator, run_dir.checkpoints, step, bare.unet, ema, trainer_state,
-                               generator_state(stream.rng, stream.noise_generator), config.checkpoint_limit)
+                               {**generator_state(stream.rng, stream.noise_generator), "sampler": sampler.state_dict()},
+                               config.checkpoint_limit)
         run_dir.export_csv()
         run_dir.log(f"checkpoint {path}")
 

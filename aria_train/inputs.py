@@ -14,6 +14,7 @@ import numpy as np
 from aria_train.config import DistillConfig
 from aria_train.data.cache import TensorCache
 from aria_train.data.pool import PromptPool
+from aria_train.targets import check_prediction_type
 
 if TYPE_CHECKING:  # torch-side types, imported lazily at run time
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -63,8 +64,7 @@ def load_teacher(folder: Path):
         raise
     except Exception as err:  # diffusers/transformers/safetensors raise many types for bad files
         raise ValueError(f"cannot load teacher {folder}: {_first_line(err)}") from None
-    if scheduler.config.prediction_type != "epsilon":
-        raise ValueError(f"teacher {folder}: prediction type {scheduler.config.prediction_type!r}, only epsilon is supported")
+    check_prediction_type(scheduler.config.prediction_type, f"teacher {folder}")
     if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
         raise ValueError(f"teacher {folder}: text encoder width {text_encoder.config.hidden_size} != UNet "
                          f"cross_attention_dim {unet.config.cross_attention_dim}")
@@ -89,8 +89,9 @@ def load_inputs(config: DistillConfig) -> Inputs:
     """Load and cross-check teacher, pool, paired cache and optional text cache."""
     unet, scheduler, tokenizer, text_encoder = load_teacher(Path(config.teacher))
     pool = PromptPool.from_file(config.pool)
-    if config.sampler == "region" and pool.regions is None:
-        raise ValueError(f"--sampler region needs a region column in the pool {config.pool}")
+    if (config.method == "aria" or (config.method == "rc" and config.sampler == "region")) and pool.regions is None:
+        what = "--method aria" if config.method == "aria" else "--sampler region"
+        raise ValueError(f"{what} needs a region column in the pool {config.pool} (aria regions makes one)")
 
     paired = _open_cache(config.paired_cache, "paired cache", PAIRED_TENSORS)
     sample_shape = paired.shape("sample")[1:]

@@ -2,8 +2,10 @@
 
     L = l_out * MSE(eps_S, eps_T) + l_feat * sum_blocks MSE(f_S, f_T) + l_sd * MSE(eps_S, eps)[paired]
 
-The per-sample output discrepancy ``||eps_T - eps_S||^2 / D`` (D = C*H*W elements, so its batch
-mean is exactly L_out) is returned as well: it is what a region tracker observes.
+"eps" stands for the model output in the teacher's prediction space (the noise for SD v1.x, v
+for v-prediction teachers; aria_train.targets), and the denoising target is that space's exact
+target. The per-sample output discrepancy ``||eps_T - eps_S||^2 / D`` (D = C*H*W elements, so
+its batch mean is exactly L_out) is returned as well: it is what a region tracker observes.
 """
 from __future__ import annotations
 
@@ -25,32 +27,40 @@ class LossWeights:
 def distillation_loss(
     eps_student: torch.Tensor,
     eps_teacher: torch.Tensor,
-    eps_true: torch.Tensor,
+    target: torch.Tensor,
     paired_mask: torch.Tensor,
     student_feats: dict[str, torch.Tensor],
     teacher_feats: dict[str, torch.Tensor],
     layer_map: dict[str, str],
     weights: LossWeights,
     projections: nn.ModuleDict | None = None,
+    sample_weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss terms for one batch of N samples, all float32 whatever the inputs' dtype.
 
-    ``eps_*`` (N, C, H, W): student and teacher predictions and the noise actually added;
+    ``eps_*`` (N, C, H, W): student and teacher predictions; ``target``: the exact denoising target;
     ``paired_mask`` (N,) bool: samples still showing their own caption (L_sd uses only these;
     0 when there are none); features by module name, matched through ``layer_map`` (student
     name -> teacher name). ``feat`` and ``sd`` are not computed (reported as 0) when their
     weight is 0; ``out`` always is, the discrepancy being its per-sample form.
+    ``sample_weights`` (N,) reweight each sample's output and feature terms (ARIA's unbiased
+    mode: a weighted mean, sum_i w_i l_i / N, so weights of mean 1 keep the loss's scale);
+    None is the plain mean. The discrepancy is never weighted.
     Returns ``total``, ``out``, ``feat``, ``sd`` (scalars) and ``discrepancy`` (N,, detached).
     """
     student = eps_student.float()
     teacher = eps_teacher.float().detach()
     per_sample = (student - teacher).square().flatten(1).mean(1)
     zero = student.new_zeros(())
-    out = per_sample.mean()
-    feat = feature_kd_loss(student_feats, teacher_feats, layer_map, projections) if weights.feat else zero
+    if sample_weights is None:
+        out = per_sample.mean()
+    else:
+        sample_weights = sample_weights.to(student.device, torch.float32)
+        out = (sample_weights * per_sample).mean()
+    feat = feature_kd_loss(student_feats, teacher_feats, layer_map, projections, sample_weights) if weights.feat else zero
     sd = zero
     paired_mask = paired_mask.to(student.device, torch.bool)
     if weights.sd and paired_mask.any():
-        sd = (student[paired_mask] - eps_true[paired_mask].float()).square().mean()
+        sd = (student[paired_mask] - target[paired_mask].float()).square().mean()
     total = weights.out * out + weights.feat * feat + weights.sd * sd
     return {"total": total, "out": out, "feat": feat, "sd": sd, "discrepancy": per_sample.detach()}

@@ -1,8 +1,8 @@
 """DDIM sampling with classifier-free guidance, seeded per sample, plus image helpers.
 
 Assumptions and units:
-- The model predicts what its scheduler config says (``prediction_type``, epsilon for every
-  teacher this project makes); the DDIM scheduler is built from that same config, so the
+- The model predicts what its scheduler config says (``prediction_type``: epsilon or
+  v_prediction); the DDIM scheduler is built from that same config, so the
   pixel-space embedded world and a latent-space Stable Diffusion folder share one code path.
 - Pixel-space samples live in [-1, 1], channel-first (N, C, H, W). Latent samples are returned
   as latents; ``decode_latents`` turns them into pixels with a VAE, only for viewing.

@@ -14,6 +14,7 @@ from torch import nn
 from aria_train.batches import Batch
 from aria_train.losses import LossWeights, distillation_loss
 from aria_train.models.feature_kd import FeatureHooks, unwrap_model
+from aria_train.targets import prediction_target
 
 
 class Student(nn.Module):
@@ -63,10 +64,12 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
                                      encoder_hidden_states=batch.hidden.to(teacher_dtype)).sample
     with _hooks(student.unet, models.layer_map.keys(), use_feat) as student_hooks:
         eps_student = models.student(noisy, batch.timesteps, encoder_hidden_states=batch.hidden).sample
+    target = prediction_target(
+        models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod, batch.x0, batch.noise, batch.timesteps)
     losses = distillation_loss(
-        eps_student, eps_teacher, batch.noise, batch.paired,
+        eps_student, eps_teacher, target, batch.paired,
         student_hooks.features if use_feat else {}, teacher_hooks.features if use_feat else {},
-        models.layer_map, weights, student.projections)
+        models.layer_map, weights, student.projections, batch.weights)
     finite = torch.isfinite(losses["total"].detach()).reshape(1)
     if accelerator is not None:
         finite = accelerator.gather(finite).all()

@@ -1,6 +1,7 @@
 """Train the embedded world's teacher (a text-conditioned 32x32 pixel UNet) and write its folder.
 
-The teacher learns epsilon prediction on (prompt, image) pairs rendered on the fly uniformly over
+The teacher learns v-prediction (aria_train.targets says why; --prediction-type epsilon is the
+other choice) on (prompt, image) pairs rendered on the fly uniformly over
 the WHOLE world (every region, unseen and underrepresented ones included: the teacher knows
 what the students will be asked about), with 10% null-text dropout for classifier-free guidance.
 The text stack is the world's word-level tokenizer and a small CLIP text encoder (aria_train.text)
@@ -59,6 +60,8 @@ class TeacherConfig:
     text_layers: int = field(default=2, metadata=_doc("layers", "text encoder transformer layers"))
     text_heads: int = field(default=4, metadata=_doc("heads", "text encoder attention heads"))
     train_text_encoder: bool = field(default=True, metadata=_doc("flag", "train the text encoder with the UNet, then freeze it (off: the seeded random encoder stays frozen)"))
+    prediction_type: Literal["v_prediction", "epsilon"] = field(
+        default="v_prediction", metadata=_doc("choice", "what the UNet predicts; v weights the high noise levels where the prompt matters (aria_train.targets)"))
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = field(
         default="squaredcos_cap_v2", metadata=_doc("choice", "DDPM beta schedule (T = 1000); cosine suits 32x32 pixels"))
     steps: int = field(default=8000, metadata=_doc("optimizer steps", "training length"))
@@ -75,7 +78,7 @@ class TeacherConfig:
     eval_per_region: int = field(default=24, metadata=_doc("prompts", "held-out prompts per region sampled for the attribute accuracy"))
     eval_steps: int = field(default=25, metadata=_doc("DDIM steps", "sampling steps of the evaluation samples"))
     eval_guidance: float = field(default=7.5, metadata=_doc("scale", "classifier-free guidance of the evaluation samples"))
-    eval_timesteps: list[int] = field(default_factory=lambda: [100, 300, 500, 700, 900], metadata=_doc("timesteps", "where the held-out denoising loss is measured"))
+    eval_timesteps: list[int] = field(default_factory=lambda: [100, 300, 500, 700, 900, 980], metadata=_doc("timesteps", "where the held-out denoising loss is measured"))
     log_every: int = field(default=200, metadata=_doc("optimizer steps", "between log lines"))
     workers: int = field(default=-1, metadata=_doc("processes", "data-rendering workers; -1: 6 on a GPU, 0 (in-process) on the CPU"))
 

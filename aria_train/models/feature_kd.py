@@ -105,8 +105,12 @@ def feature_kd_loss(
     teacher_feats: Mapping[str, torch.Tensor],
     layer_map: Mapping[str, str],
     projections: nn.ModuleDict | None = None,
+    sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sum over mapped layers of mean-squared error, in float32 (BK-SDM / RC's L_feat).
+
+    With ``sample_weights`` (N,), each layer's error is the weighted mean over samples of the
+    per-sample mean squared error, sum_i w_i e_i / N.
 
     `layer_map` is student name -> teacher name; a student feature is first passed through
     `projections[projection_key(name)]` when present. Teacher features are detached.
@@ -120,7 +124,10 @@ def feature_kd_loss(
             student = _project(projections[key], student).float()
         if student.shape != teacher.shape:
             raise ValueError(f"feature {s_name} {tuple(student.shape)} vs {t_name} {tuple(teacher.shape)}; a projection is needed")
-        term = F.mse_loss(student, teacher, reduction="mean")
+        if sample_weights is None:
+            term = F.mse_loss(student, teacher, reduction="mean")
+        else:
+            term = (sample_weights * (student - teacher).square().flatten(1).mean(1)).mean()
         total = term if total is None else total + term
     if total is None:
         raise ValueError("layer_map is empty")
