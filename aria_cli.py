@@ -26,6 +26,8 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     (None, "teacher"): "aria_train.teacher",
     (None, "cache"): "aria_train.cache_cmd",
     (None, "eval"): "aria_train.evaluate",
+    (None, "report"): "aria_train.report",
+    (None, "experiment"): "aria_train.experiment",
 }
 GROUP_HELP = {"sim": "numerical checks of the tracker theory and allocation studies (no torch needed)"}
 

@@ -47,9 +47,11 @@ class ConditionSampler(ABC):
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Pool row indices (n,) int64 of n replacing prompts."""
 
-    def observe(self, region_ids: np.ndarray, values: np.ndarray, timesteps: np.ndarray) -> None:
+    def observe(self, region_ids: np.ndarray, values: np.ndarray, timesteps: np.ndarray,
+                switched: np.ndarray | None = None) -> None:
         """Per-sample discrepancies ``values`` (n,) of samples conditioned on prompts of
-        ``region_ids`` (n,) at ``timesteps`` (n,), gathered over all ranks. Default: ignored."""
+        ``region_ids`` (n,) at ``timesteps`` (n,), gathered over all ranks; ``switched`` (n,)
+        says which samples showed a drawn prompt (None: all). Default: ignored."""
 
     def state_dict(self) -> dict:
         return {}
@@ -87,16 +89,21 @@ class RegionIndex:
         regions = np.asarray(regions)
         if regions.ndim != 1 or regions.size == 0:
             raise ValueError("region labels must be a non-empty 1-D array")
-        if regions.min() < 0:
-            raise ValueError(f"region labels must be >= 0, got {regions.min()}")
-        self.num_regions = int(regions.max()) + 1 if num_regions is None else int(num_regions)
-        if regions.max() >= self.num_regions:
-            raise ValueError(f"region label {regions.max()} out of range for K = {self.num_regions}")
+        low, high = int(regions.min()), int(regions.max())
+        if low < 0:
+            raise ValueError(f"region labels must be >= 0, got {low}")
+        self.num_regions = high + 1 if num_regions is None else int(num_regions)
+        if high >= self.num_regions:
+            raise ValueError(f"region label {high} out of range for K = {self.num_regions}")
         self.sizes = np.bincount(regions, minlength=self.num_regions).astype(np.int64)
         if (self.sizes == 0).any():
             empty = np.flatnonzero(self.sizes == 0)
             raise ValueError(f"regions without prompts in the pool: {empty[:10].tolist()}")
-        self.order = np.argsort(regions, kind="stable").astype(np.int64)  # pool rows, region-major
+        # Pool rows, region-major (a stable sort, so rows keep pool order within a region). Labels
+        # below 2^16 are sorted as uint8 / uint16, for which numpy's stable sort is a radix sort:
+        # O(N) instead of a merge sort of int64 (~10x faster at 10^7 rows, the same order).
+        keys = regions.astype(np.uint8 if high < 2**8 else np.uint16, copy=False) if high < 2**16 else regions
+        self.order = np.argsort(keys, kind="stable").astype(np.int64, copy=False)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
 
     def draw_within(self, regions: np.ndarray, rng: np.random.Generator) -> np.ndarray:

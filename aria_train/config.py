@@ -61,6 +61,7 @@ class DistillConfig:
     aria_warmup: int = field(default=50, metadata=_doc('optimizer steps', "aria: steps drawn as RC (prompt shares) while the tracker warms up"))
     aria_normalise: Literal["timestep", "none"] = field(default="timestep", metadata=_doc('choice', 'aria: divide each observed discrepancy by the running mean of its timestep bin, or not'))
     aria_timestep_bins: int = field(default=10, metadata=_doc('bins', 'aria: equal-width timestep bins of the normalisation'))
+    aria_observe: Literal["switched", "all"] = field(default="switched", metadata=_doc('choice', "aria: the tracker observes samples that showed a drawn prompt, or all non-null samples (paired ones too)"))
     aria_unbiased: bool = field(default=False, metadata=_doc('flag', "aria: weight a drawn sample's loss by q_k / pi_k (q = RC's region shares), keeping RC's expected gradient"))
     student_variant: Literal["base", "small", "tiny"] = field(default="small", metadata=_doc('choice', 'BK-SDM student architecture derived from the teacher'))
     channel_scale: float = field(default=1.0, metadata=_doc('fraction', "student channel width relative to the teacher's, in (0, 1]"))
@@ -82,12 +83,15 @@ class DistillConfig:
     checkpoint_limit: int = field(default=3, metadata=_doc('checkpoints', 'kept, older ones deleted; 0 = keep all'))
     sample_every: int = field(default=500, metadata=_doc('optimizer steps', 'between sample grids of the EMA student; 0 = never (pixel-space or VAE teachers only)'))
     log_every: int = field(default=10, metadata=_doc('optimizer steps', 'between metric records'))
+    heldout: str = field(default="", metadata=_doc('path', 'held-out prompt file with a region column: its per-region discrepancy is logged as "heldout" every heldout_every steps (empty: none)'))
+    heldout_every: int = field(default=0, metadata=_doc('optimizer steps', 'between held-out measurements; a multiple of log_every; 0 = never'))
+    heldout_per_region: int = field(default=4, metadata=_doc('prompts', 'held-out prompts per region measured'))
     max_nonfinite: int = field(default=10, metadata=_doc('optimizer steps', 'skipped for a non-finite loss that are tolerated; one more aborts the run'))
 
     # Fields that may change between a checkpoint and its resumption without breaking the
     # exact continuation (paths may move; schedules of IO and the stopping point may change).
     RESUMABLE_CHANGES = ("teacher", "paired_cache", "pool", "text_cache", "steps", "checkpoint_every",
-                         "checkpoint_limit", "sample_every", "log_every", "max_nonfinite")
+                         "checkpoint_limit", "sample_every", "log_every", "max_nonfinite", "heldout")
 
     def validate(self) -> "DistillConfig":
         """Raise ValueError (one line) for a value outside its domain; return self."""
@@ -114,6 +118,10 @@ class DistillConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.channel_scale > 1.0:
             raise ValueError(f"channel_scale must be <= 1, got {self.channel_scale}")
+        if self.heldout_every and (not self.heldout or self.heldout_every % self.log_every):
+            raise ValueError("heldout_every needs --heldout and must be a multiple of log_every")
+        if self.heldout_per_region < 1:
+            raise ValueError(f"heldout_per_region must be >= 1, got {self.heldout_per_region}")
         if self.aria_step != "auto":
             try:
                 step = float(self.aria_step)
@@ -144,7 +152,8 @@ class DistillConfig:
         return AriaOptions(beta=self.aria_beta, tau=self.aria_tau, eps=self.aria_eps,
                            step="auto" if self.aria_step == "auto" else float(self.aria_step), base=self.aria_base,
                            warmup_batches=self.aria_warmup * grad_accum_batches, normalise=self.aria_normalise,
-                           timestep_bins=self.aria_timestep_bins, unbiased=self.aria_unbiased)
+                           timestep_bins=self.aria_timestep_bins, unbiased=self.aria_unbiased,
+                           observe=self.aria_observe)
 
     @classmethod
     def from_dict(cls, data: dict) -> "DistillConfig":

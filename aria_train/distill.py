@@ -157,6 +157,12 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
         elif out.exists() and any(out.iterdir()):
             raise ValueError(f"{out} is not empty and not the run of checkpoint {checkpoint}: choose a new --out")
 
+    monitor = None
+    if config.heldout_every and accelerator.is_main_process:
+        from aria_train.heldout_monitor import HeldoutMonitor
+
+        monitor = HeldoutMonitor(config.heldout, config.heldout_per_region, pool.num_regions or 1, inputs, teacher, device)
+
     # Inputs are valid: from here on the run directory is written.
     run_dir = RunDir.open(out, config, accelerator.is_main_process, metrics_position)
     run_dir.log(f"{'resumed from ' + str(checkpoint) if checkpoint else 'started'} at step {step}/{config.steps}: "
@@ -211,9 +217,11 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
                 record = tally.record(step, optimizer.param_groups[0]["lr"], nonfinite, now - interval_start,
                                       sampler.metrics())
                 record["epoch"] = stream.cursor / len(inputs.paired)
+                if monitor is not None and step % config.heldout_every == 0:
+                    record["heldout"] = monitor.measure(bare.unet)
                 run_dir.write_metrics(record)
                 tally.reset()
-                interval_start = now
+                interval_start = time.perf_counter()  # held-out measurement and IO are not training time
             if config.sample_every and (step % config.sample_every == 0 or step == config.steps):
                 if grid is not None:
                     grid.save(run_dir, step, bare.unet, ema)
@@ -248,7 +256,8 @@ def observe(accelerator, losses: dict, batch, sampler, tally, has_regions: bool)
     tally.add(scalars, bool(losses["finite"]), regions, per_sample[:, 1] > 0, per_sample[:, 2] > 0)
     if has_regions:
         keep = (regions >= 0) & np.isfinite(per_sample[:, 4])
-        sampler.observe(regions[keep], per_sample[keep, 4], per_sample[keep, 3].astype(np.int64))
+        sampler.observe(regions[keep], per_sample[keep, 4], per_sample[keep, 3].astype(np.int64),
+                        per_sample[keep, 1] > 0)
 
 
 class SampleGrid:

@@ -30,13 +30,13 @@ def resolve_unet_folder(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"student {path} not found")
-    if (path / "config.json").is_file():
-        return path
-    if (path / "checkpoints").is_dir():
+    if (path / "checkpoints").is_dir():  # first: a run directory has a config.json of its own
         found = list_checkpoints(path / "checkpoints")
         if not found:
             raise ValueError(f"run directory {path} has no complete checkpoint")
         return found[-1] / EMA_DIR
+    if (path / "config.json").is_file():
+        return path
     raise ValueError(f"{path} is neither a UNet folder (config.json) nor a run directory (checkpoints/)")
 
 

@@ -49,10 +49,13 @@ def guided_prediction(
     uncond_hidden: torch.Tensor,
     guidance: float,
 ) -> torch.Tensor:
-    """Classifier-free guidance: u + g (c - u), both branches in one batched forward pass.
+    """Classifier-free guidance: u + g (c - u), both branches in one batched forward pass; at
+    g = 1 that is the conditional prediction c, computed alone (half the work).
 
     ``uncond_hidden`` is (1, L, D) or (N, L, D). Returns float32 of x's shape.
     """
+    if guidance == 1.0:
+        return unet(x.to(unet.dtype), t, encoder_hidden_states=cond_hidden.to(unet.dtype)).sample.float()
     n = x.shape[0]
     uncond = uncond_hidden.expand(n, -1, -1) if uncond_hidden.shape[0] == 1 else uncond_hidden
     hidden = torch.cat([uncond, cond_hidden]).to(unet.dtype)

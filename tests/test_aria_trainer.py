@@ -172,3 +172,32 @@ def test_two_processes_hold_the_same_tracker_state(paths, tmp_path):
     shutil.rmtree(final)
     run("distill", "--out", str(out), "--resume", "latest", "--steps", "5")
     assert records(out) == expected
+
+
+def test_heldout_discrepancy_is_logged_per_region(paths, tmp_path):
+    heldout = tmp_path / "heldout.csv"
+    heldout.write_text("text,region\na red circle,0\na blue circle,0\na green cross,2\n")  # region 1 has none
+    out = tmp_path / "run"
+    assert aria_cli.main(paths.options(out, *ARIA, "--steps", "4", "--log-every", "2", "--heldout", str(heldout),
+                                       "--heldout-every", "2")) == 0
+    measured = [r["heldout"] for r in records(out)]
+    assert len(measured) == 2
+    for values in measured:
+        assert values[1] is None and values[0] > 0 and values[2] > 0
+        # relative to the mean over prompts at each timestep: the prompt-weighted mean is 1
+        assert (2 * values[0] + values[2]) / 3 == pytest.approx(1.0)
+    assert aria_cli.main(paths.options(tmp_path / "bad", "--heldout-every", "3", "--heldout", str(heldout),
+                                       "--log-every", "2")) == 2
+    assert not (tmp_path / "bad").exists()
+
+
+def test_tracker_observes_switched_samples_only_by_default():
+    regions = np.array([0, 0, 1, 1])
+    ids, values, t = np.array([0, 1, 0]), np.array([1.0, 5.0, 3.0]), np.array([5, 5, 5])
+    switched = np.array([False, True, True])
+    only = AriaSampler(regions, T, AriaOptions(normalise="none"))
+    only.observe(ids, values, t, switched)
+    assert np.array_equal(only.tracker.counts, [1, 1]) and np.array_equal(only.tracker.estimates, [3.0, 5.0])
+    every = AriaSampler(regions, T, AriaOptions(normalise="none", observe="all"))
+    every.observe(ids, values, t, switched)
+    assert np.array_equal(every.tracker.counts, [2, 1]) and np.array_equal(every.tracker.estimates, [2.0, 5.0])

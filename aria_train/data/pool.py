@@ -98,7 +98,10 @@ class PromptPool:
                 types = {text_column: pa.large_string(), group_column: pa.large_string()}
                 table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
             else:
-                table = pq.read_table(path)
+                # ParquetFile.read gives a column in one chunk (more only past Arrow's 2 GiB
+                # limit), so `texts` takes from one array; pq.read_table gives chunks of
+                # 128 Ki rows (77 at 10^7 prompts), and each call of `texts` then visits all.
+                table = pq.ParquetFile(path).read()
         except (pa.ArrowException, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: cannot read {suffix[1:]} prompt file: {_one_line(err)}") from None
         return cls(table, text_column, region_column, group_column, source=str(path))
@@ -126,7 +129,27 @@ class PromptPool:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"prompt index out of range [0, {len(self)})")
-        return self.table.column(self.text_column).take(pa.array(indices)).to_pylist()
+        chunks, starts = self._text_chunks
+        if len(chunks) == 1:
+            return chunks[0].take(pa.array(indices)).to_pylist()
+        # Take from each chunk its own rows: ChunkedArray.take would first concatenate every
+        # chunk, i.e. copy the whole text column (hundreds of MB at 10^7 prompts) on each call.
+        if not indices.size:
+            return []
+        chunk = np.searchsorted(starts, indices, side="right") - 1
+        by_chunk = np.argsort(chunk, kind="stable")
+        hit, first = np.unique(chunk[by_chunk], return_index=True)
+        pieces = [chunks[c].take(pa.array(rows - starts[c]))
+                  for c, rows in zip(hit.tolist(), np.split(indices[by_chunk], first[1:]))]
+        back = np.empty_like(by_chunk)
+        back[by_chunk] = np.arange(by_chunk.size)
+        return pa.concat_arrays(pieces).take(pa.array(back)).to_pylist()
+
+    @cached_property
+    def _text_chunks(self) -> tuple[list[pa.Array], np.ndarray]:
+        """The text column's chunks and the first row of each (parquet files read in many chunks)."""
+        chunks = [chunk for chunk in self.table.column(self.text_column).chunks if len(chunk)]  # the pool is not empty
+        return chunks, np.cumsum([0] + [len(c) for c in chunks[:-1]]).astype(np.int64)
 
     @cached_property
     def regions(self) -> np.ndarray | None:

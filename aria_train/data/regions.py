@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,17 @@ def _as_float_tensor(embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
     return data
 
 
-def _nearest(x: torch.Tensor, centroids: torch.Tensor, centroid_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(squared distance, index) of each row of x to its nearest centroid, by one matmul."""
-    dist, label = (centroid_sq[None, :] - 2.0 * x @ centroids.T).min(dim=1)
-    return (dist + (x * x).sum(dim=1)).clamp_min_(0.0), label
+def _squared_norms(x: torch.Tensor) -> torch.Tensor:
+    """|x_i|^2 of each row (float32); vector_norm reads x once, unlike (x * x).sum(1)."""
+    return torch.linalg.vector_norm(x, dim=1).square_()
+
+
+def _nearest(x: torch.Tensor, centroids: torch.Tensor, centroid_sq: torch.Tensor,
+             x_sq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(squared distance, index) of each row of x to its nearest centroid, by one fused matmul
+    (|c|^2 - 2 x.c); `x_sq` = |x|^2 per row when already known."""
+    dist, label = torch.addmm(centroid_sq[None, :], x, centroids.T, alpha=-2.0).min(dim=1)
+    return (dist + (_squared_norms(x) if x_sq is None else x_sq)).clamp_min_(0.0), label
 
 
 def assign_regions(
@@ -70,26 +78,150 @@ def _fit_on_device(data: torch.Tensor, device: str | torch.device) -> torch.Tens
     return data.to(device, torch.float32) if 4 * data.numel() < free // 2 else data
 
 
-def _kmeans_plus_plus(sample: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding (as scikit-learn): of 2 + log k candidates drawn by D^2
-    sampling, keep the one that lowers the total squared distance most."""
-    trials = 2 + int(math.log(k))
-    sample_sq = (sample * sample).sum(dim=1)
+def _kmeans_plus_plus(sample: torch.Tensor, k: int, generator: torch.Generator, trials: int | None = None) -> torch.Tensor:
+    """Greedy k-means++ seeding (as scikit-learn): of `trials` (default 2 + log k) candidates
+    drawn by D^2 sampling, keep the one that lowers the total squared distance most."""
+    trials = trials or 2 + int(math.log(k))
+    sample_sq = _squared_norms(sample)
     first = int(torch.randint(len(sample), (1,), generator=generator))
-    centers = [sample[first]]
+    chosen = [first]
     d2 = ((sample - sample[first]) ** 2).sum(dim=1)
     for _ in range(1, k):
         weights = d2.double().cpu()
         if weights.sum() <= 0:
             raise ValueError(f"fewer than k = {k} distinct embeddings: use fewer regions")
         candidates = torch.multinomial(weights, trials, replacement=True, generator=generator).to(sample.device)
-        cand = sample[candidates]
-        cand_d2 = (sample_sq[candidates, None] + sample_sq[None, :] - 2.0 * cand @ sample.T).clamp_min_(0.0)  # (trials, m)
-        new_d2 = torch.minimum(d2[None, :], cand_d2)
-        best = int(new_d2.sum(dim=1).argmin())
-        centers.append(sample[candidates[best]])
-        d2 = new_d2[best]
-    return torch.stack(centers)
+        # (m, trials): sample x candidates as the (m, D) x (D, trials) product, the faster layout
+        cross = torch.nn.functional.linear(sample, sample[candidates])
+        cand_d2 = (sample_sq[:, None] + sample_sq[None, candidates]).sub_(cross, alpha=2.0).clamp_min_(0.0)
+        new_d2 = torch.minimum(d2[:, None], cand_d2)
+        best = int(new_d2.sum(dim=0).argmin())
+        chosen.append(int(candidates[best]))
+        d2 = new_d2[:, best].contiguous()
+    return sample[chosen]
+
+
+def _two_nearest(x: torch.Tensor, centroids: torch.Tensor, centroid_sq: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(distance to the nearest centroid, its index, distance to the second nearest; inf when
+    k = 1) of each row of x, distances (not squared) by one fused matmul."""
+    d2 = torch.addmm(centroid_sq[None, :], x, centroids.T, alpha=-2.0).add_(_squared_norms(x)[:, None]).clamp_min_(0.0)
+    if len(centroids) == 1:
+        return d2[:, 0].sqrt(), torch.zeros(len(x), dtype=torch.int64, device=x.device), torch.full_like(d2[:, 0], math.inf)
+    best, index = torch.topk(d2, 2, dim=1, largest=False)
+    best = best.sqrt_()
+    return best[:, 0], index[:, 0], best[:, 1]
+
+
+def _rows(data: torch.Tensor, index: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """data[index] as float32 on `device` (index on any device); index_select, as a row gather
+    by `data[index]` is several times slower on the CPU."""
+    return data.index_select(0, index.to(data.device)).to(device, torch.float32)
+
+
+def _distances_to(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """|x_i - c_labels(i)| per row (float32)."""
+    return torch.linalg.vector_norm(centroids.index_select(0, labels).sub_(x), dim=1)
+
+
+def _own_distances(data: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor,
+                   device: str | torch.device, batch_size: int) -> torch.Tensor:
+    """|x_i - c_label(i)| of every row (float32, on `device`), one pass of O(N D)."""
+    return torch.cat([_distances_to(data[s : s + batch_size].to(device, torch.float32), centroids,
+                                    labels[s : s + batch_size]) for s in range(0, len(data), batch_size)])
+
+
+def _lloyd(
+    data: torch.Tensor,
+    centroids: torch.Tensor,
+    device: str | torch.device,
+    batch_size: int,
+    iters: int,
+    tol: float,
+) -> dict[str, Any]:
+    """At most `iters` Lloyd iterations from `centroids` (k, D) on `device`, until at most
+    tol * N labels change in an iteration (tol = 0: none). Empty clusters are re-seeded at the
+    points farthest from their centroids.
+
+    The first iteration computes every distance (one matmul pass over `data` in batches of
+    `batch_size` rows). Later ones skip the points whose label cannot change (Hamerly's bounds:
+    an upper bound u on the distance to the own centroid, a lower bound l on the distance to
+    any other one, both moved by how far the centroids moved; a point keeps its centroid while
+    u <= max(l, half the distance from that centroid to its nearest other)); only the others
+    are read again. The labels are those of plain Lloyd iterations, up to float rounding of
+    near-ties. Cluster sums are kept in float64 and moved with the points that change cluster.
+    Returns labels (CPU int64 (N,)), counts, centroids (the means of those labels), inertia (the
+    sum of squared distances to them), iterations, converged and changed (labels changed per
+    iteration).
+    """
+    n, dim = data.shape
+    k = len(centroids)
+    labels = torch.empty(n, dtype=torch.int64, device=device)
+    upper = torch.empty(n, dtype=torch.float32, device=device)
+    lower = torch.empty(n, dtype=torch.float32, device=device)
+    sums = torch.zeros(k, dim, dtype=torch.float64, device=device)
+    counts = torch.zeros(k, dtype=torch.int64, device=device)
+    full, converged, iteration, history = True, False, 0, []
+    for iteration in range(1, iters + 1):
+        centroid_sq = (centroids * centroids).sum(dim=1)
+        if full:  # every distance; sums from scratch
+            previous = None if iteration == 1 else labels.clone()
+            sums.zero_()
+            counts.zero_()
+            for s in range(0, n, batch_size):
+                x = data[s : s + batch_size].to(device, torch.float32)
+                upper[s : s + batch_size], label, lower[s : s + batch_size] = _two_nearest(x, centroids, centroid_sq)
+                labels[s : s + batch_size] = label
+                sums += torch.zeros(k, dim, device=device).index_add_(0, label, x).double()  # float32 within a batch
+                counts += torch.bincount(label, minlength=k)
+            changed = n if previous is None else int((labels != previous).sum())
+        else:  # only points whose bounds fail
+            gaps = torch.cdist(centroids, centroids).fill_diagonal_(math.inf)
+            half_gap = gaps.min(dim=1).values / 2 if k > 1 else torch.full((1,), math.inf, device=device)
+            bound = torch.maximum(half_gap[labels], lower)
+            check = torch.nonzero(upper > bound).flatten()
+            changed = 0
+            for s in range(0, check.numel(), batch_size):
+                rows = check[s : s + batch_size]
+                x = _rows(data, rows, device)
+                old = labels[rows]
+                own = _distances_to(x, centroids, old)  # tighten u first
+                upper[rows] = own
+                again = torch.nonzero(own > bound[rows]).flatten()
+                if not again.numel():
+                    continue
+                rows, x, old = rows[again], x.index_select(0, again), old[again]
+                upper[rows], label, lower[rows] = _two_nearest(x, centroids, centroid_sq)
+                labels[rows] = label
+                moved = label != old
+                if moved.any():
+                    changed += int(moved.sum())
+                    xd = x.index_select(0, torch.nonzero(moved).flatten()).double()
+                    sums.index_add_(0, label[moved], xd).index_add_(0, old[moved], xd, alpha=-1)
+                    counts += torch.bincount(label[moved], minlength=k) - torch.bincount(old[moved], minlength=k)
+        history.append(changed)
+        new = (sums / counts.clamp_min(1)[:, None]).float()  # the means of these labels
+        empty = torch.nonzero(counts == 0).flatten()
+        if empty.numel():
+            # as plain Lloyd: re-seed at the points farthest from their (this iteration's) centroids
+            far_dist, far = torch.topk(_own_distances(data, labels, centroids, device, batch_size), empty.numel())
+            if far_dist.min() <= 0:
+                raise ValueError(f"fewer than k = {k} distinct embeddings: use fewer regions")
+            new[empty] = _rows(data, far, device)
+            centroids, full = new, True  # every bound is stale: compute every distance again
+            continue
+        shift = torch.linalg.vector_norm(new - centroids, dim=1)
+        centroids, full = new, False
+        if changed <= tol * n and iteration > 1:
+            converged = True
+            break
+        upper += shift[labels]
+        if k > 1:  # the largest move of a centroid other than the own one
+            top, top_index = torch.topk(shift, 2)
+            lower -= torch.where(labels == top_index[0], top[1], top[0])
+    inertia = float(_own_distances(data, labels, centroids, device, batch_size).double().square().sum())
+    return {"labels": labels.cpu(), "counts": counts, "centroids": centroids, "inertia": inertia,
+            "iterations": iteration, "converged": converged, "changed": history}
 
 
 def kmeans_regions(
@@ -100,18 +232,33 @@ def kmeans_regions(
     batch_size: int = 65536,
     iters: int = 100,
     init_sample: int | None = None,
+    tol: float = 1e-4,
+    restarts: int = 1,
+    seed_trials: int | None = None,
+    info: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched k-means (Euclidean) of `embeddings` (N, D) into k regions: (labels int64 (N,), centroids float32 (k, D)).
 
-    Seeding: greedy k-means++ on a random subsample of `init_sample` rows (default
-    max(10000, 32 k), at most N). Then at most `iters` Lloyd iterations, each one pass over the
-    data in batches of `batch_size` rows moved to `device` (distances by matmul; sums in
-    float64 across batches), stopping when no label changes. A cluster left empty is re-seeded at the points
-    farthest from their centroids. On a CUDA device the embeddings are copied there once when
-    they take under half its free memory, else streamed from where they are (CPU memory is fine);
-    results depend only on the data, k, `seed` and the device's arithmetic. The returned
-    centroids are the means of the returned labels. ValueError if k < 1, k > N, or a region is
-    still empty at the end (e.g. fewer than k distinct points).
+    Seeding: greedy k-means++ (`seed_trials` candidates per centroid, default 2 + log k as
+    scikit-learn; more cost little and miss fewer clusters) on a random subsample of
+    `init_sample` rows (default max(10000, 32 k), at most N), refined by Lloyd iterations on that subsample (cheap, and it
+    saves passes over all the data). With `restarts` > 1, that many seedings are drawn and
+    refined so, and the one of least squared error on the subsample is kept (fewer merged
+    clusters; restarts never pass over all the data). Then at most `iters` Lloyd iterations
+    over all the data on `device`, in batches of `batch_size` rows (distances by matmul; sums in
+    float64), stopping when at most `tol` * N labels change in an iteration (tol = 0: when none
+    changes). After the first, an iteration reads again only the points whose label may change
+    (Hamerly's bounds; see `_lloyd`). A cluster left empty is re-seeded at the points farthest
+    from their centroids. On a CUDA device the embeddings are copied there once when they take
+    under half its free memory, else streamed from where they are (CPU memory is fine); results
+    depend only on the data, k, `seed`, `init_sample`, `tol`, `restarts`, `seed_trials` and the device's
+    arithmetic. The returned centroids are the means of the returned labels; with tol = 0 (and
+    convergence) each label is its point's nearest centroid, with tol > 0 all but at most
+    tol * N are. `info`, when given, receives iterations (over all the data), converged,
+    changed (labels changed per iteration), inertia (sum of squared distances to the returned
+    centroids), restart_inertia (per restart, on the subsample) and seconds (seeding, lloyd).
+    ValueError if k < 1, k > N, or a region is still empty at the end (e.g. fewer than k
+    distinct points).
     """
     data = _fit_on_device(_as_float_tensor(embeddings), device)
     n, dim = data.shape
@@ -119,42 +266,37 @@ def kmeans_regions(
         raise ValueError(f"k must be in [1, N = {n}], got {k}")
     if iters < 1:
         raise ValueError(f"iters must be at least 1, got {iters}")
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, got {restarts}")
+    if seed_trials is not None and seed_trials < 1:
+        raise ValueError(f"seed_trials must be at least 1, got {seed_trials}")
+    if not 0 <= tol < 1:
+        raise ValueError(f"tol must be in [0, 1), got {tol}")
+    clock = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     m = min(n, init_sample or max(10_000, 32 * k))
     sample = data[torch.randperm(n, generator=generator)[:m]].to(device, torch.float32)
-    centroids = _kmeans_plus_plus(sample, k, generator)
-    del sample
+    best = None
+    restart_inertia = []
+    for _ in range(restarts):
+        fit = _lloyd(sample, _kmeans_plus_plus(sample, k, generator, seed_trials), device, batch_size, iters, tol)
+        restart_inertia.append(fit["inertia"])
+        if best is None or fit["inertia"] < best["inertia"]:
+            best = fit
+    centroids = best["centroids"]
+    del sample, best, fit
+    seeding = time.perf_counter() - clock
 
-    previous = None
-    for _ in range(iters):
-        centroid_sq = (centroids * centroids).sum(dim=1)
-        sums = torch.zeros(k, dim, dtype=torch.float64, device=device)
-        counts = torch.zeros(k, dtype=torch.int64, device=device)
-        labels = torch.empty(n, dtype=torch.int64)
-        dists = torch.empty(n, dtype=torch.float32)
-        for s in range(0, n, batch_size):
-            x = data[s : s + batch_size].to(device, torch.float32)
-            dist, label = _nearest(x, centroids, centroid_sq)
-            # float32 sums within a batch, float64 across batches
-            sums += torch.zeros(k, dim, device=device).index_add_(0, label, x).double()
-            counts += torch.bincount(label, minlength=k)
-            labels[s : s + batch_size], dists[s : s + batch_size] = label.cpu(), dist.cpu()
-        if previous is not None and torch.equal(labels, previous):
-            break  # the centroids are already the means of these labels
-        previous = labels
-        centroids = (sums / counts.clamp_min(1)[:, None]).float()
-        empty = torch.nonzero(counts == 0).flatten()
-        if empty.numel():
-            far_dist, far = torch.topk(dists, empty.numel())
-            if far_dist.min() <= 0:
-                raise ValueError(f"fewer than k = {k} distinct embeddings: use fewer regions")
-            centroids[empty] = data[far].to(device, torch.float32)
-            previous = None  # force another pass with the re-seeded centroids
-    empty = torch.nonzero(counts == 0).flatten()
+    clock = time.perf_counter()
+    fit = _lloyd(data, centroids, device, batch_size, iters, tol)
+    empty = torch.nonzero(fit["counts"] == 0).flatten()
     if empty.numel():
         raise ValueError(f"k-means left regions {empty[:10].tolist()} empty after {iters} iterations: use fewer regions")
-    centroids = (sums / counts[:, None]).float()
-    return labels.numpy(), centroids.cpu().numpy()
+    if info is not None:
+        info.update(iterations=fit["iterations"], converged=fit["converged"], changed=fit["changed"],
+                    inertia=fit["inertia"], restart_inertia=restart_inertia,
+                    seconds={"seeding": seeding, "lloyd": time.perf_counter() - clock})
+    return fit["labels"].numpy(), fit["centroids"].cpu().numpy()
 
 
 def pooled_embedding_cache(

@@ -1,0 +1,56 @@
+"""`aria experiment`: every method and seed distilled at equal steps, one evaluation of all
+students, aggregation over seeds, and resumption of a finished or interrupted experiment."""
+import json
+
+import pandas as pd
+import pytest
+
+import aria_cli
+from aria_train.experiment import aggregate
+from fixtures_train import make_distill_inputs
+
+
+def test_aggregate_takes_mean_and_sample_std_over_seeds():
+    summary = pd.DataFrame({"model": ["rc-seed0", "rc-seed1", "aria-seed0", "aria-seed1"], "metric": "discrepancy",
+                            "group": "unseen", "mean": [1.0, 3.0, 2.0, 2.0], "worst": [2.0, 4.0, 3.0, 5.0]})
+    out = aggregate(summary, {"rc-seed0": "rc", "rc-seed1": "rc", "aria-seed0": "aria", "aria-seed1": "aria"})
+    rc = out[out["method"] == "rc"].iloc[0]
+    assert (rc["mean"], rc["worst"], rc["seeds"]) == (2.0, 3.0, 2)
+    assert rc["mean_std"] == pytest.approx(2 ** 0.5)
+    assert out[out["method"] == "aria"].iloc[0]["mean_std"] == 0.0
+
+
+@pytest.mark.slow
+def test_experiment_runs_evaluates_aggregates_and_resumes(tmp_path, capsys):
+    paths = make_distill_inputs(tmp_path / "inputs")
+    heldout = tmp_path / "heldout.csv"
+    heldout.write_text("text,region,group\na red circle,0,seen\na white square,1,seen\na blue cross,2,unseen\n")
+    config = {"teacher": str(paths.teacher), "pool": str(paths.pool), "paired_cache": str(paths.paired),
+              "heldout": str(heldout), "seeds": [0, 1], "parallel": 2,
+              "methods": {"rc": {"method": "rc"}, "aria": {"method": "aria", "aria_warmup": 1}},
+              "distill": {"steps": 2, "batch_size": 4, "checkpoint_every": 0, "sample_every": 0, "log_every": 1,
+                          "heldout_every": 1},
+              "eval": {"samples_per_region": 1, "steps": 2, "guidance": 1.0, "timesteps": [100, 900]}}
+    file = tmp_path / "experiment.json"
+    file.write_text(json.dumps(config))
+    out = tmp_path / "exp"
+    assert aria_cli.main(["experiment", str(file), "--out", str(out)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["method"]) == {"rc", "aria"} and (results["seeds"] == 2).all()
+    assert set(results["metric"]) == {"discrepancy", "accuracy"} or set(results["metric"]) == {"discrepancy"}
+    assert set(results["group"]) >= {"seen", "unseen", "all"}
+    for name in ("rc-seed0", "rc-seed1", "aria-seed0", "aria-seed1"):
+        run_config = json.loads((out / "runs" / name / "config.json").read_text())
+        assert run_config["steps"] == 2 and run_config["seed"] == int(name[-1])
+    assert (out / "report.html").is_file()
+    printed = capsys.readouterr().out
+    assert "unseen" in printed and "aria" in printed
+    # resuming a finished experiment runs nothing again
+    before = (out / "runs" / "rc-seed0" / "metrics.jsonl").stat().st_mtime_ns
+    assert aria_cli.main(["experiment", str(file), "--out", str(out)]) == 0
+    assert "4 of 4 runs already finished" in capsys.readouterr().out
+    assert (out / "runs" / "rc-seed0" / "metrics.jsonl").stat().st_mtime_ns == before
+    # a different experiment in the same folder is refused
+    config["seeds"] = [0]
+    file.write_text(json.dumps(config))
+    assert aria_cli.main(["experiment", str(file), "--out", str(out)]) == 2
