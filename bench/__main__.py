@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import allocation_sim_throughput, tracker_throughput
+from bench import allocation_sim_throughput, kmeans_regions, pool_sampling, tracker_throughput
 
 
 def main() -> int:
@@ -12,7 +12,9 @@ def main() -> int:
                         help="fraction of each benchmark's default steps (default %(default)s)")
     scale = parser.parse_args().scale
     for name, module in (("tracker throughput", tracker_throughput),
-                         ("allocation simulator throughput", allocation_sim_throughput)):
+                         ("allocation simulator throughput", allocation_sim_throughput),
+                         ("prompt pool sampling", pool_sampling),
+                         ("k-means regions (CPU)", kmeans_regions)):
         print(f"\n== {name}")
         module.main(scale)
     return 0

@@ -176,7 +176,7 @@ def _lloyd(
                 counts += torch.bincount(label, minlength=k)
             changed = n if previous is None else int((labels != previous).sum())
         else:  # only points whose bounds fail
-            gaps = torch.cdist(centroids, centroids).fill_diagonal_(math.inf)
+            gaps = torch.cdist(centroids, centroids, compute_mode="donot_use_mm_for_euclid_dist").fill_diagonal_(math.inf)
             half_gap = gaps.min(dim=1).values / 2 if k > 1 else torch.full((1,), math.inf, device=device)
             bound = torch.maximum(half_gap[labels], lower)
             check = torch.nonzero(upper > bound).flatten()
@@ -239,20 +239,20 @@ def kmeans_regions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched k-means (Euclidean) of `embeddings` (N, D) into k regions: (labels int64 (N,), centroids float32 (k, D)).
 
-    Seeding: greedy k-means++ (`seed_trials` candidates per centroid, default 2 + log k as
+    Seeding: greedy k-means++ (`seed_trials` candidates per centroid, default 2 + log k as in
     scikit-learn; more cost little and miss fewer clusters) on a random subsample of
-    `init_sample` rows (default max(10000, 32 k), at most N), refined by Lloyd iterations on that subsample (cheap, and it
-    saves passes over all the data). With `restarts` > 1, that many seedings are drawn and
-    refined so, and the one of least squared error on the subsample is kept (fewer merged
-    clusters; restarts never pass over all the data). Then at most `iters` Lloyd iterations
-    over all the data on `device`, in batches of `batch_size` rows (distances by matmul; sums in
+    `init_sample` rows (default max(10000, 32 k), at most N), refined by Lloyd iterations on
+    that subsample (cheap, and it saves passes over all the data). With `restarts` > 1, that
+    many seedings are drawn and refined so, and the one of least squared error on the subsample
+    is kept (restarts never pass over all the data). Then at most `iters` Lloyd iterations over
+    all the data on `device`, in batches of `batch_size` rows (distances by matmul; sums in
     float64), stopping when at most `tol` * N labels change in an iteration (tol = 0: when none
     changes). After the first, an iteration reads again only the points whose label may change
     (Hamerly's bounds; see `_lloyd`). A cluster left empty is re-seeded at the points farthest
     from their centroids. On a CUDA device the embeddings are copied there once when they take
     under half its free memory, else streamed from where they are (CPU memory is fine); results
-    depend only on the data, k, `seed`, `init_sample`, `tol`, `restarts`, `seed_trials` and the device's
-    arithmetic. The returned centroids are the means of the returned labels; with tol = 0 (and
+    depend only on the data, k, `seed`, `init_sample`, `tol`, `restarts`, `seed_trials` and the
+    device's arithmetic. The returned centroids are the means of the returned labels; with tol = 0 (and
     convergence) each label is its point's nearest centroid, with tol > 0 all but at most
     tol * N are. `info`, when given, receives iterations (over all the data), converged,
     changed (labels changed per iteration), inertia (sum of squared distances to the returned
