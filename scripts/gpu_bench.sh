@@ -8,4 +8,4 @@ timeout 120 python3 -m bench.distill_step --size demo --batch 64 256 --steps 30 
 timeout 150 python3 -m bench.distill_step --size sd14 --batch 64 --steps 10 --name distill_step_sd14_eager
 timeout 120 python3 -m bench.kmeans_regions --device cuda
 timeout 300 python3 -m bench.distill_step --size sd14 --batch 64 --steps 10 --compile --name distill_step_sd14_compiled
-cp bench/results/*.csv "$OUT"/
+cp bench/results/distill_step_*.csv "$OUT"/; cp bench/results/kmeans_regions.csv "$OUT"/kmeans_regions_gpu.csv
