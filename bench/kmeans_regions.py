@@ -2,13 +2,18 @@
 
 Synthetic embeddings: a Gaussian mixture of `--true-k` (default `--k`) centres N(0, spread^2 I)
 in `--dim` dimensions with unit-variance noise, mixture weights proportional to rank^-0.5 (the
-largest cluster 16x the smallest at 256 centres), float32. Reported: wall and CPU time, Lloyd
-iterations (`info["iterations"]`), whether labels stopped changing, and purity: for each found
-cluster, the fraction of its points from its majority true cluster (min / median / mean, and
-over all points); `merged` counts true clusters that are the majority of no found cluster.
+largest cluster 16x the smallest at 256 centres), float32; at spread 1 a point is ~sqrt(D) from
+its centre and centres ~sqrt(2 D) apart. Reported: wall and CPU time (seeding = k-means++ and
+Lloyd on the subsample; lloyd = the iterations over all the data), Lloyd iterations over all
+the data, whether they converged (at most tol * N labels changed), labels changed in the last
+one, the squared error per point, and purity: for each found cluster, the fraction of its
+points from its majority true cluster (min / median / mean, and over all points); `merged`
+counts true clusters that are the majority of no found cluster (each such merge goes with a
+true cluster split in two).
 
 Target (on the 2-core CPU, torch threads = 2): 10^6 x 768 into K = 256 in under 2 minutes.
-``python -m bench.kmeans_regions [--device cuda] [--n N] [--dim D] [--k K] [--restarts R]``.
+``python -m bench.kmeans_regions [--device cuda] [--n N] [--dim D] [--k K] [--restarts R]
+[--seed-trials T] [--tol TOL]``; the CSV gets one row per run (the device in a column).
 """
 from __future__ import annotations
 

@@ -161,7 +161,7 @@ def test_two_processes_hold_the_same_tracker_state(paths, tmp_path):
         done = subprocess.run(launch + list(args), env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
 
-    run(*paths.options(out, *ARIA, "--steps", "5", "--grad-accum", "2", "--checkpoint-every", "5"))
+    run(*paths.options(out, *ARIA, "--steps", "5", "--grad-accum", "2", "--checkpoint-every", "2"))
     final = out / "checkpoints" / "step-0000005"
     main = json.loads((final / "trainer_state.json").read_text())["sampler"]
     ranks = [json.loads((final / f"rng-rank{r}.json").read_text()) for r in (0, 1)]
