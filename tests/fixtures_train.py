@@ -83,3 +83,15 @@ def make_distill_inputs(root: Path, paired_rows: int = 16, seed: int = 0) -> Dis
     with TensorCacheWriter(root / "text") as writer:
         writer.append(hidden=hidden)
     return DistillPaths(teacher, pool, root / "paired", root / "text")
+
+
+def run_two_processes(*args: str) -> None:
+    """`aria ARGS` as 2 CPU processes of one gloo data-parallel group (torchrun); asserts success."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "aria_cli"]
+    done = subprocess.run(launch + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -3,10 +3,7 @@ pi is always a valid distribution, beta = 0 / eps = 1 is region-uniform sampling
 unbiased mode's weights, exact resumption with the tracker, and bitwise-equal tracker state on
 every rank of a 2-process run."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +17,7 @@ import aria_theory.tracker
 from aria_train.aria_sampler import AriaOptions, AriaSampler, TimestepNormaliser
 from aria_train.checkpoint import list_checkpoints
 from aria_train.conditions import RegionUniformSampler
-from fixtures_train import DistillPaths, make_distill_inputs
+from fixtures_train import DistillPaths, make_distill_inputs, run_two_processes
 
 T = 1000
 ARIA = ("--method", "aria", "--aria-warmup", "1")
@@ -154,14 +151,7 @@ def test_two_processes_hold_the_same_tracker_state(paths, tmp_path):
     sampler (tracker, normaliser) is bitwise the one the main process saved, and resuming gives
     the same run."""
     out = tmp_path / "run"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "aria_cli"]
-
-    def run(*args):
-        done = subprocess.run(launch + list(args), env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    run(*paths.options(out, *ARIA, "--steps", "5", "--grad-accum", "2", "--checkpoint-every", "2"))
+    run_two_processes(*paths.options(out, *ARIA, "--steps", "5", "--grad-accum", "2", "--checkpoint-every", "2"))
     final = out / "checkpoints" / "step-0000005"
     main = json.loads((final / "trainer_state.json").read_text())["sampler"]
     ranks = [json.loads((final / f"rng-rank{r}.json").read_text()) for r in (0, 1)]
@@ -170,7 +160,7 @@ def test_two_processes_hold_the_same_tracker_state(paths, tmp_path):
     assert main["observed_batches"] == 10 and sum(main["tracker"]["arrays"]["counts"]) > 0
     expected = records(out)
     shutil.rmtree(final)
-    run("distill", "--out", str(out), "--resume", "latest", "--steps", "5")
+    run_two_processes("distill", "--out", str(out), "--resume", "latest", "--steps", "5")
     assert records(out) == expected
 
 

@@ -15,7 +15,7 @@ from aria_train.checkpoint import list_checkpoints, load_checkpoint
 from aria_train.config import DistillConfig
 from aria_train.data.cache import TensorCacheWriter
 from aria_train.losses import LossWeights, distillation_loss
-from fixtures_train import MAX_TOKENS, TEXT_WIDTH, DistillPaths, make_distill_inputs, pool_frame
+from fixtures_train import MAX_TOKENS, TEXT_WIDTH, DistillPaths, make_distill_inputs, pool_frame, run_two_processes
 
 TIMING = {"images_per_s"}  # the only metrics that depend on the wall clock
 
@@ -193,19 +193,8 @@ def test_data_parallel_resume_is_exact(paths, tmp_path):
     """Two CPU processes (gloo DDP via torchrun): per-rank generators, gathered metrics and
     barrier-synchronised checkpoints; killing after step 4 and resuming from step 2 reproduces
     step 4 bitwise."""
-    import os
-    import subprocess
-    import sys
-
     out = tmp_path / "run"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "aria_cli"]
-
-    def run(*args):
-        done = subprocess.run(launch + list(args), env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    run(*paths.options(out, "--steps", "4", "--sampler", "region", "--grad-accum", "2", "--channel-scale", "0.5"))
+    run_two_processes(*paths.options(out, "--steps", "4", "--sampler", "region", "--grad-accum", "2", "--channel-scale", "0.5"))
     final = out / "checkpoints" / "step-0000004"
     assert (final / "rng-rank1.json").is_file() and (final / "accelerator" / "random_states_1.pkl").is_file()
     expected = {part: tensors(final / part) for part in ("student", "student_ema", "accelerator")}
@@ -213,7 +202,7 @@ def test_data_parallel_resume_is_exact(paths, tmp_path):
     assert len(expected_metrics) == 4 and sum(expected_metrics[0]["region_counts"]) + round(
         expected_metrics[0]["null_frac"] * 16) == 16  # 2 processes x 2 micro-batches x 4 samples, all counted
     shutil.rmtree(final)
-    run("distill", "--out", str(out), "--resume", "latest", "--steps", "4")
+    run_two_processes("distill", "--out", str(out), "--resume", "latest", "--steps", "4")
     for part, values in expected.items():
         assert_same_tensors(tensors(final / part), values)
     assert metrics(out) == expected_metrics

@@ -15,6 +15,7 @@ import torch
 
 from aria_theory.allocation import sample_regions
 from aria_train.conditions import RegionIndex
+from aria_train.data import pool as pool_module
 from aria_train.data import regions as R
 from aria_train.data.pool import PromptPool
 
@@ -50,6 +51,7 @@ def test_parquet_pool_reads_back(pool_file):
     path, labels = pool_file
     pool = PromptPool.from_file(path)
     assert len(pool) == ROWS and pool.num_regions == K
+    assert pool.table.column("text").num_chunks == 1  # row groups read together (>= 2^20 rows a chunk)
     assert pool.regions.dtype == np.int64 and np.array_equal(pool.regions, labels)
     rows = np.array([0, ROWS - 1, 149_999, 150_000, 150_000, 7, 0])  # row-group edges, repeats, any order
     assert pool.texts(rows) == expected_texts(rows, labels)
@@ -88,15 +90,17 @@ def test_draws_cover_small_regions_uniformly(pool_file):
             assert abs((drawn == row).mean() - 1 / size) <= eps
 
 
-def test_texts_from_a_many_chunk_table(pool_file):
-    # pq.read_table gives 128 Ki-row chunks (from_file reads one chunk per column); texts takes
-    # from each chunk its own rows and puts them back in the asked order.
+def test_texts_from_a_many_chunk_table(pool_file, monkeypatch):
+    # texts takes from each chunk its own rows and puts them back in the asked order
     path, labels = pool_file
-    table = pq.read_table(path)
-    assert table.column("text").num_chunks > 1
-    pool = PromptPool(table)
     rows = np.random.default_rng(3).integers(0, ROWS, 5000)
-    assert pool.texts(rows) == expected_texts(rows, labels)
+    table = pq.read_table(path)  # chunks of 128 Ki rows
+    assert table.column("text").num_chunks > 1
+    assert PromptPool(table).texts(rows) == expected_texts(rows, labels)
+    monkeypatch.setattr(pool_module, "PARQUET_CHUNK_ROWS", 200_000)  # row groups of 150 000, read in pairs
+    pool = PromptPool.from_file(path)
+    assert [len(chunk) for chunk in pool.table.column("text").chunks] == [300_000, 300_000, 300_000, 100_000]
+    assert pool.texts(rows) == expected_texts(rows, labels) and np.array_equal(pool.regions, labels)
     sliced = PromptPool(pa.concat_tables([table.slice(0, 10), table.slice(10, 0), table.slice(10, 20)]))
     assert sliced.texts([29, 0, 10, 9]) == expected_texts(np.array([29, 0, 10, 9]), labels)
 
