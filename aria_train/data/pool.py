@@ -38,7 +38,8 @@ def _read_parquet(path: Path) -> pa.Table:
     at least PARQUET_CHUNK_ROWS rows together are read as one chunk (more only past Arrow's 2 GiB
     per string chunk). pq.read_table gives chunks of 128 Ki rows (77 at 10^7 prompts), each
     visited by every `texts` call; ParquetFile.read gives one chunk, but its buffers grow by
-    copies, which take a third more memory at the peak than reading by row groups."""
+    copies: at 10^7 short prompts its peak RSS is ~300 MB (50%) above reading 2^20 rows at a
+    time, for `texts` calls of 0.1 ms instead of 0.6 ms (256 prompts from 10 chunks)."""
     parquet = pq.ParquetFile(path)
     tables, groups, rows = [], [], 0
     for group in range(parquet.num_row_groups):
@@ -166,7 +167,7 @@ class PromptPool:
 
     @cached_property
     def _text_chunks(self) -> tuple[list[pa.Array], np.ndarray]:
-        """The text column's chunks and the first row of each (parquet files read in many chunks)."""
+        """The text column's non-empty chunks and the first row of each."""
         chunks = [chunk for chunk in self.table.column(self.text_column).chunks if len(chunk)]  # the pool is not empty
         return chunks, np.cumsum([0] + [len(c) for c in chunks[:-1]]).astype(np.int64)
 
