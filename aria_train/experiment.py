@@ -157,18 +157,27 @@ def aggregate(summary, runs: dict[str, str]):
     return pd.DataFrame(out)
 
 
+def _cell(mean: float, std: float) -> str:
+    return f"{mean:.4g}" if std != std else f"{mean:.4g} ± {std:.2g}"  # std is NaN with one seed
+
+
 def print_table(results) -> None:
+    """Per metric: one row per method, per group the group mean and the worst region (each the
+    mean ± std over seeds)."""
     for metric, part in results.groupby("metric", sort=False):
         better = "lower" if metric == "discrepancy" else "higher"
-        print(f"\n{metric} ({better} is better; mean ± std over seeds of the group mean | of the worst region)")
+        seeds = int(part["seeds"].max())
+        spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+        print(f"\n{metric} ({better} is better; {spread}): group mean / worst region")
         groups = list(dict.fromkeys(part["group"]))
-        print(f"  {'method':<16}" + "".join(f"{g:>30}" for g in groups))
-        for method, rows in part.groupby("method", sort=False):
-            cells = []
-            for g in groups:
-                r = rows[rows["group"] == g].iloc[0]
-                cells.append(f"{r['mean']:.4g}±{r['mean_std']:.2g} | {r['worst']:.4g}±{r['worst_std']:.2g}")
-            print(f"  {method:<16}" + "".join(f"{c:>30}" for c in cells))
+        rows = {method: [f"{_cell(r['mean'], r['mean_std'])} / {_cell(r['worst'], r['worst_std'])}"
+                         for g in groups for _, r in rows[rows["group"] == g].iterrows()]
+                for method, rows in part.groupby("method", sort=False)}
+        width = max(len(c) for cells in rows.values() for c in cells) + 2
+        name_width = max(len(m) for m in rows) + 2
+        print(" " * name_width + "".join(f"{g:>{width}}" for g in groups))
+        for method, cells in rows.items():
+            print(f"{method:<{name_width}}" + "".join(f"{c:>{width}}" for c in cells))
 
 
 def run(args: argparse.Namespace) -> int:
