@@ -216,6 +216,6 @@ def run(args: argparse.Namespace) -> int:
                                                   "results": results.to_dict("records")}, indent=2) + "\n")
     print_table(results)
     first = [str(out / "runs" / f"{m}-seed{config.seeds[0]}") for m in config.methods]
-    aria_cli.main(["report", *first, "--out", str(out / "report.html")])
+    aria_cli.main(["report", *first, "--eval", str(eval_dir), "--out", str(out / "report.html")])
     print(f"\nexperiment written to {out} (results.csv, results.json, eval/, report.html)")
     return 0

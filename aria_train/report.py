@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="distillation run directory (aria distill --out); "
                         "give several to compare them on the same plots")
     parser.add_argument("--out", required=True, type=Path, help="HTML file to write (replaced if it exists)")
+    parser.add_argument("--eval", action="append", default=[], type=Path, metavar="EVAL_DIR",
+                        help="an `aria eval` output folder to include besides each RUN_DIR/eval (repeatable; "
+                        "`aria experiment` passes its OUT/eval)")
 
 
 @dataclass
@@ -303,22 +306,23 @@ def _config_table(runs: list[Run]) -> str:
     return f"<table><tr><th></th>{head}</tr>{''.join(body)}</table>{notes}"
 
 
-def _eval_html(run: Run) -> str:
+def _eval_html(folder: Path, name: str) -> str:
     import pandas as pd
 
-    folder = run.path / "eval"
     summary = pd.read_csv(folder / "summary.csv")
     grids = "".join(_figure_html(_data_uri(p.read_bytes()), f"samples, group {p.stem.removeprefix('grid_')}: "
                                  "teacher row, then one row per student")
                     for p in sorted(folder.glob("grid_*.png")))
-    return f"<h3>{html.escape(run.name)}</h3>" + summary.to_html(index=False, border=0, float_format="{:.4g}".format) + grids
+    return f"<h3>{html.escape(name)}</h3>" + summary.to_html(index=False, border=0, float_format="{:.4g}".format) + grids
 
 
-def build_report(runs: list[Run]) -> str:
-    """The report's HTML; sections whose data no run has are left out rather than shown empty."""
+def build_report(runs: list[Run], eval_dirs: list[Path] = ()) -> str:
+    """The report's HTML; sections whose data no run has are left out rather than shown empty.
+    ``eval_dirs``: further `aria eval` folders shown in the evaluation section."""
     aria = [r for r in runs if r.is_aria() and r.regions]
     drawn = [(r, counts_figure(r)) for r in runs if r.regions and any("switched_region_counts" in x for x in r.records)]
-    evaluated = [r for r in runs if (r.path / "eval" / "summary.csv").is_file()]
+    evaluated = [(r.path / "eval", r.name) for r in runs if (r.path / "eval" / "summary.csv").is_file()]
+    evaluated += [(Path(d), str(d)) for d in eval_dirs]
     parts = ["<h2 id=runs>Runs</h2>", _config_table(runs),
              "<h2 id=losses>Loss curves</h2>",
              _figure_html(loss_figure(runs), "Mean training losses per logged interval (loss: total, out: output KD, "
@@ -348,7 +352,7 @@ def build_report(runs: list[Run]) -> str:
                                       "labels: each group's share of all drawn conditions.") if uri
                          else "<p class=note>no switched conditions were drawn in this run</p>")
     if evaluated:
-        parts += ["<h2 id=evaluation>Evaluation (aria eval)</h2>", *map(_eval_html, evaluated)]
+        parts += ["<h2 id=evaluation>Evaluation (aria eval)</h2>", *(_eval_html(folder, name) for folder, name in evaluated)]
     title = "ARIA report: " + ", ".join(r.name for r in runs)
     style = ("body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;font-size:13px;margin:.5em 0}th,td{border:1px solid #ccc;padding:2px 8px;"
@@ -374,7 +378,10 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise ValueError(f"--out folder {out.parent} does not exist")
     runs = [load_run(path, name) for path, name in zip(args.runs, _names(args.runs))]
-    page = build_report(runs)
+    missing = [d for d in args.eval if not (d / "summary.csv").is_file()]
+    if missing:
+        raise ValueError(f"--eval {missing[0]} is not an `aria eval` folder (no summary.csv)")
+    page = build_report(runs, args.eval)
     partial = out.with_name(out.name + ".partial")  # a failed write never leaves a truncated report
     partial.write_text(page, encoding="utf-8")
     os.replace(partial, out)

@@ -42,7 +42,8 @@ def test_experiment_runs_evaluates_aggregates_and_resumes(tmp_path, capsys):
     for name in ("rc-seed0", "rc-seed1", "aria-seed0", "aria-seed1"):
         run_config = json.loads((out / "runs" / name / "config.json").read_text())
         assert run_config["steps"] == 2 and run_config["seed"] == int(name[-1])
-    assert (out / "report.html").is_file()
+    report = (out / "report.html").read_text()
+    assert "id=evaluation" in report and "aria-seed1" in report  # the experiment's evaluation table is in it
     printed = capsys.readouterr().out
     assert "unseen" in printed and "aria" in printed
     # resuming a finished experiment runs nothing again

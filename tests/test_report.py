@@ -163,7 +163,7 @@ def test_existing_report_is_replaced(runs, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
 
-@pytest.mark.parametrize("case", ["missing", "no metrics", "empty metrics", "bad line", "no out folder"])
+@pytest.mark.parametrize("case", ["missing", "no metrics", "empty metrics", "bad line", "no out folder", "bad eval"])
 def test_bad_input_exits_2_and_writes_nothing(runs, tmp_path, capsys, case):
     run = tmp_path / "run"
     out = tmp_path / ("nowhere" if case == "no out folder" else ".") / "report.html"
@@ -175,7 +175,8 @@ def test_bad_input_exits_2_and_writes_nothing(runs, tmp_path, capsys, case):
         (run / "metrics.jsonl").write_text("\n")
     elif case == "bad line":
         (run / "metrics.jsonl").write_text('{"step": 10, "loss": 1.0}\n{"step": 20, "lo\n')
-    code, stdout, stderr = report(capsys, str(runs["rc"]), str(run), "--out", str(out))
+    extra = ["--eval", str(tmp_path)] if case == "bad eval" else []  # a folder without summary.csv
+    code, stdout, stderr = report(capsys, str(runs["rc"]), str(run), "--out", str(out), *extra)
     assert code == 2 and stdout == ""
     assert stderr.startswith("aria: error: ") and stderr.count("\n") == 1
     assert not out.exists() and not list(tmp_path.glob("*.html*"))
