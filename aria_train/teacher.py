@@ -30,8 +30,9 @@ held-out prompts per region and per group (mean, worst region), and how much sto
 weights in float16 changes the predictions.
 
 Run it on a GPU with ``accelerate launch --mixed_precision bf16 -m aria_cli teacher --out DIR``
-or plainly ``aria teacher --out DIR`` (bf16 on a GPU, fp32 on the CPU). The defaults are the
-shipped teacher's settings; tests pass a tiny model and a few steps.
+or plainly ``aria teacher --out DIR`` (bf16 on a GPU, fp32 on the CPU). The shipped teacher
+(aria_train/assets/teacher) was made by scripts/ship_teacher.sh, which holds its exact options
+(24 px world, channels 32 64 64, batch 1024, 1400 steps); tests pass a tiny model and a few steps.
 """
 from __future__ import annotations
 
