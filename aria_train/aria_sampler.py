@@ -17,7 +17,7 @@ region changes. Per micro-batch (DESIGN §4):
    on paired ones, and mismatched samples have a larger discrepancy whatever their region; with
    "all" the tracker credits that difference to the region (measured on the H100: the estimates
    of unseen regions were 2.4x those of seen ones while their held-out discrepancy was 0.9x,
-   docs/experiments.md).
+   experiments/results/, README "Experiment").
 
 The tracker, the policy and the timestep normaliser are aria_theory's own classes (RegionTracker
 tracks the timestep bins as well): nothing here re-implements them. Because every process feeds
