@@ -27,7 +27,7 @@ class LossWeights:
 def distillation_loss(
     eps_student: torch.Tensor,
     eps_teacher: torch.Tensor,
-    target: torch.Tensor,
+    target: torch.Tensor | None,
     paired_mask: torch.Tensor,
     student_feats: dict[str, torch.Tensor],
     teacher_feats: dict[str, torch.Tensor],
@@ -38,7 +38,8 @@ def distillation_loss(
 ) -> dict[str, torch.Tensor]:
     """Loss terms for one batch of N samples, all float32 whatever the inputs' dtype.
 
-    ``eps_*`` (N, C, H, W): student and teacher predictions; ``target``: the exact denoising target;
+    ``eps_*`` (N, C, H, W): student and teacher predictions; ``target``: the exact denoising
+    target (needed only when ``weights.sd`` is not 0);
     ``paired_mask`` (N,) bool: samples still showing their own caption (L_sd uses only these;
     0 when there are none); features by module name, matched through ``layer_map`` (student
     name -> teacher name). ``feat`` and ``sd`` are not computed (reported as 0) when their

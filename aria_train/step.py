@@ -64,8 +64,10 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
                                      encoder_hidden_states=batch.hidden.to(teacher_dtype)).sample
     with _hooks(student.unet, models.layer_map.keys(), use_feat) as student_hooks:
         eps_student = models.student(noisy, batch.timesteps, encoder_hidden_states=batch.hidden).sample
-    target = prediction_target(
-        models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod, batch.x0, batch.noise, batch.timesteps)
+    target = None  # only L_sd needs the exact denoising target
+    if weights.sd:
+        target = prediction_target(models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod,
+                                   batch.x0, batch.noise, batch.timesteps)
     losses = distillation_loss(
         eps_student, eps_teacher, target, batch.paired,
         student_hooks.features if use_feat else {}, teacher_hooks.features if use_feat else {},
