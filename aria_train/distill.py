@@ -97,6 +97,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
     from aria_train.models.feature_kd import make_projections
     from aria_train.models.students import feature_layer_channels, feature_layer_map, make_student
     from aria_train.run_dir import RunDir
+    from aria_train.speed import make_optimizer, prepare_unets
     from aria_train.step import StepModels, Student, train_step
     from aria_train.tally import Tally
 
@@ -134,12 +135,14 @@ def train(config: DistillConfig, out: Path, resume: str | None = None) -> Path:
         frozen.to(device)
         if weight_dtype != torch.float32:
             frozen.to(dtype=weight_dtype)
+    prepare_unets(teacher, student_unet, compile=config.compile, channels_last=config.channels_last,
+                  gradient_checkpointing=config.gradient_checkpointing)
     ema = EMAModel(student_unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel,
                    model_config=student_unet.config)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(student.parameters(), config.lr, config.weight_decay, device)
     student, optimizer = accelerator.prepare(student, optimizer)
     bare = accelerator.unwrap_model(student)
-    models = StepModels(teacher, student, inputs.scheduler, layer_map)
+    models = StepModels(teacher, student, inputs.scheduler, layer_map if config.l_feat else {})
     weights = LossWeights(config.l_out, config.l_feat, config.l_sd)
     encoder = ConditionEncoder(inputs, device)
     stream = BatchStream(config, inputs, sampler, encoder, accelerator.process_index, accelerator.num_processes, device)

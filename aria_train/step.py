@@ -5,8 +5,7 @@ the accumulation boundary), so it can be called with or without an Accelerator.
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -35,16 +34,20 @@ class Student(nn.Module):
 class StepModels:
     """What a step needs. ``teacher`` is frozen (eval, no grad, possibly half precision);
     ``student`` is a Student, possibly wrapped (DDP / accelerate): hooks and projections are
-    taken from the unwrapped one, so module names are the bare UNet's."""
+    taken from the unwrapped one, so module names are the bare UNet's. The feature hooks of
+    ``layer_map`` are registered here, once, and stay for the models' lifetime (an empty map:
+    no feature KD, no hooks)."""
 
     teacher: nn.Module
     student: nn.Module
     scheduler: object  # diffusers DDPMScheduler (add_noise)
     layer_map: dict[str, str]  # student module -> teacher module for feature KD
+    teacher_features: FeatureHooks = field(init=False)
+    student_features: FeatureHooks = field(init=False)
 
-
-def _hooks(model: nn.Module, names, enabled: bool):
-    return FeatureHooks(model, names) if enabled else contextlib.nullcontext(None)
+    def __post_init__(self) -> None:
+        self.teacher_features = FeatureHooks(self.teacher, self.layer_map.values()).attach()
+        self.student_features = FeatureHooks(unwrap_model(self.student).unet, self.layer_map.keys()).attach()
 
 
 def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerator=None) -> dict[str, torch.Tensor]:
@@ -57,21 +60,24 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
     """
     noisy = models.scheduler.add_noise(batch.x0, batch.noise, batch.timesteps)
     use_feat = weights.feat != 0
+    if use_feat and not models.layer_map:
+        raise ValueError("feature KD (weights.feat != 0) needs StepModels with a layer_map")
     student = unwrap_model(models.student)
     teacher_dtype = next(models.teacher.parameters()).dtype
-    with torch.no_grad(), _hooks(models.teacher, models.layer_map.values(), use_feat) as teacher_hooks:
+    with torch.no_grad():
         eps_teacher = models.teacher(noisy.to(teacher_dtype), batch.timesteps,
                                      encoder_hidden_states=batch.hidden.to(teacher_dtype)).sample
-    with _hooks(student.unet, models.layer_map.keys(), use_feat) as student_hooks:
-        eps_student = models.student(noisy, batch.timesteps, encoder_hidden_states=batch.hidden).sample
+    eps_student = models.student(noisy, batch.timesteps, encoder_hidden_states=batch.hidden).sample
     target = None  # only L_sd needs the exact denoising target
     if weights.sd:
         target = prediction_target(models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod,
                                    batch.x0, batch.noise, batch.timesteps)
     losses = distillation_loss(
         eps_student, eps_teacher, target, batch.paired,
-        student_hooks.features if use_feat else {}, teacher_hooks.features if use_feat else {},
+        models.student_features.features, models.teacher_features.features,
         models.layer_map, weights, student.projections, batch.weights)
+    models.student_features.clear()  # the graph keeps what backward needs; free the rest now
+    models.teacher_features.clear()
     finite = torch.isfinite(losses["total"].detach()).reshape(1)
     if accelerator is not None:
         finite = accelerator.gather(finite).all()

@@ -40,11 +40,12 @@ def matmul_tflops(device: torch.device) -> float:
     return 10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12
 
 
-def build(size: str, device: torch.device, compile_models: bool):
+def build(size: str, device: torch.device, speed: dict):
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     from aria_train.models.configs import SD_V1_4_UNET_CONFIG
     from aria_train.models.students import feature_layer_map, make_student
+    from aria_train.speed import prepare_unets
     from aria_train.step import StepModels, Student
 
     if size == "sd14":
@@ -62,12 +63,7 @@ def build(size: str, device: torch.device, compile_models: bool):
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     teacher = teacher.to(device, dtype).eval().requires_grad_(False)
     student = Student(student_unet).to(device).train()
-    if device.type == "cuda":
-        teacher.to(memory_format=torch.channels_last)
-        student.to(memory_format=torch.channels_last)
-    if compile_models:
-        teacher = torch.compile(teacher)
-        student.unet = torch.compile(student.unet)
+    prepare_unets(teacher, student.unet, **speed)  # the trainer's own set-up (aria_train.speed)
     models = StepModels(teacher, student, scheduler, layer_map)
     return models, sample, text
 
@@ -101,14 +97,17 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
     return step
 
 
-def run_rows(size: str, batch: int, steps: int, compile_models: bool, device: torch.device, peak: float,
+def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.device, peak: float,
              num_regions: int, pool_size: int) -> list[dict]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from aria_train.losses import LossWeights
+    from aria_train.speed import make_optimizer
 
-    models, sample, text = build(size, device, compile_models)
-    optimizer = torch.optim.AdamW(models.student.parameters(), lr=1e-5, fused=device.type == "cuda")
+    # FLOPs are counted on an eager step (the counter sees aten ops, which compiled kernels are
+    # not); compilation is switched on after that.
+    models, sample, text = build(size, device, {**speed, "compile": False})
+    optimizer = make_optimizer(models.student.parameters(), 1e-5, 1e-2, device)
     weights = LossWeights(1.0, 1.0, 0.0)
     generator = torch.Generator().manual_seed(0)
     batch_data = make_batch(batch, sample, text, device, generator)
@@ -130,13 +129,20 @@ def run_rows(size: str, batch: int, steps: int, compile_models: bool, device: to
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(3):
-        one_step(True)
-    sync()
+    one_step(False)
     flops = FlopCounterMode(display=False)
     with flops:
         one_step(False)
     step_flops = flops.get_total_flops()
+    if speed["compile"]:
+        from aria_train.speed import prepare_unets
+
+        prepare_unets(models.teacher, models.student.unet, compile=True)
+    compile_start = time.perf_counter()
+    for _ in range(3):
+        one_step(True)
+    sync()
+    warmup_s = time.perf_counter() - compile_start
     rows = []
     for method in ("rc", "aria", "rc", "aria"):  # interleaved, so drift in clocks hits both
         if device.type == "cuda":
@@ -148,7 +154,7 @@ def run_rows(size: str, batch: int, steps: int, compile_models: bool, device: to
         sync()
         seconds = (time.perf_counter() - start) / steps
         rows.append({"size": size, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                     "compile": compile_models, "method": method, "batch": batch, "step_ms": seconds * 1e3,
+                     **speed, "method": method, "batch": batch, "step_ms": seconds * 1e3,
                      "images_per_s": batch / seconds,
                      "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
                      "step_tflop": step_flops / 1e12, "tflops": step_flops / seconds / 1e12,
@@ -160,7 +166,7 @@ def run_rows(size: str, batch: int, steps: int, compile_models: bool, device: to
     ops_ms = (time.perf_counter() - start) / 200 * 1e3
     rc_ms = np.mean([r["step_ms"] for r in rows if r["method"] == "rc"])
     for r in rows:
-        r.update(aria_ops_ms=ops_ms, aria_ops_fraction=ops_ms / rc_ms, regions=num_regions, pool=pool_size)
+        r.update(warmup_s=warmup_s, aria_ops_ms=ops_ms, aria_ops_fraction=ops_ms / rc_ms, regions=num_regions, pool=pool_size)
     return rows
 
 
@@ -170,7 +176,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=("sd14", "demo"), default="demo", help="teacher size (default: %(default)s)")
     parser.add_argument("--batch", type=int, nargs="+", default=[16], help="micro-batch sizes in images (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row (default: %(default)s)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile teacher and student")
+    parser.add_argument("--compile", action="store_true", help="torch.compile teacher and student (in place)")
+    parser.add_argument("--channels-last", action="store_true", help="both UNets in channels-last memory format")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute the student's activations in backward")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
     parser.add_argument("--name", default="distill_step", help="CSV name under bench/results (default: %(default)s)")
@@ -183,8 +191,12 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> None:
     peak = matmul_tflops(device)
     rows = []
     for batch in args.batch:
-        rows += run_rows(args.size, batch, max(1, int(args.steps * scale)), args.compile, device, peak,
+        speed = {"compile": args.compile, "channels_last": args.channels_last,
+                 "gradient_checkpointing": args.gradient_checkpointing}
+        rows += run_rows(args.size, batch, max(1, int(args.steps * scale)), speed, device, peak,
                          args.regions, args.pool)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     report(args.name, rows, RESULTS)
 
 

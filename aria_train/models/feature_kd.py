@@ -39,12 +39,15 @@ def _hidden_states(output):
 
 
 class FeatureHooks:
-    """Context manager capturing the outputs of named modules during forward passes.
+    """Captures the outputs of named modules during forward passes.
 
     `features[name]` holds the latest output of each module (not detached, so student features
-    carry gradients); it is overwritten by every forward and kept after the context exits, when
-    the hooks are removed. Raises KeyError on entry if a name does not exist in the unwrapped
-    model.
+    carry gradients); it is overwritten by every forward and emptied by ``clear()``. Use it as a
+    context manager (hooks removed on exit) or keep it attached for a whole run with
+    ``attach()`` / ``detach()``: the trainer does the latter, because registering and removing
+    hooks at every step changes the modules' hook dictionaries, which torch.compile guards on,
+    so each step would recompile (or fall back to eager). Raises KeyError on attaching if a name
+    does not exist in the unwrapped model.
 
         with FeatureHooks(student, layer_map.keys()) as fs, FeatureHooks(teacher, layer_map.values()) as ft:
             ...forward both...
@@ -57,7 +60,10 @@ class FeatureHooks:
         self.features: dict[str, torch.Tensor] = {}
         self._handles: list = []
 
-    def __enter__(self) -> "FeatureHooks":
+    def attach(self) -> "FeatureHooks":
+        """Register the hooks (once; attaching again is a no-op) and return self."""
+        if self._handles:
+            return self
         modules = dict(self.model.named_modules())
         missing = [n for n in self.names if n not in modules]
         if missing:
@@ -72,10 +78,20 @@ class FeatureHooks:
 
         return capture
 
-    def __exit__(self, *exc) -> None:
+    def clear(self) -> None:
+        """Drop the captured tensors (and with them the memory they hold)."""
+        self.features.clear()
+
+    def detach(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+    def __enter__(self) -> "FeatureHooks":
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
 
 
 def projection_key(name: str) -> str:

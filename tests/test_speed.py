@@ -1,0 +1,105 @@
+"""Speed options (aria_train.speed) change how the step runs, never what it computes; the feature
+hooks stay registered once, so torch.compile traces the UNet as one graph."""
+import json
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+import aria_cli
+from aria_train.batches import Batch
+from aria_train.losses import LossWeights
+from aria_train.models.configs import tiny_unet_config
+from aria_train.models.feature_kd import FeatureHooks
+from aria_train.models.students import feature_layer_map, make_student
+from aria_train.speed import make_optimizer, prepare_unets
+from aria_train.step import StepModels, Student, train_step
+from fixtures_train import make_distill_inputs
+
+
+def _models(seed: int = 0, **speed) -> StepModels:
+    from diffusers import DDPMScheduler
+
+    config = tiny_unet_config(sample_size=16, block_out_channels=(8, 16), cross_attention_dim=16,
+                              attention_heads=2, norm_num_groups=4)
+    torch.manual_seed(seed)
+    teacher = UNet2DConditionModel(**config).eval().requires_grad_(False)
+    student = make_student(teacher, "small")
+    prepare_unets(teacher, student, **speed)
+    return StepModels(teacher, Student(student), DDPMScheduler(num_train_timesteps=1000),
+                      feature_layer_map(dict(teacher.config), dict(student.config)))
+
+
+def _batch(n: int = 3) -> Batch:
+    import numpy as np
+
+    g = torch.Generator().manual_seed(1)
+    return Batch(x0=torch.randn(n, 3, 16, 16, generator=g), noise=torch.randn(n, 3, 16, 16, generator=g),
+                 timesteps=torch.tensor([10, 500, 990][:n]), hidden=torch.randn(n, 6, 16, generator=g),
+                 paired=torch.ones(n, dtype=torch.bool), prompt_ids=np.zeros(n, np.int64),
+                 regions=np.zeros(n, np.int64), switched=np.zeros(n, bool))
+
+
+def _grads(models: StepModels) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in models.student.unet.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("speed", [{"gradient_checkpointing": True}, {"channels_last": True}])
+def test_speed_options_keep_loss_and_gradients(speed):
+    plain, fast = _models(), _models(**speed)
+    assert fast.student.unet.training  # diffusers checkpoints only in training mode
+    if "gradient_checkpointing" in speed:
+        assert fast.student.unet.is_gradient_checkpointing and not plain.student.unet.is_gradient_checkpointing
+    else:
+        assert fast.teacher.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    weights = LossWeights(1.0, 1.0, 0.0)
+    a, b = train_step(plain, _batch(), weights), train_step(fast, _batch(), weights)
+    for key in ("total", "out", "feat"):
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    ga, gb = _grads(plain), _grads(fast)
+    assert ga.keys() == gb.keys() and len(ga) > 10
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_feature_hooks_are_registered_once_and_emptied_after_each_step():
+    models = _models()
+    hooked = [m for m in models.teacher.modules() if m._forward_hooks]
+    assert len(hooked) == len(models.layer_map)
+    for _ in range(3):
+        losses = train_step(models, _batch(), LossWeights(1.0, 1.0, 0.0))
+        assert float(losses["feat"].detach()) > 0
+        assert models.teacher_features.features == {} and models.student_features.features == {}
+    assert [m for m in models.teacher.modules() if m._forward_hooks] == hooked
+    assert all(len(m._forward_hooks) == 1 for m in hooked)
+
+
+def test_hooked_unet_compiles_to_one_graph_and_still_captures_features():
+    models = _models()
+    batch = _batch()
+    explanation = torch._dynamo.explain(models.teacher)(batch.x0, batch.timesteps, encoder_hidden_states=batch.hidden)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    assert sorted(models.teacher_features.features) == sorted(models.layer_map.values())
+
+
+def test_feature_hooks_attach_is_idempotent_and_detach_removes():
+    models = _models()
+    hooks = FeatureHooks(models.teacher, ["down_blocks.0"]).attach().attach()
+    assert len(models.teacher.down_blocks[0]._forward_hooks) == 2  # StepModels' own and this one
+    hooks.detach()
+    assert len(models.teacher.down_blocks[0]._forward_hooks) == 1
+
+
+def test_fused_optimizer_only_on_cuda():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert not make_optimizer(params, 1e-3, 0.0, torch.device("cpu")).defaults["fused"]
+
+
+def test_distill_with_speed_options_records_them(tmp_path):
+    paths = make_distill_inputs(tmp_path / "inputs")
+    out = tmp_path / "run"
+    assert aria_cli.main(paths.options(out, "--steps", "2", "--channels-last", "--gradient-checkpointing")) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["channels_last"] and config["gradient_checkpointing"] and not config["compile"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["loss"] > 0 for r in records)
