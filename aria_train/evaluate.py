@@ -12,6 +12,13 @@ The protocol (DESIGN §6), identical for every model evaluated:
   of every region, held-out row i from seed --seed + i, for the teacher and every student;
   one grid PNG per group (teacher row, then one row per student, one region per column).
 - Attribute accuracy (embedded world only): those samples read by the world's AttributeChecker.
+- FID and CLIP score (aria_train/image_metrics.py; torchmetrics, weights from local files only,
+  never downloaded): with --fid-detector (a TorchScript feature network such as NVlabs'
+  inception-2015-12-05.pt) or --fid-inception-weights (torch-fidelity's InceptionV3 weights),
+  the FID of each model's samples per group against the teacher's samples of the same prompts
+  and seeds (or against the PNG/JPEG images of --fid-reference DIR), with the number of samples
+  that went in (FID needs >= 2 per set); with --clip-model DIR (a local CLIPModel +
+  CLIPProcessor folder), the CLIP score of those samples against their prompts per region.
 Groups (seen / unseen / under, and all): mean over regions and the worst region.
 
 --student is a UNet folder or a distillation run directory (its newest checkpoint's
@@ -50,6 +57,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="prompts per sampling batch; the discrepancy "
                         "passes hold batch-size / len(timesteps) prompts (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    _add_image_metric_arguments(parser)
+
+
+def _add_image_metric_arguments(parser: argparse.ArgumentParser) -> None:
+    """FID / CLIP-score options (aria_train/image_metrics.py); every path is local, nothing is downloaded."""
+    parser.add_argument("--fid-detector", metavar="PATH", default=None,
+                        help="TorchScript FID feature network, e.g. NVlabs' inception-2015-12-05.pt: uint8 (N, 3, H, W) "
+                        "images in [0, 255] at the samples' resolution in, (N, D) features out; called with "
+                        "return_features=True when its forward takes that argument. FID per group of the sampled "
+                        "prompts (default: no FID)")
+    parser.add_argument("--fid-inception-weights", metavar="PATH", default=None,
+                        help="instead of --fid-detector: torch-fidelity's InceptionV3 weights file "
+                        "(weights-inception-2015-12-05-6726825d.pth; needs the torch-fidelity package) (default: none)")
+    parser.add_argument("--fid-reference", metavar="DIR", default=None,
+                        help="folder of PNG/JPEG reference images for FID; every model, the teacher included, is "
+                        "compared with all of them (default: the teacher's samples of the same prompts and seeds)")
+    parser.add_argument("--clip-model", metavar="DIR", default=None,
+                        help="local folder of a transformers CLIPModel + CLIPProcessor (save_pretrained layout); CLIP "
+                        "score, 0..100 (100 x cosine of image and prompt embeddings, clipped at 0), of every model's "
+                        "samples per region (default: no CLIP score)")
 
 
 def _student_names(paths: list[str]) -> list[str]:
@@ -101,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     check_free(args.out, args.overwrite)
+    from aria_train.image_metrics import ImageMetrics
+
+    image_metrics = ImageMetrics.from_args(args)  # bad FID / CLIP paths fail here, before any sampling
     teacher_dir = Path(args.teacher)
     teacher, scheduler, tokenizer, text_encoder = load_teacher(teacher_dir)
     names = _student_names(args.student)
@@ -162,6 +192,12 @@ def run(args: argparse.Namespace) -> int:
                 results["accuracy"][name] = {"groups": groups.to_dict("records"), "per_region": per_region.to_dict("records")}
                 acc_rows.append(per_region.assign(model=name))
                 summary_rows.append(groups.assign(model=name, metric="accuracy"))
+        if image_metrics is not None:
+            image_results, image_rows = image_metrics.evaluate(images, chosen, device)
+            results.update(image_results)
+            summary_rows += image_rows
+    if image_metrics is not None and "image_metrics" not in results:
+        raise ValueError("FID / CLIP score need decoded samples: a pixel-space teacher or a teacher folder with vae/")
 
     results.update(teacher=str(teacher_dir.resolve()), students=dict(zip(names, map(str, args.student))),
                    heldout=str(Path(args.heldout).resolve()), prompts=len(table), timesteps=args.timesteps,
@@ -209,4 +245,7 @@ def _print_summary(summary) -> None:
         print(f"\n{group} ({int(part['regions'].iloc[0])} regions)")
         print(f"  {'model':<24} {'metric':<12} {'mean':>10} {'worst':>10}  worst region")
         for _, r in part.iterrows():
-            print(f"  {r['model']:<24} {r['metric']:<12} {r['mean']:>10.4g} {r['worst']:>10.4g}  {r['worst_region']}")
+            pooled = "samples" in r and r["samples"] == r["samples"]  # FID: one value per group, no worst region
+            worst = f"{'-':>10}" if pooled else f"{r['worst']:>10.4g}"
+            samples = f"  ({int(r['samples'])} samples)" if pooled else ""
+            print(f"  {r['model']:<24} {r['metric']:<12} {r['mean']:>10.4g} {worst}  {r['worst_region']}{samples}")
