@@ -58,7 +58,14 @@ def load_teacher(folder: Path):
         raise ValueError(f"teacher folder {folder} lacks {', '.join(p + '/' for p in missing)}")
     try:
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
-        scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
+        # Stable Diffusion v1.x folders ship a PNDMScheduler config, which has no clip_sample:
+        # DDPM (and the DDIM built from its config) would default it to True and clip every
+        # predicted x0 to [-1, 1], which is wrong for VAE latents and never done by diffusers'
+        # StableDiffusionPipeline (it forces clip_sample False). A config that does not say
+        # comes from a scheduler that never clips, so it means False; an explicit value is kept.
+        saved = DDPMScheduler.load_config(folder / "scheduler", local_files_only=True)
+        scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True,
+                                                  **({} if "clip_sample" in saved else {"clip_sample": False}))
         tokenizer, text_encoder = load_text_stack(folder)
     except (ValueError, FileNotFoundError):
         raise
