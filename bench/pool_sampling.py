@@ -6,7 +6,14 @@ temporary folder by a child process, so that this process's peak RSS counts only
 work. Then, timed here: (a) `PromptPool.from_file`, (b) `pool.regions` and `RegionIndex` over it,
 (c) 10^6 prompts by region from a non-uniform pi (`sample_regions` then `draw_within`), in one
 call and in calls of a training batch (256), (d) `pool.texts` of 256 drawn rows, per call, and
-(e) the peak RSS (`resource.getrusage`) after each step. `--scale` scales the pool size.
+(e) the peak RSS (VmHWM) after each step, and the current RSS, PSS and USS
+(private pages; /proc/self/smaps_rollup). `--scale` scales the pool size.
+
+(f) The same pool as a memory-mapped .arrow file (`PromptPool.to_arrow`) against the parquet file,
+each opened by two fresh processes at once: `from_file`, `pool.texts` of 256 random rows, and
+every page of the table touched while both processes hold it. An .arrow pool's pages are the
+file's, in the page cache once for both (USS ~ 0, PSS ~ half the RSS); a parquet pool is read
+into each process's own memory (USS ~ RSS).
 """
 from __future__ import annotations
 
@@ -56,10 +63,19 @@ def synthetic_table(rows: int, k: int = K, seed: int = 0):
 def _write(path: str, rows: int) -> None:
     import pyarrow.parquet as pq
 
-    pq.write_table(synthetic_table(rows), path)
+    from aria_train.data.pool import PromptPool
+
+    table = synthetic_table(rows)
+    pq.write_table(table, path)
+    PromptPool(table).to_arrow(Path(path).with_suffix(".arrow"))
 
 
 def _peak_mb() -> float:
+    """Peak RSS of this process, MiB: VmHWM, which exec resets (ru_maxrss keeps the forking parent's)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -68,9 +84,67 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def main(scale: float = 1.0) -> list[dict]:
+def _memory_mb() -> dict:
+    """Current RSS, PSS, USS (private clean + dirty) and anonymous memory of this process, MiB."""
+    kb = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                kb[parts[0].rstrip(":")] = int(parts[1])
+    return {"rss_mb": kb["Rss"] / 1024, "pss_mb": kb["Pss"] / 1024,
+            "uss_mb": (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024, "anon_mb": kb["Anonymous"] / 1024}
+
+
+def _row(step: str, rows: int, calls: int, items: int, wall: float, cpu: float) -> dict:
     import pyarrow as pa
 
+    return {"step": step, "rows": rows, "calls": calls, "items_per_call": items, "wall_s": wall, "cpu_s": cpu,
+            "per_call_ms": 1e3 * wall / calls, "peak_rss_mb": _peak_mb(), "arrow_mb": pa.total_allocated_bytes() / 2**20,
+            **_memory_mb()}
+
+
+def _two_process_child(path: str, rows_n: int, index: int, barrier, queue) -> None:
+    """(f) in a fresh process: open, read 256 random texts TEXT_CALLS times, touch every page; the
+    memory of the last row is measured while both processes hold the whole table."""
+    from aria_train.data.pool import PromptPool
+
+    out = []
+
+    def step(name: str, fn, calls: int = 1, items: int = 1):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        out.append(_row(f"(f) {Path(path).suffix[1:]} {name}, process {index + 1}/2", rows_n, calls, items,
+                        time.perf_counter() - wall, time.process_time() - cpu))
+        return result
+
+    step("imports only (baseline)", lambda: None)
+    barrier.wait()
+    pool = step("PromptPool.from_file", lambda: PromptPool.from_file(path))
+    batches = np.random.default_rng(4 + index).integers(0, len(pool), (TEXT_CALLS, BATCH))
+    step(f"pool.texts {BATCH} random rows", lambda: [pool.texts(b) for b in batches], TEXT_CALLS, BATCH)
+    pages = [np.frombuffer(buf, np.uint8)[::4096] for column in pool.table.columns for chunk in column.chunks
+             for buf in chunk.buffers() if buf is not None]
+    step("every page touched", lambda: sum(int(p.sum()) for p in pages))
+    barrier.wait()
+    out[-1].update(_memory_mb())
+    queue.put((index, out))
+    barrier.wait()
+
+
+def _two_processes(path: Path, rows_n: int) -> list[dict]:
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(2), context.Queue()
+    children = [context.Process(target=_two_process_child, args=(str(path), rows_n, i, barrier, queue)) for i in range(2)]
+    for child in children:
+        child.start()
+    outs = dict(queue.get() for _ in children)
+    for child in children:
+        child.join()
+    return [row for pair in zip(outs[0], outs[1]) for row in pair]
+
+
+def main(scale: float = 1.0) -> list[dict]:
     from aria_theory.allocation import sample_regions
     from aria_train.conditions import RegionIndex
     from aria_train.data.pool import PromptPool
@@ -93,10 +167,7 @@ def main(scale: float = 1.0) -> list[dict]:
         def step(name: str, fn, calls: int = 1, items: int = 1):
             wall, cpu = time.perf_counter(), time.process_time()
             out = fn()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            rows.append({"step": name, "rows": rows_n, "calls": calls, "items_per_call": items, "wall_s": wall,
-                         "cpu_s": cpu, "per_call_ms": 1e3 * wall / calls, "peak_rss_mb": _peak_mb(),
-                         "arrow_mb": pa.total_allocated_bytes() / 2**20})
+            rows.append(_row(name, rows_n, calls, items, time.perf_counter() - wall, time.process_time() - cpu))
             return out
 
         pool = step("(a) PromptPool.from_file", lambda: PromptPool.from_file(path))
@@ -121,6 +192,10 @@ def main(scale: float = 1.0) -> list[dict]:
         starts = np.random.default_rng(3).integers(0, rows_n - BATCH, len(batches))
         step(f"(d) pool.texts range({BATCH})", lambda: [pool.texts(range(s, s + BATCH)) for s in starts],
              calls=len(batches), items=BATCH)
+        del pool, regions, index, drawn, texts
+        print(f"arrow pool {path.with_suffix('.arrow').stat().st_size / 2**20:.0f} MiB")
+        for suffix in (".parquet", ".arrow"):
+            rows += _two_processes(path.with_suffix(suffix), rows_n)
     report("pool_sampling", rows)
     return rows
 

@@ -34,12 +34,14 @@ def write_pool(path: Path, frame: pd.DataFrame) -> Path:
         frame.to_json(path, orient="records", lines=True)
     elif path.suffix == ".csv":
         frame.to_csv(path, index=False)
+    elif path.suffix == ".arrow":
+        PromptPool.from_frame(frame).to_arrow(path)
     else:
         frame.to_parquet(path)
     return path
 
 
-@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv", ".parquet", ".arrow"])
 def test_pool_reads_every_format(tmp_path, suffix):
     pool = PromptPool.from_file(write_pool(tmp_path / f"pool{suffix}", FRAME))
     assert len(pool) == 4

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from aria_theory.allocation import sample_regions
+from aria_train.cache_cmd import _pool_rows
 from aria_train.conditions import RegionIndex
 from aria_train.data import pool as pool_module
 from aria_train.data import regions as R
@@ -103,6 +104,17 @@ def test_texts_from_a_many_chunk_table(pool_file, monkeypatch):
     assert pool.texts(rows) == expected_texts(rows, labels) and np.array_equal(pool.regions, labels)
     sliced = PromptPool(pa.concat_tables([table.slice(0, 10), table.slice(10, 0), table.slice(10, 20)]))
     assert sliced.texts([29, 0, 10, 9]) == expected_texts(np.array([29, 0, 10, 9]), labels)
+
+
+def test_arrow_pool_and_pool_rows_at_scale(pool_file, tmp_path):
+    # the parquet pool converted to a memory-mapped .arrow pool reads back the same; `aria cache`
+    # finds the pool row of each paired text by an Arrow hash join over the mapped column
+    path, labels = pool_file
+    mapped = PromptPool.from_file(PromptPool.from_file(path).to_arrow(tmp_path / "pool.arrow"))
+    assert mapped.mapped is not None and mapped.table.column("text").num_chunks == 1
+    rows = np.random.default_rng(9).integers(0, ROWS, 5000)
+    assert mapped.texts(rows) == expected_texts(rows, labels) and np.array_equal(mapped.regions, labels)
+    assert np.array_equal(_pool_rows(expected_texts(rows, labels), mapped), rows)  # texts are unique
 
 
 @pytest.mark.parametrize("k", [3, 300, 70_000])  # uint8, uint16 and int64 sort keys

@@ -14,6 +14,11 @@ the manifest rewritten (again temp file + rename). The manifest therefore only e
 complete shards; anything else in the folder is debris of a killed write, which `resume`
 deletes before continuing after the last listed shard. The writer's `close` marks the cache
 complete; the reader refuses an incomplete cache unless asked.
+
+Shards made elsewhere (e.g. by the other processes of a multi-GPU job): `write_shard_file` writes
+one shard file atomically anywhere; `TensorCacheWriter.append_shard` checks it against the
+cache's tensors and moves it in as the next shard. The result is the same cache, file for file,
+as appending the same rows in one process.
 """
 from __future__ import annotations
 
@@ -49,6 +54,32 @@ def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_shard_file(path: str | Path, tensors: dict[str, torch.Tensor | np.ndarray]) -> Path:
+    """Write one shard (named tensors sharing their first, row, dimension; copied to the CPU) to
+    `path` through a temporary file and a rename, so `path` exists only once complete."""
+    path = Path(path)
+    tensors = {name: torch.as_tensor(value).detach().cpu().contiguous() for name, value in tensors.items()}
+    sizes = {value.shape[0] if value.dim() else None for value in tensors.values()}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(f"a shard needs tensors sharing their first (row) dimension, got {[tuple(v.shape) for v in tensors.values()]}")
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _shard_spec(path: Path) -> tuple[Any, dict[str, dict[str, Any]], set[int]]:
+    """(open handle, {name: {dtype, shape of one row}}, {row counts}) of a shard file (ValueError if unreadable)."""
+    try:
+        handle = safe_open(path, framework="pt")
+        found = {key: handle.get_slice(key) for key in handle.keys()}
+        spec = {key: {"dtype": _dtype_name(s[:0].dtype), "shape": list(s.get_shape()[1:])} for key, s in found.items()}
+        rows = {s.get_shape()[0] for s in found.values()}
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is corrupt: {err}") from None
+    return handle, spec, rows
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -151,6 +182,27 @@ class TensorCacheWriter:
         self._buffered += sizes.pop()
         while self._buffered >= self.shard_rows:
             self._write_shard(self.shard_rows)
+
+    def append_shard(self, path: str | Path) -> None:
+        """Move the shard file `path` (see `write_shard_file`) into the cache as its next shard.
+
+        Its tensors must have the cache's names, dtypes and row shapes (they set them for a new
+        cache) and nothing may be buffered. The file is renamed (same file system), then listed.
+        """
+        path = Path(path)
+        if self._closed:
+            raise ValueError(f"the writer of {self.directory} is closed")
+        if self._buffered:
+            raise ValueError(f"{self.directory}: cannot append a shard file after {self._buffered} buffered rows")
+        _, spec, rows = _shard_spec(path)
+        if len(rows) != 1 or min(rows) < 1 or (self._spec is not None and spec != self._spec):
+            raise ValueError(f"{path} ({spec}, {sorted(rows)} rows) does not fit the cache {self.directory} ({self._spec})")
+        name = _shard_file(len(self._shards))
+        os.replace(path, self.directory / name)
+        self._spec = self._spec or spec
+        self._shards.append({"file": name, "rows": rows.pop()})
+        self._committed += self._shards[-1]["rows"]
+        self._write_manifest(complete=False)
 
     def close(self) -> None:
         """Write the last (possibly short) shard and mark the cache complete."""
@@ -266,13 +318,7 @@ class TensorCache:
         if shard not in self._handles:
             entry = self.manifest["shards"][shard]
             path = self.directory / entry["file"]
-            try:
-                handle = safe_open(path, framework="pt")
-                found = {key: handle.get_slice(key) for key in handle.keys()}
-                actual = {key: {"dtype": _dtype_name(s[:0].dtype), "shape": list(s.get_shape()[1:])} for key, s in found.items()}
-                rows = {s.get_shape()[0] for s in found.values()}
-            except (SafetensorError, OSError) as err:
-                raise ValueError(f"{path} is corrupt: {err}") from None
+            handle, actual, rows = _shard_spec(path)
             if actual != self.manifest["tensors"] or rows != {entry["rows"]}:
                 raise ValueError(f"{path} does not match the manifest (found {actual} with {rows} rows)")
             self._handles[shard] = handle

@@ -1,13 +1,22 @@
 """The prompt pool: a table of prompts (optionally with region ids and groups), read by index.
 
 Files: .txt (one prompt per line; blank lines skipped), .jsonl (one JSON object per line),
-.csv (with a header) and .parquet. Columns: `text` (str, required), `region` (int >= 0,
-optional), `group` (str, optional, e.g. "seen" / "unseen" / "under"); any others are kept in
-`.table`. The pool is held as an Arrow table, not as Python strings, so that `texts(indices)`
-materialises only the prompts asked for.
+.csv (with a header), .parquet and .arrow (Arrow IPC file). Columns: `text` (str, required),
+`region` (int >= 0, optional), `group` (str, optional, e.g. "seen" / "unseen" / "under"); any
+others are kept in `.table`. The pool is held as an Arrow table, not as Python strings, so that
+`texts(indices)` materialises only the prompts asked for.
+
+An .arrow pool is memory-mapped, not read: the table's buffers are the file's pages, so opening
+it costs no memory and no time, and every process that opens the same file (the ranks of a
+data-parallel job, DataLoader workers) shares one copy through the OS page cache. Validation,
+`texts`, `regions` (a zero-copy numpy view when the column is one chunk of int64) and
+`num_regions` read the mapped pages without copying the columns. `PromptPool.to_arrow(path)`
+writes any pool in that layout (uncompressed, one record batch, int64 regions); the other formats
+are read into memory by each process.
 """
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -16,10 +25,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.ipc as ipc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
+FORMATS = (".txt", ".jsonl", ".csv", ".parquet", ".arrow")
 
 
 def _one_line(err: Exception) -> str:
@@ -30,6 +40,7 @@ def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
     return int(pc.index(mask, True).as_py())
 
 
+STRING_LIMIT = 2**31 - 1  # bytes: to_arrow writes a larger text column as large_string
 PARQUET_CHUNK_ROWS = 1 << 20  # rows of row groups read together into one chunk
 
 
@@ -51,6 +62,17 @@ def _read_parquet(path: Path) -> pa.Table:
     if groups:
         tables.append(parquet.read_row_groups(groups))
     return pa.concat_tables(tables) if tables else parquet.read()
+
+
+def _map_arrow(path: Path) -> pa.Table:
+    """An Arrow IPC file (or stream) as a table over a memory map of it: zero copy unless the
+    file is compressed (then its buffers are decompressed into memory)."""
+    source = pa.memory_map(str(path), "r")
+    try:
+        return ipc.open_file(source).read_all()
+    except pa.ArrowInvalid:
+        source.seek(0)  # not the file format: perhaps the stream format
+        return ipc.open_stream(source).read_all()
 
 
 class PromptPool:
@@ -85,6 +107,7 @@ class PromptPool:
         self.table = table
         self.text_column, self.region_column, self.group_column = text_column, region_column, group_column
         self.source = source
+        self.mapped: Path | None = None  # the .arrow file the table maps (set by from_file)
 
     @staticmethod
     def _check_strings(table: pa.Table, column: str, source: str) -> None:
@@ -102,7 +125,8 @@ class PromptPool:
         region_column: str = "region",
         group_column: str = "group",
     ) -> PromptPool:
-        """Read a .txt / .jsonl / .csv / .parquet pool (FileNotFoundError / ValueError on bad input)."""
+        """Read a .txt / .jsonl / .csv / .parquet pool, or map an .arrow one (FileNotFoundError /
+        ValueError on bad input)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"prompt file {path} not found")
@@ -120,11 +144,62 @@ class PromptPool:
                 # Texts and groups stay strings even when a value looks like a number.
                 types = {text_column: pa.large_string(), group_column: pa.large_string()}
                 table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
-            else:
+            elif suffix == ".parquet":
                 table = _read_parquet(path)
+            else:
+                table = _map_arrow(path)
         except (pa.ArrowException, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: cannot read {suffix[1:]} prompt file: {_one_line(err)}") from None
-        return cls(table, text_column, region_column, group_column, source=str(path))
+        pool = cls(table, text_column, region_column, group_column, source=str(path))
+        if suffix == ".arrow":
+            pool.mapped = path.resolve()
+        return pool
+
+    def to_arrow(self, path: str | Path) -> Path:
+        """Write the pool as an .arrow file that `from_file` maps without copying; returns the path.
+
+        Every column is kept, all in one uncompressed record batch: regions as int64 (so that
+        `regions` is a view of the file), texts and groups as string, or as large_string (64-bit
+        offsets) when a column holds STRING_LIMIT bytes or more. The conversion holds one more
+        copy of the table in memory while it writes; the file is written under a temporary name
+        and renamed into place, so a reader never sees half of it.
+        """
+        path = Path(path)
+        if path.suffix.lower() != ".arrow":
+            raise ValueError(f"{path}: an Arrow pool file must end in .arrow")
+        table = self.table
+        for name in (self.text_column, self.group_column, self.region_column):
+            if name not in table.column_names:
+                continue
+            if name == self.region_column:
+                kind = pa.int64()
+            else:  # one chunk of string holds < 2 GiB of text; nbytes (offsets included) bounds it
+                kind = pa.string() if table.column(name).nbytes < STRING_LIMIT else pa.large_string()
+            if table.column(name).type != kind:
+                table = table.set_column(table.column_names.index(name), name, table.column(name).cast(kind))
+        metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != b"pandas"}  # pandas' dtypes are stale
+        table = table.replace_schema_metadata(metadata or None).combine_chunks()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=max(1, table.num_rows))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def __getstate__(self) -> dict:
+        """A mapped pool pickles as its file, which the unpickling process maps again (sharing
+        its pages), instead of as a copy of every column."""
+        if self.mapped is None:
+            return self.__dict__
+        return {"mapped": self.mapped, "columns": (self.text_column, self.region_column, self.group_column)}
+
+    def __setstate__(self, state: dict) -> None:
+        if "columns" in state and "table" not in state:
+            state = PromptPool.from_file(state["mapped"], *state["columns"]).__dict__
+        self.__dict__.update(state)
 
     @classmethod
     def from_frame(
