@@ -197,7 +197,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> None:
                          args.regions, args.pool)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    report(args.name, rows, RESULTS)
+        report(args.name, rows, RESULTS)  # after every batch size: a run cut short keeps what it measured
 
 
 if __name__ == "__main__":
