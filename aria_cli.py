@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     ("sim", "bounds"): "simulations.bounds_check",
     ("sim", "rates"): "simulations.rates",
     ("sim", "allocation"): "simulations.allocation_sim",
+    (None, "pool"): "aria_train.data.pool_cmd",
     (None, "regions"): "aria_train.data.regions_cmd",
     (None, "world"): "aria_train.worlds.cli",
     (None, "distill"): "aria_train.distill",

@@ -193,3 +193,19 @@ def test_pool_rows_on_a_mapped_pool_copies_nothing(arrow_pool):
     got = _pool_rows(paired, pool)
     assert np.array_equal(got, rows)
     assert pa.total_allocated_bytes() - before < 1 << 20
+
+
+def test_aria_pool_converts_to_a_mapped_pool_and_rejects_bad_input(tmp_path, capsys):
+    import aria_cli
+
+    frame = pd.DataFrame({"text": ["a red cat", "a blue dog", "a red dog"], "region": [0, 1, 1]})
+    frame.to_csv(tmp_path / "pool.csv", index=False)
+    assert aria_cli.main(["pool", str(tmp_path / "pool.csv"), "--out", str(tmp_path / "pool.arrow")]) == 0
+    assert "3 prompts, 2 regions" in capsys.readouterr().out
+    pool = PromptPool.from_file(tmp_path / "pool.arrow")
+    assert pool.mapped is not None and pool.texts([2, 0]) == ["a red dog", "a red cat"]
+    assert pool.regions.tolist() == [0, 1, 1]
+    assert aria_cli.main(["pool", str(tmp_path / "pool.csv"), "--out", str(tmp_path / "pool.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aria: error:") and ".arrow" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "pool.parquet").exists()
