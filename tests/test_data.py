@@ -289,6 +289,24 @@ def test_regions_command_end_to_end(tmp_path, capsys):
     assert aria_cli.main(args[:5] + ["--k", "121", "--out", str(tmp_path / "bad")]) == 2
     assert "aria: error: --k 121 is more than the 120 prompts" in capsys.readouterr().err
 
+    # held-out prompts take the pool's region ids: nearest given centroid, no k-means
+    heldout = texts[:30:3]
+    write_pool(tmp_path / "heldout.csv", pd.DataFrame({"text": heldout}))
+    assign = ["regions", "--teacher", str(tmp_path / "teacher"), "--prompts", str(tmp_path / "heldout.csv"),
+              "--centroids", str(out / "centroids.npy"), "--out", str(tmp_path / "held")]
+    assert aria_cli.main(assign) == 0
+    held = PromptPool.from_file(tmp_path / "held" / "regions.parquet")
+    assert held.regions.tolist() == labels[:30:3].tolist()
+    np.testing.assert_array_equal(np.load(tmp_path / "held" / "centroids.npy"), centroids)
+    capsys.readouterr()
+    for extra in (["--k", "3"], []):  # both or neither of --k and --centroids
+        bad = assign[:5] + extra + (assign[5:7] if extra else []) + ["--out", str(tmp_path / "bad2")]
+        assert aria_cli.main(bad) == 2
+        assert "either --k" in capsys.readouterr().err
+    np.save(tmp_path / "wide.npy", np.zeros((4, 5), np.float32))
+    assert aria_cli.main(assign[:5] + ["--centroids", str(tmp_path / "wide.npy"), "--out", str(tmp_path / "bad3")]) == 2
+    assert "dimension 5" in capsys.readouterr().err and not (tmp_path / "bad3").exists()
+
 
 def test_regions_command_help_states_defaults(capsys):
     with pytest.raises(SystemExit):
