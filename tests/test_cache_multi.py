@@ -32,13 +32,7 @@ PAIRED = [0, 3, 5, 3, 7, 11, 2, 0, 9, 4, 6]  # pool_frame rows (repeats): shards
 SHARD_ROWS, BATCH = 3, 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread, as in the OMP_NUM_THREADS=1 child processes (so that values agree bitwise)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

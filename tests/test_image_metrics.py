@@ -23,15 +23,8 @@ from aria_train import image_metrics as im
 from test_teacher_eval import TINY, WORLD, students  # the tiny embedded world of the eval tests
 
 # torch >= 2.10 deprecates TorchScript, the format NVlabs' detector comes in.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 # ---------------------------------------------------------------- tiny networks

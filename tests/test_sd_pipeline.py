@@ -33,13 +33,7 @@ GRID_SCALE, GRID_PAD = 2, 2  # aria_train.sampling.save_grid's defaults
 ARIA = ("--method", "aria", "--aria-warmup", "1")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models are tiny: one thread is faster than two that wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cli(*argv) -> int:

@@ -34,13 +34,7 @@ TINY = ["--channels", "8", "16", "--layers-per-block", "1", "--attention-heads",
         "--text-hidden", "8", "--text-heads", "2", "--text-layers", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models here are tiny: one thread is faster than two that wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
