@@ -103,3 +103,12 @@ def test_distill_with_speed_options_records_them(tmp_path):
     assert config["channels_last"] and config["gradient_checkpointing"] and not config["compile"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["loss"] > 0 for r in records)
+
+
+def test_both_unets_attend_through_pytorch_sdpa():
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    models = _models()
+    for unet in (models.teacher, models.student.unet):
+        processors = unet.attn_processors
+        assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors.values())
