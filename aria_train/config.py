@@ -67,7 +67,7 @@ class DistillConfig:
     channel_scale: float = field(default=1.0, metadata=_doc('fraction', "student channel width relative to the teacher's, in (0, 1]"))
     compile: bool = field(default=False, metadata=_doc('flag', 'torch.compile teacher and student UNets in place (GPU; the first steps compile, minutes for SD)'))
     channels_last: bool = field(default=False, metadata=_doc('flag', 'hold both UNets in channels-last memory format (faster convolutions on GPUs)'))
-    gradient_checkpointing: bool = field(default=False, metadata=_doc('flag', "recompute the student's activations in backward: less memory, ~30% more compute"))
+    gradient_checkpointing: bool = field(default=False, metadata=_doc('flag', "recompute the student's activations in backward: less memory, about a third more student compute"))
     steps: int = field(default=1000, metadata=_doc('optimizer steps', 'length of the run, counting resumed steps'))
     batch_size: int = field(default=64, metadata=_doc('samples', 'micro-batch size per device'))
     grad_accum: int = field(default=1, metadata=_doc('micro-batches', 'accumulated per optimizer step (total batch = batch_size x grad_accum x devices)'))

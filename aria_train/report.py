@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="HTML file to write (replaced if it exists)")
     parser.add_argument("--eval", action="append", default=[], type=Path, metavar="EVAL_DIR",
                         help="an `aria eval` output folder to include besides each RUN_DIR/eval (repeatable; "
-                        "`aria experiment` passes its OUT/eval)")
+                        "`aria experiment` passes its OUT/eval; default: none)")
 
 
 @dataclass

@@ -112,3 +112,13 @@ def test_both_unets_attend_through_pytorch_sdpa():
     for unet in (models.teacher, models.student.unet):
         processors = unet.attn_processors
         assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors.values())
+
+
+def test_distill_help_lists_the_speed_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        aria_cli.main(["distill", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--compile", "--channels-last", "--gradient-checkpointing"):
+        assert f"{flag}, --no-{flag[2:]}" in text
+    assert "recompute the student's activations" in text

@@ -1,0 +1,15 @@
+"""Every `aria` subcommand's --help renders (a stray '%' in an option's help breaks argparse's
+formatting only when help is asked for) and states defaults."""
+import pytest
+
+import aria_cli
+
+
+@pytest.mark.parametrize("command", sorted(aria_cli.COMMANDS, key=lambda c: (c[0] or "", c[1])),
+                         ids=lambda c: " ".join(p for p in c if p))
+def test_every_command_help_renders_with_defaults(command, capsys):
+    argv = [part for part in command if part] + ["--help"]
+    with pytest.raises(SystemExit) as done:
+        aria_cli.main(argv)
+    assert done.value.code == 0
+    assert "default" in capsys.readouterr().out
