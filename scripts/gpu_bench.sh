@@ -15,7 +15,7 @@ for item in $ITEMS; do
     demo) timeout 150 $step --size demo --batch 64 256 --steps 30 --channels-last --name distill_step_demo_gpu ;;
     sd14) timeout 200 $step --size sd14 --batch 64 128 --steps 10 --channels-last --name distill_step_sd14_eager ;;
     sd14_compiled) timeout 330 $step --size sd14 --batch 64 --steps 10 --channels-last --compile --name distill_step_sd14_compiled ;;
-    sd14_ckpt) timeout 330 $step --size sd14 --batch 256 --steps 5 --channels-last --compile --gradient-checkpointing --name distill_step_sd14_ckpt ;;
+    sd14_ckpt) timeout 150 $step --size sd14 --batch 128 --steps 3 --channels-last --gradient-checkpointing --name distill_step_sd14_ckpt ;;
     kmeans) timeout 120 python3 -m bench.kmeans_regions --device cuda && cp bench/results/kmeans_regions.csv "$OUT"/kmeans_regions_gpu.csv ;;
     *) echo "unknown item $item" >&2 ;;
   esac
