@@ -6,6 +6,10 @@ gradients) and its BK-SDM-Small student (fp32 weights, bf16 autocast), output + 
 64x64 latents, random 77x768 text embeddings; ``--size demo`` does the same for the shipped
 24 px embedded-world teacher. Per row: images/s, peak memory, FLOPs of one whole step counted
 with torch.utils.flop_counter, and MFU against a bf16 8192^3 matmul measured in the same run.
+``--compile``, ``--channels-last`` and ``--gradient-checkpointing`` set the models up exactly as
+``aria distill`` does (aria_train.speed). FLOPs are counted on an eager step (the counter sees
+aten ops, not compiled kernels; with checkpointing they include the recomputed forward);
+``warmup_s`` is the time of the first three steps, compilation included.
 
 ARIA's overhead: with the real AriaSampler over K regions and a pool of P prompts, each step
 adds a draw (for the switched share of the batch, at RC's mean switch rate) and an observe of
@@ -104,8 +108,7 @@ def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.devic
     from aria_train.losses import LossWeights
     from aria_train.speed import make_optimizer
 
-    # FLOPs are counted on an eager step (the counter sees aten ops, which compiled kernels are
-    # not); compilation is switched on after that.
+    # FLOPs are counted on an eager step; compilation is switched on after that.
     models, sample, text = build(size, device, {**speed, "compile": False})
     optimizer = make_optimizer(models.student.parameters(), 1e-5, 1e-2, device)
     weights = LossWeights(1.0, 1.0, 0.0)
