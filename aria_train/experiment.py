@@ -165,7 +165,7 @@ def print_table(results) -> None:
     """Per metric: one row per method, per group the group mean and the worst region (each the
     mean ± std over seeds)."""
     for metric, part in results.groupby("metric", sort=False):
-        better = "lower" if metric == "discrepancy" else "higher"
+        better = "lower" if metric in ("discrepancy", "fid") else "higher"  # accuracy, clip_score: higher
         seeds = int(part["seeds"].max())
         spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
         print(f"\n{metric} ({better} is better; {spread}): group mean / worst region")
