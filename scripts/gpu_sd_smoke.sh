@@ -4,6 +4,9 @@
 # --compile --channels-last) -> aria eval. Proves the GPU code path (CUDA, mixed precision,
 # torch.compile with the feature hooks); says nothing about quality (random weights).
 #   scripts/gpu_sd_smoke.sh WORK_DIR
+# SMOKE_FLAGS replaces the distill speed flags (default "--compile --channels-last"; the run in
+# docs/gpu_runs/2026-12-01/sd_smoke.log used SMOKE_FLAGS=--channels-last); SMOKE_DEVICE replaces
+# eval's "--device cuda" (SMOKE_FLAGS= SMOKE_DEVICE= runs it on a CPU).
 set -euo pipefail
 W=${1:?usage: gpu_sd_smoke.sh WORK_DIR}
 mkdir -p "$W"
