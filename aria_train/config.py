@@ -11,7 +11,7 @@ Inputs the run reads (all local, nothing is downloaded):
   ``sample`` (N, C, H, W) float -- the teacher-generated x0 (pixels in [-1, 1] for a
   pixel-space teacher, scaled VAE latents for a latent one) -- and ``prompt_id`` (N,) int64,
   the row of the pool file holding that sample's caption.
-* ``pool``: the prompt pool file (txt / jsonl / csv / parquet with a ``text`` column and,
+* ``pool``: the prompt pool file (txt / jsonl / csv / parquet / arrow with a ``text`` column and,
   for region-based samplers, a ``region`` column of ints in [0, K)).
 * ``text_cache`` (optional): a TensorCache with ``hidden`` (M, L, D) float, row i = the
   frozen text encoder's last hidden state for pool row i. Without it the drawn prompts are
@@ -49,7 +49,7 @@ class DistillConfig:
 
     teacher: str = field(default="", metadata=_doc('path', 'teacher model folder (unet/, text_encoder/, tokenizer/, scheduler/, optional vae/)'))
     paired_cache: str = field(default="", metadata=_doc('path', 'TensorCache folder of teacher samples: tensors `sample` (N,C,H,W) and `prompt_id` (N,) = pool row of the caption'))
-    pool: str = field(default="", metadata=_doc('path', 'prompt pool file (txt/jsonl/csv/parquet; `text`, optional `region` column)'))
+    pool: str = field(default="", metadata=_doc('path', 'prompt pool file (txt/jsonl/csv/parquet/arrow, the last memory-mapped and shared by all ranks; `text`, optional `region` column)'))
     text_cache: str | None = field(default=None, metadata=_doc('path', 'optional TensorCache folder with `hidden` (M,L,D), row i = pool row i; absent: prompts are encoded on the fly'))
     method: Literal["kd", "rc", "aria"] = field(default="rc", metadata=_doc('choice', 'kd: paired captions only (BK-SDM); rc: random conditioning, captions replaced with probability p(t); aria: rc whose replacing prompts come from regions drawn by the tracker-driven allocation'))
     sampler: Literal["uniform", "region"] = field(default="uniform", metadata=_doc('choice', 'how rc draws a replacing prompt: uniform over the pool (RC) or a uniform region then a uniform prompt in it (ablation); not used by kd and aria'))

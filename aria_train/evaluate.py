@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", required=True, help="teacher model folder")
     parser.add_argument("--student", required=True, action="append",
                         help="student UNet folder or distillation run directory; repeatable")
-    parser.add_argument("--heldout", required=True, help="held-out prompts (txt/jsonl/csv/parquet; region, region_name, "
+    parser.add_argument("--heldout", required=True, help="held-out prompts (txt/jsonl/csv/parquet/arrow; region, region_name, "
                         "group and, for the world, attribute columns)")
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder (default: refuse)")
