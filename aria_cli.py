@@ -20,15 +20,15 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     ("sim", "bounds"): "simulations.bounds_check",
     ("sim", "rates"): "simulations.rates",
     ("sim", "allocation"): "simulations.allocation_sim",
-    (None, "pool"): "aria_train.data.pool_cmd",
-    (None, "regions"): "aria_train.data.regions_cmd",
     (None, "world"): "aria_train.worlds.cli",
-    (None, "distill"): "aria_train.distill",
-    (None, "teacher"): "aria_train.teacher",
-    (None, "cache"): "aria_train.cache_cmd",
-    (None, "eval"): "aria_train.evaluate",
-    (None, "report"): "aria_train.report",
-    (None, "experiment"): "aria_train.experiment",
+    (None, "teacher"): "aria_train.cli.teacher",
+    (None, "pool"): "aria_train.cli.pool",
+    (None, "regions"): "aria_train.cli.regions",
+    (None, "cache"): "aria_train.cli.cache",
+    (None, "distill"): "aria_train.cli.distill",
+    (None, "eval"): "aria_train.cli.eval",
+    (None, "report"): "aria_train.cli.report",
+    (None, "experiment"): "aria_train.cli.experiment",
 }
 GROUP_HELP = {"sim": "numerical checks of the tracker theory and allocation studies (no torch needed)"}
 

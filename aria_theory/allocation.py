@@ -2,11 +2,15 @@
 
 Every policy follows `AllocationPolicy`: `probabilities(estimates)` returns a distribution over the
 K regions (finite, >= 0, summing to 1 within 1e-12) with every entry >= `floors`; stateful
-policies (EXP3, DoReMi) learn in `observe`. A NaN estimate means "region not observed yet" (the
+policies (EXP3, DoReMi, Progress) learn in `observe`. A NaN estimate means "region not observed yet" (the
 trackers' convention) and is read as the largest observed estimate, so unknown regions are
 explored rather than starved; if nothing is observed yet the weights are uniform.
 
-ARIA (DESIGN.md section 4) draws region k ~ pi, then a prompt uniformly within k. With
+ProgressPolicy allocates by the estimated reducible part of the discrepancy (the gap above each
+region's floor, fitted from its own learning curve) instead of its level; it keeps its own
+trackers, fed through `observe`.
+
+ARIA (docs/design.md §4) draws region k ~ pi, then a prompt uniformly within k. With
 `importance_weights(ids, pi, base)` the loss of each sample is reweighted by base_k / pi_k, which
 keeps the expected gradient that of sampling from `base` (RC's region shares): the unbiased mode.
 """
@@ -18,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from aria_theory.tracker import JsonState, _check_num_regions, _check_unit, check_observations
+from aria_theory.tracker import JsonState, RegionTracker, _check_num_regions, _check_unit, check_observations
 
 _SUM_TOL = 1e-9  # accepted |sum - 1| of a distribution given by the caller
 
@@ -138,7 +142,7 @@ class PromptSharePolicy(AllocationPolicy):
 
 
 class AriaPolicy(AllocationPolicy):
-    """pi = (1 - eps) w / sum(w) + eps u, floors eps u (DESIGN 4).
+    """pi = (1 - eps) w / sum(w) + eps u, floors eps u (docs/design.md §4).
 
     w_k = max(m_k, 0)^beta, or softmax(m / tau) when tau is given (beta is then unused). beta = 0
     makes w uniform; with w all zero (no positive estimate) w is taken uniform too. u is `base`
@@ -158,7 +162,9 @@ class AriaPolicy(AllocationPolicy):
         self.eps = _check_unit("eps", eps, low_open=False)
         self.base = (np.full(self.num_regions, 1.0 / self.num_regions) if base is None
                      else _normalise_shares(base, self.num_regions, "base"))
-        self._uniform_base = base is None
+        # the base as given, for config(): normalising an already normalised base again can move it
+        # by an ulp, so a reloaded policy re-normalises the same numbers instead
+        self._base_arg = None if base is None else np.asarray(base, np.float64).tolist()
 
     @property
     def floors(self) -> np.ndarray:
@@ -181,7 +187,7 @@ class AriaPolicy(AllocationPolicy):
 
     def config(self) -> dict[str, Any]:
         return {"num_regions": self.num_regions, "beta": self.beta, "tau": self.tau, "eps": self.eps,
-                "base": None if self._uniform_base else self.base.tolist()}
+                "base": self._base_arg}
 
 
 class Exp3Policy(AllocationPolicy):
@@ -278,6 +284,189 @@ class DoReMiPolicy(AllocationPolicy):
         return {"scores": self.scores}
 
 
+class ProgressPolicy(AllocationPolicy):
+    """Allocation by estimated *reducible* discrepancy: ARIA on the gap above each region's floor.
+
+    Model (per region k, assumed, not checked): after T_k trained samples of region k its
+    discrepancy is D_k = phi_k + c_k z(T_k), z(T) = exp(-rate T): an irreducible floor phi_k plus a
+    reducible part x_k = c_k z(T_k) that every trained sample of the region shrinks by the factor
+    exp(-rate) (the allocation simulator's dynamics without transfer, forgetting or process
+    noise, with rate = r/B). Losses y are noisy readings of D at the time they are observed.
+
+    Estimate (two-timescale regression): one RegionTracker with the fast step `fast` and one with
+    the slow step `slow` (0: the running mean of all observations) each track, per region, the
+    losses y and the regressor z(T) of the same observations (T = trained samples of the region
+    before the observation's step). With F and S their estimates,
+        theta^_k = (S_k(y) - F_k(y)) / (S_k(z) - F_k(z)),
+        x^_k = theta^_k z(T_k now)   (`reducible`),   phi^_k = F_k(y) - theta^_k F_k(z)   (`floor_estimates`).
+    Both numerator and denominator are differences of two EMAs of one sequence, so under the
+    model (and without noise) theta^ = c_k exactly as soon as S(z) != F(z); with noise it is the
+    slope of y against z fitted over the slow EMA's memory, with the fast EMA as the current
+    end. For z_i = i (per-observation slope) `aria_theory.bounds.slope_every_path_bound` and
+    `slope_mse_bound` bound its error (same functions with this z: the slope per unit z); see
+    there for the derivation. While S(z) = F(z) (fewer than about 1/fast observations: both EMAs
+    are still the same running mean) theta^ is not identified and the region counts as unknown.
+
+    Allocation: w_k = max(x^_k, 0)^beta, unknown regions taking the largest known weight (they
+    are explored, as AriaPolicy does with NaN estimates), then
+        pi = (1 - eps) w / sum(w) + eps u,     u = `base` normalised (uniform when None),
+    and pi = u when every w_k is 0 (no region shows reducible discrepancy). So pi is a
+    distribution with pi_k >= eps u_k for any observations (`floors`).
+
+    Limits (exact, noise-free observations of the model, once every region is identified):
+    * every floor phi_k = 0: x^_k = D_k(now), so pi = AriaPolicy(beta, eps=eps, base=base) of the
+      true discrepancies; with equal floors phi it is ARIA on the gaps D_k - phi.
+    * every region progresses alike (same c, same T): w is uniform and pi = (1 - eps)/K + eps u,
+      region-uniform for a uniform base.
+    * a region at its floor (c_k = 0) gets w_k = 0: only the floor eps u_k. ARIA cannot tell such
+      a region from a slow one and keeps drawing it in proportion to its level.
+    Where the model is wrong: transfer between regions and forgetting change D without the
+    region's own training (x^ reads forgetting as a smaller reducible part when the level rises
+    after its last training, and a transfer-driven fall as a larger one); `rate` sets how fast
+    the model expects a region to saturate, so it also decides how strongly heavily trained
+    regions are discounted (x^ ~ exp(-rate T)): in worlds whose regions are alike apart from
+    their training counts the policy behaves like balancing the trained counts.
+
+    Feedback: `observe(region_ids, values, probabilities, trained=None)` takes the tracker's
+    observations and, in `trained`, the region of every sample trained on this step (default:
+    the observed ones). `probabilities(estimates)` validates `estimates` (the shared tracker's)
+    and does not use them: the policy keeps its own trackers, whose state (two RegionTrackers over
+    2K entries: losses in 0..K-1, regressor in K..2K-1, and the trained counts) round-trips through
+    JSON exactly like a tracker's, so every rank that feeds the same gathered observations in the
+    same order holds bitwise the same state.
+
+    rate: expected relative decrease of a region's reducible part per trained sample of it (> 0).
+    fast, slow: EMA steps, 0 <= slow < fast <= 1 (slow = 0: running mean over all observations).
+    beta, eps, base: as AriaPolicy.
+    """
+
+    _state_scalars = ("_time",)
+
+    def __init__(self, num_regions: int, rate: float = 0.003, fast: float = 0.05, slow: float = 0.0,
+                 beta: float = 1.0, eps: float = 0.2, base: ArrayLike | None = None) -> None:
+        super().__init__(num_regions)
+        self.rate = float(rate)
+        if not (np.isfinite(self.rate) and self.rate > 0):
+            raise ValueError(f"rate must be finite and > 0, got {rate}")
+        self.fast = _check_unit("fast", fast)
+        self.slow = _check_unit("slow", slow, low_open=False)
+        if not self.slow < self.fast:
+            raise ValueError(f"slow ({self.slow}) must be smaller than fast ({self.fast})")
+        self.beta = float(beta)
+        if not (np.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be finite and >= 0, got {beta}")
+        self.eps = _check_unit("eps", eps, low_open=False)
+        self.base = (np.full(self.num_regions, 1.0 / self.num_regions) if base is None
+                     else _normalise_shares(base, self.num_regions, "base"))
+        # the base as given, for config(): normalising an already normalised base again can move it
+        # by an ulp, so a reloaded policy re-normalises the same numbers instead
+        self._base_arg = None if base is None else np.asarray(base, np.float64).tolist()
+        # entries 0..K-1 track the losses y, entries K..2K-1 the regressor z of the same observations
+        self._fast = RegionTracker(2 * self.num_regions, step=self.fast)
+        self._slow = RegionTracker(2 * self.num_regions, step=self.slow)
+        self.trained = np.zeros(self.num_regions, np.int64)  # T_k: samples of region k trained so far
+
+    @property
+    def _time(self) -> int:
+        """observe() calls so far (both trackers' time)."""
+        return self._fast._time
+
+    @_time.setter
+    def _time(self, value: int) -> None:
+        self._fast._time = self._slow._time = int(value)
+
+    @property
+    def floors(self) -> np.ndarray:
+        return self.eps * self.base
+
+    @property
+    def counts(self) -> np.ndarray:
+        """int64 (K,): observations per region so far."""
+        return self._fast.counts[:self.num_regions]
+
+    def curve(self, trained: ArrayLike | None = None) -> np.ndarray:
+        """z = exp(-rate T), float64: the learning-curve regressor after T trained samples (default:
+        each region's count now). It underflows to 0 beyond rate T ~ 745, where the model's
+        reducible part is gone."""
+        t = self.trained if trained is None else np.asarray(trained)
+        return np.exp(-self.rate * t.astype(np.float64))
+
+    def _split(self, tracker: RegionTracker) -> tuple[np.ndarray, np.ndarray]:
+        est = tracker._raw_estimates()
+        return est[:self.num_regions], est[self.num_regions:]
+
+    @property
+    def coefficient(self) -> np.ndarray:
+        """theta^ (K,) = (S(y) - F(y)) / (S(z) - F(z)); NaN where not identified (S(z) = F(z) up to
+        rounding) or not finite; 0 where z underflowed to 0 on every observation of the region.
+        Differences within rounding of the values (4 ulp) count as 0, so a constant stream gives
+        theta^ = 0 exactly, not the sign of a rounding error."""
+        (fy, fz), (sy, sz) = self._split(self._fast), self._split(self._slow)
+        ulp = 4 * np.finfo(np.float64).eps
+        with np.errstate(over="ignore", invalid="ignore"):
+            dy = sy - fy
+            dz = sz - fz
+            dy = np.where(np.abs(dy) <= ulp * (np.abs(sy) + np.abs(fy)), 0.0, dy)
+            dz = np.where(np.abs(dz) <= ulp * (np.abs(sz) + np.abs(fz)), 0.0, dz)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            theta = dy / dz
+        underflow = (sz == 0) & (fz == 0) & (self.counts > 0)
+        theta = np.where(dz > 0, theta, np.where(underflow, 0.0, np.nan))
+        return np.where(np.isfinite(theta), theta, np.nan)
+
+    @property
+    def reducible(self) -> np.ndarray:
+        """x^ (K,) = theta^ z(T now): the estimated reducible discrepancy; NaN: unknown."""
+        return self.coefficient * self.curve()
+
+    @property
+    def floor_estimates(self) -> np.ndarray:
+        """phi^ (K,) = F(y) - theta^ F(z): the estimated irreducible floor; NaN: unknown."""
+        fy, fz = self._split(self._fast)
+        return fy - self.coefficient * fz
+
+    def probabilities(self, estimates: ArrayLike) -> np.ndarray:
+        self._check_estimates(estimates)
+        x = self.reducible
+        unknown = np.isnan(x)
+        pos = np.maximum(np.where(unknown, 0.0, x), 0.0)
+        if unknown.any():
+            pos[unknown] = 1.0 if unknown.all() else pos[~unknown].max()
+        top = pos.max()
+        if top == 0:
+            return self.base.copy()
+        w = (pos / top) ** self.beta  # scaling by the max first keeps pos^beta from overflowing
+        return (1.0 - self.eps) * w / w.sum() + self.eps * self.base
+
+    def observe(self, region_ids: ArrayLike, values: ArrayLike, probabilities: ArrayLike,
+                trained: ArrayLike | None = None) -> None:
+        """Fold in observations `values` of `region_ids` and count `trained` (region ids of every
+        sample trained on this step; default: region_ids). `probabilities` (this step's pi) is
+        validated as a distribution only: the observations need not have been drawn from it
+        (paired samples are observed too when the tracker sees every sample). Raises ValueError on
+        bad input before changing any state."""
+        ids, vals = check_observations(region_ids, values, self.num_regions)
+        check_distribution(probabilities, self.num_regions)
+        if trained is None:
+            trained_ids = ids
+        else:
+            trained_ids, _ = check_observations(trained, np.zeros(np.shape(trained)), self.num_regions)
+        both = np.concatenate([ids, ids + self.num_regions])
+        values = np.concatenate([vals, self.curve()[ids]])
+        self._fast.update(both, values)
+        self._slow.update(both, values)
+        self.trained += np.bincount(trained_ids, minlength=self.num_regions)
+
+    def config(self) -> dict[str, Any]:
+        return {"num_regions": self.num_regions, "rate": self.rate, "fast": self.fast, "slow": self.slow,
+                "beta": self.beta, "eps": self.eps, "base": self._base_arg}
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"trained": self.trained}
+        for name, tracker in (("fast", self._fast), ("slow", self._slow)):
+            arrays.update({f"{name}.{key}": arr for key, arr in tracker._state_arrays().items()})
+        return arrays
+
 def sample_regions(probabilities: ArrayLike, n: int, rng: np.random.Generator) -> np.ndarray:
     """n region ids (int64) drawn independently from `probabilities` with `rng`."""
     p = check_distribution(probabilities)
@@ -294,3 +483,4 @@ def importance_weights(region_ids: ArrayLike, probabilities: ArrayLike, base: Ar
     if (p[ids] <= 0).any():
         raise ValueError("a drawn region has probability 0")
     return b[ids] / p[ids]
+

@@ -1,4 +1,4 @@
-"""Tracking-error bounds for the region tracker (DESIGN.md §5), as vectorised numpy functions.
+"""Tracking-error bounds for the region tracker (docs/design.md §5), as vectorised numpy functions.
 
 Model (one region). Discrepancy m_{t+1} = m_t + d_t with |d_t| <= delta (bounded drift);
 observation y_{t+1} = m_{t+1} + xi_{t+1} with E[xi | past] = 0 and E[xi^2 | past] <= sigma^2,
@@ -58,7 +58,37 @@ What was checked (by hand, then numerically in tests/test_bounds.py):
 * §5.8 running mean under a trend d_t = delta: after t observations the mean error is
   -delta (t-1)/2 (unbounded lag) and the MSE delta^2 (t-1)^2/4 + sigma^2/t.
 
-Corrections to DESIGN.md §5 (for the issue note):
+The two-timescale regression of ProgressPolicy (:func:`two_ema_coefficients` and below). Two
+EMAs F (steps a_n) and S (steps b_n <= a_n, both starting at 1) of the same observations
+y_i = D_i + xi_i and of a known regressor z_i (z_i = i: slope per observation; ProgressPolicy:
+z = exp(-rate T)). With weights W^F[n, i], W^S[n, i] (rows sum to 1) the estimate
+theta^_n = (S_n(y) - F_n(y)) / (S_n(z) - F_n(z)) = sum_i c[n, i] y_i, c = (W^S - W^F)/(S_n(z) - F_n(z)),
+is linear in y with sum_i c = 0 and sum_i c z_i = 1. Write the levels through their slopes per
+unit z, D_{u+1} - D_u = theta_u (z_{u+1} - z_u); summation by parts gives
+    theta^_n = sum_{u<n} K[n, u] theta_u + sum_i c[n, i] xi_i,  K[n, u] = (z_{u+1} - z_u) sum_{i>u} c[n, i],
+with sum_u K[n, u] = 1 (take theta constant). The weight of the observations after u is
+1 - prod_{i>u}(1 - a_i) in F and 1 - prod_{i>u}(1 - b_i) in S, so sum_{i>u}(W^S - W^F) <= 0 when
+b <= a; for monotone z the slow EMA of z lags behind the fast one, so S_n(z) - F_n(z) has the
+sign opposite to z_{u+1} - z_u, and every K[n, u] >= 0. Hence, for the target theta_{n-1} (the
+latest slope),
+    theta^_n - theta_{n-1} = sum_u K[n, u] (theta_u - theta_{n-1}) + sum_i c[n, i] xi_i,
+and under |theta| <= delta, |theta_{u+1} - theta_u| <= gamma, |xi| <= b:
+    |theta^_n - theta_{n-1}| <= sum_u K[n, u] min(gamma (n-1-u), 2 delta) + b sum_i |c[n, i]|
+on every path (:func:`slope_every_path_bound`), attained by theta_u = max(-delta, delta -
+gamma (n-1-u)) (feasible: a ramp from -delta up to theta_{n-1} = delta) with xi_i = -b sign(c[n, i]).
+With the drift independent of the noise and E[xi^2 | past] <= sigma^2 the cross term vanishes:
+E(theta^_n - theta_{n-1})^2 <= (drift part)^2 + sigma^2 sum_i c[n, i]^2 (:func:`slope_mse_bound`),
+exact for the same ramp and noise variance sigma^2. Steady state (constant steps a_s < a_f,
+z_i = i): K_j = ((1-a_s)^j - (1-a_f)^j)/L for the slope j observations back, L = 1/a_s - 1/a_f;
+the unclipped bias is gamma ((1-a_s)/a_s + (1-a_f)/a_f) (the estimate is the slope as it was
+the sum of the two lags ago), the noise variance
+sigma^2 [a_f/(2-a_f) + a_s/(2-a_s) - 2 a_f a_s/(a_f + a_s - a_f a_s)] / L^2
+(:func:`slope_steady_state_bias`, :func:`slope_steady_state_variance`). Before S(z) differs from
+F(z) (while both are still the same running mean) theta^ is not identified (NaN). Checked by
+hypothesis on adversarial sequences (exact, with the attaining path pinned), by Monte Carlo in
+tests/test_theory_progress.py, and as rows slope_every_path and slope_mse of `aria sim bounds`.
+
+Corrections to docs/design.md §5 (for the issue note):
 1. §5.5 "use a = 1 when delta >~ sigma/2" is wrong: the exact minimiser of f is always < 1
    (f'(1) = 2 sigma^2 > 0); only the small-a closed form exceeds 1. At delta = sigma/2 the exact
    a* = 0.589 gives f = 0.539 sigma^2 against f(1) = sigma^2; at delta = sigma, a* = 0.742,
@@ -66,8 +96,14 @@ Corrections to DESIGN.md §5 (for the issue note):
 2. §5.6 the lower-bound constant 0.21 is too small. Le Cam with one path drifting +delta over
    the last n steps: sup_n (n delta)^2/4 (1 - TV_n) -> 0.4193 sigma^(4/3) delta^(2/3). With the
    mirrored pair (one path +delta, the other -delta; both in the model) the gap grows at 2 delta:
-   0.4193 * 2^(2/3) = 0.6655 sigma^(4/3) delta^(2/3). The tuned EMA is therefore within a factor
-   1.1906 / 0.6655 = 1.79 of optimal as delta/sigma -> 0 (not ~5.7).
+   0.4193 * 2^(2/3) = 0.6655 sigma^(4/3) delta^(2/3) (:func:`minimax_lower_bound`). The same
+   construction gives more through the Bayes risk of its two-point prior instead of the total
+   variation bound on it: (Delta/2)^2 R(s), R(s) = E sech^2(s X/2), X ~ N(s/2, 1), s = ||mu||/sigma
+   (:func:`two_point_bayes_factor`; R(s) >= 2 Phi(-s/2) = 1 - TV). Maximised over n (s* = 1.937,
+   R(s*) = 0.4698) it tends to 0.9363 sigma^(4/3) delta^(2/3) (0.5898 one-sided;
+   :func:`minimax_bayes_lower_bound`), the sharpest constant this pair of paths gives (1/2-1/2 is
+   the least favourable prior on two points). The tuned EMA is therefore within a factor
+   1.1906 / 0.9363 = 1.27 of any estimator as delta/sigma -> 0 (not ~5.7, and not only 1.79).
 3. §5.8 a_o sigma^2/2 + delta^2/(a_o p)^2 is only the small-a, small-(pa) leading term, neither
    exact nor a bound (p = 0.1, a = 0.5: exact drift part 481 delta^2 vs 400 delta^2): use
    :func:`irregular_steady_mse`.
@@ -236,6 +272,72 @@ def lower_bound_constant(one_sided: bool = False) -> float:
     return float(0.5 * (2 * np.sqrt(3)) ** (4 / 3) * -res.fun * (1 if one_sided else 2) ** (2 / 3))
 
 
+
+def two_point_bayes_factor(separation: ArrayLike) -> np.ndarray:
+    """R(s) = E sech^2(s X/2), X ~ N(s/2, 1): the Bayes risk of the two-point problem per (Delta/2)^2.
+
+    Two means m_+ - m_- = Delta, prior 1/2 each, observations whose means differ by a vector mu
+    in Gaussian noise N(0, sigma^2 I), s = ||mu||/sigma. The projection X of the centred data on
+    mu/||mu||, divided by sigma, is sufficient and N(+-s/2, 1); the likelihood ratio is exp(s X),
+    so the posterior mean is mid + (Delta/2) tanh(s X/2) and its squared-error risk is
+    (Delta/2)^2 E[1 - tanh^2(s X/2)], the same under both points (symmetry). Folding the
+    symmetric mixture onto x > 0 and using phi(x - s/2) e^(-s x) = phi(x + s/2) gives the stable form
+        R(s) = 4 int_0^inf phi(x + s/2) / (1 + e^(-s x)) dx,
+    between 2 Phi(-s/2) (= 1 - TV: the Le Cam bound) and 4 Phi(-s/2); computed by Simpson's rule
+    on 4001 points over [0, min(12, 80/s)] (beyond it the integrand is below e^(-40) of its peak)."""
+    s = np.asarray(separation, float)
+    width = np.minimum(12.0, 80.0 / np.maximum(s, 1e-300))
+    x = width[..., None] * np.linspace(0.0, 1.0, 4001)
+    with np.errstate(over="ignore"):
+        f = 4 * np.exp(-0.5 * np.square(x + s[..., None] / 2)) / np.sqrt(2 * np.pi) / (1 + np.exp(-s[..., None] * x))
+    simpson = np.ones(4001)
+    simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
+    return (f * simpson).sum(-1) * width / (3 * 4000)
+
+
+def two_point_bayes_lower_bound(n: ArrayLike, sigma: ArrayLike, delta: ArrayLike,
+                                one_sided: bool = False) -> np.ndarray:
+    """The Bayes risk of the two-point prior of :func:`two_point_lower_bound` itself:
+    (Delta/2)^2 R(||mu||/sigma), Delta = n g, R = :func:`two_point_bayes_factor`. Every estimator has
+    max_i E_i (m^ - m_i)^2 >= its Bayes risk under any prior on {path_+, path_-}, and 1/2-1/2 is
+    the least favourable one (the Bayes risk is concave in the prior weight and symmetric), so this
+    is the sharpest bound the construction gives; it is above the total-variation bound
+    (Delta^2/4)(1 - TV) at every n."""
+    n = np.asarray(n, float)
+    gap = np.asarray(delta, float) * (1 if one_sided else 2)
+    separation = gap * np.sqrt(n * (n + 1) * (2 * n + 1) / 6) / np.asarray(sigma, float)
+    return np.square(n * gap / 2) * two_point_bayes_factor(separation)
+
+
+def minimax_bayes_lower_bound(sigma: ArrayLike, delta: ArrayLike, one_sided: bool = False) -> np.ndarray:
+    """§5.6 sharpened: max over integer n >= 1 of :func:`two_point_bayes_lower_bound`; no estimator has a
+    worst-case MSE below it (for t >= the maximising n). Asymptotically
+    :func:`bayes_lower_bound_constant` * sigma^(4/3) delta^(2/3); the maximiser is near
+    n* = (sqrt(3) s* sigma/g)^(2/3), s* = 1.937. The bound is unimodal in n, so it is evaluated on
+    400 geometrically spaced n up to 3 n* (ratio < 1.03 between neighbours), then at every integer
+    within 3% of the best of them."""
+    sigma, delta = np.broadcast_arrays(np.asarray(sigma, float), np.asarray(delta, float))
+    out = np.empty(sigma.shape)
+    for idx in np.ndindex(sigma.shape):
+        gap = delta[idx] * (1 if one_sided else 2)
+        n_asym = (np.sqrt(3) * 1.937 * sigma[idx] / gap) ** (2 / 3) if gap > 0 else 1.0
+        coarse = np.unique(np.round(np.geomspace(1.0, 3 * n_asym + 10, 400)))
+        best = coarse[np.argmax(two_point_bayes_lower_bound(coarse, sigma[idx], delta[idx], one_sided))]
+        fine = np.arange(max(1.0, np.floor(best / 1.03) - 1), np.ceil(best * 1.03) + 2)
+        out[idx] = two_point_bayes_lower_bound(fine, sigma[idx], delta[idx], one_sided).max()
+    return out
+
+
+def bayes_lower_bound_constant(one_sided: bool = False) -> float:
+    """lim_{delta/sigma -> 0} minimax_bayes_lower_bound / (sigma^(4/3) delta^(2/3)): 0.9363 (0.5898 one-sided).
+
+    With s = g n^(3/2)/(sqrt(3) sigma) the bound tends to (3^(2/3)/4) s^(4/3) R(s) sigma^(4/3) g^(2/3)
+    (g = 2 delta, or delta one-sided); maximised at s* = 1.937, R(s*) = 0.4698. The tuned EMA's
+    1.1906 sigma^(4/3) delta^(2/3) is therefore within a factor 1.2715 of any estimator."""
+    res = optimize.minimize_scalar(lambda s: -s ** (4 / 3) * two_point_bayes_factor(s), bounds=(0.5, 4.0),
+                                   method="bounded", options={"xatol": 1e-10})
+    return float(3 ** (2 / 3) / 4 * -res.fun * (1 if one_sided else 2) ** (2 / 3))
+
 def kalman_gain(q: ArrayLike, sigma: ArrayLike) -> np.ndarray:
     """§5.7: steady-state Kalman gain for a Gaussian random walk (step variance q) observed in
     N(0, sigma^2) noise: K = (sqrt(lambda^2 + 4 lambda) - lambda)/2, lambda = q/sigma^2, the
@@ -379,3 +481,139 @@ def worst_case_moments(n_steps: int, a: ArrayLike, sigma: ArrayLike, delta: Arra
         mass = advance((1 - p) * mass, p * mass)
         mean_out[..., t], second_out[..., t] = m1.sum(-1), m2.sum(-1)
     return mean_out, second_out
+
+
+# --- the two-timescale regression of ProgressPolicy: difference of two EMAs ---------------------
+
+def ema_weights(steps: ArrayLike) -> np.ndarray:
+    """W[..., n, i]: weight of observation i in the estimate after observation n (0-based), for a
+    step sequence (last axis) whose first step is 1 (the running-mean start wipes the initial
+    value, so each row sums to 1): W_n = (1 - a_n) W_{n-1} + a_n e_n."""
+    steps = np.asarray(steps, float)
+    if not np.all(steps[..., :1] == 1.0) or np.any((steps < 0) | (steps > 1)):
+        raise ValueError("steps must lie in [0, 1] and start with 1 (the running-mean start)")
+    n = steps.shape[-1]
+    weights = np.zeros(steps.shape + (n,))
+    row = np.zeros(steps.shape[:-1] + (n,))
+    for t in range(n):
+        row = (1 - steps[..., t, None]) * row
+        row[..., t] += steps[..., t]
+        weights[..., t, :] = row
+    return weights
+
+
+def two_ema_coefficients(steps_fast: ArrayLike, steps_slow: ArrayLike,
+                         z: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients of theta^_n = (S_n(y) - F_n(y)) / (S_n(z) - F_n(z)), the two-timescale
+    regression of observations y on a known regressor z (default z_i = i: the slope per
+    observation); F and S are EMAs with steps ``steps_fast`` >= ``steps_slow`` (both starting at 1).
+
+    Returns (c, K), both (..., N, N), NaN in rows n where S_n(z) = F_n(z) (not identified yet):
+    theta^_n = sum_i c[n, i] y_i, and for levels with D_{u+1} - D_u = theta_u (z_{u+1} - z_u),
+    theta^_n = sum_u K[n, u] theta_u + sum_i c[n, i] xi_i with K[n, u] = (z_{u+1} - z_u)
+    sum_{i > u} c[n, i] (u < n; 0 otherwise) and sum_u K[n, u] = 1 exactly."""
+    wf, ws = ema_weights(steps_fast), ema_weights(steps_slow)
+    n = wf.shape[-1]
+    zz = np.arange(n, dtype=float) if z is None else np.asarray(z, float)
+    gap = ((ws - wf) * zz[..., None, :]).sum(-1)  # S_n(z) - F_n(z)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where((gap != 0)[..., None], (ws - wf) / gap[..., None], np.nan)
+    later = np.flip(np.cumsum(np.flip(c, -1), -1), -1)  # sum_{i >= u} c[n, i]
+    later = np.concatenate([later[..., 1:], np.zeros(later.shape[:-1] + (1,))], -1)  # sum_{i > u}
+    dz = np.diff(np.broadcast_to(zz, c.shape[:-2] + (n,)), axis=-1)
+    dz = np.concatenate([dz, np.zeros(dz.shape[:-1] + (1,))], -1)
+    below = np.arange(n)[None, :] < np.arange(n)[:, None]  # u < n
+    return c, np.where(below, dz[..., None, :] * later, 0.0)
+
+
+def _slope_drift_bound(K: np.ndarray, delta: ArrayLike, gamma: ArrayLike) -> np.ndarray:
+    """sum_u |K[n, u]| min(gamma (n - 1 - u), 2 delta): bound on |sum_u K[n, u] (theta_u - theta_{n-1})|."""
+    n = K.shape[-1]
+    age = np.maximum(np.arange(n)[:, None] - 1 - np.arange(n)[None, :], 0)  # n - 1 - u (rows n, cols u)
+    delta, gamma = np.asarray(delta, float)[..., None, None], np.asarray(gamma, float)[..., None, None]
+    return (np.abs(K) * np.minimum(gamma * age, 2 * delta)).sum(-1)
+
+
+def slope_every_path_bound(steps_fast: ArrayLike, steps_slow: ArrayLike, delta: ArrayLike, gamma: ArrayLike,
+                           b: ArrayLike, z: ArrayLike | None = None) -> np.ndarray:
+    """|theta^_n - theta_{n-1}| <= sum_u K[n,u] min(gamma (n-1-u), 2 delta) + b sum_i |c[n,i]| on every path.
+
+    theta^ as in :func:`two_ema_coefficients`; the levels obey D_{u+1} - D_u = theta_u (z_{u+1} - z_u)
+    with |theta_u| <= delta (bounded drift of the level per unit of z) and |theta_{u+1} - theta_u| <=
+    gamma (bounded drift of the slope), the noise |xi| <= b; nothing else (no independence, no zero
+    mean). With z_i = i, theta_u is the increment d_u = D_{u+1} - D_u. Value after each observation
+    (last axis), NaN while not identified. Attained when K >= 0 (fast steps >= slow steps, z
+    monotone) by theta_u = max(-delta, theta_{n-1} - gamma (n-1-u)) with theta_{n-1} = delta and
+    xi_i = b sign(c[n, i]) (or all signs flipped)."""
+    c, K = two_ema_coefficients(steps_fast, steps_slow, z)
+    return _slope_drift_bound(K, delta, gamma) + np.asarray(b, float)[..., None] * np.abs(c).sum(-1)
+
+
+def slope_mse_bound(steps_fast: ArrayLike, steps_slow: ArrayLike, sigma: ArrayLike, delta: ArrayLike,
+                    gamma: ArrayLike, z: ArrayLike | None = None) -> np.ndarray:
+    """E (theta^_n - theta_{n-1})^2 <= (drift part of :func:`slope_every_path_bound`)^2 + sigma^2 sum_i c[n,i]^2.
+
+    Drift independent of the noise (it may be random) with |theta| <= delta, |Delta theta| <= gamma;
+    noise a martingale difference sequence with E[xi^2 | past] <= sigma^2. Exact for the extreme
+    drift path of :func:`slope_every_path_bound` and noise variance sigma^2."""
+    c, K = two_ema_coefficients(steps_fast, steps_slow, z)
+    variance = np.square(np.asarray(sigma, float))[..., None] * np.square(c).sum(-1)
+    return np.square(_slope_drift_bound(K, delta, gamma)) + variance
+
+
+def _geometric_sums(q: np.ndarray, J: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sum_{j=1}^J q^j, sum_{j=1}^J (j-1) q^j and sum_{j>J} q^j for q in [0, 1)."""
+    qj = np.power(q, J)
+    head = q * (1 - qj) / (1 - q)
+    weighted = q * (1 - (J + 1) * qj + J * qj * q) / (1 - q) ** 2 - head
+    return head, weighted, qj * q / (1 - q)
+
+
+def slope_steady_state_bias(a_fast: ArrayLike, a_slow: ArrayLike, delta: ArrayLike, gamma: ArrayLike) -> np.ndarray:
+    """Steady-state drift part of :func:`slope_every_path_bound` for constant steps a_s < a_f and z_i = i:
+    sum_{j>=1} K_j min(gamma (j-1), 2 delta), K_j = ((1-a_s)^j - (1-a_f)^j)/L, L = 1/a_s - 1/a_f.
+    Without the clip (delta = inf) it is gamma ((1-a_s)/a_s + (1-a_f)/a_f): the estimate is the
+    slope as it was (1-a_s)/a_s + (1-a_f)/a_f observations ago, the sum of the two EMAs' lags."""
+    a_f, a_s = np.asarray(a_fast, float), np.asarray(a_slow, float)
+    delta, gamma = np.asarray(delta, float), np.asarray(gamma, float)
+    lag_gap = 1 / a_s - 1 / a_f
+    with np.errstate(divide="ignore", invalid="ignore"):
+        J = np.where(gamma > 0, np.ceil(2 * delta / np.where(gamma > 0, gamma, 1.0)), np.inf)
+    J = np.minimum(J, 1e15)  # j - 1 < J: the unclipped terms
+    total = 0.0
+    for q, sign in ((1 - a_s, 1.0), (1 - a_f, -1.0)):
+        _, weighted, tail = _geometric_sums(q, J)
+        with np.errstate(invalid="ignore"):  # inf * 0 when delta = inf: no clipped terms
+            clipped = np.where(tail > 0, 2 * delta * tail, 0.0)
+        total = total + sign * (gamma * weighted + clipped)
+    return total / lag_gap
+
+
+def slope_steady_state_variance(a_fast: ArrayLike, a_slow: ArrayLike, sigma: ArrayLike) -> np.ndarray:
+    """Steady-state sigma^2 sum c_j^2 for constant steps and z_i = i:
+    sigma^2 [a_f/(2-a_f) + a_s/(2-a_s) - 2 a_f a_s/(a_f + a_s - a_f a_s)] / L^2, L = 1/a_s - 1/a_f."""
+    a_f, a_s = np.asarray(a_fast, float), np.asarray(a_slow, float)
+    gain = a_f / (2 - a_f) + a_s / (2 - a_s) - 2 * a_f * a_s / (a_f + a_s - a_f * a_s)
+    return np.square(sigma) * gain / np.square(1 / a_s - 1 / a_f)
+
+
+def slope_steady_state_noise_bound(a_fast: ArrayLike, a_slow: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Steady-state b sum_j |c_j| = (2 b / L) max_J ((1-a_s)^J - (1-a_f)^J) (the weights differ in
+    sign once, so the maximum partial sum is half the absolute sum); J over the integers near
+    the real maximiser ln(ln(1-a_f)/ln(1-a_s)) / ln((1-a_s)/(1-a_f))."""
+    a_f, a_s = np.asarray(a_fast, float), np.asarray(a_slow, float)
+    q_f, q_s = 1 - a_f, 1 - a_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        j_star = np.where(q_f > 0, np.log(np.log(q_f) / np.log(q_s)) / np.log(q_s / q_f), 0.0)
+    best = np.zeros(np.broadcast(a_f, a_s).shape)
+    for shift in (-1.0, 0.0, 1.0, 2.0):
+        J = np.maximum(np.floor(j_star) + shift, 0.0)
+        best = np.maximum(best, np.power(q_s, J) - np.power(q_f, J))
+    return 2 * np.asarray(b, float) * best / (1 / a_s - 1 / a_f)
+
+
+def slope_steady_state_mse(a_fast: ArrayLike, a_slow: ArrayLike, sigma: ArrayLike, delta: ArrayLike,
+                           gamma: ArrayLike) -> np.ndarray:
+    """Steady state of :func:`slope_mse_bound`: bias^2 + variance (constant steps, z_i = i)."""
+    return np.square(slope_steady_state_bias(a_fast, a_slow, delta, gamma)) + \
+        slope_steady_state_variance(a_fast, a_slow, sigma)

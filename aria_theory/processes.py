@@ -1,6 +1,8 @@
 """Synthetic discrepancy processes that satisfy the tracker theory's assumptions by construction.
 
-Drift: increments d with |d| <= delta on every path (DESIGN.md §5: bounded drift). Noise: mean 0
+Drift: increments d with |d| <= delta on every path (docs/design.md §5: bounded drift), and
+|d_{t+1} - d_t| <= ``slope_bound`` (bounded drift of the slope, for the slope estimators of
+``aria_theory.bounds``; 2 delta unless a process promises less). Noise: mean 0
 and variance exactly sigma^2, independent over time and of the drift (bounded variance); each
 family records ``bound`` (b with |xi| <= b, or None) and ``subgaussian`` (a proxy s with
 E exp(l xi) <= exp(l^2 s^2/2), or None). Every ``sample(n_paths, n_steps, rng)`` returns a
@@ -36,10 +38,18 @@ class Drift(abc.ABC):
         if not self.delta >= 0:
             raise ValueError(f"drift bound delta must be >= 0, got {self.delta}")
 
+    @property
+    def slope_bound(self) -> float:
+        """gamma with |d_{t+1} - d_t| <= gamma on every path (bounded drift of the slope); the
+        default 2 delta follows from |d| <= delta alone. Checked by `sample` up to float rounding."""
+        return 2 * self.delta
+
     def sample(self, n_paths: int, n_steps: int, rng: np.random.Generator) -> np.ndarray:
         d = np.asarray(self._increments(n_paths, n_steps, rng), float)
         if d.shape != (n_paths, n_steps) or not np.all(np.abs(d) <= self.delta):
             raise AssertionError(f"{type(self).__name__} broke |d| <= delta = {self.delta}")
+        if not np.all(np.abs(np.diff(d, axis=1)) <= self.slope_bound + 1e-12 * self.delta):
+            raise AssertionError(f"{type(self).__name__} broke |d_t+1 - d_t| <= gamma = {self.slope_bound}")
         return d
 
     @abc.abstractmethod
@@ -59,6 +69,8 @@ class RandomWalk(Drift):
 class LinearTrend(Drift):
     """m_t = m_0 + g t with a slope g ~ Uniform[-delta, delta] per path."""
 
+    slope_bound = property(lambda self: 0.0)
+
     def _increments(self, n_paths, n_steps, rng):
         slope = self.delta * rng.uniform(-1.0, 1.0, (n_paths, 1))
         return slope * np.ones(n_steps)
@@ -70,6 +82,11 @@ class Sinusoid(Drift):
     d_t = delta cos(2 pi (t + phase)/period), so the amplitude of m is delta period/(2 pi)."""
 
     period: float = 100.0
+
+    @property
+    def slope_bound(self) -> float:
+        """|cos(x + h) - cos(x)| <= 2 sin(h/2) with h = 2 pi/period."""
+        return 2 * self.delta * math.sin(min(math.pi / self.period, math.pi / 2))
 
     def _increments(self, n_paths, n_steps, rng):
         phase = rng.uniform(0.0, self.period, (n_paths, 1))
@@ -98,6 +115,11 @@ class TrainingCurve(Drift):
 
     tau: float = 200.0
 
+    @property
+    def slope_bound(self) -> float:
+        """|d_{t+1} - d_t| = r delta e^(-t/tau)(1 - e^(-1/tau)) <= delta (1 - e^(-1/tau))."""
+        return self.delta * -math.expm1(-1 / self.tau)
+
     def _increments(self, n_paths, n_steps, rng):
         rate = self.delta * rng.uniform(0.5, 1.0, (n_paths, 1))
         return -rate * np.exp(-np.arange(n_steps) / self.tau)
@@ -107,6 +129,8 @@ class TrainingCurve(Drift):
 class ConstantSign(Drift):
     """Adversary: d_t = +delta or -delta (one sign per path) for all t. With noise at its
     bound of the same sign it attains the every-path bound of any step sequence."""
+
+    slope_bound = property(lambda self: 0.0)
 
     def _increments(self, n_paths, n_steps, rng):
         sign = rng.choice([-1.0, 1.0], size=(n_paths, 1))

@@ -14,7 +14,7 @@ Conventions shared by all trackers:
   constructor's config; `load_state_dict` restores it exactly, so behaviour after a
   `json.dumps`/`json.loads` round trip is bitwise identical.
 
-The model behind the step choice (DESIGN.md section 5): m_{t+1} = m_t + d_t with |d_t| <= delta,
+The model behind the step choice (docs/design.md §5): m_{t+1} = m_t + d_t with |d_t| <= delta,
 y = m + xi with Var xi <= sigma^2; a constant-step EMA tracks with lag (1-a) delta / a and noise
 variance a sigma^2 / (2-a).
 """
@@ -204,7 +204,7 @@ class Tracker(JsonState, ABC):
 
 
 class AutoStep:
-    """Online choice of the EMA step per region: a = min(1, (2 delta/sigma)^(2/3)), DESIGN 5.5.
+    """Online choice of the EMA step per region: a = min(1, (2 delta/sigma)^(2/3)), docs/design.md §5.5.
 
     Per region and per observation, without knowing sigma or delta:
     * sigma^2 from half the mean squared successive difference of the observations (biased up by
@@ -281,7 +281,7 @@ class RegionTracker(Tracker):
     step: a in (0, 1]; 0 gives the plain running mean; "auto" (or a dict of `AutoStep` options,
         e.g. {"fast": 0.1, "slow": 0.001}) picks a per region online with `AutoStep`.
     initial: the estimate before the first observation; it matters only without the running-mean
-        start (a_1 = 1 overwrites it), where e_0 = initial - m_0 enters DESIGN 5's bounds.
+        start (a_1 = 1 overwrites it), where e_0 = initial - m_0 enters docs/design.md §5's bounds.
     running_mean_start: False uses the constant step a from the first observation (pure EMA).
     """
 
@@ -358,7 +358,7 @@ class KalmanTracker(Tracker):
     irregular observation is handled exactly; observations within one call share a time. With
     prior_var=None the prior is diffuse: the first observation is taken as the estimate (variance
     r). Regular observation converges to the textbook gain K = (sqrt(l^2 + 4l) - l)/2, l = q/r,
-    with posterior variance K r (DESIGN 5.7).
+    with posterior variance K r (docs/design.md §5.7).
     """
 
     def __init__(self, num_regions: int, q: float, r: float, initial: float = 0.0,

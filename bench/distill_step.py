@@ -1,13 +1,13 @@
 """Distillation step throughput, memory, MFU, and ARIA's overhead over RC, with the trainer's code.
 
-``python -m bench.distill_step --size sd14`` times the trainer's ``train_step`` (aria_train.step)
+``python -m bench.distill_step --size sd14`` times the trainer's ``train_step`` (aria_train.distill.step)
 plus AdamW for an SD-v1.4-size teacher (random weights from its config, held in bf16, no
 gradients) and its BK-SDM-Small student (fp32 weights, bf16 autocast), output + feature KD,
 64x64 latents, random 77x768 text embeddings; ``--size demo`` does the same for the shipped
 24 px embedded-world teacher. Per row: images/s, peak memory, FLOPs of one whole step counted
 with torch.utils.flop_counter, and MFU against a bf16 8192^3 matmul measured in the same run.
 ``--compile``, ``--channels-last`` and ``--gradient-checkpointing`` set the models up exactly as
-``aria distill`` does (aria_train.speed). FLOPs are counted on an eager step (the counter sees
+``aria distill`` does (aria_train.distill.speed). FLOPs are counted on an eager step (the counter sees
 aten ops, not compiled kernels; with checkpointing they include the recomputed forward);
 ``warmup_s`` is the time of the first three steps, compilation included.
 
@@ -47,10 +47,10 @@ def matmul_tflops(device: torch.device) -> float:
 def build(size: str, device: torch.device, speed: dict):
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
-    from aria_train.models.configs import SD_V1_4_UNET_CONFIG
-    from aria_train.models.students import feature_layer_map, make_student
-    from aria_train.speed import prepare_unets
-    from aria_train.step import StepModels, Student
+    from aria_train.diffusion.models.configs import SD_V1_4_UNET_CONFIG
+    from aria_train.diffusion.models.students import feature_layer_map, make_student
+    from aria_train.distill.speed import prepare_unets
+    from aria_train.distill.step import StepModels, Student
 
     if size == "sd14":
         teacher = UNet2DConditionModel(**SD_V1_4_UNET_CONFIG)
@@ -58,7 +58,7 @@ def build(size: str, device: torch.device, speed: dict):
         sample, text = (4, 64, 64), (77, 768)
     else:
         from aria_train.assets import default_teacher_path
-        from aria_train.inputs import load_teacher
+        from aria_train.diffusion.loading import load_teacher
 
         teacher, scheduler, _, encoder = load_teacher(default_teacher_path())
         sample, text = (3, teacher.config.sample_size, teacher.config.sample_size), (16, encoder.config.hidden_size)
@@ -67,29 +67,30 @@ def build(size: str, device: torch.device, speed: dict):
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     teacher = teacher.to(device, dtype).eval().requires_grad_(False)
     student = Student(student_unet).to(device).train()
-    prepare_unets(teacher, student.unet, **speed)  # the trainer's own set-up (aria_train.speed)
+    prepare_unets(teacher, student.unet, **speed)  # the trainer's own set-up (aria_train.distill.speed)
     models = StepModels(teacher, student, scheduler, layer_map)
     return models, sample, text
 
 
 def make_batch(batch: int, sample, text, device, generator: torch.Generator):
-    from aria_train.batches import Batch
+    from aria_train.distill.batches import Batch
 
     x0 = torch.randn(batch, *sample, generator=generator).to(device)
     return Batch(x0=x0, noise=torch.randn(x0.shape, generator=generator).to(device),
                  timesteps=torch.randint(0, 1000, (batch,), generator=generator).to(device),
                  hidden=torch.randn(batch, *text, generator=generator).to(device),
                  paired=torch.ones(batch, dtype=torch.bool, device=device),
-                 prompt_ids=np.zeros(batch, np.int64), regions=np.zeros(batch, np.int64), switched=np.zeros(batch, bool))
+                 prompt_ids=np.zeros(batch, np.int64), regions=np.zeros(batch, np.int64), switched=np.zeros(batch, bool),
+                 nulled=np.zeros(batch, bool))
 
 
 def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
     """A closure doing one step's ARIA work on the host: draw the switched share, observe all."""
-    from aria_train.aria_sampler import AriaOptions, AriaSampler
+    from aria_train.conditioning.aria import AriaOptions, AriaSampler
 
     rng = np.random.default_rng(seed)
     regions = rng.integers(0, num_regions, pool_size)
-    sampler = AriaSampler(regions, 1000, AriaOptions(warmup_batches=0), num_regions)
+    sampler = AriaSampler(regions, 1000, AriaOptions(warmup=0), num_regions)
     switched = max(1, round(0.2 * batch))  # RC's mean switch rate at lambda = 5 is (1 - e^-5) / 5 ~ 0.2
 
     def step(discrepancy: np.ndarray) -> None:
@@ -105,8 +106,8 @@ def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.devic
              num_regions: int, pool_size: int) -> list[dict]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from aria_train.losses import LossWeights
-    from aria_train.speed import make_optimizer
+    from aria_train.distill.losses import LossWeights
+    from aria_train.distill.speed import make_optimizer
 
     # FLOPs are counted on an eager step; compilation is switched on after that.
     models, sample, text = build(size, device, {**speed, "compile": False})
@@ -118,7 +119,7 @@ def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.devic
     ops = aria_ops(num_regions, pool_size, batch)
 
     def one_step(with_aria: bool) -> None:
-        from aria_train.step import train_step
+        from aria_train.distill.step import train_step
 
         with autocast:
             losses = train_step(models, batch_data, weights)
@@ -138,7 +139,7 @@ def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.devic
         one_step(False)
     step_flops = flops.get_total_flops()
     if speed["compile"]:
-        from aria_train.speed import prepare_unets
+        from aria_train.distill.speed import prepare_unets
 
         prepare_unets(models.teacher, models.student.unet, compile=True)
     compile_start = time.perf_counter()

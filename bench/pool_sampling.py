@@ -146,7 +146,7 @@ def _two_processes(path: Path, rows_n: int) -> list[dict]:
 
 def main(scale: float = 1.0) -> list[dict]:
     from aria_theory.allocation import sample_regions
-    from aria_train.conditions import RegionIndex
+    from aria_train.conditioning.samplers import RegionIndex
     from aria_train.data.pool import PromptPool
 
     rows_n = max(K * 20, int(ROWS * scale))

@@ -6,7 +6,8 @@ high_floor (three seen regions 90% irreducible: ARIA should not help) and balanc
 shares, identical regions: nothing to gain). Each bar is the mean over seeds of a policy's final
 true discrepancy divided by RC's on the same seed (below 1: better than RC); dots are the seeds.
 Columns: mean over regions, worst region, mean over unseen regions, mean reducible part
-(D - floor). Data: allocation_final.csv of `aria sim allocation`, else computed with `CONFIG`
+(D - floor). "progress" is ProgressPolicy (allocation by estimated reducible discrepancy).
+Data: allocation_final.csv of `aria sim allocation`, else computed with `CONFIG`
 (fewer steps than the command's default, so further from steady state).
 """
 from __future__ import annotations
@@ -40,6 +41,8 @@ def _colour(policy: str) -> str:
         return "#8c8cd9"
     if policy.startswith("ARIA"):
         return "#4c72b0"
+    if policy.startswith("progress"):
+        return "#8172b3"
     return {"RC": "0.5", "uniform": "#55a868", "EXP3": "#dd8452", "DoReMi": "#937860"}.get(
         policy, "k" if policy.startswith("oracle") else "0.3")
 

@@ -2,7 +2,7 @@
 
 The tracker as used (a_n = max(1/n, a*), a* the exact optimum for sigma = 1, delta = 0.01) under
 the worst-case drift d_t = +-delta and four noise families of sd 1. For sub-Gaussian noise
-(Gaussian, uniform, Rademacher) the bound is the sub-Gaussian one of DESIGN §5.4; for the
+(Gaussian, uniform, Rademacher) the bound is the sub-Gaussian one of docs/design.md §5.4; for the
 heavy-tailed but bounded clipped Cauchy it is Freedman's (bounded noise); both with the drift
 part and the noise variance of the realised step sequence (`aria_theory.bounds`). A bound holds
 when its violation rate stays below eta (the diagonal). Left: at the last step, against eta.

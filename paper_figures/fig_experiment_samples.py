@@ -1,7 +1,7 @@
 """Samples for unseen-region prompts in H100 experiment 2: teacher, RC and ARIA (seed 0).
 
 One sample per unseen region (the first evaluated prompt of each; same prompt and seed in every
-row), cropped from the evaluation's eval/grid_unseen.png, which `aria_train.sampling.save_grid`
+row), cropped from the evaluation's eval/grid_unseen.png, which `aria_train.diffusion.sampling.save_grid`
 wrote with one row per model (teacher, then the students in results.json's order), a label column
 of width 8 + 6 * (longest label) and images enlarged `scale` times with `pad` white pixels around
 them. The label column is cut off and the rows are relabelled here. ARIA observes the switched
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 class Config:
     experiment: str = "world_h100_observe"
     rows: tuple = (("teacher", "teacher"), ("rc-seed0", "RC"), ("aria-seed0", "ARIA"))
-    pad: int = 2  # save_grid's default, used by aria_train.evaluate
+    pad: int = 2  # save_grid's default, used by aria_train.evaluation.evaluate
 
 
 CONFIG = Config()

@@ -2,7 +2,7 @@
 
 Worst-case drift d_t = +-delta (delta = 0.001 per step), Gaussian noise sd sigma = 1; each step
 observes the region with probability p and the tracker's step is tuned per p,
-a_o* = (2 delta/(p sigma))^(2/3) (DESIGN §5.8). The error is measured at every step, observed or
+a_o* = (2 delta/(p sigma))^(2/3) (docs/design.md §5.8). The error is measured at every step, observed or
 not. Dots: Monte Carlo with 2 standard errors; line: exact steady-state MSE at a_o*; dotted: the
 design's approximation a sigma^2/2 + delta^2/(a p)^2; dashed: the exact MSE with the step tuned
 for p = 1 and kept (it grows like p^-2). The slope of log MSE on log p is fitted to the dots.

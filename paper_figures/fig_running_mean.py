@@ -2,7 +2,7 @@
 
 Worst-case drift d_t = +-delta (delta = 0.01 per step), Gaussian noise sd sigma = 1, one
 observation per step. Running mean: a_n = 1/n, theory delta^2 (t-1)^2/4 + sigma^2/t (its lag
-grows without bound, DESIGN §5.8). Tracker: a_n = max(1/n, a*), theory the exact worst-case
+grows without bound, docs/design.md §5.8). Tracker: a_n = max(1/n, a*), theory the exact worst-case
 second moment. Data: rates_running_mean.csv of `aria sim rates`, else computed on the quick
 settings of `simulations.rates`.
 """

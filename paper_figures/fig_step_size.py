@@ -1,6 +1,6 @@
 """Steady-state tracking MSE against the step size a: measurement, theory, optima and the lower bound.
 
-Two drifts of bound delta = 0.01 per step under Gaussian noise of sd sigma = 1 (DESIGN §5.5-5.7):
+Two drifts of bound delta = 0.01 per step under Gaussian noise of sd sigma = 1 (docs/design.md §5.5-5.7):
 the worst case d_t = +-delta, whose MSE is f(a) = a sigma^2/(2-a) + (1-a)^2 delta^2/a^2 (minimum
 at the exact a*; the closed form (2 delta/sigma)^(2/3) is marked too), and a bounded random walk
 (d_t ~ U[-delta, delta]) whose best linear tracker is the Kalman filter, an EMA with a = K. The

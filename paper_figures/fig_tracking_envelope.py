@@ -3,7 +3,7 @@
 Setting: one region per path, observed every step, bounded noise (uniform on [-b, b], sd
 sigma = 1, b = sqrt(3)) and the adversarial drift d_t = +-delta (delta = 0.01), the
 tracker as used (a_n = max(1/n, a), a = the exact optimum a* of f). Bounds from
-`aria_theory.bounds` for that step sequence: every path (DESIGN §5.1), the exact worst-case RMS
+`aria_theory.bounds` for that step sequence: every path (docs/design.md §5.1), the exact worst-case RMS
 (§5.2) and the sub-Gaussian 95% bound (§5.4, proxy sigma for uniform noise).
 """
 from __future__ import annotations

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from aria_train.inputs import load_teacher
-from aria_train.region_metrics import accuracy_by_region, summarise_groups
-from aria_train.sampling import sample_texts, to_uint8_images
+from aria_train.diffusion.loading import load_teacher
+from aria_train.evaluation.region_metrics import accuracy_by_region, summarise_groups
+from aria_train.diffusion.sampling import sample_texts, to_uint8_images
 from aria_train.worlds import ATTRIBUTES, AttributeChecker, World, WorldConfig
 
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])

@@ -7,9 +7,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from aria_train.targets import prediction_target
-from aria_train.teacher import TeacherConfig
-from aria_train.teacher_train import WorldBatches, build_teacher, to_model_space
+from aria_train.diffusion.targets import prediction_target
+from aria_train.teacher.config import TeacherConfig
+from aria_train.diffusion.sampling import to_model_space
+from aria_train.teacher.train import WorldBatches, build_teacher
 from aria_train.worlds import World, WorldConfig
 
 dev = "cuda"

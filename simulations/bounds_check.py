@@ -1,4 +1,4 @@
-"""Check the tracker's error bounds (DESIGN.md §5) by Monte Carlo over drift, noise, step, p.
+"""Check the tracker's error bounds (docs/design.md §5) by Monte Carlo over drift, noise, step, p.
 
 Every grid cell (step a, noise sd sigma, drift bound delta, observation probability p, drift
 process, noise family, tracker start) runs one `aria_theory.tracker.RegionTracker` with one
@@ -13,6 +13,12 @@ and checks each bound of `aria_theory.bounds` whose assumptions hold in that cel
   subgaussian      P(|e_T| > bound) <= eta (sub-Gaussian noise; per path, given the steps)
   freedman         P(|e_T| > bound) <= eta (bounded noise)
   *_all            the same with ln(2 K T/eta') for all K paths and T steps at once
+  slope_every_path |theta^ - d| <= slope_every_path_bound at every observation (bounded noise):
+                   theta^ = (S(y) - F(y))/(S(z) - F(z)) from the tracker (step a) and a slow
+                   tracker (step a/4) fed y and z = observation index, the quantity ProgressPolicy
+                   tracks; d the latest increment; gamma = the drift's slope_bound (p = 1 and the
+                   running-mean start only: the slope is per observation)
+  slope_mse        E (theta^ - d)^2 <= slope_mse_bound at the last step (same cells, any noise)
 
 "start" is the tracker's step rule: running_mean (a_n = max(1/n, a), the default tracker) or
 constant (a from the first observation; the closed forms of §5 apply). With p < 1 the bounds
@@ -21,9 +27,10 @@ step T has no estimate and is left out of the checks at T.
 
 Monte Carlo tolerance: the run's family-wise false-failure rate is --alpha, split evenly
 (Bonferroni) over all its checks; each check fails only if its evidence against the bound is
-significant at that level. every_path is exact (tolerance 1e-9, float rounding only); mse,
-rmse_adaptive and steady_state use a one-sided z-test on the mean squared error (normal
-approximation, all noise families have finite fourth moments); subgaussian and freedman count
+significant at that level. every_path and slope_every_path are exact (tolerance 1e-9, float
+rounding only); mse, slope_mse, rmse_adaptive and steady_state use a one-sided z-test on the mean
+squared error (normal approximation, all noise families have finite fourth moments);
+subgaussian and freedman count
 paths outside the bound at eta and fail if the binomial tail P(Binomial(n, eta) >= count) is
 below the level; *_all are computed at eta' = the level itself and fail on any violation. So a
 correct tracker fails a run (exit status 1) with probability at most --alpha (up to the normal
@@ -55,8 +62,9 @@ from aria_theory.processes import DRIFTS, NOISES, observation_mask, simulate, tr
 from aria_theory.tracker import RegionTracker
 
 BOUNDS = ("every_path", "mse", "rmse_adaptive", "steady_state", "subgaussian", "subgaussian_all",
-          "freedman", "freedman_all")
+          "freedman", "freedman_all", "slope_every_path", "slope_mse")
 ROUNDING = 1e-9  # relative tolerance of the exact every-path bound
+SLOW_RATIO = 4  # the slope rows pair the tracker (step a) with a slow tracker of step a / SLOW_RATIO
 
 
 @dataclass(frozen=True)
@@ -87,9 +95,11 @@ def applicable(cell: dict) -> list[str]:
     """The bounds whose assumptions hold in a cell (all drifts here are independent of the noise)."""
     noise = NOISES[cell["noise"]](cell["sigma"])
     bounded, subgaussian = noise.bound is not None, noise.subgaussian is not None
+    slope = cell["p"] == 1.0 and cell["start"] == "running_mean"  # the slope is per observation
     rules = {"every_path": bounded, "mse": True, "rmse_adaptive": cell["p"] == 1.0,
              "steady_state": cell["start"] == "constant", "subgaussian": subgaussian,
-             "subgaussian_all": subgaussian, "freedman": bounded, "freedman_all": bounded}
+             "subgaussian_all": subgaussian, "freedman": bounded, "freedman_all": bounded,
+             "slope_every_path": slope and bounded, "slope_mse": slope}
     return [name for name in BOUNDS if rules[name]]
 
 
@@ -150,6 +160,8 @@ def check_cell(cell: dict, config: BoundsCheckConfig, index: int, level: float) 
 
     rows = []
     for name in applicable(cell):
+        if name.startswith("slope_"):  # _slope_rows below
+            continue
         if name == "every_path":
             env = np.broadcast_to(bounds.envelope(steps, delta, noise.bound), err.shape)
             tol = ROUNDING * (env + np.abs(truth) + np.abs(obs))
@@ -181,7 +193,52 @@ def check_cell(cell: dict, config: BoundsCheckConfig, index: int, level: float) 
             bound = np.broadcast_to(drift_part + radius, err.shape)
             m, b, k = _worst(err, bound)
             rows.append(_row(name, m, b, k, n_estimated, 1.0 if k == 0 else 0.0, level))
+    if any(name.startswith("slope_") for name in applicable(cell)):
+        rows += _slope_rows(cell, increments, obs, noise, level)
     return [{**cell, **row} for row in rows]
+
+
+def _two_tracker_slope(obs: np.ndarray, a: float) -> np.ndarray:
+    """theta^ = (S(y) - F(y)) / (S(z) - F(z)) with z = observation index, from two RegionTrackers
+    (steps a and a / SLOW_RATIO) fed y and z side by side, as ProgressPolicy does; NaN while the
+    two coincide (both still running means)."""
+    n_paths, n_steps = obs.shape
+    fast, slow = RegionTracker(2 * n_paths, step=a), RegionTracker(2 * n_paths, step=a / SLOW_RATIO)
+    ids = np.arange(2 * n_paths)
+    slope = np.empty((n_paths, n_steps))
+    for t in range(n_steps):
+        values = np.concatenate([obs[:, t], np.full(n_paths, float(t))])
+        fast.update(ids, values)
+        slow.update(ids, values)
+        diff = slow.estimates - fast.estimates
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope[:, t] = np.where(diff[n_paths:] != 0, diff[:n_paths] / diff[n_paths:], np.nan)
+    return slope
+
+
+def _slope_rows(cell: dict, increments: np.ndarray, obs: np.ndarray, noise, level: float) -> list[dict]:
+    """slope_every_path: |theta^_n - d_{n-1}| <= bounds.slope_every_path_bound at every observation;
+    slope_mse: E (theta^_N - d_{N-1})^2 <= bounds.slope_mse_bound (z-test), with gamma the drift's
+    slope_bound and the target the latest increment (the drift into the current observation)."""
+    a, sigma, delta = cell["a"], cell["sigma"], cell["delta"]
+    gamma = DRIFTS[cell["drift"]](delta, 1 / a).slope_bound
+    n_steps = obs.shape[1]
+    observed = np.ones(n_steps, bool)
+    steps = bounds.tracker_steps(observed, a), bounds.tracker_steps(observed, a / SLOW_RATIO)
+    err = _two_tracker_slope(obs, a) - increments  # column t: target d_t, t >= 1
+    err[:, 0] = np.nan  # one observation: no slope
+    rows = []
+    for name in applicable(cell):
+        if name == "slope_every_path":
+            bound = np.broadcast_to(bounds.slope_every_path_bound(*steps, delta, gamma, noise.bound), err.shape)
+            scale = bounds.slope_every_path_bound(*steps, 0.0, 0.0, 1.0) * np.abs(obs).max() + np.abs(increments)
+            m, b, k = _worst(err, bound, ROUNDING * (bound + scale))
+            rows.append(_row(name, m, b, k, int(np.sum(~np.isnan(err))), float(k == 0), level))
+        elif name == "slope_mse":
+            bound = float(bounds.slope_mse_bound(*steps, sigma, delta, gamma)[-1])
+            m, p_value = _z_test(err[:, -1] ** 2, bound)
+            rows.append(_row(name, float(m), bound, m > bound, err.shape[0], p_value, level))
+    return rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 Three Monte Carlo studies of `aria_theory.tracker.RegionTracker` (one region per path, so one
 `update` per step moves all paths at once), each next to its theory from `aria_theory.bounds`
-(DESIGN.md §5, with the corrections in that module's docstring). Noise is Gaussian with sd
+(docs/design.md §5, with the corrections in that module's docstring). Noise is Gaussian with sd
 `sigma`; drift comes from `aria_theory.processes`.
 
 1. Step size. Steady-state MSE against the step a over a range spanning both optima:
@@ -101,6 +101,7 @@ def step_sweep(cfg: RatesConfig, rng: np.random.Generator) -> tuple[list[dict], 
         "f_at_a_star": float(bounds.steady_state_mse(a_star, sigma, delta)),
         "f_closed_form": float(bounds.optimal_mse_closed_form(sigma, delta)),
         "minimax_lower_bound": float(bounds.minimax_lower_bound(sigma, delta)),
+        "minimax_bayes_lower_bound": float(bounds.minimax_bayes_lower_bound(sigma, delta)),
         "kalman_gain": gain, "kalman_mse": float(bounds.kalman_mse(q, sigma)),
     }
     for name in ("constant_sign", "random_walk"):
@@ -210,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
     s = result["summary"]
     print(f"step size: exact a* = {s['a_star_exact']:.4g} (closed form {s['a_star_closed_form']:.4g}), "
           f"f(a*) = {s['f_at_a_star']:.4g}; measured argmin {s['measured_argmin_a_constant_sign']:.4g}, "
-          f"min {s['measured_min_mse_constant_sign']:.4g}; minimax lower bound {s['minimax_lower_bound']:.4g}")
+          f"min {s['measured_min_mse_constant_sign']:.4g}; minimax lower bound {s['minimax_lower_bound']:.4g} "
+          f"(total variation), {s['minimax_bayes_lower_bound']:.4g} (Bayes risk of the two-point prior)")
     print(f"random walk: Kalman gain {s['kalman_gain']:.4g}, Kalman MSE {s['kalman_mse']:.4g}; "
           f"measured argmin {s['measured_argmin_a_random_walk']:.4g}, min {s['measured_min_mse_random_walk']:.4g}")
     print(f"observation probability: fitted slope of log MSE on log p = {s['p_slope']:.3f} "

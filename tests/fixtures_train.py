@@ -15,8 +15,8 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from aria_train.data.cache import TensorCacheWriter
-from aria_train.models.configs import tiny_unet_config
-from aria_train.text import build_text_encoder, build_tokenizer, encode_prompts, save_text_stack
+from aria_train.diffusion.models.configs import tiny_unet_config
+from aria_train.diffusion.text import build_text_encoder, build_tokenizer, encode_prompts, save_text_stack
 
 COLORS = ("red", "green", "blue", "white")
 SHAPES = ("circle", "square", "cross")  # region = shape index
@@ -76,7 +76,7 @@ def make_distill_inputs(root: Path, paired_rows: int = 16, seed: int = 0) -> Dis
     with TensorCacheWriter(root / "paired", shard_rows=7) as writer:
         writer.append(sample=torch.from_numpy(rng.uniform(-1, 1, (paired_rows, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)),
                       prompt_id=torch.from_numpy(rng.choice(seen, paired_rows)))
-    from aria_train.text import load_text_stack
+    from aria_train.diffusion.text import load_text_stack
 
     tokenizer, encoder = load_text_stack(teacher)
     hidden, _ = encode_prompts(tokenizer, encoder, frame["text"].tolist(), "cpu")

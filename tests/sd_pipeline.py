@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from aria_train.models.configs import tiny_unet_config
+from aria_train.diffusion.models.configs import tiny_unet_config
 
 LATENT_CHANNELS = 4
 LATENT_SIZE = 8  # UNet sample_size (latent pixels)

@@ -1,4 +1,4 @@
-"""ARIA in the trainer (aria_train.aria_sampler): the proven tracker is the one that allocates,
+"""ARIA in the trainer (aria_train.conditioning.aria): the proven tracker is the one that allocates,
 pi is always a valid distribution, beta = 0 / eps = 1 is region-uniform sampling exactly, the
 unbiased mode's weights, exact resumption with the tracker, and bitwise-equal tracker state on
 every rank of a 2-process run."""
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 import aria_cli
 import aria_theory.allocation
 import aria_theory.tracker
-from aria_train.aria_sampler import AriaOptions, AriaSampler, TimestepNormaliser
-from aria_train.checkpoint import list_checkpoints
-from aria_train.conditions import RegionUniformSampler
+from aria_train.conditioning.aria import AriaOptions, AriaSampler, TimestepNormaliser
+from aria_train.runs.checkpoint import list_checkpoints
+from aria_train.conditioning.samplers import RegionUniformSampler
 from fixtures_train import DistillPaths, make_distill_inputs, run_two_processes
 
 T = 1000
@@ -37,7 +37,7 @@ def records(out):
 
 
 def test_the_trainers_tracker_and_policy_are_aria_theorys_classes(paths, tmp_path):
-    sampler = AriaSampler(np.array([0, 1, 1, 2]), T, AriaOptions())
+    sampler = AriaSampler(np.array([0, 1, 1, 2]), T, AriaOptions(warmup=0))
     assert type(sampler.tracker) is aria_theory.tracker.RegionTracker
     assert type(sampler.policy) is aria_theory.allocation.AriaPolicy
     assert type(sampler.normaliser.tracker) is aria_theory.tracker.RegionTracker
@@ -51,7 +51,7 @@ def test_the_trainers_tracker_and_policy_are_aria_theorys_classes(paths, tmp_pat
 
 def test_beta_zero_eps_one_draws_exactly_as_region_uniform():
     regions = np.random.default_rng(1).integers(0, 7, 500)
-    aria = AriaSampler(regions, T, AriaOptions(beta=0.0, eps=1.0))
+    aria = AriaSampler(regions, T, AriaOptions(warmup=0, beta=0.0, eps=1.0))
     uniform = RegionUniformSampler(regions)
     rng_a, rng_u, obs = np.random.default_rng(5), np.random.default_rng(5), np.random.default_rng(6)
     for _ in range(20):
@@ -64,7 +64,7 @@ def test_beta_zero_eps_one_draws_exactly_as_region_uniform():
 
 def test_warmup_draws_rc_shares_then_allocates():
     regions = np.array([0] * 90 + [1] * 10)
-    sampler = AriaSampler(regions, T, AriaOptions(beta=1.0, eps=0.0, warmup_batches=2, normalise="none"))
+    sampler = AriaSampler(regions, T, AriaOptions(beta=1.0, eps=0.0, warmup=2, normalise="none"))
     assert np.allclose(sampler.probabilities(), [0.9, 0.1])
     sampler.observe(np.array([0, 1]), np.array([1.0, 3.0]), np.array([10, 10]))
     assert np.allclose(sampler.probabilities(), [0.9, 0.1])  # one batch observed, warm-up is two
@@ -74,12 +74,12 @@ def test_warmup_draws_rc_shares_then_allocates():
 
 def test_unbiased_weights_make_expected_weight_one_and_match_aria_theory():
     regions = np.array([0] * 50 + [1] * 30 + [2] * 20)
-    sampler = AriaSampler(regions, T, AriaOptions(beta=2.0, eps=0.1, unbiased=True, normalise="none"))
+    sampler = AriaSampler(regions, T, AriaOptions(warmup=0, beta=2.0, eps=0.1, unbiased=True, normalise="none"))
     sampler.observe(np.array([0, 1, 2]), np.array([1.0, 2.0, 5.0]), np.zeros(3, np.int64))
     pi, q = sampler.probabilities(), np.array([0.5, 0.3, 0.2])
     w = sampler.loss_weights(np.arange(3))
     assert np.allclose(w, q / pi) and np.isclose((pi * w).sum(), 1.0)  # E_pi[q/pi] = 1 exactly
-    assert np.array_equal(AriaSampler(regions, T, AriaOptions()).loss_weights(np.arange(3)), np.ones(3))
+    assert np.array_equal(AriaSampler(regions, T, AriaOptions(warmup=0)).loss_weights(np.arange(3)), np.ones(3))
 
 
 def test_timestep_normalisation_removes_per_bin_scale():
@@ -105,7 +105,7 @@ def test_pi_is_always_a_valid_distribution(values, beta, eps, tau, shares, seed)
     k = len(values)
     rng = np.random.default_rng(seed)
     regions = np.concatenate([np.arange(k), rng.integers(0, k, 3 * k)])
-    sampler = AriaSampler(regions, T, AriaOptions(beta=beta, eps=eps, tau=tau, base="shares" if shares else "uniform"))
+    sampler = AriaSampler(regions, T, AriaOptions(warmup=0, beta=beta, eps=eps, tau=tau, base="shares" if shares else "uniform"))
     for _ in range(3):
         pi = sampler.probabilities()
         assert pi.shape == (k,) and np.isfinite(pi).all() and (pi >= 0).all()
@@ -185,9 +185,9 @@ def test_tracker_observes_switched_samples_only_by_default():
     regions = np.array([0, 0, 1, 1])
     ids, values, t = np.array([0, 1, 0]), np.array([1.0, 5.0, 3.0]), np.array([5, 5, 5])
     switched = np.array([False, True, True])
-    only = AriaSampler(regions, T, AriaOptions(normalise="none"))
+    only = AriaSampler(regions, T, AriaOptions(warmup=0, normalise="none"))
     only.observe(ids, values, t, switched)
     assert np.array_equal(only.tracker.counts, [1, 1]) and np.array_equal(only.tracker.estimates, [3.0, 5.0])
-    every = AriaSampler(regions, T, AriaOptions(normalise="none", observe="all"))
+    every = AriaSampler(regions, T, AriaOptions(warmup=0, normalise="none", observe="all"))
     every.observe(ids, values, t, switched)
     assert np.array_equal(every.tracker.counts, [2, 1]) and np.array_equal(every.tracker.estimates, [2.0, 5.0])

@@ -1,4 +1,4 @@
-"""DESIGN.md §5 bounds against the tracker as implemented: exact worst cases, exact moments,
+"""docs/design.md §5 bounds against the tracker as implemented: exact worst cases, exact moments,
 Monte Carlo with stated false-failure rates."""
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ def test_irregular_approximation_and_its_optimum() -> None:
     h = 1e-4 * a_opt
     slope = bounds.irregular_mse_approx(a_opt + h, sigma, delta, p) - bounds.irregular_mse_approx(a_opt - h, sigma, delta, p)
     np.testing.assert_allclose(slope / (2 * h), 0.0, atol=1e-6)
-    # the approximation is not a bound (DESIGN correction 3)
+    # the approximation is not a bound (docs/design.md §5.9 correction 3)
     assert bounds.irregular_mse_approx(0.5, 0.0, 1.0, 0.1) < bounds.irregular_steady_mse(0.5, 0.0, 1.0, 0.1)
 
 
@@ -231,7 +231,7 @@ def test_exact_optimal_step(sigma, delta) -> None:
     assert abs(f(a + h) - f(a - h)) / (2 * h) <= 1e-5 * f(a) / a  # f'(a*) = 0
     grid = np.linspace(1e-4, 1.0, 20001)
     assert f(a) <= f(grid).min() * (1 + 1e-12)
-    assert f(a) < f(1.0) == pytest.approx(sigma**2)  # a = 1 is never optimal (DESIGN correction 1)
+    assert f(a) < f(1.0) == pytest.approx(sigma**2)  # a = 1 is never optimal (docs/design.md §5.9 correction 1)
 
 
 def test_closed_form_optimum_is_the_small_drift_limit() -> None:
@@ -263,6 +263,69 @@ def test_lower_bound_below_the_tuned_ema(sigma, delta) -> None:
     assert 0 < lower <= achieved
     if delta / sigma < 1e-2:  # the tuned EMA is within a factor ~1.8 of optimal
         assert achieved / lower < 1.85
+
+
+def test_two_point_bayes_factor_by_quadrature() -> None:
+    from scipy import integrate
+    s = np.array([1e-3, 0.1, 0.5, 1.937, 3.0, 6.0, 12.0])
+    for si, value in zip(s, bounds.two_point_bayes_factor(s)):
+        def f(x):  # sech^2 written with exp(-|u|) so it never overflows
+            u = abs(si * x / 2)
+            return stats.norm.pdf(x - si / 2) * 4 * np.exp(-2 * u) / (1 + np.exp(-2 * u)) ** 2
+        exact = integrate.quad(f, -np.inf, np.inf, epsabs=0, epsrel=1e-12, limit=400, points=None)[0]
+        assert value == pytest.approx(exact, rel=1e-9, abs=1e-300)
+    assert bounds.two_point_bayes_factor(0.0) == pytest.approx(1.0, rel=1e-12)  # no information: risk (Delta/2)^2
+
+
+def test_two_point_bayes_risk_by_monte_carlo() -> None:
+    """The reduction to one dimension: simulate the two drift paths of the construction (n = 4 last
+    steps, Gaussian noise), estimate with the posterior mean from the full likelihood, and compare
+    the mean squared error with (Delta/2)^2 R(||mu||/sigma). Y = 4 error^2/Delta^2 lies in [0, 1],
+    so Var Y <= E Y and Bernstein's inequality bounds each tail exactly; the check fails with
+    probability < 2e-6 when the formula is right (fixed seed: deterministic)."""
+    rng = np.random.default_rng(7)
+    n, sigma, delta, draws = 4, 1.0, 0.3, 1_000_000
+    gap = 2 * delta
+    mu = gap * np.arange(1, n + 1)  # mean difference of the observations of the two paths
+    big_delta = n * gap
+    theta = rng.choice([-1.0, 1.0], draws)
+    y = theta[:, None] * mu / 2 + sigma * rng.standard_normal((draws, n))
+    log_ratio = -(np.square(y - mu / 2).sum(1) - np.square(y + mu / 2).sum(1)) / (2 * sigma**2)
+    estimate = big_delta / 2 * np.tanh(log_ratio / 2)  # posterior mean of theta Delta/2
+    y_scaled = 4 * np.square(estimate - theta * big_delta / 2) / big_delta**2
+    expected = 4 * float(bounds.two_point_bayes_lower_bound(n, sigma, delta)) / big_delta**2
+    assert expected == pytest.approx(float(bounds.two_point_bayes_factor(np.linalg.norm(mu) / sigma)))
+    log_term = np.log(1 / 1e-6)
+    third = log_term / (3 * draws)
+    radius = third + np.sqrt(third**2 + 2 * expected * log_term / draws)
+    assert abs(y_scaled.mean() - expected) <= radius
+    assert radius < 0.02 * expected  # a 2% error in the formula would be caught
+
+
+def test_bayes_lower_bound_sharpens_le_cam() -> None:
+    n = np.arange(1, 400)
+    for sigma, delta, one_sided in [(1.0, 0.01, False), (2.0, 0.3, True), (0.5, 1e-3, False)]:
+        tv = bounds.two_point_lower_bound(n, sigma, delta, one_sided)
+        bayes = bounds.two_point_bayes_lower_bound(n, sigma, delta, one_sided)
+        assert np.all(bayes >= tv * (1 - 1e-12) - 1e-300)  # equal (0) only where both underflow
+        assert np.all(bayes <= 2 * tv * (1 + 1e-12) + 1e-300)  # R(s) <= 4 Phi(-s/2)
+        brute = bounds.two_point_bayes_lower_bound(np.arange(1, 1000), sigma, delta, one_sided).max()  # n* <= 90
+        assert bounds.minimax_bayes_lower_bound(sigma, delta, one_sided) == pytest.approx(brute, rel=1e-12)
+    assert bounds.bayes_lower_bound_constant() == pytest.approx(0.93632, abs=1e-5)
+    assert bounds.bayes_lower_bound_constant(one_sided=True) == pytest.approx(0.93632 / 2 ** (2 / 3), abs=1e-5)
+    assert 3 * 2 ** (-4 / 3) / bounds.bayes_lower_bound_constant() == pytest.approx(1.2715, abs=1e-4)
+    delta = np.array([1e-4, 1e-6])
+    np.testing.assert_allclose(bounds.minimax_bayes_lower_bound(1.0, delta) / delta ** (2 / 3),
+                               bounds.bayes_lower_bound_constant(), rtol=5e-3)
+
+
+@pytest.mark.parametrize("sigma,delta", SIGMA_DELTA)
+def test_bayes_lower_bound_below_the_tuned_ema(sigma, delta) -> None:
+    lower = bounds.minimax_bayes_lower_bound(sigma, delta)
+    achieved = bounds.steady_state_mse(bounds.optimal_step(sigma, delta), sigma, delta)
+    assert bounds.minimax_lower_bound(sigma, delta) <= lower <= achieved
+    if delta / sigma < 1e-2:  # the tuned EMA is within a factor ~1.27 of any estimator
+        assert achieved / lower < 1.3
 
 
 @pytest.mark.parametrize("q,sigma", [(1e-4, 1.0), (0.01, 1.0), (0.5, 2.0), (10.0, 0.3)])
@@ -364,7 +427,9 @@ def test_bounds_check_runs_and_writes_results(tmp_path, capsys) -> None:
     config = json.loads((tmp_path / "config.json").read_text())
     assert len(table) == config["checks"] and table["passed"].all()
     assert set(table["bound"]) == {"every_path", "mse", "rmse_adaptive", "steady_state", "subgaussian",
-                                   "subgaussian_all", "freedman", "freedman_all"}
+                                   "subgaussian_all", "freedman", "freedman_all", "slope_every_path", "slope_mse"}
+    slope = table[table["bound"].str.startswith("slope_")]
+    assert set(slope["p"]) == {1.0} and set(slope["start"]) == {"running_mean"}
     every = table[table["bound"] == "every_path"]
     assert set(every["noise"]) == {"uniform", "rademacher", "clipped_cauchy"} and (every["ratio"] <= 1 + RTOL).all()
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"560 cells, {config['checks']} bound checks, 0 violations"
@@ -379,3 +444,16 @@ def test_bounds_check_detects_a_wrong_bound(monkeypatch) -> None:
     monkeypatch.setattr(bounds, "envelope", lambda steps, delta, b=0.0, e0=0.0: 0.9 * true_envelope(steps, delta, b, e0))
     failed = {row["bound"] for row in check_cell(cell, config, 0, 1e-6) if not row["passed"]}
     assert "every_path" in failed
+
+
+def test_bounds_check_slope_rows_detect_a_wrong_bound(monkeypatch) -> None:
+    from simulations.bounds_check import BoundsCheckConfig, check_cell
+    cell = dict(a=0.3, sigma=1.0, delta=0.05, p=1.0, drift="constant_sign", noise="rademacher", start="running_mean")
+    config = BoundsCheckConfig(paths=200, steps=40)
+    rows = check_cell(cell, config, 0, 1e-6)
+    assert {row["bound"] for row in rows} >= {"slope_every_path", "slope_mse"} and all(row["passed"] for row in rows)
+    true_bound, true_mse = bounds.slope_every_path_bound, bounds.slope_mse_bound
+    monkeypatch.setattr(bounds, "slope_every_path_bound", lambda *a, **k: 0.5 * true_bound(*a, **k))
+    monkeypatch.setattr(bounds, "slope_mse_bound", lambda *a, **k: 0.5 * true_mse(*a, **k))
+    failed = {row["bound"] for row in check_cell(cell, config, 0, 1e-6) if not row["passed"]}
+    assert failed == {"slope_every_path", "slope_mse"}

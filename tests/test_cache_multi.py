@@ -20,7 +20,8 @@ import pytest
 import torch
 
 import aria_cli
-from aria_train import cache_cmd, sampling
+from aria_train.data import teacher_samples as cache_cmd
+from aria_train.diffusion import sampling
 from aria_train.data import cache as cache_module
 from aria_train.data.cache import TensorCache, TensorCacheWriter, read_manifest, write_shard_file
 from aria_train.data.pool import PromptPool

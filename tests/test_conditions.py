@@ -1,4 +1,4 @@
-"""RC's switch schedules, the condition samplers and random_conditioning (aria_train.conditions).
+"""RC's switch schedules, the condition samplers and random_conditioning (aria_train.conditioning.samplers).
 
 Monte Carlo checks use Hoeffding's inequality: P(|mean - p| > eps) <= 2 exp(-2 n eps^2). Each
 check's false-failure rate is fixed in advance (below) and the seeds are fixed, so a failure
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from aria_train.conditions import (NULL_PROMPT, ConditionSampler, RegionIndex, RegionUniformSampler,
+from aria_train.conditioning.samplers import (NULL_PROMPT, ConditionSampler, RegionIndex, RegionUniformSampler,
                                    UniformPoolSampler, make_sampler, random_conditioning, switch_probability)
 
 T = 1000
@@ -32,7 +32,7 @@ def test_sigmoid_schedule_matches_formula():
 
 
 def test_schedule_values_quoted_in_design():
-    # DESIGN §2: p(0) = 0.0067, p(T/2) = 0.082, p -> 1 as t -> T (lambda = 5)
+    # docs/design.md §2: p(0) = 0.0067, p(T/2) = 0.082, p -> 1 as t -> T (lambda = 5)
     assert switch_probability(0, T) == pytest.approx(0.0067, abs=5e-5)
     assert switch_probability(T // 2, T) == pytest.approx(0.082, abs=5e-4)
     assert switch_probability(T - 1, T) > 0.99

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 import aria_cli
-from aria_train.checkpoint import list_checkpoints, load_checkpoint
-from aria_train.config import DistillConfig
+from aria_train.runs.checkpoint import list_checkpoints, load_checkpoint, read_trainer_state
+from aria_train.distill.config import DistillConfig
 from aria_train.data.cache import TensorCacheWriter
-from aria_train.losses import LossWeights, distillation_loss
+from aria_train.distill.losses import LossWeights, distillation_loss
 from fixtures_train import MAX_TOKENS, TEXT_WIDTH, DistillPaths, make_distill_inputs, pool_frame, run_two_processes
 
 TIMING = {"images_per_s"}  # the only metrics that depend on the wall clock
@@ -66,7 +66,7 @@ def test_loss_composition(w):
     assert torch.allclose(out["discrepancy"].mean(), out["out"])
     assert torch.allclose(out["feat"], ((fs["a"] - ft["A"]) ** 2).mean() if w.feat else torch.tensor(0.0))
     assert torch.allclose(out["sd"], ((eps_s[paired] - eps[paired]) ** 2).mean() if w.sd else torch.tensor(0.0))
-    assert torch.allclose(out["total"], w.out * out["out"] + w.feat * out["feat"] + w.sd * out["sd"])
+    assert torch.allclose(out["loss"], w.out * out["out"] + w.feat * out["feat"] + w.sd * out["sd"])
 
 
 def test_sd_loss_uses_only_paired_samples():
@@ -90,7 +90,7 @@ def test_losses_are_fp32(dtype):
     ref = distillation_loss(*(a.float() if a.is_floating_point() else a for a in args[:4]),
                             {k: v.float() for k, v in args[4].items()}, {k: v.float() for k, v in args[5].items()},
                             args[6], LossWeights(1.0, 1.0, 1.0))
-    assert torch.equal(out["total"], ref["total"])  # upcast first, then the same fp32 arithmetic
+    assert torch.equal(out["loss"], ref["loss"])  # upcast first, then the same fp32 arithmetic
 
 
 def test_loss_gradient_reaches_student_only():
@@ -98,7 +98,7 @@ def test_loss_gradient_reaches_student_only():
     eps_s.requires_grad_(True)
     fs["a"].requires_grad_(True)
     eps_t.requires_grad_(True)
-    distillation_loss(eps_s, eps_t, eps, paired, fs, ft, layer_map, LossWeights(1, 1, 1))["total"].backward()
+    distillation_loss(eps_s, eps_t, eps, paired, fs, ft, layer_map, LossWeights(1, 1, 1))["loss"].backward()
     assert eps_s.grad is not None and fs["a"].grad is not None and eps_t.grad is None
 
 
@@ -109,7 +109,7 @@ def test_config_json_round_trip(tmp_path):
     config = DistillConfig(teacher="t", paired_cache="p", pool="q", method="kd", lr=1e-3, text_cache=None)
     config.save(tmp_path / "c.json")
     assert DistillConfig.load(tmp_path / "c.json") == config
-    with pytest.raises(ValueError, match="unknown distillation config fields: bogus"):
+    with pytest.raises(ValueError, match="unknown fields bogus"):
         DistillConfig.from_dict({**config.to_dict(), "bogus": 1})
 
 
@@ -121,7 +121,7 @@ def test_config_json_round_trip(tmp_path):
 def test_config_validation(change, match):
     config = DistillConfig(teacher="t", paired_cache="p", pool="q")
     with pytest.raises(ValueError, match=match):
-        DistillConfig(**{**config.to_dict(), **change}).validate()
+        DistillConfig.from_dict({**config.to_dict(), **change})
 
 
 # ---------------------------------------------------------------- end to end
@@ -242,12 +242,14 @@ def test_load_checkpoint_restores_ema(paths, tmp_path):
     unet = UNet2DConditionModel.from_pretrained(ckpt / "student")
     ema = EMAModel([torch.zeros_like(p) for p in unet.parameters()], model_cls=UNet2DConditionModel,
                    model_config=unet.config)
-    from aria_train.step import Student
+    from aria_train.distill.step import Student
 
     accelerator = Accelerator()
     accelerator.prepare(Student(unet), torch.optim.AdamW(Student(unet).parameters()))
-    state, generators = load_checkpoint(accelerator, ckpt, ema, [n for n, _ in unet.named_parameters()])
-    assert state["step"] == 2 and ema.optimization_step == 2 and "numpy" in generators
+    state = read_trainer_state(ckpt, ("step", "sampler"))
+    rng, noise = np.random.default_rng(), torch.Generator()
+    load_checkpoint(accelerator, ckpt, ema, [n for n, _ in unet.named_parameters()], state["sampler"], rng, noise)
+    assert state["step"] == 2 and ema.optimization_step == 2
     saved = tensors(ckpt / "student_ema")
     names = [name for name, _ in unet.named_parameters()]
     assert all(torch.equal(p, saved[n]) for n, p in zip(names, ema.shadow_params))
@@ -354,7 +356,7 @@ BAD_INPUTS = {
     "text cache rows": (_text_rows(11), "has 11 rows, the pool 12"),
     "bad option value": (lambda p, r: ["--null-prob", "2"], "null_prob must be in"),
     "resume without checkpoint": (lambda p, r: ["--resume", "latest"], "no checkpoint"),
-    "resume from missing path": (lambda p, r: ["--resume", str(r / "nowhere")], "not a checkpoint"),
+    "resume from missing path": (lambda p, r: ["--resume", str(r / "nowhere")], "not found"),
 }
 
 
@@ -402,11 +404,11 @@ def test_bad_resume_leaves_run_untouched(paths, tmp_path, capsys):
 
 
 def test_train_step_without_accelerator(paths):
-    from aria_train.batches import BatchStream, ConditionEncoder
-    from aria_train.conditions import make_sampler
-    from aria_train.inputs import load_inputs
-    from aria_train.models.students import feature_layer_map, make_student
-    from aria_train.step import StepModels, Student, train_step
+    from aria_train.distill.batches import BatchStream, ConditionEncoder
+    from aria_train.conditioning.samplers import make_sampler
+    from aria_train.distill.inputs import load_inputs
+    from aria_train.diffusion.models.students import feature_layer_map, make_student
+    from aria_train.distill.step import StepModels, Student, train_step
 
     config = DistillConfig(teacher=str(paths.teacher), paired_cache=str(paths.paired), pool=str(paths.pool),
                            batch_size=3, student_variant="base")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import aria_cli
-from aria_train.experiment import aggregate
+from aria_train.experiment.runner import aggregate
 from fixtures_train import make_distill_inputs
 
 

@@ -1,4 +1,4 @@
-"""FID and CLIP score through torchmetrics with local weights only (aria_train/image_metrics.py).
+"""FID and CLIP score through torchmetrics with local weights only (aria_train/evaluation/image_metrics.py).
 
 Everything is built here, offline: a tiny TorchScript feature network (the NVlabs calling
 convention, uint8 NCHW in, (N, D) features with return_features=True), a tiny random CLIPModel
@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 import aria_cli
-from aria_train import image_metrics as im
+from aria_train.evaluation import image_metrics as im
 from test_teacher_eval import TINY, WORLD, students  # the tiny embedded world of the eval tests
 
 # torch >= 2.10 deprecates TorchScript, the format NVlabs' detector comes in.

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from aria_theory.allocation import sample_regions
-from aria_train.cache_cmd import _pool_rows
-from aria_train.conditions import RegionIndex
+from aria_train.data.teacher_samples import pool_rows
+from aria_train.conditioning.samplers import RegionIndex
 from aria_train.data import pool as pool_module
 from aria_train.data import regions as R
 from aria_train.data.pool import PromptPool
@@ -114,7 +114,7 @@ def test_arrow_pool_and_pool_rows_at_scale(pool_file, tmp_path):
     assert mapped.mapped is not None and mapped.table.column("text").num_chunks == 1
     rows = np.random.default_rng(9).integers(0, ROWS, 5000)
     assert mapped.texts(rows) == expected_texts(rows, labels) and np.array_equal(mapped.regions, labels)
-    assert np.array_equal(_pool_rows(expected_texts(rows, labels), mapped), rows)  # texts are unique
+    assert np.array_equal(pool_rows(expected_texts(rows, labels), mapped), rows)  # texts are unique
 
 
 @pytest.mark.parametrize("k", [3, 300, 70_000])  # uint8, uint16 and int64 sort keys

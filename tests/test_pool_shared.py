@@ -18,8 +18,8 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 
-from aria_train import cache_cmd
-from aria_train.cache_cmd import _pool_rows
+from aria_train.data import teacher_samples as cache_cmd
+from aria_train.data.teacher_samples import pool_rows
 from aria_train.data import pool as pool_module
 from aria_train.data.pool import PromptPool
 
@@ -172,16 +172,16 @@ def test_pool_rows_takes_the_first_of_duplicates_across_chunks_and_slices(monkey
     assert chunked.table.column("text").num_chunks == 4
     monkeypatch.setattr(cache_cmd, "POOL_SCAN_ROWS", 13)  # slices inside chunks
     for pool in (one_chunk, chunked):
-        assert np.array_equal(_pool_rows(paired, pool), want)
-        assert np.array_equal(_pool_rows(pa.chunked_array([pa.array(paired[:10]), pa.array(paired[10:])]), pool), want)
-    assert _pool_rows([], one_chunk).tolist() == []
+        assert np.array_equal(pool_rows(paired, pool), want)
+        assert np.array_equal(pool_rows(pa.chunked_array([pa.array(paired[:10]), pa.array(paired[10:])]), pool), want)
+    assert pool_rows([], one_chunk).tolist() == []
 
 
 def test_pool_rows_names_the_missing_prompts():
     pool = PromptPool.from_frame(pd.DataFrame({"text": ["a", "b", "a"]}))
-    assert _pool_rows(["a", "b", "b", "a"], pool).tolist() == [0, 1, 1, 0]
+    assert pool_rows(["a", "b", "b", "a"], pool).tolist() == [0, 1, 1, 0]
     with pytest.raises(ValueError, match=r"^3 paired prompts are not in the pool, e.g. 'x'$"):
-        _pool_rows(["b", "x", "a", "y", "x"], pool)
+        pool_rows(["b", "x", "a", "y", "x"], pool)
 
 
 def test_pool_rows_on_a_mapped_pool_copies_nothing(arrow_pool):
@@ -190,7 +190,7 @@ def test_pool_rows_on_a_mapped_pool_copies_nothing(arrow_pool):
     rows = np.random.default_rng(4).integers(0, ROWS, 2000)
     paired = table.column("text").take(pa.array(rows))  # texts are unique: row i says "p{i}"
     before = pa.total_allocated_bytes()
-    got = _pool_rows(paired, pool)
+    got = pool_rows(paired, pool)
     assert np.array_equal(got, rows)
     assert pa.total_allocated_bytes() - before < 1 << 20
 

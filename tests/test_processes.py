@@ -23,6 +23,19 @@ def test_drift_increments_are_bounded_exactly(name, delta, time_constant) -> Non
         assert np.abs(d).max() >= 0.9 * delta
 
 
+@pytest.mark.parametrize("name", sorted(DRIFTS))
+@pytest.mark.parametrize("time_constant", [1.0, 3.3, 40.0])
+def test_drift_slope_changes_are_bounded(name, time_constant) -> None:
+    drift = DRIFTS[name](0.3, time_constant)
+    d = drift.sample(64, 500, np.random.default_rng(5))
+    assert 0 <= drift.slope_bound <= 2 * drift.delta
+    assert np.abs(np.diff(d, axis=1)).max() <= drift.slope_bound * (1 + 1e-9)
+    if name in ("linear_trend", "constant_sign"):
+        assert drift.slope_bound == 0.0
+    if name in ("sinusoid", "training_curve", "alternating_sign"):  # the bound is (nearly) reached
+        assert np.abs(np.diff(d, axis=1)).max() >= 0.95 * drift.slope_bound
+
+
 def test_drift_sampling_checks_its_bound() -> None:
     class Broken(Drift):
         def _increments(self, n_paths, n_steps, rng):
@@ -30,6 +43,15 @@ def test_drift_sampling_checks_its_bound() -> None:
 
     with pytest.raises(AssertionError, match="delta"):
         Broken(0.1).sample(2, 3, np.random.default_rng(0))
+
+    class Jumpy(Drift):  # |d| <= delta but the slope changes faster than promised
+        slope_bound = property(lambda self: 0.5 * self.delta)
+
+        def _increments(self, n_paths, n_steps, rng):
+            return self.delta * np.where(np.arange(n_steps) % 2 == 0, 1.0, -1.0) * np.ones((n_paths, 1))
+
+    with pytest.raises(AssertionError, match="gamma"):
+        Jumpy(0.1).sample(2, 3, np.random.default_rng(0))
     with pytest.raises(ValueError):
         ConstantSign(-1.0)
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import aria_cli
-from aria_train.report import region_labels
+from aria_train.evaluation.report import region_labels
 
 GROUPS = ["seen", "seen", "unseen", "under"]
 NAMES = ["red circle", "blue square", "red triangle", "green circle"]
@@ -51,8 +51,8 @@ def make_run(folder: Path, method: str, pool: Path | str) -> Path:
 def only_report(monkeypatch):
     """Only this command (as tests/test_world.py does): these tests must not depend on other commands'
     modules importing."""
-    assert aria_cli.COMMANDS[(None, "report")] == "aria_train.report"
-    monkeypatch.setattr(aria_cli, "COMMANDS", {(None, "report"): "aria_train.report"})
+    assert aria_cli.COMMANDS[(None, "report")] == "aria_train.cli.report"
+    monkeypatch.setattr(aria_cli, "COMMANDS", {(None, "report"): "aria_train.cli.report"})
 
 
 def report(capsys, *argv: str) -> tuple[int, str, str]:

@@ -22,14 +22,14 @@ from PIL import Image
 import aria_cli
 import sd_pipeline
 from aria_train.data.cache import TensorCache
-from aria_train.inputs import load_teacher
-from aria_train.models.students import make_student
+from aria_train.diffusion.loading import load_teacher
+from aria_train.diffusion.models.students import make_student
 from fixtures_train import run_two_processes
 from sd_pipeline import (EOS, IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE, MAX_TOKENS, SCALING_FACTOR, SUBJECTS,
                          TEXT_WIDTH, WORDS, PromptFiles, make_tiny_sd_folder, write_prompt_files)
 
 CACHE_STEPS = 2  # DDIM steps of the paired cache (guidance: the default 7.5)
-GRID_SCALE, GRID_PAD = 2, 2  # aria_train.sampling.save_grid's defaults
+GRID_SCALE, GRID_PAD = 2, 2  # aria_train.diffusion.sampling.save_grid's defaults
 ARIA = ("--method", "aria", "--aria-warmup", "1")
 
 
@@ -90,7 +90,7 @@ def test_folder_is_a_stable_diffusion_checkpoint(sd):
     clip_sample False; the PNDM config does not set it and DDPM/DDIM would default it to True)."""
     from diffusers import StableDiffusionPipeline
 
-    from aria_train.sampling import make_ddim
+    from aria_train.diffusion.sampling import make_ddim
 
     index = json.loads((sd.teacher / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionPipeline" and index["scheduler"] == ["diffusers", "PNDMScheduler"]
@@ -123,7 +123,7 @@ def test_folder_is_built_from_its_seed(tmp_path):
 def test_clip_tokenizer_pads_to_77_and_pools_at_the_end_of_text(sd):
     from transformers.convert_slow_tokenizer import bytes_to_unicode as transformers_bytes_to_unicode
 
-    from aria_train.text import encode_prompts
+    from aria_train.diffusion.text import encode_prompts
 
     _, _, tokenizer, text_encoder = load_teacher(sd.teacher)
     assert type(tokenizer).__name__ == "CLIPTokenizer" and tokenizer.model_max_length == MAX_TOKENS
@@ -155,7 +155,7 @@ def test_cache_holds_latents_of_diffusers_own_pipeline(sd):
     StableDiffusionPipeline with DDIM samples from the same initial noise (CFG 7.5)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    from aria_train.sampling import seeded_noise
+    from aria_train.diffusion.sampling import seeded_noise
 
     paired = pd.read_parquet(sd.prompts.paired)["text"].tolist()
     pool = pd.read_parquet(sd.prompts.pool)["text"].tolist()
@@ -180,7 +180,7 @@ def test_cache_holds_latents_of_diffusers_own_pipeline(sd):
 
 
 def test_regions_cluster_pooled_clip_embeddings(sd):
-    from aria_train.text import encode_prompts
+    from aria_train.diffusion.text import encode_prompts
 
     pool = pd.read_parquet(sd.prompts.pool)
     table = pd.read_parquet(sd.regions / "regions.parquet")

@@ -16,7 +16,8 @@ from simulations import allocation_sim as sim
 from simulations import rates
 
 TINY = sim.SimConfig(steps=40, batch=16, log_every=10)
-POLICIES = ["rc", "uniform", "aria:beta=2:eps=0.1:a=0.2", "aria:iw=1", "exp3", "doremi:eta=0.01", "oracle"]
+POLICIES = ["rc", "uniform", "aria:beta=2:eps=0.1:a=0.2", "aria:iw=1", "exp3", "doremi:eta=0.01", "oracle",
+            "progress", "progress:rate=0.05:fast=0.3:slow=0.1:eps=0.05", "oracle_reducible", "count"]
 
 
 def test_every_policy_gets_the_same_update_budget():
@@ -75,8 +76,8 @@ def test_oracle_never_worse_than_random_on_one_reducible_region():
 
 def _allocation_cli(out, seeds="2"):
     return aria_cli.main(["sim", "allocation", "--scenarios", "imbalanced,balanced", "--policies",
-                          "rc,uniform,aria:beta=1:eps=0.2:a=0.05,exp3,doremi:eta=0.01,oracle", "--seeds", seeds,
-                          "--steps", "30", "--batch", "8", "--log-every", "10", "--out", str(out)])
+                          "rc,uniform,aria:beta=1:eps=0.2:a=0.05,exp3,doremi:eta=0.01,oracle,progress", "--seeds",
+                          seeds, "--steps", "30", "--batch", "8", "--log-every", "10", "--out", str(out)])
 
 
 def test_same_seed_gives_identical_csv(tmp_path, capsys):
@@ -98,7 +99,9 @@ def test_help_shows_units_and_defaults(command, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--scenarios", "nowhere"], ["--policies", "aria:gamma=1"],
-                                  ["--policies", "bandit"], ["--seeds", "0"]])
+                                  ["--policies", "bandit"], ["--seeds", "0"],
+                                  ["--scenarios", "testbed:tau=2"], ["--scenarios", "testbed:zipf=1"],
+                                  ["--policies", "progress:rate=0"], ["--study", "map", "--workers", "-1"]])
 def test_allocation_cli_rejects_bad_input(argv, tmp_path, capsys):
     assert aria_cli.main(["sim", "allocation", *argv, "--out", str(tmp_path)]) == 2
     assert "aria: error:" in capsys.readouterr().err
@@ -155,6 +158,8 @@ FIGURE_CONFIGS = {
                                                   policies=("rc", "uniform", "aria", "doremi:eta=0.01"),
                                                   seeds=2, sim=sim.SimConfig(steps=30, batch=8, log_every=30)),
     "fig_allocation_pi": lambda m: dataclasses.replace(m.CONFIG, sim=sim.SimConfig(steps=60, batch=8, log_every=10)),
+    "fig_progress_allocation": lambda m: dataclasses.replace(m.CONFIG, scenario="imbalanced",
+                                                             sim=sim.SimConfig(steps=60, batch=8, log_every=10)),
     # the experiment figures read the committed results in experiments/results
     "fig_experiment_groups": lambda m: m.CONFIG,
     "fig_experiment_allocation": lambda m: m.CONFIG,
@@ -184,7 +189,7 @@ def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
                                                p_grid=(0.1, 0.3, 1.0), running_mean_steps=200))
     rates.write_rates(rows, data / "rates")
     for name in ("fig_step_size", "fig_observation_rate", "fig_running_mean", "fig_allocation_policies",
-                 "fig_allocation_pi"):
+                 "fig_allocation_pi", "fig_progress_allocation"):
         module = __import__(f"paper_figures.{name}", fromlist=["main"])
         monkeypatch.setattr(module, "CONFIG", FIGURE_CONFIGS[name](module))
         monkeypatch.setattr(sim, "run_study", None)  # would raise if the figure recomputed

@@ -1,4 +1,4 @@
-"""Speed options (aria_train.speed) change how the step runs, never what it computes; the feature
+"""Speed options (aria_train.distill.speed) change how the step runs, never what it computes; the feature
 hooks stay registered once, so torch.compile traces the UNet as one graph."""
 import json
 
@@ -7,13 +7,13 @@ import torch
 from diffusers import UNet2DConditionModel
 
 import aria_cli
-from aria_train.batches import Batch
-from aria_train.losses import LossWeights
-from aria_train.models.configs import tiny_unet_config
-from aria_train.models.feature_kd import FeatureHooks
-from aria_train.models.students import feature_layer_map, make_student
-from aria_train.speed import make_optimizer, prepare_unets
-from aria_train.step import StepModels, Student, train_step
+from aria_train.distill.batches import Batch
+from aria_train.distill.losses import LossWeights
+from aria_train.diffusion.models.configs import tiny_unet_config
+from aria_train.diffusion.models.feature_kd import FeatureHooks
+from aria_train.diffusion.models.students import feature_layer_map, make_student
+from aria_train.distill.speed import make_optimizer, prepare_unets
+from aria_train.distill.step import StepModels, Student, train_step
 from fixtures_train import make_distill_inputs
 
 
@@ -37,7 +37,7 @@ def _batch(n: int = 3) -> Batch:
     return Batch(x0=torch.randn(n, 3, 16, 16, generator=g), noise=torch.randn(n, 3, 16, 16, generator=g),
                  timesteps=torch.tensor([10, 500, 990][:n]), hidden=torch.randn(n, 6, 16, generator=g),
                  paired=torch.ones(n, dtype=torch.bool), prompt_ids=np.zeros(n, np.int64),
-                 regions=np.zeros(n, np.int64), switched=np.zeros(n, bool))
+                 regions=np.zeros(n, np.int64), switched=np.zeros(n, bool), nulled=np.zeros(n, bool))
 
 
 def _grads(models: StepModels) -> dict[str, torch.Tensor]:
@@ -54,7 +54,7 @@ def test_speed_options_keep_loss_and_gradients(speed):
         assert fast.teacher.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     weights = LossWeights(1.0, 1.0, 0.0)
     a, b = train_step(plain, _batch(), weights), train_step(fast, _batch(), weights)
-    for key in ("total", "out", "feat"):
+    for key in ("loss", "out", "feat"):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     ga, gb = _grads(plain), _grads(fast)
     assert ga.keys() == gb.keys() and len(ga) > 10

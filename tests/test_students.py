@@ -7,9 +7,9 @@ import torch
 import torch.distributed as dist
 from diffusers import UNet2DConditionModel
 
-from aria_train.models.configs import SD_V1_4_UNET_CONFIG, tiny_unet_config
-from aria_train.models.feature_kd import FeatureHooks, feature_kd_loss, make_projections, unwrap_model
-from aria_train.models.students import (
+from aria_train.diffusion.models.configs import SD_V1_4_UNET_CONFIG, tiny_unet_config
+from aria_train.diffusion.models.feature_kd import FeatureHooks, feature_kd_loss, make_projections, unwrap_model
+from aria_train.diffusion.models.students import (
     VARIANTS,
     derive_student_config,
     feature_layer_channels,

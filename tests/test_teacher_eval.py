@@ -17,12 +17,12 @@ from PIL import Image
 from safetensors import safe_open
 
 import aria_cli
-from aria_train import sampling
-from aria_train.atomic_dir import atomic_output_dir
+from aria_train.diffusion import sampling
+from aria_train.runs.atomic import atomic_output_dir
 from aria_train.data.cache import TensorCache
-from aria_train.inputs import load_teacher
-from aria_train.teacher_train import to_model_space
-from aria_train.text import build_text_encoder, encode_prompts
+from aria_train.diffusion.loading import load_teacher
+from aria_train.diffusion.sampling import to_model_space
+from aria_train.diffusion.text import build_text_encoder, encode_prompts
 from aria_train.worlds import World, WorldConfig
 
 WORLD = {

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
 
-from aria_train.text import (
+from aria_train.diffusion.text import (
     BOS_ID,
     EOS_ID,
     PAD_ID,

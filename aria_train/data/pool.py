@@ -28,12 +28,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as ipc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
+from aria_train.console import first_line
 
 FORMATS = (".txt", ".jsonl", ".csv", ".parquet", ".arrow")
-
-
-def _one_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
@@ -149,7 +146,7 @@ class PromptPool:
             else:
                 table = _map_arrow(path)
         except (pa.ArrowException, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: cannot read {suffix[1:]} prompt file: {_one_line(err)}") from None
+            raise ValueError(f"{path}: cannot read {suffix[1:]} prompt file: {first_line(err)}") from None
         pool = cls(table, text_column, region_column, group_column, source=str(path))
         if suffix == ".arrow":
             pool.mapped = path.resolve()
@@ -213,7 +210,7 @@ class PromptPool:
         try:
             table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowException, TypeError) as err:
-            raise ValueError(f"data frame: cannot convert to a prompt pool: {_one_line(err)}") from None
+            raise ValueError(f"data frame: cannot convert to a prompt pool: {first_line(err)}") from None
         return cls(table, text_column, region_column, group_column, source="data frame")
 
     def __len__(self) -> int:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from aria_train.data.cache import MANIFEST, TensorCache, TensorCacheWriter, read_manifest
 from aria_train.data.pool import PromptPool
-from aria_train.text import encode_prompts
+from aria_train.diffusion.text import encode_prompts
 
 POOLED = "pooled"  # the tensor name of pooled embeddings in a cache
 

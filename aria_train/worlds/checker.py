@@ -63,16 +63,25 @@ class AttributeChecker:
         loss = residual_b[:, None, None, :] - 2 * cross + (d**2).sum(-1)[None, None] * (a**2).sum(1)[None, :, None, None]
         return loss.reshape(len(images), -1).argmin(axis=1)
 
+    def score(self, images: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
+        """Per image, 1.0 / 0.0 for each attribute read right and for "all" (every attribute
+        right); row i of ``table`` holds image i's intended attributes."""
+        missing = [a for a in ATTRIBUTES if a not in table]
+        if missing:
+            raise ValueError(f"attribute accuracy needs the attribute columns {missing} in the prompt table")
+        if len(images) != len(table):
+            raise ValueError(f"need as many attribute rows as images, got {len(table)} and {len(images)}")
+        read = self.read(images)
+        correct = {a: read[a].to_numpy() == table[a].to_numpy() for a in ATTRIBUTES}
+        correct["all"] = np.logical_and.reduce(list(correct.values()))
+        return pd.DataFrame({k: v.astype(np.float64) for k, v in correct.items()})
+
     def accuracy(self, images: np.ndarray, attrs: pd.DataFrame) -> dict[str, float]:
         """Fraction of images whose attribute is read correctly, per attribute, and "all" (every
         attribute correct). ``attrs`` holds the intended attributes, row i for image i."""
         if len(images) != len(attrs) or not len(images):
             raise ValueError(f"need as many attribute rows as images (> 0), got {len(attrs)} and {len(images)}")
-        read = self.read(images)
-        correct = {a: read[a].to_numpy() == attrs[a].to_numpy() for a in ATTRIBUTES}
-        out = {a: float(ok.mean()) for a, ok in correct.items()}
-        out["all"] = float(np.logical_and.reduce(list(correct.values())).mean())
-        return out
+        return {k: float(v) for k, v in self.score(images, attrs).mean().items()}
 
 
 def corrupt(images: np.ndarray, noise_std: float, blur_sigma: float, rng: np.random.Generator) -> np.ndarray:

@@ -1,10 +1,11 @@
-"""Write the embedded world's prompt tables, its config and a contact sheet of its regions.
+"""Write a world's prompt tables, its config and a contact sheet of its regions.
 
 Writes to --out: pool.parquet, paired.parquet, heldout.parquet (columns text, region,
-region_name, group and the five attributes shape, colour, size, position, background),
-world.json (the WorldConfig; give it back with --config to rebuild the same world) and
-contact_sheet.png (rendered held-out prompts, one cell per region, titled with its group).
-It prints the split and the attribute checker's accuracy on clean and corrupted renders.
+region_name, group and the world's attributes: shape, colour, size, position, background for the
+default world; word, colour, position, background for a glyph world), world.json (its config;
+give it back with --config to rebuild the same world) and contact_sheet.png (rendered held-out
+prompts, one cell per region, titled with its group). It prints the split and the checker's
+accuracy on clean and corrupted renders.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import numpy as np
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
     parser.add_argument("--config", type=Path, default=None,
-                        help="WorldConfig JSON to use (default: %(default)s, the built-in default world)")
+                        help="world config JSON, either family (\"kind\": \"glyph\" for a glyph world; default: "
+                        "%(default)s, the built-in default world)")
     parser.add_argument("--seed", type=int, default=None,
                         help="override the config's seed for the prompt tables (default: %(default)s, keep it)")
     parser.add_argument("--image-size", type=int, default=None,
@@ -28,6 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random renders on which to measure the attribute checker, 0 to skip (default: %(default)s)")
 
 
+# Title colour per group, in the order the summary prints groups (both families' groups).
+GROUP_COLOURS = {"seen": "black", "unseen": "tab:red", "head": "black", "mid": "dimgray", "under": "tab:blue",
+                 "unseen-head": "tab:orange", "unseen-tail": "tab:red"}
+
+
+def sheet_columns(world) -> int:
+    """Regions per contact-sheet row: the last region attribute's values, or the glyph's second parts."""
+    from aria_train.worlds import GlyphWorld
+
+    if isinstance(world, GlyphWorld):
+        return world.config.second_parts
+    return len(world.config.values(world.config.region_attributes[-1]))
+
+
 def contact_sheet(world, tables: dict, per_region: int, path: Path) -> None:
     """PNG with one cell per region: ``per_region`` renders of its first held-out prompts."""
     import matplotlib
@@ -36,7 +52,7 @@ def contact_sheet(world, tables: dict, per_region: int, path: Path) -> None:
 
     heldout = tables["heldout"].groupby("region", sort=True).head(per_region)
     images = world.render(heldout)
-    cols = len(world.config.values(world.config.region_attributes[-1]))
+    cols = sheet_columns(world)
     rows = -(-world.num_regions // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * per_region * 0.55 + 0.5, rows * 0.8 + 0.3), squeeze=False)
     for ax in axes.flat:
@@ -51,21 +67,21 @@ def contact_sheet(world, tables: dict, per_region: int, path: Path) -> None:
         ax.imshow(strip, interpolation="nearest")
         group = world.region_groups[region]
         ax.set_title(f"{world.region_names[region]} ({group})", fontsize=7,
-                     color={"seen": "black", "unseen": "tab:red", "under": "tab:blue"}[group])
+                     color=GROUP_COLOURS[group])
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from aria_train.worlds import AttributeChecker, World, WorldConfig, corrupt
+    from aria_train.worlds import WorldConfig, corrupt, load_world_config, make_world
 
     if args.sheet_per_region < 1 or args.check < 0:
         raise ValueError("--sheet-per-region must be >= 1 and --check >= 0")
-    data = (WorldConfig.load(args.config) if args.config else WorldConfig()).to_dict()
+    data = (load_world_config(args.config) if args.config else WorldConfig()).to_dict()
     data.update({k: v for k, v in (("seed", args.seed), ("image_size", args.image_size)) if v is not None})
-    config = WorldConfig.from_dict(data)
-    world = World(config)
+    config = load_world_config(data)
+    world = make_world(config)
     tables = world.tables()
     args.out.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
@@ -73,18 +89,18 @@ def run(args: argparse.Namespace) -> int:
     config.save(args.out / "world.json")
     contact_sheet(world, tables, args.sheet_per_region, args.out / "contact_sheet.png")
 
-    groups = world.region_groups
-    print(f"world: {world.num_regions} regions ({groups.count('seen')} seen, {groups.count('unseen')} unseen, "
-          f"{groups.count('under')} under), {world.num_prompts():,} distinct prompts, "
+    groups = [g for g in GROUP_COLOURS if g in world.region_groups]
+    print(f"world: {world.num_regions} regions (" + ", ".join(f"{world.region_groups.count(g)} {g}" for g in groups)
+          + f"), {world.num_prompts():,} distinct prompts, "
           f"vocabulary {len(world.vocabulary())} words, longest prompt {world.max_words()} words")
     for name, table in tables.items():
         sizes = table.groupby("group").size().to_dict()
-        print(f"{name}: {len(table)} prompts " + ", ".join(f"{g} {sizes.get(g, 0)}" for g in ("seen", "unseen", "under")))
+        print(f"{name}: {len(table)} prompts " + ", ".join(f"{g} {sizes.get(g, 0)}" for g in groups))
     if args.check:
         rng = np.random.default_rng(config.seed)
         attrs = world.sample_attributes(args.check, rng)
         images = world.render(attrs)
-        checker = AttributeChecker(config)
+        checker = world.checker()
         for label, batch in (("clean", images), ("noise 0.1 + blur 0.6 px", corrupt(images, 0.1, 0.6, rng))):
             acc = checker.accuracy(batch, attrs)
             print(f"checker on {args.check} {label} renders: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from aria_train.worlds import grammar
+from aria_train.worlds.checker import AttributeChecker
 from aria_train.worlds.config import ATTRIBUTES, WorldConfig
 from aria_train.worlds.render import render, value_indices
 
@@ -20,6 +21,8 @@ TABLE_COLUMNS = ["text", "region", "region_name", "group", *ATTRIBUTES]
 
 class World:
     """A world made from a ``WorldConfig``; every method is a pure function of the config."""
+
+    attributes = ATTRIBUTES  # the attribute columns of its tables (what rendering reads)
 
     def __init__(self, config: WorldConfig | None = None):
         self.config = config or WorldConfig()
@@ -82,6 +85,10 @@ class World:
         c = self.config
         return render(attrs, tuple(c.shapes), tuple(c.colours), tuple(c.sizes), tuple(c.positions),
                       tuple(c.backgrounds), c.image_size)
+
+    def checker(self) -> AttributeChecker:
+        """The AttributeChecker of this world."""
+        return AttributeChecker(self.config)
 
     def sample_training_batch(self, n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
         """``n`` (prompt, image) pairs uniform over the whole world (all regions, all phrasings)."""

@@ -1,0 +1,126 @@
+"""The distillation run's configuration: one dataclass, saved as JSON in the run directory.
+
+Every field documents its unit and default in its metadata; `aria distill` builds its options
+from these fields, so the CLI help and this file cannot disagree.
+
+Inputs the run reads (all local, nothing is downloaded):
+
+* ``teacher``: a model folder laid out like a diffusers Stable Diffusion folder (``unet/``,
+  ``text_encoder/``, ``tokenizer/``, ``scheduler/``, optional ``vae/``).
+* ``paired_cache``: a TensorCache (aria_train.data.cache) with the tensors
+  ``sample`` (N, C, H, W) float -- the teacher-generated x0 (pixels in [-1, 1] for a
+  pixel-space teacher, scaled VAE latents for a latent one) -- and ``prompt_id`` (N,) int64,
+  the row of the pool file holding that sample's caption.
+* ``pool``: the prompt pool file (txt / jsonl / csv / parquet / arrow with a ``text`` column and,
+  for region-based samplers, a ``region`` column of ints in [0, K)).
+* ``text_cache`` (optional): a TensorCache with ``hidden`` (M, L, D) float, row i = the
+  frozen text encoder's last hidden state for pool row i. Without it the drawn prompts are
+  encoded on the fly by the teacher's frozen text encoder.
+
+Mixed precision is not a field on purpose: it comes only from the accelerator
+(``accelerate launch --mixed_precision bf16`` or the accelerate config), which autocasts the
+student; the frozen teacher and text encoder are then held in that half precision.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from aria_train.conditioning.aria import AriaOptions
+from aria_train.options import Options, option, to_dict
+
+
+@dataclass
+class DistillConfig(Options):
+    """Everything that determines a distillation run (paths, method, optimisation, logging).
+
+    Defaults are the demo defaults for the embedded 32x32 world; docs/design.md §2 gives RC's values for
+    Stable Diffusion (lr 5e-5, total batch 256, EMA 0.9999).
+    """
+
+    teacher: str = option("", 'path', 'teacher model folder (unet/, text_encoder/, tokenizer/, scheduler/, optional vae/)', required=True)
+    paired_cache: str = option("", 'path', 'TensorCache folder of teacher samples: tensors `sample` (N,C,H,W) and `prompt_id` (N,) = pool row of the caption', required=True)
+    pool: str = option("", 'path', 'prompt pool file (txt/jsonl/csv/parquet/arrow, the last memory-mapped and shared by all ranks; `text`, optional `region` column)', required=True)
+    text_cache: str | None = option(None, 'path', 'optional TensorCache folder with `hidden` (M,L,D), row i = pool row i; absent: prompts are encoded on the fly')
+    method: Literal["kd", "rc", "aria"] = option("rc", 'choice', 'kd: paired captions only (BK-SDM); rc: random conditioning, captions replaced with probability p(t); aria: rc whose replacing prompts come from regions drawn by the tracker-driven allocation')
+    sampler: Literal["uniform", "region"] = option("uniform", 'choice', 'how rc draws a replacing prompt: uniform over the pool (RC) or a uniform region then a uniform prompt in it (ablation); not used by kd and aria')
+    aria: AriaOptions = option(unit="options", help="ARIA's options (--aria-*)", default_factory=AriaOptions)
+    student_variant: Literal["base", "small", "tiny"] = option("small", 'choice', 'BK-SDM student architecture derived from the teacher')
+    channel_scale: float = option(1.0, 'fraction', "student channel width relative to the teacher's, in (0, 1]")
+    compile: bool = option(False, 'flag', 'torch.compile teacher and student UNets in place (GPU; the first steps compile, minutes for SD)')
+    channels_last: bool = option(False, 'flag', 'hold both UNets in channels-last memory format (faster convolutions on GPUs)')
+    gradient_checkpointing: bool = option(False, 'flag', "recompute the student's activations in backward: less memory, about a third more student compute")
+    steps: int = option(1000, 'optimizer steps', 'length of the run, counting resumed steps')
+    batch_size: int = option(64, 'samples', 'micro-batch size per device')
+    grad_accum: int = option(1, 'micro-batches', 'accumulated per optimizer step (total batch = batch_size x grad_accum x devices)')
+    lr: float = option(2e-4, '1/step', 'AdamW learning rate, constant (SD recipe: 5e-5; the 32x32 demo world learns faster with 2e-4)')
+    weight_decay: float = option(1e-2, '1/step, relative to lr', 'AdamW decoupled weight decay')
+    max_grad_norm: float = option(1.0, 'L2 norm', 'gradient clipping threshold; 0 = no clipping')
+    l_out: float = option(1.0, 'weight', 'of the output KD loss MSE(pred_student, pred_teacher)')
+    l_feat: float = option(1.0, 'weight', 'of the feature KD loss (sum of block-output MSEs)')
+    l_sd: float = option(0.0, 'weight', "of the denoising loss MSE(pred_student, eps_true) on paired samples only (off in RC's scripts)")
+    switch_schedule: Literal["exp", "sigmoid"] = option("exp", 'choice', 'RC switch probability p(t): exp(-lambda(1-t/T)) or 1/(1+exp(-20(t/T-0.7)))')
+    switch_lambda: float = option(5.0, 'dimensionless', 'lambda of the exp switch schedule')
+    null_prob: float = option(0.1, 'probability', 'that a condition becomes the null text (classifier-free guidance), both methods')
+    ema_decay: float = option(0.999, 'per optimizer step', 'maximum EMA decay of the student weights (warm-up (1+n)/(10+n) below it)')
+    seed: int = option(0, 'integer', 'seed of every random draw (data order, t, noise, switches, prompts)')
+    checkpoint_every: int = option(500, 'optimizer steps', 'between checkpoints; 0 = only at the end')
+    checkpoint_limit: int = option(3, 'checkpoints', 'kept, older ones deleted; 0 = keep all')
+    sample_every: int = option(500, 'optimizer steps', 'between sample grids of the EMA student; 0 = never (pixel-space or VAE teachers only)')
+    log_every: int = option(10, 'optimizer steps', 'between metric records')
+    heldout: str = option("", 'path', 'held-out prompt file with a region column: its per-region discrepancy is logged as "heldout" every heldout_every steps (empty: none)')
+    heldout_every: int = option(0, 'optimizer steps', 'between held-out measurements; a multiple of log_every; 0 = never')
+    heldout_per_region: int = option(4, 'prompts', 'held-out prompts per region measured')
+    max_nonfinite: int = option(10, 'optimizer steps', 'skipped for a non-finite loss that are tolerated; one more aborts the run')
+
+    WHAT = "distillation config"
+    # Fields that may change between a checkpoint and its resumption without breaking the
+    # exact continuation (paths may move; schedules of IO and the stopping point may change).
+    RESUMABLE_CHANGES = ("teacher", "paired_cache", "pool", "text_cache", "steps", "checkpoint_every",
+                         "checkpoint_limit", "sample_every", "log_every", "max_nonfinite", "heldout")
+
+    def validate(self) -> "DistillConfig":
+        """Raise ValueError (one line) for a value outside its domain; return self. Types are
+        checked by aria_train.options when the config is built."""
+        for name in ("teacher", "paired_cache", "pool"):
+            if not getattr(self, name):
+                raise ValueError(f"--{name.replace('_', '-')} is required")
+        positive = ("steps", "batch_size", "grad_accum", "lr", "channel_scale", "log_every", "heldout_per_region")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        non_negative = ("weight_decay", "max_grad_norm", "l_out", "l_feat", "l_sd", "switch_lambda",
+                        "checkpoint_every", "checkpoint_limit", "sample_every", "max_nonfinite", "heldout_every")
+        for name in non_negative:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.null_prob <= 1.0:
+            raise ValueError(f"null_prob must be in [0, 1], got {self.null_prob}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.channel_scale > 1.0:
+            raise ValueError(f"channel_scale must be <= 1, got {self.channel_scale}")
+        if self.heldout_every and (not self.heldout or self.heldout_every % self.log_every):
+            raise ValueError("heldout_every needs --heldout and must be a multiple of log_every")
+        self.aria.validate()
+        if self.aria.unbiased and self.method != "aria":
+            raise ValueError("aria_unbiased applies to --method aria only")
+        if self.l_out + self.l_feat + self.l_sd == 0:
+            raise ValueError("all loss weights are 0: nothing to train")
+        return self
+
+    def with_absolute_paths(self) -> "DistillConfig":
+        """A copy whose input paths are absolute, as a run records them (so it resumes and reports
+        from any working directory)."""
+        from pathlib import Path
+
+        paths = {name: str(Path(getattr(self, name)).resolve()) for name in ("teacher", "paired_cache", "pool",
+                                                                            "text_cache", "heldout") if getattr(self, name)}
+        return dataclasses.replace(self, **paths)
+
+    def differences(self, other: "DistillConfig") -> list[str]:
+        """Fields (outside RESUMABLE_CHANGES) whose values differ, as 'name: a -> b'."""
+        mine, theirs = to_dict(self), to_dict(other)
+        return [f"{name}: {theirs[name]!r} -> {mine[name]!r}" for name in mine
+                if name not in self.RESUMABLE_CHANGES and mine[name] != theirs[name]]

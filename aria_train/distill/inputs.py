@@ -1,0 +1,89 @@
+"""Load and validate everything a distillation run reads, before anything is written.
+
+Each check raises ValueError / FileNotFoundError with one line naming the file and the problem,
+so ``aria distill`` rejects bad input with exit status 2 and leaves no run directory behind.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aria_train.distill.config import DistillConfig
+from aria_train.data.cache import TensorCache
+from aria_train.data.pool import PromptPool
+from aria_train.diffusion.loading import load_teacher
+from aria_train.console import first_line
+
+if TYPE_CHECKING:  # torch-side types, imported lazily at run time
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+PAIRED_TENSORS = ("sample", "prompt_id")  # what `aria cache` writes for the paired set
+TEXT_TENSOR = "hidden"  # the text-embedding cache: row i = pool row i
+
+
+@dataclass
+class Inputs:
+    """The validated inputs of a run; models are on the CPU in float32."""
+
+    teacher: UNet2DConditionModel
+    scheduler: DDPMScheduler
+    tokenizer: object
+    text_encoder: CLIPTextModel
+    vae_dir: Path | None  # TEACHER/vae for latent teachers, None for pixel-space ones
+    pool: PromptPool
+    paired: TensorCache
+    paired_prompt_ids: np.ndarray  # (N,) int64 pool rows
+    text_cache: TensorCache | None
+
+
+def _open_cache(path: str, what: str, names: tuple[str, ...]) -> TensorCache:
+    try:
+        cache = TensorCache(path)
+    except (KeyError, IndexError) as err:
+        raise ValueError(f"{what} {path}: {first_line(err)}") from None
+    missing = [name for name in names if name not in cache.names]
+    if missing:
+        raise ValueError(f"{what} {path} lacks the tensors {', '.join(missing)} (has {', '.join(cache.names) or 'none'})")
+    if len(cache) == 0:
+        raise ValueError(f"{what} {path} is empty")
+    return cache
+
+
+def load_inputs(config: DistillConfig) -> Inputs:
+    """Load and cross-check teacher, pool, paired cache and optional text cache."""
+    unet, scheduler, tokenizer, text_encoder = load_teacher(Path(config.teacher))
+    pool = PromptPool.from_file(config.pool)
+    if (config.method == "aria" or (config.method == "rc" and config.sampler == "region")) and pool.regions is None:
+        what = "--method aria" if config.method == "aria" else "--sampler region"
+        raise ValueError(f"{what} needs a region column in the pool {config.pool} (aria regions makes one)")
+
+    paired = _open_cache(config.paired_cache, "paired cache", PAIRED_TENSORS)
+    sample_shape = paired.shape("sample")[1:]
+    if len(sample_shape) != 3 or sample_shape[0] != unet.config.in_channels:
+        raise ValueError(f"paired cache {config.paired_cache}: samples of shape {tuple(sample_shape)}, the teacher "
+                         f"takes {unet.config.in_channels} channels (C, H, W)")
+    multiple = 2 ** (len(unet.config.block_out_channels) - 1)
+    if sample_shape[1] % multiple or sample_shape[2] % multiple:
+        raise ValueError(f"paired cache {config.paired_cache}: sample size {sample_shape[1:]} is not a multiple of {multiple}")
+    if paired.shape("prompt_id")[1:] != () or paired.dtype("prompt_id").is_floating_point:
+        raise ValueError(f"paired cache {config.paired_cache}: prompt_id must be one integer per row")
+    prompt_ids = paired.get("prompt_id").numpy().astype(np.int64)
+    if prompt_ids.min() < 0 or prompt_ids.max() >= len(pool):
+        raise ValueError(f"paired cache {config.paired_cache}: prompt_id outside the pool's rows [0, {len(pool)})")
+
+    text_cache = None
+    if config.text_cache:
+        text_cache = _open_cache(config.text_cache, "text cache", (TEXT_TENSOR,))
+        shape = text_cache.shape(TEXT_TENSOR)
+        if shape[0] != len(pool):
+            raise ValueError(f"text cache {config.text_cache} has {shape[0]} rows, the pool {len(pool)}")
+        if len(shape) != 3 or shape[2] != unet.config.cross_attention_dim:
+            raise ValueError(f"text cache {config.text_cache}: embeddings {shape[1:]}, the teacher needs width "
+                             f"{unet.config.cross_attention_dim}")
+    vae_dir = Path(config.teacher) / "vae"
+    return Inputs(unet, scheduler, tokenizer, text_encoder, vae_dir if vae_dir.is_dir() else None,
+                  pool, paired, prompt_ids, text_cache)

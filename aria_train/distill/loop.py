@@ -1,0 +1,193 @@
+"""The distillation loop: a teacher UNet into a BK-SDM student by KD, random conditioning (RC) or ARIA.
+
+The same trainer serves the embedded pixel-space worlds and Stable Diffusion (latent space): it
+reads a teacher folder (diffusers layout), a paired cache of teacher samples with the pool rows
+of their captions, and a prompt pool. Per sample: t ~ U{0..T-1}, noise from the teacher's DDPM
+scheduler, the condition from RC's switch (methods rc and aria; aria draws the replacing
+prompt's region from its tracker, aria_train.conditioning.aria) and null-text dropout; the loss is
+l_out * MSE(out_S, out_T) + l_feat * feature MSEs + l_sd * MSE(out_S, target)[paired].
+
+Data parallelism and mixed precision come from accelerate (``accelerate launch`` sets them).
+Writes OUT/config.json, log.txt, metrics.jsonl (+ metrics.csv), samples/ and checkpoints/
+(aria_train.runs); a run started from a checkpoint continues exactly where it left off.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from aria_train.distill.config import DistillConfig
+from aria_train.distill.state import RunStart
+
+
+class NonFiniteAbort(RuntimeError):
+    """More than max_nonfinite steps were skipped for a non-finite loss."""
+
+
+def train(config: DistillConfig, out: Path, resume: str | None = None, *, start: RunStart | None = None,
+          progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> Path:
+    """Run (or continue) a distillation; returns the run directory.
+
+    ``resume``: None (fresh: OUT must be new or empty), "latest" or a checkpoint folder; a caller
+    that already resolved it passes ``start`` instead. ``progress``: show a progress bar;
+    ``on_step(step, steps)`` is called after every optimizer step (main process), e.g. to report
+    progress to a parent process.
+    """
+    import torch
+    from accelerate import Accelerator
+    from diffusers import UNet2DConditionModel
+    from diffusers.training_utils import EMAModel
+
+    from aria_train.conditioning.aria import AriaSampler
+    from aria_train.conditioning.feedback import gather_feedback
+    from aria_train.conditioning.samplers import make_sampler
+    from aria_train.diffusion.models.feature_kd import make_projections
+    from aria_train.diffusion.models.students import feature_layer_channels, feature_layer_map, make_student
+    from aria_train.distill.batches import BatchStream, ConditionEncoder
+    from aria_train.distill.inputs import load_inputs
+    from aria_train.distill.losses import LOSS_NAMES, LossWeights
+    from aria_train.distill.speed import make_optimizer, prepare_unets
+    from aria_train.distill.state import TrainingState
+    from aria_train.distill.step import StepModels, Student, train_step
+    from aria_train.distill.tally import Tally
+    from aria_train.evaluation.grids import SampleGrid
+    from aria_train.runs.checkpoint import generator_state, load_checkpoint, save_checkpoint
+    from aria_train.runs.run_dir import RunDir
+
+    config = config.validate().with_absolute_paths()
+    out = Path(out)
+    start = start if start is not None else RunStart.resolve(out, resume)
+    if start.state is not None:
+        changed = config.differences(start.config())
+        if changed:
+            raise ValueError(f"cannot resume {start.checkpoint} exactly with a changed config: {'; '.join(changed)}")
+    inputs = load_inputs(config)
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum)
+    pool = inputs.pool
+    if config.method == "aria":
+        sampler = AriaSampler(pool.regions, int(inputs.scheduler.config.num_train_timesteps), config.aria,
+                              pool.num_regions, batches_per_step=config.grad_accum)
+    else:
+        sampler = make_sampler(config.sampler, len(pool), pool.regions)
+
+    device = accelerator.device
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    teacher = inputs.teacher
+    student_unet = make_student(teacher, config.student_variant, config.channel_scale)  # fp32 copy, exact
+    layer_map = feature_layer_map(dict(teacher.config), dict(student_unet.config))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        projections = make_projections(feature_layer_channels(dict(teacher.config), dict(student_unet.config)))
+    student = Student(student_unet, projections).to(device).train()
+    for frozen in (teacher, inputs.text_encoder):  # half precision only under a half-precision accelerator
+        frozen.to(device)
+        if weight_dtype != torch.float32:
+            frozen.to(dtype=weight_dtype)
+    prepare_unets(teacher, student_unet, compile=config.compile, channels_last=config.channels_last,
+                  gradient_checkpointing=config.gradient_checkpointing)
+    ema = EMAModel(student_unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel,
+                   model_config=student_unet.config)
+    optimizer = make_optimizer(student.parameters(), config.lr, config.weight_decay, device)
+    student, optimizer = accelerator.prepare(student, optimizer)
+    bare = accelerator.unwrap_model(student)
+    models = StepModels(teacher, student, inputs.scheduler, layer_map if config.l_feat else {})
+    weights = LossWeights(config.l_out, config.l_feat, config.l_sd)
+    encoder = ConditionEncoder(inputs, device)
+    stream = BatchStream(config, inputs, sampler, encoder, accelerator.process_index, accelerator.num_processes, device)
+    state = TrainingState(config, sampler, stream, Tally(pool.num_regions))
+    if start.state is not None:
+        state.load_state_dict(start.state, start.same_run)
+        load_checkpoint(accelerator, start.checkpoint, ema, [n for n, _ in bare.unet.named_parameters()],
+                        start.state["sampler"], stream.rng, stream.noise_generator)
+
+    monitor = None
+    if config.heldout_every and accelerator.is_main_process:
+        from aria_train.evaluation.heldout_monitor import HeldoutMonitor
+
+        monitor = HeldoutMonitor(config.heldout, config.heldout_per_region, pool.num_regions or 1, inputs, teacher, device)
+
+    # Inputs are valid: from here on the run directory is written.
+    run_dir = RunDir.open(out, config, accelerator.is_main_process, state.metrics_position, fresh=not start.same_run)
+    run_dir.log(f"{'resumed from ' + str(start.checkpoint) if start.checkpoint else 'started'} at step "
+                f"{state.step}/{config.steps}: method {config.method}, student {config.student_variant} "
+                f"x{config.channel_scale} ({sum(p.numel() for p in bare.unet.parameters()):,} params), "
+                f"{accelerator.num_processes} process(es), mixed precision {accelerator.mixed_precision}, batch "
+                f"{config.batch_size}x{config.grad_accum}x{accelerator.num_processes}, pool {len(pool)} prompts, "
+                f"{len(inputs.paired)} paired samples")
+    grid = SampleGrid(inputs, encoder, teacher) if config.sample_every and accelerator.is_main_process else None
+    if grid is not None and not grid.enabled:
+        run_dir.log("no sample grids: a latent teacher without a vae/ folder")
+
+    def write_checkpoint() -> None:
+        path = save_checkpoint(accelerator, run_dir.checkpoints, state.step, bare.unet, ema,
+                               state.state_dict(run_dir.metrics_position()),
+                               {**generator_state(stream.rng, stream.noise_generator), "sampler": sampler.state_dict()},
+                               config.checkpoint_limit)
+        run_dir.export_csv()
+        run_dir.log(f"checkpoint {path}")
+
+    interval_start = time.perf_counter()
+    run_dir.progress(config.steps, state.step, enabled=progress)
+    try:
+        while state.step < config.steps:
+            skipped = False
+            for _ in range(config.grad_accum):
+                batch = stream.next()
+                with accelerator.accumulate(student):
+                    losses = train_step(models, batch, weights, accelerator)
+                    skipped |= not bool(losses["finite"])
+                    if accelerator.sync_gradients:
+                        if not skipped:
+                            if config.max_grad_norm:
+                                accelerator.clip_grad_norm_(student.parameters(), config.max_grad_norm)
+                            optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                feedback = gather_feedback(accelerator.gather, batch.regions, batch.switched, batch.nulled,
+                                           batch.timesteps, losses, LOSS_NAMES)
+                state.tally.add(feedback)
+                if pool.regions is not None:
+                    feedback.observe(sampler)
+            state.step += 1
+            step = state.step
+            last = step == config.steps
+            if skipped:
+                state.nonfinite += 1
+                state.tally.skipped += 1
+                run_dir.log(f"step {step}: non-finite loss, step skipped ({state.nonfinite} so far)")
+                if state.nonfinite > config.max_nonfinite:
+                    raise NonFiniteAbort(f"{state.nonfinite} steps had a non-finite loss (max_nonfinite = "
+                                         f"{config.max_nonfinite}); last good checkpoint in {run_dir.checkpoints}")
+                if last and state.nonfinite == step:
+                    raise NonFiniteAbort(f"every step had a non-finite loss: the student never trained "
+                                         f"(are the paired cache's samples finite? {config.paired_cache})")
+            elif not accelerator.optimizer_step_was_skipped:
+                ema.step(bare.unet.parameters())
+            run_dir.advance()
+            if on_step is not None and accelerator.is_main_process:
+                on_step(step, config.steps)
+            if step % config.log_every == 0 or last:
+                now = time.perf_counter()
+                record = state.tally.record(step, optimizer.param_groups[0]["lr"], state.nonfinite,
+                                            now - interval_start, sampler.metrics())
+                record["epoch"] = stream.cursor / len(inputs.paired)
+                if monitor is not None and step % config.heldout_every == 0:
+                    record["heldout"] = monitor.measure(bare.unet)
+                run_dir.write_metrics(record)
+                state.tally.reset()
+                interval_start = time.perf_counter()  # held-out measurement and IO are not training time
+            if config.sample_every and (step % config.sample_every == 0 or last):
+                if grid is not None:
+                    run_dir.status(f"step {step}: writing the sample grid")
+                    grid.save(run_dir.samples, step, bare.unet, ema)
+                accelerator.wait_for_everyone()
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or last:
+                run_dir.status(f"step {step}: writing the checkpoint")
+                write_checkpoint()
+    finally:
+        run_dir.close()
+        run_dir.export_csv()  # also after an abort, so the CSV holds every record written
+        run_dir.unlock()
+    run_dir.log(f"finished at step {state.step}; EMA student in {run_dir.checkpoints}/step-{state.step:07d}/student_ema")
+    accelerator.end_training()
+    return out

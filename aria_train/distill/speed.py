@@ -1,0 +1,43 @@
+"""How the two UNets are set up for speed: one place, used by the trainer and by bench/distill_step.
+
+* channels-last memory format: cuDNN's fastest convolution kernels on tensor cores take NHWC;
+  with NCHW weights every convolution pays two layout transposes.
+* gradient checkpointing (diffusers' own, per resnet / attention block of the student): trades
+  about one extra student forward for the activations of the whole student.
+* torch.compile, in place (``nn.Module.compile``), so module names, state-dict keys and the
+  feature hooks (aria_train.diffusion.models.feature_kd, registered once) stay those of the bare UNet.
+  Inductor fuses GroupNorm + SiLU, the attention reshapes and the residual adds, which in
+  eager mode are separate memory-bound kernels.
+* AdamW with ``fused=True`` on CUDA: one kernel per parameter group instead of one per tensor.
+
+Half precision is not set here: it comes from the accelerator (aria_train.distill.config).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool = False,
+                  channels_last: bool = False, gradient_checkpointing: bool = False) -> None:
+    """Apply the speed options to the frozen teacher and the trained student UNet, in place.
+
+    Call after the models are on their device and in their dtype; hooks may be attached before
+    or after (compilation happens at the first forward).
+    """
+    if channels_last:
+        teacher.to(memory_format=torch.channels_last)
+        student_unet.to(memory_format=torch.channels_last)
+    if gradient_checkpointing:
+        student_unet.enable_gradient_checkpointing()
+    if compile:
+        teacher.compile()
+        student_unet.compile()
+
+
+def make_optimizer(parameters: Iterable[nn.Parameter], lr: float, weight_decay: float,
+                   device: torch.device) -> torch.optim.AdamW:
+    """AdamW (decoupled weight decay), the fused CUDA kernel on a GPU."""
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")

@@ -1,0 +1,90 @@
+"""One distillation step on one micro-batch: teacher forward, student forward, loss, backward.
+
+``train_step`` is the unit a benchmark times: it does no optimizer step (the loop does that at
+the accumulation boundary), so it can be called with or without an Accelerator.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from aria_train.distill.batches import Batch
+from aria_train.distill.losses import LossWeights, distillation_loss
+from aria_train.diffusion.models.feature_kd import FeatureHooks, unwrap_model
+from aria_train.diffusion.targets import prediction_target
+
+
+class Student(nn.Module):
+    """The student UNet and its feature projections (channel-reduced students; else empty) as
+    one module, so one data-parallel wrapper synchronises both. ``forward`` is the UNet's; the
+    projections are applied in the loss."""
+
+    def __init__(self, unet: nn.Module, projections: nn.ModuleDict | None = None):
+        super().__init__()
+        self.unet = unet
+        self.projections = projections if projections is not None else nn.ModuleDict()
+
+    def forward(self, *args, **kwargs):
+        return self.unet(*args, **kwargs)
+
+
+@dataclass
+class StepModels:
+    """What a step needs. ``teacher`` is frozen (eval, no grad, possibly half precision);
+    ``student`` is a Student, possibly wrapped (DDP / accelerate): hooks and projections are
+    taken from the unwrapped one, so module names are the bare UNet's. The feature hooks of
+    ``layer_map`` are registered here, once, and stay for the models' lifetime (an empty map:
+    no feature KD, no hooks)."""
+
+    teacher: nn.Module
+    student: nn.Module
+    scheduler: object  # diffusers DDPMScheduler (add_noise)
+    layer_map: dict[str, str]  # student module -> teacher module for feature KD
+    teacher_features: FeatureHooks = field(init=False)
+    student_features: FeatureHooks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.teacher_features = FeatureHooks(self.teacher, self.layer_map.values()).attach()
+        self.student_features = FeatureHooks(unwrap_model(self.student).unet, self.layer_map.keys()).attach()
+
+
+def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerator=None) -> dict[str, torch.Tensor]:
+    """Forward both models on ``batch`` and backpropagate the distillation loss.
+
+    The backward pass runs only if the loss is finite on every process (decided together, so a
+    data-parallel group never diverges); ``finite`` in the result says whether it ran. With an
+    Accelerator, its ``backward`` is used (loss scaling, accumulation); without one, plain
+    ``loss.backward()``. Returns the loss dict of ``distillation_loss`` plus ``finite``.
+    """
+    noisy = models.scheduler.add_noise(batch.x0, batch.noise, batch.timesteps)
+    use_feat = weights.feat != 0
+    if use_feat and not models.layer_map:
+        raise ValueError("feature KD (weights.feat != 0) needs StepModels with a layer_map")
+    student = unwrap_model(models.student)
+    teacher_dtype = next(models.teacher.parameters()).dtype
+    with torch.no_grad():
+        pred_teacher = models.teacher(noisy.to(teacher_dtype), batch.timesteps,
+                                     encoder_hidden_states=batch.hidden.to(teacher_dtype)).sample
+    pred_student = models.student(noisy, batch.timesteps, encoder_hidden_states=batch.hidden).sample
+    target = None  # only L_sd needs the exact denoising target
+    if weights.sd:
+        target = prediction_target(models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod,
+                                   batch.x0, batch.noise, batch.timesteps)
+    losses = distillation_loss(
+        pred_student, pred_teacher, target, batch.paired,
+        models.student_features.features, models.teacher_features.features,
+        models.layer_map, weights, student.projections, batch.weights)
+    models.student_features.clear()  # the graph keeps what backward needs; free the rest now
+    models.teacher_features.clear()
+    finite = torch.isfinite(losses["loss"].detach()).reshape(1)
+    if accelerator is not None:
+        finite = accelerator.gather(finite).all()
+    losses["finite"] = finite.all()
+    if losses["finite"]:
+        if accelerator is not None:
+            accelerator.backward(losses["loss"])
+        else:
+            losses["loss"].backward()
+    return losses

@@ -1,0 +1,58 @@
+"""Held-out discrepancy per region during training: the ground truth the tracker's estimates are
+compared with in `aria report`.
+
+Every ``heldout_every`` steps the main process measures, for a fixed set of held-out prompts
+(the first ``heldout_per_region`` of each region of the ``heldout`` file), the teacher-student
+output discrepancy at fixed timesteps and fixed noise (aria_train.evaluation.discrepancy, docs/design.md §6). The
+clean input of held-out prompt i is paired sample i mod N of the paired cache: a held-out
+prompt shown on a paired image, exactly like a switched training sample. Each prompt's error
+at timestep t is divided by the mean error over all prompts at t before averaging over t, so a
+region's value is dimensionless (1 = average region), as the tracker's timestep-normalised
+observations are. Deterministic given the weights, so resumed runs log the same values.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aria_train.evaluation.discrepancy import DEFAULT_TIMESTEPS, fixed_timestep_errors
+
+
+class HeldoutMonitor:
+    def __init__(self, path: str | Path, per_region: int, num_regions: int, inputs, teacher, device: torch.device):
+        from aria_train.data.pool import PromptPool
+        from aria_train.diffusion.text import encode_prompts
+
+        pool = PromptPool.from_file(path)
+        if pool.regions is None:
+            raise ValueError(f"held-out file {path} has no region column")
+        if pool.regions.max() >= num_regions:
+            raise ValueError(f"held-out file {path}: region {pool.regions.max()} outside the pool's {num_regions} regions")
+        table = pool.table.select(["text", "region"]).to_pandas()
+        table = table.groupby("region", sort=True).head(per_region)
+        self.regions = table["region"].to_numpy()
+        self.num_regions = num_regions
+        encoder_device = next(inputs.text_encoder.parameters()).device
+        self.hidden = encode_prompts(inputs.tokenizer, inputs.text_encoder, table["text"].tolist(), encoder_device)[0]
+        rows = np.arange(len(table)) % len(inputs.paired)
+        self.x0 = inputs.paired.get("sample", rows).to(torch.float32)
+        self.seeds = list(range(len(table)))
+        self.teacher, self.scheduler, self.device = teacher, inputs.scheduler, device
+
+    @torch.no_grad()
+    def measure(self, student: torch.nn.Module) -> list[float | None]:
+        """Per region (K entries; None for a region without held-out prompts) the mean over its
+        prompts and the timesteps of the relative discrepancy of ``student`` (the bare UNet)."""
+        was_training = student.training
+        student.eval()
+        try:
+            errors = fixed_timestep_errors({"student": student}, self.scheduler, self.x0, self.hidden, self.seeds,
+                                           DEFAULT_TIMESTEPS, reference=self.teacher)["student"].numpy()
+        finally:
+            student.train(was_training)
+        relative = (errors / errors.mean(axis=0, keepdims=True)).mean(axis=1)
+        sums = np.bincount(self.regions, relative, minlength=self.num_regions)
+        counts = np.bincount(self.regions, minlength=self.num_regions)
+        return [float(s / c) if c else None for s, c in zip(sums, counts)]

@@ -1,0 +1,83 @@
+"""ExperimentConfig: one comparison of distillation methods over seeds, read from JSON.
+
+Relative paths in an experiment file are relative to the file's own folder, so an experiment
+runs the same from any working directory; the runs it starts record absolute paths.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from aria_train.distill.config import DistillConfig
+from aria_train.evaluation.config import EvalConfig
+from aria_train.options import Options, from_json, option, read_json_object
+
+DEFAULT_METHODS = {
+    "kd": {"method": "kd"},
+    "rc": {"method": "rc"},
+    "region-uniform": {"method": "rc", "sampler": "region"},
+    "aria": {"method": "aria"},
+}
+PATHS = ("teacher", "pool", "paired_cache", "heldout", "text_cache")
+
+
+@dataclass
+class ExperimentConfig(Options):
+    """Every method (a set of DistillConfig options) x seed at equal shared options, then one
+    evaluation of all students."""
+
+    WHAT = "experiment config"
+
+    teacher: str = option("", "path", "teacher model folder", required=True)
+    pool: str = option("", "path", "prompt pool file (with a region column for aria and region-uniform)", required=True)
+    paired_cache: str = option("", "path", "paired cache folder of teacher samples (`aria cache`)", required=True)
+    heldout: str = option("", "path", "held-out prompts of the evaluation and the in-training monitor", required=True)
+    text_cache: str | None = option(None, "path", "optional text-embedding cache of the pool")
+    seeds: list[int] = option(unit="seeds", help="one run per method and seed", default_factory=lambda: [0, 1, 2])
+    methods: dict = option(unit="name -> options", help="method variants: name -> DistillConfig options",
+                           default_factory=lambda: dict(DEFAULT_METHODS))
+    distill: dict = option(unit="options", help="DistillConfig options shared by every run (steps, batch_size, lr, ...)",
+                           default_factory=dict)
+    eval: dict = option(unit="options", help="EvalConfig options of the evaluation (samples_per_region, guidance, ...)",
+                        default_factory=dict)
+    parallel: int = option(1, "processes", "distillations at a time")
+    mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "choice", "accelerate's mixed precision of the runs")
+
+    def validate(self) -> "ExperimentConfig":
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
+        if not self.methods:
+            raise ValueError("methods must name at least one method")
+        if any(not isinstance(v, dict) for v in self.methods.values()):
+            raise ValueError("methods must map each name to an object of distillation options")
+        if self.parallel < 1:
+            raise ValueError(f"parallel must be >= 1, got {self.parallel}")
+        self.run_configs()
+        self.eval_config([self.teacher])  # checks the eval options now, not after every run
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExperimentConfig":
+        """The experiment in ``path``, its relative paths resolved against the file's folder."""
+        data = read_json_object(path, cls.WHAT)
+        base = Path(path).resolve().parent
+        for key in PATHS:
+            if isinstance(data.get(key), str) and data[key]:
+                data[key] = str((base / data[key]).resolve())
+        return from_json(cls, data, f"{cls.WHAT} {path}")
+
+    def run_configs(self) -> dict[str, tuple[str, DistillConfig]]:
+        """{run name: (method name, validated DistillConfig)} for every method and seed."""
+        shared = {"teacher": self.teacher, "pool": self.pool, "paired_cache": self.paired_cache,
+                  "text_cache": self.text_cache, "heldout": self.heldout, **self.distill}
+        out = {}
+        for name, options in self.methods.items():
+            for seed in self.seeds:
+                config = DistillConfig.from_dict({**shared, **options, "seed": seed}, f"method {name!r}")
+                out[f"{name}-seed{seed}"] = (name, config)
+        return out
+
+    def eval_config(self, students: list[str]) -> EvalConfig:
+        return EvalConfig.from_dict({**self.eval, "teacher": self.teacher, "heldout": self.heldout,
+                                     "student": students}, "the experiment's eval options")

@@ -1,0 +1,184 @@
+"""Compare distillation methods at equal steps and equal paired images over seeds, then evaluate.
+
+For every method variant and seed of an ExperimentConfig, ``run_experiment`` distils a student
+into OUT/runs/NAME-seedS (``parallel`` runs at a time, each in its own worker process calling
+aria_train.distill.loop.train: a small student's step is bound by the host, so runs share one GPU
+well); then evaluates every student on the very same held-out inputs (OUT/eval); then aggregates
+over seeds: per method, group and metric the mean and sample standard deviation of the group
+mean and of the worst region (OUT/results.csv, results.json, printed); and writes a report of the
+first seed's runs (OUT/report.html). One progress bar counts the steps of all runs. Every stage
+resumes: finished runs and a finished evaluation are kept, interrupted runs continue from their
+last checkpoint, and runs that stopped before their first checkpoint start again.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import queue
+import shutil
+import sys
+from pathlib import Path
+
+from aria_train.experiment.config import ExperimentConfig
+from aria_train.options import to_dict
+
+POLL_S = 0.5  # how often the parent reads the workers' progress
+
+
+def _checkpointed_steps(run: Path) -> int:
+    from aria_train.runs.checkpoint import STEP_DIR, list_checkpoints
+
+    found = list_checkpoints(run / "checkpoints")
+    return int(STEP_DIR.fullmatch(found[-1].name).group(1)) if found else 0
+
+
+def _worker(name: str, config: dict, run: str, log: str, threads: int, mixed_precision: str, progress) -> None:
+    """One distillation in a fresh process: its output goes to ``log``, its steps to ``progress``."""
+    os.environ.update(ACCELERATE_MIXED_PRECISION=mixed_precision, OMP_NUM_THREADS=str(threads))
+    with open(log, "a") as stream:
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    import torch
+
+    from aria_train.console import quiet_libraries
+    from aria_train.distill.config import DistillConfig
+    from aria_train.distill.loop import train
+
+    torch.set_num_threads(threads)
+    quiet_libraries()
+    resume = "latest" if _checkpointed_steps(Path(run)) else None
+    try:
+        train(DistillConfig.from_dict(config), Path(run), resume, progress=False,
+              on_step=lambda step, steps: progress.put((name, step)))
+    except Exception as err:  # reported by the parent with the log's path
+        print(f"aria: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_progress: bool = True) -> None:
+    """Run every distillation not yet finished, ``parallel`` at a time; raise if any fails."""
+    from tqdm.auto import tqdm
+
+    done = {name: _checkpointed_steps(out / "runs" / name) for name in configs}
+    pending = [name for name, (_, config) in configs.items() if done[name] < config.steps]
+    print(f"{len(configs) - len(pending)} of {len(configs)} runs already finished; running {len(pending)}, "
+          f"{parallel} at a time")
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    for name in pending:
+        run = out / "runs" / name
+        if run.exists() and not done[name]:
+            shutil.rmtree(run)  # started but never checkpointed: start again
+        configs[name][1].save(out / "configs" / f"{name}.json")
+    context = multiprocessing.get_context("spawn")
+    progress = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    total = sum(config.steps for _, config in configs.values())
+    bar = tqdm(total=total, initial=sum(done.values()), desc="runs", unit="step", dynamic_ncols=True,
+               disable=not show_progress)
+    running: dict[str, multiprocessing.Process] = {}
+    failed = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            name = pending.pop(0)
+            config = to_dict(configs[name][1])
+            process = context.Process(target=_worker, args=(name, config, str(out / "runs" / name),
+                                                            str(out / "logs" / f"{name}.log"), threads,
+                                                            mixed_precision, progress))
+            process.start()
+            running[name] = process
+        try:
+            while True:
+                name, step = progress.get(timeout=POLL_S)
+                bar.update(step - done[name])
+                done[name] = step
+        except queue.Empty:
+            pass
+        for name, process in list(running.items()):
+            if process.exitcode is not None:
+                del running[name]
+                if process.exitcode:
+                    failed.append(name)
+                    bar.write(f"run {name} FAILED (exit {process.exitcode}); log {out / 'logs' / (name + '.log')}")
+        bar.set_postfix_str(f"{len(running)} running, {len(pending)} waiting", refresh=False)
+    bar.close()
+    if failed:
+        raise ValueError(f"runs failed: {', '.join(failed)} (see their logs under {out / 'logs'})")
+
+
+def aggregate(summary, runs: dict[str, str]):
+    """Mean and sample std over seeds, per method, metric and group, of the group mean and worst
+    region. ``summary`` is `aria eval`'s summary.csv; ``runs`` maps run name -> method name."""
+    import pandas as pd
+
+    frame = summary.assign(method=summary["model"].map(runs))
+    frame = frame[frame["method"].notna()]
+    grouped = frame.groupby(["metric", "group", "method"], sort=False)
+    out = grouped.agg(mean=("mean", "mean"), mean_std=("mean", "std"), worst=("worst", "mean"),
+                      worst_std=("worst", "std"), seeds=("mean", "size")).reset_index()
+    return pd.DataFrame(out)
+
+
+def _cell(mean: float, std: float) -> str:
+    return f"{mean:.4g}" if std != std else f"{mean:.4g} ± {std:.2g}"  # std is NaN with one seed
+
+
+def print_table(results) -> None:
+    """Per metric: one row per method, per group the group mean and the worst region (each the
+    mean ± std over seeds)."""
+    for metric, part in results.groupby("metric", sort=False):
+        better = "lower" if metric in ("discrepancy", "fid") else "higher"  # accuracy, clip_score: higher
+        seeds = int(part["seeds"].max())
+        spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+        print(f"\n{metric} ({better} is better; {spread}): group mean / worst region")
+        groups = list(dict.fromkeys(part["group"]))
+        rows = {method: [f"{_cell(r['mean'], r['mean_std'])} / {_cell(r['worst'], r['worst_std'])}"
+                         for g in groups for _, r in rows[rows["group"] == g].iterrows()]
+                for method, rows in part.groupby("method", sort=False)}
+        width = max(len(c) for cells in rows.values() for c in cells) + 2
+        name_width = max(len(m) for m in rows) + 2
+        print(" " * name_width + "".join(f"{g:>{width}}" for g in groups))
+        for method, cells in rows.items():
+            print(f"{method:<{name_width}}" + "".join(f"{c:>{width}}" for c in cells))
+
+
+def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = None, only: str = "all") -> Path:
+    """Run, evaluate, aggregate and report one experiment into ``out`` (see the module docstring)."""
+    import pandas as pd
+
+    from aria_train.evaluation.evaluate import evaluate
+    from aria_train.evaluation.report import write_report
+
+    configs = config.run_configs()
+    out = Path(out)
+    saved = out / "experiment.json"
+    if saved.is_file() and json.loads(saved.read_text()) != to_dict(config):
+        raise ValueError(f"{out} holds a different experiment ({saved}); choose a new --out")
+    if not saved.is_file() and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not an experiment folder: choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    run_all(configs, out, parallel or config.parallel, config.mixed_precision)
+    if only == "runs":
+        return out
+
+    eval_dir = out / "eval"
+    if not (eval_dir / "summary.csv").is_file():
+        print("evaluating every student on the same held-out inputs")
+        evaluate(config.eval_config([str(out / "runs" / name) for name in configs]), eval_dir, overwrite=True)
+    if only == "eval":
+        return out
+
+    method_of = {name: method for name, (method, _) in configs.items()}
+    results = aggregate(pd.read_csv(eval_dir / "summary.csv"), method_of)
+    results.to_csv(out / "results.csv", index=False)
+    (out / "results.json").write_text(json.dumps({"config": to_dict(config),
+                                                  "results": results.to_dict("records")}, indent=2) + "\n")
+    print_table(results)
+    first = [out / "runs" / f"{method}-seed{config.seeds[0]}" for method in config.methods]
+    write_report(first, out / "report.html", [eval_dir])
+    print(f"\nexperiment written to {out} (results.csv, results.json, eval/, report.html)")
+    return out

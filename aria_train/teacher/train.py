@@ -1,0 +1,247 @@
+"""The teacher's training loop, its evaluation and the teacher folder (see aria_train.teacher.config).
+
+Data: each data worker (a DataLoader process; in-process on the CPU) draws its own stream of
+(prompt, image) batches from ``World.sample_training_batch`` and tokenises them, so rendering and
+tokenisation overlap the GPU work. Streams are seeded by (seed, process rank, worker id).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DConditionModel
+
+from aria_train.diffusion.sampling import SAMPLING_FILE, to_model_space
+from aria_train.diffusion.targets import prediction_target
+from aria_train.teacher.config import TeacherConfig
+from aria_train.worlds import AttributeChecker, World, WorldConfig
+
+GPU_WORKERS = 6  # data workers on a GPU: ~35 ms per 256-image batch each (measured on the CPU)
+
+
+class WorldBatches(torch.utils.data.IterableDataset):
+    """Endless (input_ids (B, L) int64, images (B, H, W, 3) uint8) training batches of a world."""
+
+    def __init__(self, world: World, tokenizer, batch_size: int, seed: int, rank: int):
+        self.world, self.tokenizer, self.batch_size, self.seed, self.rank = world, tokenizer, batch_size, seed, rank
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, self.rank, 0 if info is None else info.id + 1])
+        while True:
+            texts, images = self.world.sample_training_batch(self.batch_size, rng)
+            yield tokenize(self.tokenizer, texts), torch.from_numpy(images)
+
+
+def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
+    """Token ids (N, L) exactly as ``aria_train.diffusion.text.encode_prompts`` makes them (fixed length)."""
+    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def make_scheduler(config: TeacherConfig) -> DDPMScheduler:
+    """The teacher's DDPM scheduler. Sampling steps are spaced "trailing" so that DDIM starts at
+    t = T - 1, the pure-noise level that sampling from N(0, I) assumes (the "leading" default
+    would start at 960 of 1000 for 25 steps, Lin et al. 2024)."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule=config.beta_schedule, clip_sample=True,
+                         prediction_type=config.prediction_type, timestep_spacing="trailing")
+
+
+def build_teacher(config: TeacherConfig, world: World):
+    """(unet, tokenizer, frozen text encoder, scheduler) of an untrained teacher, on the CPU."""
+    from aria_train.diffusion.models.configs import tiny_unet_config
+    from aria_train.diffusion.text import build_text_encoder, build_tokenizer
+
+    tokenizer = build_tokenizer(world.vocabulary(), world.max_words() + 2)  # + <bos>, <eos>
+    text_encoder = build_text_encoder(len(tokenizer), hidden=config.text_hidden, layers=config.text_layers,
+                                      heads=config.text_heads, max_length=tokenizer.model_max_length, seed=config.seed)
+    unet_config = tiny_unet_config(sample_size=world.config.image_size, in_channels=3,
+                                   block_out_channels=tuple(config.channels), layers_per_block=config.layers_per_block,
+                                   cross_attention_dim=config.text_hidden, attention_heads=config.attention_heads,
+                                   norm_num_groups=config.norm_groups)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        unet = UNet2DConditionModel(**unet_config)
+    if config.train_text_encoder:
+        text_encoder.train().requires_grad_(True)
+    return unet, tokenizer, text_encoder, make_scheduler(config)
+
+
+def _mixed_precision() -> str:
+    """The accelerator's precision when launched by ``accelerate launch``; else bf16 on a GPU."""
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return os.environ["ACCELERATE_MIXED_PRECISION"]
+    return "bf16" if torch.cuda.is_available() else "no"
+
+
+def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict | None:
+    """Train, evaluate and write the teacher folder ``out``; the report on the main process, else None."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data workers fork after the first tokenisation
+    world_config = WorldConfig.load(config.world) if config.world else WorldConfig()
+    world = World(world_config)
+    unet, tokenizer, text_encoder, scheduler = build_teacher(config, world)
+    accelerator = Accelerator(mixed_precision=_mixed_precision())
+    device = accelerator.device
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolution kernels once
+    unet.to(device)  # before the optimizer is built, so (fused) AdamW sees the device's parameters
+    text_encoder.to(device)
+    trained = [unet, text_encoder] if config.train_text_encoder else [unet]
+    workers = config.workers if config.workers >= 0 else (GPU_WORKERS if device.type == "cuda" else 0)
+    loader = torch.utils.data.DataLoader(
+        WorldBatches(world, tokenizer, config.batch_size, config.seed, accelerator.process_index),
+        batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None, persistent_workers=workers > 0)
+    params = [p for model in trained for p in model.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda")
+    lr_scheduler = get_scheduler(config.lr_schedule if config.lr_schedule == "cosine" else "constant_with_warmup",
+                                 optimizer, num_warmup_steps=config.warmup_steps * accelerator.num_processes,
+                                 num_training_steps=config.steps * accelerator.num_processes)
+    *models, optimizer, lr_scheduler = accelerator.prepare(*trained, optimizer, lr_scheduler)
+    unet, encoder = models[0], models[-1] if config.train_text_encoder else text_encoder
+    bare = [accelerator.unwrap_model(m) for m in models]
+    ema = EMAModel([p for m in bare for p in m.parameters()], decay=config.ema_decay, foreach=True)
+    ema.to(device)
+    generator = torch.Generator(device).manual_seed(config.seed * 1000 + accelerator.process_index)
+    null_ids = tokenize(tokenizer, [""]).to(device)
+    num_t = scheduler.config.num_train_timesteps
+
+    log, loss_sum, loss_count, start = [], torch.zeros((), device=device), 0, time.time()
+    batches = iter(loader)
+    bar = tqdm(range(1, config.steps + 1), desc="teacher", unit="step", disable=not (progress and accelerator.is_main_process))
+    unet.train()
+    for step in bar:
+        ids, images = next(batches)
+        x0 = to_model_space(images.to(device, non_blocking=True))
+        drop = torch.rand(len(ids), device=device, generator=generator) < config.null_prob
+        ids = torch.where(drop[:, None], null_ids, ids.to(device, non_blocking=True))  # null text for CFG
+        with torch.set_grad_enabled(config.train_text_encoder):
+            hidden = encoder(input_ids=ids).last_hidden_state
+        noise = torch.randn(x0.shape, device=device, generator=generator)
+        t = torch.randint(0, num_t, (len(ids),), device=device, generator=generator)
+        pred = unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=hidden).sample
+        loss = F.mse_loss(pred.float(), prediction_target(config.prediction_type, scheduler.alphas_cumprod, x0, noise, t))
+        accelerator.backward(loss)
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step([p for m in bare for p in m.parameters()])
+        loss_sum += loss.detach()
+        loss_count += 1
+        if step % config.log_every == 0 or step == config.steps:
+            mean = accelerator.reduce(loss_sum, "mean").item() / loss_count  # the only host sync
+            record = {"step": step, "loss": mean, "lr": lr_scheduler.get_last_lr()[0],
+                      "steps_per_s": step / (time.time() - start)}
+            log.append(record)
+            bar.set_postfix(loss=f"{mean:.4f}")
+            if accelerator.is_main_process:
+                tqdm.write(f"step {step}/{config.steps} loss {mean:.4f} lr {record['lr']:.2e} "
+                           f"{record['steps_per_s']:.2f} steps/s")
+            loss_sum.zero_()
+            loss_count = 0
+    train_seconds = time.time() - start
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return None
+
+    from aria_train.runs.atomic import atomic_output_dir
+
+    with atomic_output_dir(out, overwrite) as tmp:
+        bare = [accelerator.unwrap_model(m, keep_fp32_wrapper=False) for m in models]  # plain fp32 forward from here on
+        save_checkpoint(tmp / "checkpoint", bare[0], optimizer, lr_scheduler, ema)
+        ema.copy_to([p for m in bare for p in m.parameters()])
+        unet, text_encoder = bare[0].eval(), bare[-1] if config.train_text_encoder else text_encoder
+        text_encoder.eval().requires_grad_(False)  # frozen from now on, as aria_train.diffusion.text expects
+        report = evaluate_teacher(unet, tokenizer, text_encoder, scheduler, world, config)
+        report.update(train_seconds=train_seconds, steps_per_s=config.steps / train_seconds,
+                      final_train_loss=log[-1]["loss"], parameters=sum(p.numel() for p in unet.parameters()),
+                      device=str(device), mixed_precision=accelerator.mixed_precision, world_size=accelerator.num_processes)
+        write_teacher_folder(tmp, unet, tokenizer, text_encoder, scheduler, world_config, config)
+        (tmp / "teacher_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    return report
+
+
+def save_checkpoint(folder: Path, unet: UNet2DConditionModel, optimizer, lr_scheduler, ema) -> None:
+    """The end-of-training state: raw (non-EMA) weights, AdamW, LR schedule and EMA states."""
+    unet.save_pretrained(folder / "unet_raw", safe_serialization=True)
+    torch.save({"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+                "ema": ema.state_dict()}, folder / "training_state.pt")
+
+
+def write_teacher_folder(folder: Path, unet: UNet2DConditionModel, tokenizer, text_encoder, scheduler: DDPMScheduler,
+                         world_config: WorldConfig, config: TeacherConfig) -> None:
+    """The diffusers-layout teacher folder (unet/ in ``config.save_dtype``)."""
+    from aria_train.diffusion.text import save_text_stack
+
+    dtype = getattr(torch, config.save_dtype)
+    unet.to(dtype).save_pretrained(folder / "unet", safe_serialization=True)
+    unet.to(torch.float32)
+    save_text_stack(folder, tokenizer, text_encoder.cpu())
+    scheduler.save_pretrained(folder / "scheduler")
+    world_config.save(folder / "world.json")
+    config.save(folder / "teacher_config.json")
+    (folder / SAMPLING_FILE).write_text(json.dumps({"guidance": config.eval_guidance}) + "\n")
+
+
+@torch.no_grad()
+def evaluate_teacher(unet: UNet2DConditionModel, tokenizer, text_encoder, scheduler: DDPMScheduler, world: World,
+                     config: TeacherConfig) -> dict:
+    """Held-out denoising loss (per region and group), sample attribute accuracy, float16 effect."""
+    import copy
+
+    import pandas as pd
+
+    from aria_train.evaluation.discrepancy import fixed_timestep_errors
+    from aria_train.evaluation.region_metrics import accuracy_by_region, region_means, summarise_groups
+    from aria_train.diffusion.sampling import sample_texts, to_uint8_images
+    from aria_train.diffusion.text import encode_prompts
+
+    device = unet.device
+    heldout = world.tables()["heldout"]
+    x0 = to_model_space(torch.from_numpy(world.render(heldout)))
+    hidden, _ = encode_prompts(tokenizer, text_encoder, heldout["text"].tolist(), device)
+    rounded = copy.deepcopy(unet).to(getattr(torch, config.save_dtype)).float()
+    seeds = [config.seed + i for i in range(len(heldout))]  # held-out row i always uses seed + i
+    errors = fixed_timestep_errors({"loss": unet}, scheduler, x0, hidden, seeds, config.eval_timesteps)["loss"]
+    # The same inputs with the null prompt: how much the teacher uses its text, per timestep.
+    null, _ = encode_prompts(tokenizer, text_encoder, [""], device)
+    unconditional = fixed_timestep_errors({"null": unet}, scheduler, x0, null.expand(len(heldout), -1, -1), seeds,
+                                          config.eval_timesteps)["null"]
+    change = fixed_timestep_errors({"saved": rounded}, scheduler, x0, hidden, seeds, config.eval_timesteps,
+                                   reference=unet)["saved"]
+    loss_regions = region_means(heldout, pd.DataFrame({"loss": errors.mean(1).numpy()}))
+    report = {
+        "eval_loss": {"all": float(errors.mean()), "null_text": float(unconditional.mean()),
+                      "per_timestep": dict(zip(map(str, config.eval_timesteps), errors.mean(0).tolist())),
+                      "null_text_per_timestep": dict(zip(map(str, config.eval_timesteps), unconditional.mean(0).tolist())),
+                      "groups": summarise_groups(loss_regions, "loss", "max").to_dict("records"),
+                      "per_region": loss_regions.to_dict("records")},
+        "save_dtype": config.save_dtype,
+        "save_dtype_change": {"mean_sq_prediction_change": float(change.mean()),
+                              "relative_to_eval_loss": float(change.mean() / errors.mean())},
+        "accuracy": {"groups": [], "per_region": []},
+    }
+    if config.eval_per_region > 0:
+        chosen = heldout.groupby("region", sort=False).head(config.eval_per_region)
+        x = sample_texts(unet, dict(scheduler.config), tokenizer, text_encoder, chosen["text"].tolist(),
+                         [seeds[i] for i in chosen.index],
+                         config.eval_steps, config.eval_guidance)
+        per_region = accuracy_by_region(AttributeChecker(world.config), to_uint8_images(x), chosen)
+        report["accuracy"] = {"samples": len(chosen), "steps": config.eval_steps, "guidance": config.eval_guidance,
+                              "groups": summarise_groups(per_region, "all", "min").to_dict("records"),
+                              "per_region": per_region.to_dict("records")}
+    return report

@@ -1,0 +1,138 @@
+"""The allocation simulator's test-bed world and studies: the shared (compositional) part, Zipf
+shares over a permutation, unseen regions without pairs, underrepresented regions with few pairs,
+switched-only observation, the study tables; and that the existing scenarios did not change."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import aria_cli
+from simulations import allocation_sim as sim
+
+TINY = sim.SimConfig(steps=40, batch=16, log_every=10)
+
+
+def test_existing_scenarios_are_unchanged():
+    """Final true discrepancy summed over regions, seed 3, 50 steps of 8, for three policies: the
+    values of the simulator before the test-bed knobs were added (bitwise the same runs)."""
+    golden = {"imbalanced": 11.46394874708982, "high_floor": 12.357993709969, "balanced": 12.224705695307234,
+              "strong_transfer": 1.9884663906739688}
+    config = sim.SimConfig(steps=50, batch=8, log_every=50)
+    for scenario, value in golden.items():
+        finals = [sim.simulate(sim.build_world(scenario, 3), config, sim.PolicySpec.parse(p), 3).final
+                  for p in ("rc", "aria:beta=2:eps=0.1:a=0.2", "exp3")]
+        assert float(finals[-1].sum()) == value
+
+
+@pytest.mark.parametrize("zipf", [0.0, 1.2, 1.6])
+def test_zipf_shares_over_a_seeded_permutation(zipf):
+    worlds = [sim.testbed_world(seed, zipf=zipf) for seed in (0, 1)]
+    for world in worlds:
+        ranks = np.argsort(np.argsort(-world.shares, kind="stable"), kind="stable")  # 0 = most common
+        np.testing.assert_allclose(world.shares, (1.0 + ranks) ** -zipf / np.sum((1.0 + ranks) ** -zipf), rtol=1e-12)
+    if zipf > 0:  # the permutation is seeded: another seed puts the ranks elsewhere
+        assert not np.array_equal(np.argsort(worlds[0].shares), np.argsort(worlds[1].shares))
+    again = sim.testbed_world(0, zipf=zipf)
+    np.testing.assert_array_equal(again.shares, worlds[0].shares)
+
+
+def test_groups_pairs_and_observation():
+    world = sim.testbed_world(4, zipf=1.2, unseen_tail=3, unseen_head=2, under=3, under_pairs=0.2)
+    labels = np.array(world.groups())
+    rank = np.argsort(np.argsort(-world.shares, kind="stable"), kind="stable")
+    assert sorted(rank[labels == "unseen_tail"]) == [13, 14, 15]
+    assert sorted(rank[labels == "unseen_head"]) == [1, 2]
+    assert sorted(rank[labels == "under"]) == [10, 11, 12]
+    assert set(rank[labels == "head"]) <= {0, 1, 2, 3} and set(rank[labels == "mid"]) == set(range(4, 10))
+    unseen = np.char.startswith(labels.astype(str), "unseen")
+    np.testing.assert_array_equal(world.seen, ~unseen)
+    paired = world.paired_shares
+    assert np.all(paired[unseen] == 0) and abs(paired.sum() - 1) < 1e-12
+    seen_q = np.where(world.seen, world.shares, 0) / np.where(world.seen, world.shares, 0).sum()
+    under = labels == "under"
+    assert np.all(paired[under] < 0.25 * seen_q[under])  # few pairs: 0.2 of the share's worth
+    # with no switched samples, only paired samples are trained: never an unseen region; with
+    # switched-only observation the tracker then never sees a loss
+    run = sim.simulate(world, dataclasses.replace(TINY, switch=0.0), sim.PolicySpec.parse("aria"), 0)
+    assert run.counts[unseen].sum() == 0 and run.counts.sum() == TINY.steps * TINY.batch
+    assert np.isnan(run.estimates).all()
+    observed_all = dataclasses.replace(world, observe="all")
+    run = sim.simulate(observed_all, dataclasses.replace(TINY, switch=0.0), sim.PolicySpec.parse("aria"), 0)
+    assert np.isnan(run.estimates[-1, unseen]).all() and not np.isnan(run.estimates[-1, ~unseen]).any()
+    metrics = world.metrics(world.initial)
+    assert list(metrics) == list(sim.TESTBED_METRICS)
+    assert metrics["unseen_head"] == pytest.approx(world.initial[labels == "unseen_head"].mean())
+    assert metrics["prompt_weighted"] == pytest.approx(world.shares @ world.initial)
+
+
+def test_tau_one_is_all_shared_and_allocation_cannot_matter():
+    """tau = 1: every region's reducible part is the shared one, which every trained sample reduces
+    alike, so all policies (without importance weights) end with bitwise the same discrepancy."""
+    world = sim.build_world("testbed:tau=1:s=1.2", 2)
+    assert world.shared == 1.0
+    finals = [sim.simulate(world, TINY, sim.PolicySpec.parse(p), 2).final
+              for p in ("rc", "uniform", "aria:beta=2", "progress", "exp3")]
+    for final in finals[1:]:
+        np.testing.assert_array_equal(final, finals[0])
+    # the reducible part falls by the same factor in every region
+    reducible = (finals[0] - world.floor) / (world.initial - world.floor)
+    np.testing.assert_allclose(reducible, reducible[0], rtol=1e-12)
+    partial = sim.build_world("testbed:tau=0.5:s=1.2", 2)
+    a, b = (sim.simulate(partial, TINY, sim.PolicySpec.parse(p), 2).final for p in ("rc", "uniform"))
+    assert not np.array_equal(a, b)
+
+
+def test_testbed_parsing_and_validation():
+    world = sim.build_world("testbed:k=24:s=1.6:tau=0.5:tail=4:head=2:under=5:pairs=0.1:floors=2:observe=all", 0)
+    assert world.num_regions == 24 and world.shared == 0.5 and world.observe == "all"
+    assert sum(g == "unseen_tail" for g in world.groups()) == 4
+    assert int(np.sum(world.floor > 0.5 * world.initial)) == 2
+    stuck = sim.build_world("testbed:tailfloors=2", 1)
+    labels = np.array(stuck.groups())
+    high = stuck.floor > 0.5 * stuck.initial
+    assert high.sum() == 2 and set(labels[high]) == {"unseen_tail"}
+    np.testing.assert_array_equal(sim.build_world("testbed", 1).shares, stuck.shares)  # only the floors differ
+    for bad in ("testbed:tau=1.5", "testbed:tail=20", "testbed:s", "testbed:observe=some", "tested",
+                "testbed:tail=1:tailfloors=2"):
+        with pytest.raises(ValueError):
+            sim.build_world(bad, 0)
+    with pytest.raises(ValueError):
+        dataclasses.replace(world, labels=("nowhere",) * 24)
+
+
+def test_study_tables_and_target_check(tmp_path):
+    config = sim.SimConfig(steps=30, batch=8, log_every=30)
+    text, paths = sim.run_named_study("policies", [0, 1], config, tmp_path, workers=1)
+    import pandas as pd
+    ratios = pd.read_csv(tmp_path / "study_policies_ratios.csv")
+    final = pd.read_csv(tmp_path / "study_policies_final.csv")
+    assert set(final["scenario"]) == set(sim.STUDIES["policies"][0])
+    assert set(ratios["policy"]) == {sim.PolicySpec.parse(p).label for p in sim.STUDIES["policies"][1]}
+    rc = ratios[ratios["policy"] == "RC"]
+    np.testing.assert_allclose(rc["mean"].dropna(), 1.0)
+    assert (ratios.loc[ratios["mean"].notna(), "seeds"] == 2).all()  # empty groups: NaN, 0 seeds
+    targets = pd.read_csv(tmp_path / "study_policies_targets.csv")
+    assert set(targets["target_policy"]) <= {"uniform", "ARIA b=1 e=0.2 a=0.05"}
+    assert "vs target" in text and "unseen-tail" in text
+    config_json = json.loads((tmp_path / "study_policies_config.json").read_text())
+    assert config_json["seeds"] == [0, 1] and len(paths) == 4
+
+
+def test_study_rows_do_not_depend_on_the_workers(tmp_path):
+    config = sim.SimConfig(steps=20, batch=8, log_every=20)
+    scenarios, policies = ["tb_high_floor", "testbed:tau=0.5:s=0"], ["rc", "aria", "progress", "doremi:eta=0.01"]
+    one = sim.run_final_study(scenarios, policies, [0, 1], config, workers=1)
+    two = sim.run_final_study(scenarios, policies, [0, 1], config, workers=2)
+    assert one == two
+
+
+def test_study_cli(tmp_path, capsys):
+    assert aria_cli.main(["sim", "allocation", "--study", "map", "--seeds", "1", "--steps", "15", "--batch", "8",
+                          "--workers", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("testbed:tau=") == 9 and "progress r=0.003" in out
+    with pytest.raises(SystemExit):
+        aria_cli.main(["sim", "allocation", "--study", "nothing"])
