@@ -167,12 +167,13 @@ def test_cache_writes_samples_and_resumes_without_duplicates(setup, tmp_path, mo
     assert full.shape("sample") == (len(paired), 3, 8, 8)
     assert torch.equal(full.get("prompt_index"), torch.arange(len(paired)))
     assert pool["text"].to_numpy()[full.get("prompt_id").numpy()].tolist() == paired["text"].tolist()
-    assert full.metadata["steps"] == 2 and full.metadata["guidance"] == 7.5 and full.metadata["seed"] == 0
+    # the teacher folder's sampling.json (1.0, written by train_teacher) is the default guidance
+    assert full.metadata["steps"] == 2 and full.metadata["guidance"] == 1.0 and full.metadata["seed"] == 0
 
     # The samples are the teacher's DDIM + CFG samples of the paired prompts from seeds 0..N-1.
     unet, scheduler, tokenizer, text_encoder = load_teacher(teacher)
     expect = sampling.sample_texts(unet, dict(scheduler.config), tokenizer, text_encoder,
-                                   paired["text"].tolist()[:3], [0, 1, 2], steps=2)
+                                   paired["text"].tolist()[:3], [0, 1, 2], steps=2, guidance=1.0)
     torch.testing.assert_close(full.get("sample", [0, 1, 2]), expect, rtol=0, atol=1e-5)
     text = TensorCache(tmp_path / "full" / "text")
     hidden, _ = encode_prompts(tokenizer, text_encoder, pool["text"].tolist(), "cpu")
