@@ -50,3 +50,38 @@ def test_imports_only_go_down_and_only_conditioning_knows_the_tracker():
             elif imported.split(".")[0] == "aria_theory" and stage != "conditioning":
                 wrong.append(f"{module} imports {imported} (only conditioning/ may)")
     assert not wrong, "\n".join(wrong)
+
+
+def _module_imports(path: Path, modules: dict) -> set[str]:
+    """The aria_train modules a file imports; ``from package import submodule`` counts as the submodule."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module in modules:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+            found |= subs if len(subs) == len(node.names) else {node.module} | subs
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in modules)
+    return found
+
+
+def test_no_import_cycle():
+    modules = dict(_modules())
+    graph = {m: {i for i in _module_imports(p, modules) if i != m} for m, p in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path + [node, nxt]
+            if nxt not in state:
+                found = visit(nxt, path + [node])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            cycle = visit(module, [])
+            assert cycle is None, " -> ".join(cycle)

@@ -15,18 +15,19 @@ import pandas as pd
 from aria_train.worlds.glyph.codes import SPECIFIC
 from aria_train.worlds.glyph.config import GLYPH_ATTRIBUTES, GlyphWorldConfig
 from aria_train.worlds.glyph.render import cell_index, tile_offsets
-from aria_train.worlds.glyph.world import GlyphWorld
 from aria_train.worlds.render import BACKGROUNDS, COLOURS
 
 NUISANCES = ("colour", "position", "background")
 
 
 class GlyphChecker:
-    """Tile, colour and glyph reader for images of the glyph world ``config``."""
+    """Tile, colour and glyph reader for images of a glyph world (made by ``GlyphWorld.checker()``,
+    which passes itself: the checker reads the world's glyph codes and never builds a world)."""
 
-    def __init__(self, config: GlyphWorldConfig, batch_size: int = 256):
+    def __init__(self, world, batch_size: int = 256):
+        config: GlyphWorldConfig = world.config
         self.config, self.batch_size = config, batch_size
-        self.world = GlyphWorld(config)
+        self.world = world
         size, cells = config.image_size, config.num_cells
         index = cell_index(config.glyph_cells, config.cell_px).ravel()
         side = config.tile_px

@@ -103,9 +103,9 @@ class GlyphWorld:
 
     def checker(self) -> "GlyphChecker":
         """The GlyphChecker of this world."""
-        from aria_train.worlds.glyph.checker import GlyphChecker  # here: the checker imports this module
+        from aria_train.worlds.glyph.checker import GlyphChecker  # lazily: the checker's tables are large
 
-        return GlyphChecker(self.config)
+        return GlyphChecker(self)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """{"pool", "paired", "heldout"} DataFrames with columns ``GLYPH_TABLE_COLUMNS``.
