@@ -109,13 +109,18 @@ class WorldConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "WorldConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"world config {path} does not exist")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"world config {path} is not valid JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"world config {path} must hold a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(read_world_json(path))
+
+
+def read_world_json(path: str | Path) -> dict:
+    """The JSON object of a world config file (FileNotFoundError / ValueError with one line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"world config {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"world config {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"world config {path} must hold a JSON object")
+    return data

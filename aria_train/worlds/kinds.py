@@ -6,10 +6,9 @@ JSON stays exactly as before (it has no "kind" field).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from aria_train.worlds.config import WorldConfig
+from aria_train.worlds.config import WorldConfig, read_world_json
 from aria_train.worlds.glyph import GlyphWorld, GlyphWorldConfig
 from aria_train.worlds.world import World
 
@@ -23,15 +22,7 @@ def load_world_config(source: str | Path | dict) -> AnyWorldConfig:
     if isinstance(source, dict):
         data = dict(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"world config {path} does not exist")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"world config {path} is not valid JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"world config {path} must hold a JSON object")
+        data = read_world_json(source)
     kind = data.get("kind", "attributes")
     if kind == "glyph":
         return GlyphWorldConfig.from_dict(data)
