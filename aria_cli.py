@@ -20,7 +20,7 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     ("sim", "bounds"): "simulations.bounds_check",
     ("sim", "rates"): "simulations.rates",
     ("sim", "allocation"): "simulations.allocation_sim",
-    (None, "world"): "aria_train.worlds.cli",
+    (None, "world"): "aria_train.cli.world",
     (None, "teacher"): "aria_train.cli.teacher",
     (None, "pool"): "aria_train.cli.pool",
     (None, "regions"): "aria_train.cli.regions",

@@ -263,7 +263,7 @@ def test_eval_of_both_students_against_the_teacher(sd, runs, tmp_path):
         cols = 2 if group == "seen" else 1
         assert Image.open(out / f"grid_{group}.png").size == grid_size(5, cols, len("initial"))
     table = pd.read_csv(out / "discrepancy.csv")
-    assert set(table["model"]) == set(disc) and set(table["t"].astype(str)) == {"all", "100", "500", "900"}
+    assert set(table["model"]) == set(disc) and set(table["t"].astype(str)) == {"all", "text", "pt", "100", "500", "900"}
 
 
 @pytest.mark.slow

@@ -233,14 +233,27 @@ def test_eval_end_to_end(setup, tmp_path, capsys):
     assert all(r["all"] == 0.0 and r["100"] == 0.0 for r in same["per_region"])  # identical model: exactly 0
     assert all(r["all"] > 0.0 and r["100"] > 0.0 and r["900"] > 0.0 for r in perturbed["per_region"])
     groups = {g["group"]: g for g in perturbed["groups"]}
-    assert set(groups) == {"seen", "unseen", "under", "all"}
+    assert set(groups) == {"seen", "unseen", "under", "all", "weighted"}
     assert groups["all"]["worst"] == max(r["all"] for r in perturbed["per_region"])
+    # The p(t)-weighted view is p(100) D(100) + p(900) D(900) over p(100) + p(900), with RC's
+    # p(t) = exp(-5 (1 - t / 1000)); the text-sensitive view is the t >= 700 column alone.
+    p100, p900 = np.exp(-5 * 0.9), np.exp(-5 * 0.1)
+    for r in perturbed["per_region"]:
+        assert r["pt"] == pytest.approx((p100 * r["100"] + p900 * r["900"]) / (p100 + p900), rel=1e-12)
+        assert r["text"] == pytest.approx(r["900"], rel=1e-12)
+    # The weighted row weights each region by its share of the world's pool.
+    pool = World(WorldConfig.load(teacher / "world.json")).tables()["pool"]
+    shares = pool.groupby("region").size() / len(pool)
+    direct = sum(shares[r["region"]] * r["all"] for r in perturbed["per_region"]) / \
+        sum(shares[r["region"]] for r in perturbed["per_region"])
+    assert groups["weighted"]["mean"] == pytest.approx(direct, rel=1e-12)
     # The identical student draws the teacher's very samples, so it reads the same attributes.
     assert results["accuracy"]["copy"]["per_region"] == results["accuracy"]["teacher"]["per_region"]
     disc = pd.read_csv(out / "discrepancy.csv")
-    assert set(disc["model"]) == {"copy", "run"} and set(disc["t"].astype(str)) == {"all", "100", "900"}
+    assert set(disc["model"]) == {"copy", "run"} and set(disc["t"].astype(str)) == {"all", "text", "pt", "100", "900"}
     assert set(pd.read_csv(out / "accuracy.csv")["model"]) == {"teacher", "copy", "run"}
-    assert set(pd.read_csv(out / "summary.csv")["metric"]) == {"discrepancy", "accuracy"}
+    assert set(pd.read_csv(out / "summary.csv")["metric"]) == {"discrepancy", "discrepancy_text", "discrepancy_pt",
+                                                               "accuracy"}
     for group in ("seen", "unseen", "under"):
         assert Image.open(out / f"grid_{group}.png").size[1] == 3 * (16 + 2) + 2  # teacher + 2 students
     printed = capsys.readouterr().out

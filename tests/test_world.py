@@ -220,9 +220,9 @@ def test_world_config_rejects_bad_settings(change, message):
 
 
 def test_aria_world_writes_tables_config_and_contact_sheet(tmp_path, monkeypatch, capsys):
-    assert aria_cli.COMMANDS[(None, "world")] == "aria_train.worlds.cli"
+    assert aria_cli.COMMANDS[(None, "world")] == "aria_train.cli.world"
     # Only this command: the test must not depend on other commands' modules importing.
-    monkeypatch.setattr(aria_cli, "COMMANDS", {(None, "world"): "aria_train.worlds.cli"})
+    monkeypatch.setattr(aria_cli, "COMMANDS", {(None, "world"): "aria_train.cli.world"})
     WorldConfig(**SMALL).save(tmp_path / "in.json")
     out = tmp_path / "world"
     assert aria_cli.main(["world", "--out", str(out), "--config", str(tmp_path / "in.json"),

@@ -3,18 +3,31 @@
 Writes DIR/paired/ (and DIR/text/ with --embed-pool); resumable; on several processes under
 torchrun / accelerate launch. The layout and the seeding are described in
 aria_train.data.teacher_samples.
+
+DIR must be new, empty or a cache folder of this command: re-running the same command continues
+a killed run and leaves a finished cache as it is. DIR/sources.json records what the caches
+were made from (a hash of the paired prompts' texts, of the pool's and of the teacher folder's
+files), so a rerun with changed inputs at the same paths is refused instead of keeping stale
+samples; other settings (steps, guidance, ...) are refused by the caches' manifests. A refused
+run changes nothing in DIR.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 from pathlib import Path
+
+SOURCES = "sources.json"
+CACHE_ENTRIES = ("paired", "text", SOURCES)  # what a cache folder of this command holds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", required=True, help="teacher model folder (unet/, scheduler/, tokenizer/, text_encoder/)")
     parser.add_argument("--paired", required=True, help="prompts to sample (txt/jsonl/csv/parquet/arrow with a text column)")
-    parser.add_argument("--out", required=True, help="output folder (paired/ and text/ caches inside)")
+    parser.add_argument("--out", required=True, help="output folder (paired/ and text/ caches inside): new, empty, or "
+                        "one this command made from the same inputs (then continued)")
     parser.add_argument("--pool", default=None, help="prompt pool file: adds prompt_id (pool row of each paired text) "
                         "and is what --embed-pool embeds (default: none)")
     parser.add_argument("--embed-pool", action="store_true", help="also write the pool's text-embedding cache (default: off)")
@@ -31,11 +44,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
 
+def check_out(out: Path, sources: dict | None) -> bool:
+    """ValueError unless ``out`` is missing, empty or a cache folder of this command made from
+    ``sources`` (None: its kind only); True if it is new (no cache in it yet, so ``sources`` are
+    to be recorded now)."""
+    if not out.exists():
+        return True
+    if not out.is_dir():
+        raise ValueError(f"output {out} exists and is not a folder")
+    names = sorted(p.name for p in out.iterdir() if not (p.name.startswith(".") and ".tmp" in p.name))
+    foreign = [name for name in names if name not in CACHE_ENTRIES]
+    if foreign:
+        raise ValueError(f"output {out} already exists and is not an `aria cache` folder (it holds "
+                         f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}): choose another --out")
+    if sources is not None and (out / SOURCES).exists():
+        try:
+            recorded = json.loads((out / SOURCES).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{out / SOURCES} is unreadable ({err}): choose another --out") from None
+        what = {"paired_fingerprint": "the paired prompts' texts", "pool_fingerprint": "the pool's texts",
+                "teacher_fingerprint": "the teacher folder's files"}
+        changed = [what[k] for k in what if isinstance(recorded, dict) and recorded.get(k) != sources.get(k)]
+        if not isinstance(recorded, dict) or changed:
+            raise ValueError(f"{out} holds caches made from other inputs ({', '.join(changed) or 'unknown'} changed): "
+                             "choose another --out")
+        return False
+    return not any(out.glob("*/manifest.json"))  # a cache made before sources.json existed: not checkable
+
+
+def write_sources(out: Path, sources: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{SOURCES}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(sources, indent=1) + "\n")
+    os.replace(tmp, out / SOURCES)
+
+
 def run(args: argparse.Namespace) -> int:
     from aria_train.console import quiet_libraries
+    from aria_train.data.cache import folder_fingerprint
     from aria_train.data.pool import PromptPool
     from aria_train.data.teacher_samples import Ranks, pool_rows, write_paired, write_text
-    from aria_train.diffusion.loading import load_teacher, resolve_device
+    from aria_train.diffusion.loading import TEACHER_PARTS, load_teacher, resolve_device
     from aria_train.diffusion.sampling import default_guidance
 
     quiet_libraries()
@@ -46,16 +95,28 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--guidance must be a finite number >= 0, got {args.guidance}")
     if args.embed_pool and not args.pool:
         raise ValueError("--embed-pool needs --pool")
+    out = Path(args.out)
+    check_out(out, None)  # the folder's kind first, before reading any input
     paired = PromptPool.from_file(args.paired)
     pool = PromptPool.from_file(args.pool) if args.pool else None
     pool_ids = pool_rows(paired.table.column(paired.text_column), pool) if pool is not None else None
+    device = resolve_device(args.device) if args.device else None
+    teacher_dir = Path(args.teacher)
+    if not teacher_dir.is_dir():
+        raise FileNotFoundError(f"teacher folder {teacher_dir} not found")
+    # the parts samples depend on (not logs or reports a teacher folder may gain later)
+    sources = {"paired_fingerprint": paired.fingerprint(), "pool_fingerprint": pool.fingerprint() if pool else None,
+               "teacher_fingerprint": folder_fingerprint(teacher_dir, TEACHER_PARTS)}
+    new = check_out(out, sources)
     ranks = Ranks()
-    device = resolve_device(args.device) if args.device else (ranks.device or resolve_device(None))
-    teacher, scheduler, tokenizer, text_encoder = load_teacher(Path(args.teacher))
+    device = device or ranks.device or resolve_device(None)
+    teacher, scheduler, tokenizer, text_encoder = load_teacher(teacher_dir)
     if args.guidance is None:
         args.guidance = default_guidance(args.teacher)
     teacher.to(device)
     text_encoder.to(device)
+    if new and ranks.rank == 0:
+        write_sources(out, sources)
     paired_dir = write_paired(args, teacher, dict(scheduler.config), tokenizer, text_encoder, paired, pool_ids, device, ranks)
     if ranks.rank == 0:
         print(f"paired cache: {paired_dir} ({len(paired)} samples)")
@@ -63,5 +124,7 @@ def run(args: argparse.Namespace) -> int:
         text_dir = write_text(args, tokenizer, text_encoder, pool, device, ranks)
         if ranks.rank == 0:
             print(f"text cache: {text_dir} ({len(pool)} prompts)")
+    if ranks.rank == 0 and not (out / SOURCES).exists():
+        write_sources(out, sources)  # an older cache, now finished with these inputs: record them from now on
     ranks.close()
     return 0

@@ -2,6 +2,10 @@
 
 CONFIG is a JSON ExperimentConfig (see experiments/*.json; relative paths are relative to its
 folder). What it runs and writes: aria_train.experiment.runner.
+
+--out must be new, empty, or the folder of this same experiment (its experiment.json equal to
+CONFIG's), which is then continued: finished runs and evaluations are kept. Any other folder is
+refused and left as it is; there is no --overwrite (remove the folder, or choose another).
 """
 from __future__ import annotations
 
@@ -21,7 +25,15 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.experiment.config import ExperimentConfig
     from aria_train.experiment.runner import run_experiment
 
+    from aria_train.options import read_json_object
+
     if args.parallel is not None and args.parallel < 1:
         raise ValueError(f"--parallel must be >= 1, got {args.parallel}")
-    run_experiment(ExperimentConfig.load(args.config), Path(args.out), args.parallel, args.only)
+    config = ExperimentConfig.load(args.config)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} exists and is not a folder: choose another --out")
+    if (out / "experiment.json").exists():  # the runner compares it with CONFIG; first, that it can be read
+        read_json_object(out / "experiment.json", "experiment record")
+    run_experiment(config, out, args.parallel, args.only)
     return 0

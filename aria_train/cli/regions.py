@@ -2,22 +2,37 @@
 
 Every prompt of --prompts is embedded once with the frozen text encoder of the --teacher folder
 (FOLDER/tokenizer, FOLDER/text_encoder; an embedded-world teacher or a Stable Diffusion folder)
-into OUT/embeddings, a tensor cache that a killed run resumes and a rerun reuses. Then batched
-k-means (k-means++ seeding) assigns each prompt a region. Outputs in OUT:
+into OUT/embeddings, a tensor cache that a killed run resumes and a rerun with --overwrite (say,
+another --k) reuses. The cache records a hash of the prompts' texts and of the text encoder's
+files: embeddings of other prompts (even at the same path with as many rows) or of another
+teacher are refused, never reused. Then batched k-means (k-means++ seeding) assigns each prompt
+a region. Outputs in OUT:
 
   regions.parquet  the pool's columns with `region` set to the k-means region (a region column
                    the pool already had is kept as `region_given`); a valid --prompts file
   regions.npy      region per prompt, int64 (N,)
   centroids.npy    region centroids in embedding space, float32 (K, D)
-  regions.json     the settings and the number of prompts per region
+  regions.json     the settings and the number of prompts per region (written last)
+
+OUT must be new, empty or an earlier `aria regions` output: a killed run (no regions.json yet)
+is resumed; finished results are replaced only with --overwrite, and only once the new ones are
+made (a refused or failed run leaves them as they were).
 
 With --centroids FILE (the centroids.npy of an earlier run) no k-means is run: each prompt goes
 to its nearest given centroid. That is how held-out prompts get the region ids of the pool they
-are evaluated against (`aria eval --heldout`, `aria distill --heldout`).
+are evaluated against (`aria eval --heldout`, `aria distill --heldout`). Centroids must be
+finite, and made with the same text encoder when their folder's regions.json says which.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
+
+RESULTS = ("regions.parquet", "regions.npy", "centroids.npy", "regions.json")  # regions.json last: it marks them done
+EMBEDDINGS = "embeddings"
+TEXT_PARTS = ("tokenizer", "text_encoder")  # the teacher's files the embeddings depend on
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--centroids", metavar="FILE", default=None,
                         help="centroids.npy of an earlier run: assign each prompt to the nearest of these instead of "
                         "running k-means (default: none)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder, created if missing (required)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder, created if missing; an existing one "
+                        "must be empty or an earlier `aria regions` output (required)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out, "
+                        "reusing its embeddings when they are of the same prompts and text encoder (default: refuse)")
     parser.add_argument("--text-column", default="text", help="column holding the prompts (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="k-means seed (default: %(default)s)")
     parser.add_argument("--iters", type=int, default=100,
@@ -42,50 +60,126 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embeddings per cache shard file (default: %(default)s)")
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+def check_out(out: Path, overwrite: bool) -> None:
+    """ValueError unless ``out`` is free for this run: missing, empty, a killed run of this command
+    (embeddings but no regions.json), or finished results with ``overwrite``."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"output {out} exists and is not a folder")
+    names = {p.name for p in out.iterdir() if not (p.name.startswith(".") and ".tmp" in p.name)}
+    foreign = sorted(names - {*RESULTS, EMBEDDINGS})
+    if foreign:
+        raise ValueError(f"output {out} already exists and is not an `aria regions` output (it holds "
+                         f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}): choose another --out")
+    if names & set(RESULTS) and not overwrite:
+        raise ValueError(f"output {out} already holds regions (pass --overwrite to replace them, or choose another --out)")
 
+
+def load_centroids(path: str):
+    """The (K, D) float32 centroids in ``path`` (ValueError if unreadable, of another shape or not finite)."""
+    import numpy as np
+
+    try:
+        centroids = np.load(path)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"--centroids {path}: cannot read ({err})") from None
+    if not isinstance(centroids, np.ndarray) or centroids.ndim != 2 or len(centroids) < 1 or centroids.shape[1] < 1:
+        raise ValueError(f"--centroids {path}: expected a (K, D) array, got shape {getattr(centroids, 'shape', None)}")
+    if not (np.issubdtype(centroids.dtype, np.floating) or np.issubdtype(centroids.dtype, np.integer)):
+        raise ValueError(f"--centroids {path}: expected numbers, got dtype {centroids.dtype}")
+    bad = np.flatnonzero(~np.isfinite(centroids).all(axis=1))
+    if bad.size:
+        raise ValueError(f"--centroids {path}: {bad.size} centroid(s) hold NaN or infinite values (first: row {bad[0]})")
+    return centroids.astype(np.float32, copy=False)
+
+
+def check_centroid_source(path: str, text_encoder: str) -> None:
+    """ValueError if the regions.json beside ``path`` records another text encoder than ``text_encoder``."""
+    summary = Path(path).parent / "regions.json"
+    try:
+        made_with = json.loads(summary.read_text()).get("text_encoder_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return  # no (readable) record: nothing to compare
+    if isinstance(made_with, str) and made_with != text_encoder:
+        raise ValueError(f"--centroids {path} were made with another text encoder ({summary}) than --teacher's: "
+                         "its embedding space differs; make them again with this teacher")
+
+
+def _write_results(out: Path, table, labels, centroids, summary: dict, overwrite: bool) -> None:
+    """The result files, each written under a temporary name and renamed into place, regions.json
+    last; an earlier run's regions.json is removed first, so that a crash in between leaves a
+    resumable (unfinished) folder, never old and new results under one regions.json."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    tmp = {name: out / f".{name}.tmp-{os.getpid()}" for name in RESULTS}
+    try:
+        pq.write_table(table, tmp["regions.parquet"])
+        with open(tmp["regions.npy"], "wb") as f:
+            np.save(f, labels)
+        with open(tmp["centroids.npy"], "wb") as f:
+            np.save(f, centroids)
+        tmp["regions.json"].write_text(json.dumps(summary, indent=1) + "\n")
+        if overwrite:
+            (out / "regions.json").unlink(missing_ok=True)
+        for name in RESULTS:
+            os.replace(tmp[name], out / name)
+    finally:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
-    import torch
 
+    from aria_train.console import first_line
+    from aria_train.data.cache import folder_fingerprint
     from aria_train.data.pool import PromptPool
-    from aria_train.data.regions import POOLED, assign_regions, kmeans_regions, pooled_embedding_cache
+    from aria_train.data.regions import (POOLED, assign_regions, check_embedding_cache, embedding_metadata,
+                                         kmeans_regions, pooled_embedding_cache)
+    from aria_train.diffusion.loading import resolve_device
     from aria_train.diffusion.text import load_text_stack
 
     if (args.k is None) == (args.centroids is None):
         raise ValueError("give either --k (k-means) or --centroids (nearest given centroid)")
     centroids = None
     if args.centroids is not None:
-        try:
-            centroids = np.load(args.centroids)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"--centroids {args.centroids}: cannot read ({err})") from None
-        if centroids.ndim != 2 or len(centroids) < 1:
-            raise ValueError(f"--centroids {args.centroids}: expected a (K, D) array, got shape {centroids.shape}")
+        centroids = load_centroids(args.centroids)
         args.k = len(centroids)
     for name in ("k", "iters", "batch_size", "kmeans_batch_size", "shard_rows"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    out = Path(args.out)
+    check_out(out, args.overwrite)
     pool = PromptPool.from_file(args.prompts, text_column=args.text_column)
     if centroids is None and args.k > len(pool):
         raise ValueError(f"--k {args.k} is more than the {len(pool)} prompts of {args.prompts}")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    tokenizer, text_encoder = load_text_stack(args.teacher)
-    text_encoder.to(device)
-    if centroids is not None and centroids.shape[1] != text_encoder.config.hidden_size:
+    device = resolve_device(None if args.device == "auto" else args.device)
+    try:
+        tokenizer, text_encoder = load_text_stack(args.teacher)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as err:  # transformers/safetensors raise many types for bad files
+        raise ValueError(f"cannot load the text encoder of teacher {args.teacher}: {first_line(err)}") from None
+    width = text_encoder.config.hidden_size
+    if centroids is not None and centroids.shape[1] != width:
         raise ValueError(f"--centroids {args.centroids} have dimension {centroids.shape[1]}, the text encoder's "
-                         f"pooled embeddings {text_encoder.config.hidden_size}")
-    out = Path(args.out)
+                         f"pooled embeddings {width}")
+    encoder_print = folder_fingerprint(args.teacher, TEXT_PARTS)
+    if centroids is not None:
+        check_centroid_source(args.centroids, encoder_print)
+    paths = {"teacher": str(Path(args.teacher).resolve()), "prompts": str(Path(args.prompts).resolve())}
+    source = {"prompts_fingerprint": pool.fingerprint(), "text_encoder_fingerprint": encoder_print,
+              "text_column": args.text_column}
+    metadata = embedding_metadata(pool, {**source, "paths": paths})
+    check_embedding_cache(out / EMBEDDINGS, metadata)  # stale embeddings: refused before anything is written
+    text_encoder.to(device)
     out.mkdir(parents=True, exist_ok=True)
 
-    source = {"teacher": str(Path(args.teacher).resolve()), "prompts": str(Path(args.prompts).resolve()),
-              "text_column": args.text_column}
-    cache = pooled_embedding_cache(pool, tokenizer, text_encoder, out / "embeddings", device,
-                                   batch_size=args.batch_size, shard_rows=args.shard_rows, metadata=source)
-    width = cache.shape(POOLED)[1]
+    cache = pooled_embedding_cache(pool, tokenizer, text_encoder, out / EMBEDDINGS, device,
+                                   batch_size=args.batch_size, shard_rows=args.shard_rows, metadata=metadata)
     if centroids is None:
         print(f"k-means: {len(cache)} embeddings of dimension {width} into {args.k} regions on {device}")
         labels, centroids = kmeans_regions(cache.get(POOLED), args.k, args.seed, device=device,
@@ -98,14 +192,11 @@ def run(args: argparse.Namespace) -> int:
     if pool.region_column in table.column_names:
         table = table.rename_columns([f"{name}_given" if name == pool.region_column else name for name in table.column_names])
     table = table.append_column(pool.region_column, pa.array(labels))
-    pq.write_table(table, out / "regions.parquet")
-    np.save(out / "regions.npy", labels)
-    np.save(out / "centroids.npy", centroids)
     sizes = np.bincount(labels, minlength=args.k)
-    summary = {**source, "k": args.k, "seed": args.seed, "iters": args.iters,
+    summary = {**paths, **source, "k": args.k, "seed": args.seed, "iters": args.iters,
                "centroids": str(Path(args.centroids).resolve()) if args.centroids else None,
                "prompts_per_region": sizes.tolist()}
-    (out / "regions.json").write_text(json.dumps(summary, indent=1) + "\n")
+    _write_results(out, table, labels, centroids, summary, args.overwrite)
     print(f"wrote {out}/regions.parquet, regions.npy, centroids.npy, regions.json; "
           f"prompts per region: min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()}")
     return 0

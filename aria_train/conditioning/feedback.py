@@ -30,9 +30,13 @@ class Feedback:
     finite: bool  # the loss was finite on every process (the step's gradients were used)
 
     def observe(self, sampler: ConditionSampler) -> None:
-        """Feed the samples with a region and a finite discrepancy to ``sampler``."""
-        keep = (self.regions >= 0) & np.isfinite(self.discrepancy)
-        sampler.observe(self.regions[keep], self.discrepancy[keep], self.timesteps[keep], self.switched[keep])
+        """Feed the samples with a region and a finite discrepancy to ``sampler``, and the regions
+        trained on: every sample with a region (null-text samples have none; paired ones count),
+        none when the loss was not finite (the micro-batch's gradients were not used)."""
+        shown = self.regions >= 0
+        keep = shown & np.isfinite(self.discrepancy)
+        trained = self.regions[shown & self.finite]
+        sampler.observe(self.regions[keep], self.discrepancy[keep], self.timesteps[keep], self.switched[keep], trained)
 
 
 def gather_feedback(

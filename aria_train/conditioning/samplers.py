@@ -48,10 +48,11 @@ class ConditionSampler(ABC):
         """Pool row indices (n,) int64 of n replacing prompts."""
 
     def observe(self, region_ids: np.ndarray, values: np.ndarray, timesteps: np.ndarray,
-                switched: np.ndarray | None = None) -> None:
+                switched: np.ndarray | None = None, trained: np.ndarray | None = None) -> None:
         """Per-sample discrepancies ``values`` (n,) of samples conditioned on prompts of
         ``region_ids`` (n,) at ``timesteps`` (n,), gathered over all ranks; ``switched`` (n,)
-        says which samples showed a drawn prompt (None: all). Default: ignored."""
+        says which samples showed a drawn prompt (None: all); ``trained`` (m,) holds the region
+        of every sample whose gradients were used (None: ``region_ids``). Default: ignored."""
 
     def state_dict(self) -> dict:
         return {}

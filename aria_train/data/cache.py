@@ -22,6 +22,7 @@ as appending the same rows in one process.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -37,6 +38,48 @@ MANIFEST = "manifest.json"
 FORMAT = "aria-tensor-cache"
 VERSION = 1
 SHARD_PATTERN = re.compile(r"shard-\d{5}\.safetensors(\.tmp)?")
+
+
+FULL_HASH_BYTES = 64 << 20  # files up to this size are hashed whole by folder_fingerprint
+SAMPLED_BLOCKS, BLOCK_BYTES = 64, 64 << 10  # larger ones: this many evenly spaced blocks of this size
+
+
+def _file_digest(path: Path, size: int) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= FULL_HASH_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            for i in range(SAMPLED_BLOCKS):
+                f.seek((size - BLOCK_BYTES) * i // (SAMPLED_BLOCKS - 1))
+                digest.update(f.read(BLOCK_BYTES))
+    return digest.digest()
+
+
+def folder_fingerprint(folder: str | Path, parts: tuple[str, ...] | None = None) -> str:
+    """A content hash of the files of a model folder (or of its subfolders / files ``parts``):
+    32 hex digits of SHA-256 over each file's relative path, size and content, in path order.
+
+    What a cache made from a teacher records, so that a retrained teacher at the same path is
+    told apart (a path or a modification time would not do: copying a folder keeps its content
+    and changes its times). Files up to FULL_HASH_BYTES are hashed whole; larger ones (the
+    weights of a Stable Diffusion UNet, 3.4 GB) by their size and SAMPLED_BLOCKS evenly spaced
+    blocks of BLOCK_BYTES (4 MiB read per file), which any retraining changes. Missing parts
+    are skipped (ValueError if there is no file at all).
+    """
+    folder = Path(folder)
+    roots = [folder / part for part in parts] if parts else [folder]
+    files = sorted({path for root in roots if root.exists()
+                    for path in ([root] if root.is_file() else root.rglob("*")) if path.is_file()})
+    if not files:
+        raise ValueError(f"{folder} holds no files to fingerprint")
+    digest = hashlib.sha256()
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
+        digest.update(_file_digest(path, size))
+    return digest.hexdigest()[:32]
 
 
 def _shard_file(index: int) -> str:
@@ -136,8 +179,9 @@ class TensorCacheWriter:
     def resume(cls, directory: str | Path) -> TensorCacheWriter:
         """Reopen a cache for appending after its last complete shard (also a closed cache).
 
-        Files a killed write left behind (unlisted shards, temporary files) are deleted.
-        ``len(writer)`` is the number of rows kept: continue from that row.
+        Files a killed write left behind (unlisted shards, temporary files) are deleted. The
+        manifest is left as it is until a shard is added (then it lists the cache as incomplete
+        until ``close``). ``len(writer)`` is the number of rows kept: continue from that row.
         """
         directory = Path(directory)
         manifest = read_manifest(directory)
@@ -155,7 +199,8 @@ class TensorCacheWriter:
         writer._shards = manifest["shards"]
         writer._committed = manifest["rows"]
         writer._buffer, writer._buffered, writer._closed = {}, 0, False
-        writer._write_manifest(complete=False)
+        # The manifest is rewritten (as incomplete) only with the first new shard: a resumed
+        # writer that is abandoned unused (a run refused for other settings) leaves it as it was.
         return writer
 
     def __len__(self) -> int:

@@ -2,7 +2,7 @@
 
 Files: .txt (one prompt per line; blank lines skipped), .jsonl (one JSON object per line),
 .csv (with a header), .parquet and .arrow (Arrow IPC file). Columns: `text` (str, required),
-`region` (int >= 0, optional), `group` (str, optional, e.g. "seen" / "unseen" / "under"); any
+`region` (int in [0, 2^40), optional), `group` (str, optional, e.g. "seen" / "unseen" / "under"); any
 others are kept in `.table`. The pool is held as an Arrow table, not as Python strings, so that
 `texts(indices)` materialises only the prompts asked for.
 
@@ -16,6 +16,7 @@ are read into memory by each process.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +32,10 @@ import pyarrow.parquet as pq
 from aria_train.console import first_line
 
 FORMATS = (".txt", ".jsonl", ".csv", ".parquet", ".arrow")
+# Region ids at or above this are refused: no real pool has 2^40 regions, and per-region arrays
+# (the sampler's counts, the tracker) over such an id would need terabytes.
+REGION_LIMIT = 2**40
+FINGERPRINT_ROWS = 1 << 20  # text rows hashed per step of PromptPool.fingerprint
 
 
 def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
@@ -99,6 +104,10 @@ class PromptPool:
                 raise ValueError(f"{source}: region column {region_column!r} is missing at row {_first_true(pc.is_null(regions))}")
             if pc.min(regions).as_py() < 0:
                 raise ValueError(f"{source}: negative region id at row {_first_true(pc.less(regions, 0))}")
+            if pc.max(regions).as_py() >= REGION_LIMIT:
+                row = _first_true(pc.greater_equal(regions, REGION_LIMIT))
+                raise ValueError(f"{source}: region id {regions[row].as_py()} at row {row} is out of range "
+                                 f"(ids must be in [0, 2^40))")
         if group_column in names:
             self._check_strings(table, group_column, source)
         self.table = table
@@ -242,6 +251,30 @@ class PromptPool:
         """The text column's non-empty chunks and the first row of each."""
         chunks = [chunk for chunk in self.table.column(self.text_column).chunks if len(chunk)]  # the pool is not empty
         return chunks, np.cumsum([0] + [len(c) for c in chunks[:-1]]).astype(np.int64)
+
+    def fingerprint(self) -> str:
+        """A content hash of the text column (what embeddings and teacher samples depend on): 32 hex
+        digits of SHA-256 over every prompt's UTF-8 length and bytes, in row order.
+
+        Equal for the same prompts in the same order whatever the file format, chunking or string
+        type (a .parquet pool and its .arrow conversion agree), so a cache made from a pool can
+        tell a changed pool at the same path (same row count, other texts) from a moved or
+        converted one. It reads the text bytes once (SHA-256 at ~1 GB/s: ~0.5 s for 10^7 short
+        prompts), holding at most FINGERPRINT_ROWS lengths at a time; a mapped pool is not copied.
+        """
+        lengths, data = hashlib.sha256(), hashlib.sha256()
+        for chunk in self.table.column(self.text_column).chunks:
+            if not len(chunk):
+                continue
+            _, offsets_buffer, data_buffer = chunk.buffers()
+            kind = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+            offsets = np.frombuffer(offsets_buffer, dtype=kind)[chunk.offset : chunk.offset + len(chunk) + 1]
+            for lo in range(0, len(chunk), FINGERPRINT_ROWS):
+                part = offsets[lo : lo + FINGERPRINT_ROWS + 1]
+                lengths.update(np.diff(part).astype("<i8").tobytes())
+            if data_buffer is not None and offsets[-1] > offsets[0]:
+                data.update(memoryview(data_buffer)[int(offsets[0]) : int(offsets[-1])])
+        return hashlib.sha256(lengths.digest() + data.digest()).hexdigest()[:32]
 
     @cached_property
     def regions(self) -> np.ndarray | None:

@@ -27,6 +27,9 @@ def regions_from_column(pool: PromptPool) -> np.ndarray:
     """The pool's own region ids (int64 (N,)); ValueError unless every id in [0, K) has a prompt."""
     if pool.regions is None:
         raise ValueError(f"{pool.source}: no region column {pool.region_column!r}; cluster embeddings instead")
+    if pool.num_regions > len(pool):  # before counting per region: a stray huge id would need a huge array
+        raise ValueError(f"{pool.source}: region id {pool.num_regions - 1} needs {pool.num_regions} regions, more than "
+                         f"the {len(pool)} prompts (every region id in [0, K) must have a prompt)")
     empty = np.flatnonzero(np.bincount(pool.regions) == 0)
     if empty.size:
         raise ValueError(f"{pool.source}: regions {empty[:10].tolist()} of [0, {pool.num_regions}) have no prompt")
@@ -299,6 +302,29 @@ def kmeans_regions(
     return fit["labels"].numpy(), fit["centroids"].cpu().numpy()
 
 
+def embedding_metadata(pool: PromptPool, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest metadata of `pool`'s embedding cache: `metadata` plus the pool's row count
+    ("rows"), as JSON gives it back."""
+    return json.loads(json.dumps({**(metadata or {}), "rows": len(pool)}))
+
+
+def check_embedding_cache(directory: str | Path, metadata: dict[str, Any]) -> bool:
+    """True if `directory` holds an embedding cache of `metadata` (`embedding_metadata`) to
+    reuse or resume, False if it holds none; ValueError, changing nothing, if its embeddings are
+    of other inputs (every key but "paths" is compared)."""
+    directory = Path(directory)
+    if not (directory / MANIFEST).exists():
+        return False
+    stored = read_manifest(directory)["metadata"]
+    changed = sorted(k for k in set(stored) | set(metadata) if k != "paths" and stored.get(k) != metadata.get(k))
+    if changed:
+        names = {"prompts_fingerprint": "the prompts' texts", "text_encoder_fingerprint": "the text encoder's files",
+                 "rows": "the number of prompts"}
+        raise ValueError(f"{directory} holds embeddings of other inputs ({', '.join(names.get(k, k) for k in changed)} "
+                         f"changed): remove it or choose another output folder")
+    return True
+
+
 def pooled_embedding_cache(
     pool: PromptPool,
     tokenizer: Any,
@@ -314,15 +340,16 @@ def pooled_embedding_cache(
 
     A complete cache in `directory` with the same metadata (`metadata` plus the pool size) is
     reused as it is; an incomplete one (a killed run) is resumed after its last complete shard;
-    one with other metadata is an error. The text encoder must be on `device`; `batch_size` is
-    in prompts; shards hold `shard_rows` rows.
+    one with other metadata is an error (`check_embedding_cache`, which changes nothing). For
+    that check to catch changed inputs, `metadata` should name their content: `aria regions`
+    gives the pool's `PromptPool.fingerprint` ("prompts_fingerprint") and the text encoder's
+    `folder_fingerprint` ("text_encoder_fingerprint"). Metadata under "paths" (where the inputs were) is
+    stored but not compared: a moved pool or teacher keeps its embeddings. The text encoder
+    must be on `device`; `batch_size` is in prompts; shards hold `shard_rows` rows.
     """
     directory = Path(directory)
-    metadata = json.loads(json.dumps({**(metadata or {}), "rows": len(pool)}))
-    if (directory / MANIFEST).exists():
-        stored = read_manifest(directory)["metadata"]
-        if stored != metadata:
-            raise ValueError(f"{directory} holds embeddings made with {stored}, not {metadata}: remove it or use another folder")
+    metadata = embedding_metadata(pool, metadata)
+    if check_embedding_cache(directory, metadata):
         writer = TensorCacheWriter.resume(directory)
     else:
         writer = TensorCacheWriter(directory, shard_rows, metadata)

@@ -19,7 +19,7 @@ class EvalConfig(Options):
     heldout: str = option("", "path", "held-out prompts (txt/jsonl/csv/parquet/arrow; region, region_name, group "
                           "and, for the world, attribute columns)", required=True)
     timesteps: list[int] = option(unit="DDPM timesteps", help="where the discrepancy is measured",
-                                  default_factory=lambda: [100, 300, 500, 700, 900])
+                                  default_factory=lambda: [100, 300, 500, 700, 900, 980])
     x0: Literal["auto", "render", "teacher"] = option("auto", "choice", "clean images of the discrepancy: rendered "
                                                       "(world) or teacher samples; auto: render when the teacher has "
                                                       "world.json and the held-out file attribute columns")

@@ -7,11 +7,17 @@ The protocol (docs/design.md §6), identical for every model evaluated:
   attributes are in the held-out table; --x0 render), else the teacher's own DDIM + CFG sample
   of the prompt from seed --seed + i (--x0 teacher). The discrepancy is the per-element mean of
   (pred_teacher - pred_student)^2 over (C, H, W), conditional predictions (no guidance);
-  a region's value is its mean over its prompts and the timesteps.
+  a region's value is its mean over its prompts of three views of the per-timestep errors
+  (aria_train.evaluation.discrepancy.discrepancy_views): "discrepancy", the raw mean over the
+  timesteps; "discrepancy_text", the mean over the text-sensitive ones (t >= 700), where the
+  teacher's output depends on the prompt; "discrepancy_pt", weighted by RC's switch probability
+  p(t), the timestep distribution of the samples a prompt sampler changes.
 - Samples: DDIM + CFG (--steps, --guidance) of the first --samples-per-region held-out prompts
   of every region, held-out row i from seed --seed + i, for the teacher and every student;
   one grid PNG per group (teacher row, then one row per student, one region per column).
-- Attribute accuracy (embedded world only): those samples read by the world's AttributeChecker.
+- Accuracy (a teacher with world.json): those samples read by the world's checker (every
+  attribute right; for a glyph world also "glyph_accuracy", the glyph read as its region's, and
+  the bit accuracy of its shared and region-specific cells).
 - FID and CLIP score (aria_train/evaluation/image_metrics.py; torchmetrics, weights from local files only,
   never downloaded): with --fid-detector (a TorchScript feature network such as NVlabs'
   inception-2015-12-05.pt) or --fid-inception-weights (torch-fidelity's InceptionV3 weights),
@@ -19,7 +25,9 @@ The protocol (docs/design.md §6), identical for every model evaluated:
   and seeds (or against the PNG/JPEG images of --fid-reference DIR), with the number of samples
   that went in (FID needs >= 2 per set); with --clip-model DIR (a local CLIPModel +
   CLIPProcessor folder), the CLIP score of those samples against their prompts per region.
-Groups (seen / unseen / under, and all): mean over regions and the worst region.
+Groups (the world's: seen / unseen / under, or head / mid / under / unseen-head / unseen-tail; and
+all): mean over regions and the worst region; with a world, also "weighted", the mean weighted by
+each region's share of the world's prompt pool.
 
 --student is a UNet folder or a distillation run directory (its newest checkpoint's
 student_ema/); repeat it to evaluate several students on the very same inputs. Writes
@@ -32,6 +40,11 @@ import json
 from pathlib import Path
 
 from aria_train.evaluation.config import EvalConfig
+
+# accuracy.csv column -> summary metric name: every attribute right; for a glyph world the glyph
+# read as its region's, and the bit accuracy of its shared and of its region-specific cells
+ACCURACY_METRICS = {"all": "accuracy", "region_correct": "glyph_accuracy", "shared_bit_acc": "shared_bits",
+                    "specific_bit_acc": "specific_bits"}
 
 
 def _student_names(paths: list[str]) -> list[str]:
@@ -70,14 +83,14 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     import torch
 
     from aria_train.runs.atomic import atomic_output_dir, check_free
-    from aria_train.evaluation.discrepancy import fixed_timestep_errors
+    from aria_train.evaluation.discrepancy import discrepancy_views, fixed_timestep_errors
     from aria_train.diffusion.loading import load_teacher
     from aria_train.console import quiet_libraries
     from aria_train.diffusion.loading import load_unet
     from aria_train.evaluation.region_metrics import region_means, summarise_groups
     from aria_train.diffusion.sampling import sample_texts
     from aria_train.diffusion.text import encode_prompts
-    from aria_train.worlds import ATTRIBUTES, WorldConfig
+    from aria_train.worlds import load_world_config, make_world
 
     from aria_train.diffusion.loading import resolve_device
     from aria_train.diffusion.sampling import default_guidance
@@ -96,8 +109,9 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     for name, student in students.items():
         _check_compatible(teacher, student, name)
     table = _load_heldout(args.heldout, args.max_per_region)
-    world = WorldConfig.load(teacher_dir / "world.json") if (teacher_dir / "world.json").is_file() else None
-    can_render = world is not None and all(a in table for a in ATTRIBUTES)
+    world = make_world(load_world_config(teacher_dir / "world.json")) if (teacher_dir / "world.json").is_file() else None
+    can_render = world is not None and all(a in table for a in world.attributes)
+    shares = _pool_shares(world) if world is not None else None
     x0_source = ("render" if can_render else "teacher") if args.x0 == "auto" else args.x0
     if x0_source == "render" and not can_render:
         raise ValueError("--x0 render needs a teacher with world.json and attribute columns in the held-out file")
@@ -109,9 +123,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     sampling = dict(steps=args.steps, guidance=guidance, batch_size=args.batch_size)
     if x0_source == "render":
         from aria_train.diffusion.sampling import to_model_space
-        from aria_train.worlds import World
 
-        x0 = to_model_space(torch.from_numpy(World(world).render(table)))
+        x0 = to_model_space(torch.from_numpy(world.render(table)))
     else:
         x0 = sample_texts(teacher, dict(scheduler.config), tokenizer, text_encoder, texts, seeds, **sampling)
     hidden, _ = encode_prompts(tokenizer, text_encoder, texts, device)
@@ -120,14 +133,18 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
 
     disc_rows, summary_rows, results = [], [], {"discrepancy": {}, "accuracy": {}}
     for name, err in errors.items():
-        columns = {"all": err.mean(1).numpy(), **{str(t): err[:, j].numpy() for j, t in enumerate(args.timesteps)}}
+        views = discrepancy_views(err.numpy(), args.timesteps)
+        columns = {"all": views["mean"], "text": views["text"], "pt": views["pt"],
+                   **{str(t): err[:, j].numpy() for j, t in enumerate(args.timesteps)}}
         per_region = region_means(table, pd.DataFrame(columns))
-        groups = summarise_groups(per_region, "all", "max")
-        results["discrepancy"][name] = {"mean": float(err.mean()), "groups": groups.to_dict("records"),
-                                        "per_region": per_region.to_dict("records")}
+        results["discrepancy"][name] = {"mean": float(err.mean()), "per_region": per_region.to_dict("records")}
+        for column, metric in (("all", "discrepancy"), ("text", "discrepancy_text"), ("pt", "discrepancy_pt")):
+            if per_region[column].notna().all():
+                groups = summarise_groups(per_region, column, "max", shares)
+                results["discrepancy"][name]["groups" if column == "all" else f"groups_{column}"] = groups.to_dict("records")
+                summary_rows.append(groups.assign(model=name, metric=metric))
         long = per_region.melt(id_vars=["region", "region_name", "group", "n"], var_name="t", value_name="discrepancy")
         disc_rows.append(long.assign(model=name))
-        summary_rows.append(groups.assign(model=name, metric="discrepancy"))
 
     grids, acc_rows = {}, []
     if args.samples_per_region > 0 and (teacher.config.in_channels == 3 or (teacher_dir / "vae").is_dir()):
@@ -140,15 +157,18 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         grids = _grids(chosen, images, args.grid_regions)
         if can_render:
             from aria_train.evaluation.region_metrics import accuracy_by_region
-            from aria_train.worlds import AttributeChecker
 
-            checker = AttributeChecker(world)
+            checker = world.checker()
             for name, imgs in images.items():
                 per_region = accuracy_by_region(checker, imgs, chosen)
-                groups = summarise_groups(per_region, "all", "min")
-                results["accuracy"][name] = {"groups": groups.to_dict("records"), "per_region": per_region.to_dict("records")}
+                results["accuracy"][name] = {"per_region": per_region.to_dict("records")}
+                for column, metric in ACCURACY_METRICS.items():
+                    if column in per_region and per_region[column].notna().all():
+                        groups = summarise_groups(per_region, column, "min", shares)
+                        results["accuracy"][name]["groups" if column == "all" else f"groups_{metric}"] = \
+                            groups.to_dict("records")
+                        summary_rows.append(groups.assign(model=name, metric=metric))
                 acc_rows.append(per_region.assign(model=name))
-                summary_rows.append(groups.assign(model=name, metric="accuracy"))
         if image_metrics is not None:
             image_results, image_rows = image_metrics.evaluate(images, chosen, device)
             results.update(image_results)
@@ -177,6 +197,12 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     return results
 
 
+def _pool_shares(world):
+    """Each region's share of the world's prompt pool (a pandas Series indexed by region id)."""
+    counts = world.tables()["pool"].groupby("region").size()
+    return counts / counts.sum()
+
+
 def _to_images(x, teacher_dir: Path, device):
     """uint8 images of samples in the model's space (decoded by the teacher's VAE for latents)."""
     from aria_train.diffusion.sampling import decode_latents, to_uint8_images
@@ -202,9 +228,9 @@ def print_summary(summary) -> None:
     """The summary table per group, printed."""
     for group, part in summary.groupby("group", sort=False):
         print(f"\n{group} ({int(part['regions'].iloc[0])} regions)")
-        print(f"  {'model':<24} {'metric':<12} {'mean':>10} {'worst':>10}  worst region")
+        print(f"  {'model':<24} {'metric':<18} {'mean':>10} {'worst':>10}  worst region")
         for _, r in part.iterrows():
             pooled = "samples" in r and r["samples"] == r["samples"]  # FID: one value per group, no worst region
             worst = f"{'-':>10}" if pooled else f"{r['worst']:>10.4g}"
             samples = f"  ({int(r['samples'])} samples)" if pooled else ""
-            print(f"  {r['model']:<24} {r['metric']:<12} {r['mean']:>10.4g} {worst}  {r['worst_region']}{samples}")
+            print(f"  {r['model']:<24} {r['metric']:<18} {r['mean']:>10.4g} {worst}  {r['worst_region']}{samples}")

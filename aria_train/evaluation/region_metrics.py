@@ -13,9 +13,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from aria_train.worlds import ATTRIBUTES, AttributeChecker
+from aria_train.worlds import AttributeChecker, GlyphChecker
 
-GROUP_ORDER = ("seen", "unseen", "under")
+# Groups in display order: the default world's, then the glyph world's (by pool share, head first).
+GROUP_ORDER = ("seen", "unseen", "head", "mid", "under", "unseen-head", "unseen-tail")
+WEIGHTED = "weighted"  # the summary row of the prompt-share-weighted mean over all regions
 REGION_COLUMNS = ["region", "region_name", "group"]
 
 
@@ -42,23 +44,22 @@ def region_means(table: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def accuracy_by_region(checker: AttributeChecker, images: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
-    """Attribute accuracy per region of uint8 images (N, H, W, 3) of the prompts in ``table``
-    (which holds the intended attribute columns): one column per attribute and ``all``
-    (every attribute right)."""
-    missing = [a for a in ATTRIBUTES if a not in table]
-    if missing:
-        raise ValueError(f"attribute accuracy needs the attribute columns {missing} in the prompt table")
-    read = checker.read(images)
-    correct = {a: read[a].to_numpy() == table[a].to_numpy() for a in ATTRIBUTES}
-    correct["all"] = np.logical_and.reduce(list(correct.values()))
-    return region_means(table, pd.DataFrame({k: v.astype(np.float64) for k, v in correct.items()}))
+def accuracy_by_region(checker: AttributeChecker | GlyphChecker, images: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy per region of uint8 images (N, H, W, 3) of the prompts in ``table`` (which holds
+    the intended attribute columns), as read by the world's checker: one column per check of
+    ``checker.score`` (each attribute; for a glyph world region_correct, shared_bit_acc and
+    specific_bit_acc) and ``all`` (every attribute right)."""
+    return region_means(table, checker.score(images, table))
 
 
-def summarise_groups(per_region: pd.DataFrame, column: str, worst: Literal["max", "min"]) -> pd.DataFrame:
+def summarise_groups(per_region: pd.DataFrame, column: str, worst: Literal["max", "min"],
+                     shares: pd.Series | None = None) -> pd.DataFrame:
     """Per group (and ``all``): mean over regions of ``column``, its worst region and value.
 
-    ``worst`` says which end is bad: "max" for a discrepancy, "min" for an accuracy.
+    ``worst`` says which end is bad: "max" for a discrepancy, "min" for an accuracy. ``shares``
+    (pool share per region id) adds the row ``weighted``: the mean weighted by each region's
+    share of the prompt pool, what a user drawing prompts as the pool does would see (regions
+    without a share count 0; its worst region is the all row's).
     """
     groups = [g for g in GROUP_ORDER if g in set(per_region["group"])]
     groups += sorted(set(per_region["group"]) - set(groups))
@@ -68,4 +69,10 @@ def summarise_groups(per_region: pd.DataFrame, column: str, worst: Literal["max"
         at = part[column].idxmax() if worst == "max" else part[column].idxmin()
         rows.append({"group": group, "regions": len(part), "mean": float(part[column].mean()),
                      "worst": float(part.loc[at, column]), "worst_region": str(part.loc[at, "region_name"])})
+    if shares is not None:
+        weights = per_region["region"].map(shares).fillna(0.0).to_numpy(np.float64)
+        values = per_region[column].to_numpy(np.float64)
+        known = np.isfinite(values) & (weights > 0)
+        rows.append({**rows[-1], "group": WEIGHTED, "regions": int(known.sum()),
+                     "mean": float(np.average(values[known], weights=weights[known])) if known.any() else float("nan")})
     return pd.DataFrame(rows)

@@ -130,7 +130,7 @@ def print_table(results) -> None:
     """Per metric: one row per method, per group the group mean and the worst region (each the
     mean ± std over seeds)."""
     for metric, part in results.groupby("metric", sort=False):
-        better = "lower" if metric in ("discrepancy", "fid") else "higher"  # accuracy, clip_score: higher
+        better = "lower" if metric.startswith("discrepancy") or metric == "fid" else "higher"  # accuracies, clip_score
         seeds = int(part["seeds"].max())
         spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
         print(f"\n{metric} ({better} is better; {spread}): group mean / worst region")
@@ -138,7 +138,7 @@ def print_table(results) -> None:
         rows = {method: [f"{_cell(r['mean'], r['mean_std'])} / {_cell(r['worst'], r['worst_std'])}"
                          for g in groups for _, r in rows[rows["group"] == g].iterrows()]
                 for method, rows in part.groupby("method", sort=False)}
-        width = max(len(c) for cells in rows.values() for c in cells) + 2
+        width = max(len(c) for c in [*groups, *(c for cells in rows.values() for c in cells)]) + 2
         name_width = max(len(m) for m in rows) + 2
         print(" " * name_width + "".join(f"{g:>{width}}" for g in groups))
         for method, cells in rows.items():

@@ -1,7 +1,7 @@
 """The teacher's training loop, its evaluation and the teacher folder (see aria_train.teacher.config).
 
 Data: each data worker (a DataLoader process; in-process on the CPU) draws its own stream of
-(prompt, image) batches from ``World.sample_training_batch`` and tokenises them, so rendering and
+(prompt, image) batches from the world's ``sample_training_batch`` (either world family) and tokenises them, so rendering and
 tokenisation overlap the GPU work. Streams are seeded by (seed, process rank, worker id).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from aria_train.diffusion.sampling import SAMPLING_FILE, to_model_space
 from aria_train.diffusion.targets import prediction_target
 from aria_train.teacher.config import TeacherConfig
-from aria_train.worlds import AttributeChecker, World, WorldConfig
+from aria_train.worlds import AnyWorld, AnyWorldConfig, WorldConfig, load_world_config, make_world
 
 GPU_WORKERS = 6  # data workers on a GPU: ~35 ms per 256-image batch each (measured on the CPU)
 
@@ -27,7 +27,7 @@ GPU_WORKERS = 6  # data workers on a GPU: ~35 ms per 256-image batch each (measu
 class WorldBatches(torch.utils.data.IterableDataset):
     """Endless (input_ids (B, L) int64, images (B, H, W, 3) uint8) training batches of a world."""
 
-    def __init__(self, world: World, tokenizer, batch_size: int, seed: int, rank: int):
+    def __init__(self, world: AnyWorld, tokenizer, batch_size: int, seed: int, rank: int):
         self.world, self.tokenizer, self.batch_size, self.seed, self.rank = world, tokenizer, batch_size, seed, rank
 
     def __iter__(self):
@@ -52,7 +52,7 @@ def make_scheduler(config: TeacherConfig) -> DDPMScheduler:
                          prediction_type=config.prediction_type, timestep_spacing="trailing")
 
 
-def build_teacher(config: TeacherConfig, world: World):
+def build_teacher(config: TeacherConfig, world: AnyWorld):
     """(unet, tokenizer, frozen text encoder, scheduler) of an untrained teacher, on the CPU."""
     from aria_train.diffusion.models.configs import tiny_unet_config
     from aria_train.diffusion.text import build_text_encoder, build_tokenizer
@@ -87,8 +87,8 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     from tqdm.auto import tqdm
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data workers fork after the first tokenisation
-    world_config = WorldConfig.load(config.world) if config.world else WorldConfig()
-    world = World(world_config)
+    world_config = load_world_config(config.world) if config.world else WorldConfig()
+    world = make_world(world_config)
     unet, tokenizer, text_encoder, scheduler = build_teacher(config, world)
     accelerator = Accelerator(mixed_precision=_mixed_precision())
     device = accelerator.device
@@ -183,7 +183,7 @@ def save_checkpoint(folder: Path, unet: UNet2DConditionModel, optimizer, lr_sche
 
 
 def write_teacher_folder(folder: Path, unet: UNet2DConditionModel, tokenizer, text_encoder, scheduler: DDPMScheduler,
-                         world_config: WorldConfig, config: TeacherConfig) -> None:
+                         world_config: AnyWorldConfig, config: TeacherConfig) -> None:
     """The diffusers-layout teacher folder (unet/ in ``config.save_dtype``)."""
     from aria_train.diffusion.text import save_text_stack
 
@@ -198,9 +198,10 @@ def write_teacher_folder(folder: Path, unet: UNet2DConditionModel, tokenizer, te
 
 
 @torch.no_grad()
-def evaluate_teacher(unet: UNet2DConditionModel, tokenizer, text_encoder, scheduler: DDPMScheduler, world: World,
+def evaluate_teacher(unet: UNet2DConditionModel, tokenizer, text_encoder, scheduler: DDPMScheduler, world: AnyWorld,
                      config: TeacherConfig) -> dict:
-    """Held-out denoising loss (per region and group), sample attribute accuracy, float16 effect."""
+    """Held-out denoising loss (per region and group), sample accuracy read by the world's checker
+    (attributes; for a glyph world also the glyph's region and its bits), float16 effect."""
     import copy
 
     import pandas as pd
@@ -240,8 +241,10 @@ def evaluate_teacher(unet: UNet2DConditionModel, tokenizer, text_encoder, schedu
         x = sample_texts(unet, dict(scheduler.config), tokenizer, text_encoder, chosen["text"].tolist(),
                          [seeds[i] for i in chosen.index],
                          config.eval_steps, config.eval_guidance)
-        per_region = accuracy_by_region(AttributeChecker(world.config), to_uint8_images(x), chosen)
+        per_region = accuracy_by_region(world.checker(), to_uint8_images(x), chosen)
         report["accuracy"] = {"samples": len(chosen), "steps": config.eval_steps, "guidance": config.eval_guidance,
                               "groups": summarise_groups(per_region, "all", "min").to_dict("records"),
                               "per_region": per_region.to_dict("records")}
+        if "region_correct" in per_region:  # a glyph world: the gate is the glyph read right in every region
+            report["accuracy"]["glyph_groups"] = summarise_groups(per_region, "region_correct", "min").to_dict("records")
     return report

@@ -4,6 +4,10 @@ A region is one combination of the ``region_attributes`` values (default colour 
 "red circle" is a region); its name is those values joined by spaces. Every region is in one
 group: "unseen" (in the prompt pool as text only, never paired with a teacher image), "under"
 (underrepresented: few pool prompts and very few pairs) or "seen" (all the others).
+
+Every field is type-checked on construction (aria_train.options.check_value: an integer is not a
+string, a float or a boolean; a list holds strings), so a world JSON of wrong types is one
+ValueError line, never a traceback from deep inside the world.
 """
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_type_hints
 
+from aria_train.options import check_value
 from aria_train.worlds.render import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
 
 ATTRIBUTES = ("shape", "colour", "size", "position", "background")
@@ -52,6 +58,12 @@ class WorldConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            try:
+                setattr(self, f.name, check_value(f.name, getattr(self, f.name), hints[f.name]))
+            except ValueError as err:
+                raise ValueError(f"world config: {err}") from None
         if self.image_size < 8:
             raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
         for attribute in ATTRIBUTES:
@@ -99,6 +111,8 @@ class WorldConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "WorldConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"world config must be a JSON object, got {type(data).__name__}")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown WorldConfig fields: {sorted(unknown)}")

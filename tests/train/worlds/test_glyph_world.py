@@ -13,7 +13,8 @@ import pytest
 from scipy.stats import binom
 
 import aria_train
-from aria_train.worlds import (AttributeChecker, GlyphWorld, GlyphWorldConfig, World, WorldConfig, cli, corrupt,
+from aria_train.cli import world as cli
+from aria_train.worlds import (AttributeChecker, GlyphWorld, GlyphWorldConfig, World, WorldConfig, corrupt,
                                load_world_config, make_world)
 from aria_train.worlds.glyph import codes
 from aria_train.worlds.glyph.grammar import reserved_words

@@ -6,6 +6,11 @@ default world; word, colour, position, background for a glyph world), world.json
 give it back with --config to rebuild the same world) and contact_sheet.png (rendered held-out
 prompts, one cell per region, titled with its group). It prints the split and the checker's
 accuracy on clean and corrupted renders.
+
+--out must be new or empty, or hold this very world (a world.json equal to the one to write, and
+only these files): it is then written again, identically. Another world, or any other folder,
+is replaced only with --overwrite. The folder is built under a temporary name and renamed into
+place, so a failed or refused run leaves --out as it was.
 """
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: created; an existing one must be empty or hold the same world")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder (default: refuse)")
     parser.add_argument("--config", type=Path, default=None,
                         help="world config JSON, either family (\"kind\": \"glyph\" for a glyph world; default: "
                         "%(default)s, the built-in default world)")
@@ -28,6 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per region on the contact sheet (default: %(default)s)")
     parser.add_argument("--check", type=int, default=1000,
                         help="random renders on which to measure the attribute checker, 0 to skip (default: %(default)s)")
+
+
+OUTPUTS = ("pool.parquet", "paired.parquet", "heldout.parquet", "world.json", "contact_sheet.png")
+
+
+def same_world(out: Path, config) -> bool:
+    """True if ``out`` holds nothing but a world's files, with ``config`` as its world.json."""
+    import json
+
+    if not out.is_dir() or not (out / "world.json").is_file():
+        return False
+    if any(p.name not in OUTPUTS for p in out.iterdir()):
+        return False
+    try:
+        return json.loads((out / "world.json").read_text()) == json.loads(json.dumps(config.to_dict()))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
 
 
 # Title colour per group, in the order the summary prints groups (both families' groups).
@@ -74,6 +98,7 @@ def contact_sheet(world, tables: dict, per_region: int, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aria_train.runs.atomic import atomic_output_dir, check_free
     from aria_train.worlds import WorldConfig, corrupt, load_world_config, make_world
 
     if args.sheet_per_region < 1 or args.check < 0:
@@ -81,13 +106,22 @@ def run(args: argparse.Namespace) -> int:
     data = (load_world_config(args.config) if args.config else WorldConfig()).to_dict()
     data.update({k: v for k, v in (("seed", args.seed), ("image_size", args.image_size)) if v is not None})
     config = load_world_config(data)
+    again = same_world(args.out, config)
+    if not again:
+        try:
+            check_free(args.out, args.overwrite)
+        except ValueError:
+            what = ("holds another world" if (args.out / "world.json").is_file() else
+                    "holds other files" if args.out.is_dir() else "is not a folder")
+            raise ValueError(f"output {args.out} already exists and {what} (pass --overwrite to replace it, "
+                             "or choose another --out)") from None
     world = make_world(config)
     tables = world.tables()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        table.to_parquet(args.out / f"{name}.parquet", index=False)
-    config.save(args.out / "world.json")
-    contact_sheet(world, tables, args.sheet_per_region, args.out / "contact_sheet.png")
+    with atomic_output_dir(args.out, overwrite=args.overwrite or again) as tmp:
+        for name, table in tables.items():
+            table.to_parquet(tmp / f"{name}.parquet", index=False)
+        config.save(tmp / "world.json")
+        contact_sheet(world, tables, args.sheet_per_region, tmp / "contact_sheet.png")
 
     groups = [g for g in GROUP_COLOURS if g in world.region_groups]
     print(f"world: {world.num_regions} regions (" + ", ".join(f"{world.region_groups.count(g)} {g}" for g in groups)
