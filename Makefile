@@ -30,10 +30,11 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest
 
-# The main job on the embedded default: RC and ARIA distil the shipped teacher for the same
-# steps and seed, both are evaluated per region group, and runs/demo/report.html is written.
+# The main job on the embedded default, the 12-region glyph world without transfer (tau = 0): RC
+# and ARIA distil the shipped glyph teacher for the same steps and seed, both are evaluated per
+# region group, and runs/demo/report.html is written.
 demo: install
-	$(BIN)/aria world --config aria_train/assets/teacher/world.json --out runs/world --check 0
+	$(BIN)/aria world --config aria_train/assets/glyph_demo/teacher/world.json --out runs/glyph_demo --check 0
 	$(BIN)/aria experiment experiments/demo_cpu.json --out runs/demo
 
 figures: install

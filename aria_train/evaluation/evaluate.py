@@ -128,6 +128,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     else:
         x0 = sample_texts(teacher, dict(scheduler.config), tokenizer, text_encoder, texts, seeds, **sampling)
     hidden, _ = encode_prompts(tokenizer, text_encoder, texts, device)
+    if progress:
+        print(f"discrepancy: {len(names)} student(s) x {len(table)} prompts x {len(args.timesteps)} timesteps", flush=True)
     errors = fixed_timestep_errors(students, scheduler, x0, hidden, seeds, args.timesteps, reference=teacher,
                                    batch_size=max(1, args.batch_size // len(args.timesteps)))
 
@@ -151,8 +153,10 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         chosen = table.groupby("region", sort=False).head(args.samples_per_region)
         images = {}
         for name, unet in {"teacher": teacher, **students}.items():
+            if progress:
+                print(f"sampling {name}: {len(chosen)} prompts, {args.steps} DDIM steps", flush=True)
             x = sample_texts(unet, dict(scheduler.config), tokenizer, text_encoder, chosen["text"].tolist(),
-                             [seeds[i] for i in chosen.index], **sampling)
+                             [seeds[i] for i in chosen.index], **sampling, progress=progress)
             images[name] = _to_images(x, teacher_dir, device)
         grids = _grids(chosen, images, args.grid_regions)
         if can_render:

@@ -6,9 +6,11 @@ Every ``heldout_every`` steps the main process measures, for a fixed set of held
 output discrepancy at fixed timesteps and fixed noise (aria_train.evaluation.discrepancy, docs/design.md §6). The
 clean input of held-out prompt i is paired sample i mod N of the paired cache: a held-out
 prompt shown on a paired image, exactly like a switched training sample. Each prompt's error
-at timestep t is divided by the mean error over all prompts at t before averaging over t, so a
-region's value is dimensionless (1 = average region), as the tracker's timestep-normalised
-observations are. Deterministic given the weights, so resumed runs log the same values.
+at timestep t is divided by the mean error over all prompts at t, and the timesteps are then
+averaged with weights p(t), RC's switch probability (``switch_weights``): the timesteps of the
+switched samples the tracker observes. So a region's value is dimensionless (1 = average region)
+and measures what the tracker's timestep-normalised observations measure, with t distributed as
+they are. Deterministic given the weights, so resumed runs log the same values.
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aria_train.evaluation.discrepancy import DEFAULT_TIMESTEPS, fixed_timestep_errors
+from aria_train.evaluation.discrepancy import fixed_timestep_errors, switch_weights
+
+# Where the monitor measures: p(t) puts most of its weight on the highest of these.
+MONITOR_TIMESTEPS = (100, 300, 500, 700, 900, 980)
 
 
 class HeldoutMonitor:
@@ -49,10 +54,11 @@ class HeldoutMonitor:
         student.eval()
         try:
             errors = fixed_timestep_errors({"student": student}, self.scheduler, self.x0, self.hidden, self.seeds,
-                                           DEFAULT_TIMESTEPS, reference=self.teacher)["student"].numpy()
+                                           MONITOR_TIMESTEPS, reference=self.teacher)["student"].numpy()
         finally:
             student.train(was_training)
-        relative = (errors / errors.mean(axis=0, keepdims=True)).mean(axis=1)
+        relative = (errors / errors.mean(axis=0, keepdims=True)) @ switch_weights(MONITOR_TIMESTEPS,
+                                                                                   self.scheduler.config.num_train_timesteps)
         sums = np.bincount(self.regions, relative, minlength=self.num_regions)
         counts = np.bincount(self.regions, minlength=self.num_regions)
         return [float(s / c) if c else None for s, c in zip(sums, counts)]

@@ -223,6 +223,23 @@ def _relative(values: np.ndarray) -> np.ndarray:
     return values / mean[:, None]
 
 
+def tracking_correlation(run: Run) -> tuple[float, float] | None:
+    """(step, Spearman rank correlation over regions) of the tracker's estimates and the held-out
+    discrepancy at the last step that logged both (regions with both values finite); None if no
+    step did or fewer than 3 regions qualify. Both measure the discrepancy that switched samples
+    see (timestep-normalised, t distributed as p(t)), so a good tracker ranks regions alike."""
+    both = [r for r in run.records if r.get("estimates") is not None and r.get("heldout") is not None]
+    if not both:
+        return None
+    last = both[-1]
+    estimates, held = np.array(_floats(last["estimates"]), float), np.array(_floats(last["heldout"]), float)
+    keep = np.isfinite(estimates) & np.isfinite(held)
+    if keep.sum() < 3:
+        return None
+    ranks = [np.argsort(np.argsort(v[keep])) for v in (estimates, held)]  # ties (measure zero) broken by order
+    return float(last["step"]), float(np.corrcoef(*ranks)[0, 1])
+
+
 def estimates_figure(run: Run) -> str:
     """One panel per region: the tracker estimate and the held-out discrepancy, each relative to
     its mean over regions at that step (the two are in different units; their shapes and their
@@ -336,6 +353,10 @@ def build_report(runs: list[Run], eval_dirs: list[Path] = ()) -> str:
                            "(this run logged no held-out discrepancy: distill --heldout-every)")
             caption += ("; 1 is an average region, so shapes and rankings compare across panels (shared y axis); "
                         "gaps: region not observed yet.")
+            correlation = tracking_correlation(run)
+            if correlation is not None:
+                caption += (f" Rank correlation of estimates and held-out discrepancy over regions at step "
+                            f"{correlation[0]:.0f}: {correlation[1]:.2f}.")
             parts += [f"<h3>{html.escape(run.name)}</h3>", _figure_html(estimates_figure(run), caption)]
     if drawn:
         parts.append("<h2 id=drawn>Drawn conditions per region</h2>")

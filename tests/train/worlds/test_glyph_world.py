@@ -212,7 +212,9 @@ def test_load_world_config_dispatches_on_kind(tmp_path):
     assert [p.glyph_transfer for p in presets.values()] == [0.0, 0.5, 1.0]
     for preset in presets.values():
         assert isinstance(preset, GlyphWorldConfig) and preset.zipf_exponent == 1.2
-        assert {**preset.to_dict(), "glyph_transfer": 0.5} == GlyphWorldConfig().to_dict()
+        # the map's worlds: the default world at 16 px with 4 x 4 glyph cells, only tau differs
+        map_world = GlyphWorldConfig(image_size=16, glyph_cells=4, cell_px=2)
+        assert {**preset.to_dict(), "glyph_transfer": 0.5} == map_world.to_dict()
         assert isinstance(make_world(preset), GlyphWorld)
     config = GlyphWorldConfig(**SMALL)
     config.save(tmp_path / "glyph.json")
