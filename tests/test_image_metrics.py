@@ -325,7 +325,7 @@ def test_eval_reports_fid_and_clip_score(world, nets, clip_folder, tmp_path, cap
     assert results["image_metrics"]["fid_reference"].startswith("teacher samples")
     assert results["image_metrics"]["clip_model"] == str(clip_folder.resolve())
     summary = pd.read_csv(out / "summary.csv")
-    assert set(summary["metric"]) == {"discrepancy", "accuracy", "fid", "clip_score"}
+    assert set(summary["metric"]) == {"discrepancy", "discrepancy_pt", "accuracy", "fid", "clip_score"}  # no t >= 700: no text view
     rows = summary[(summary["metric"] == "fid") & (summary["model"] == "run")].set_index("group")
     assert rows.loc["all", "samples"] == 9 and rows.loc["all", "mean"] == pytest.approx(fid["run"]["all"]["fid"])
     assert np.isnan(rows.loc["unseen", "mean"])
