@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test bed's whole map in one command (issue 11, stage 1): the three 48-region glyph worlds
+# (tau = 0, 0.5, 1; Zipf 1.2), a teacher per world, then kd / rc / region-uniform / aria beta 1, 2 /
+# progress x 3 seeds per world at equal steps and paired images, and the simulator's map beside it.
+# Usage: scripts/glyph_map.sh [TEACHER_STEPS]   (default 5000; about 25 min for the teachers and
+# ~10 min per world's experiment on one H200 -- more than one 10-minute device call, so run it on
+# a machine you hold). Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
+# report.html each), runs/glyph_map_sim/.
+# Check each teacher's gate (glyph accuracy >= 0.95 in every region, printed by glyph_teachers.sh)
+# before reading the map: a teacher that does not know a region cannot teach it.
+set -euo pipefail
+STEPS=${1:-5000}
+bash scripts/glyph_teachers.sh runs/glyph_teachers "$STEPS" tau0 tau05 tau1
+for tau in 0 05 1; do
+  python3 -m aria_cli experiment "experiments/glyph_map_tau$tau.json" --out "runs/glyph_map_tau$tau"
+done
+python3 -m aria_cli sim allocation --study map --out runs/glyph_map_sim
