@@ -25,7 +25,7 @@ Two families of functions: closed forms for a constant step and a step every tim
 observation count, so the first observation sets the estimate and wipes e_0) and observations
 at arbitrary times. The step-sequence versions equal the closed forms for a constant step.
 
-What was checked (by hand, then numerically in tests/test_bounds.py):
+What was checked (by hand, then numerically in tests/theory/test_bounds.py):
 * the error recursion and its unrolled form; §5.1 (every path) exactly, including when it is
   attained (constant drift +delta, noise -b, e_0 <= 0); the envelope recursion
   B_{t+1} = (1 - a_{t+1})(B_t + delta) + a_{t+1} b for any step sequence.
@@ -86,7 +86,7 @@ sigma^2 [a_f/(2-a_f) + a_s/(2-a_s) - 2 a_f a_s/(a_f + a_s - a_f a_s)] / L^2
 (:func:`slope_steady_state_bias`, :func:`slope_steady_state_variance`). Before S(z) differs from
 F(z) (while both are still the same running mean) theta^ is not identified (NaN). Checked by
 hypothesis on adversarial sequences (exact, with the attaining path pinned), by Monte Carlo in
-tests/test_theory_progress.py, and as rows slope_every_path and slope_mse of `aria sim bounds`.
+tests/theory/test_theory_progress.py, and as rows slope_every_path and slope_mse of `aria sim bounds`.
 
 Corrections to docs/design.md §5 (for the issue note):
 1. §5.5 "use a = 1 when delta >~ sigma/2" is wrong: the exact minimiser of f is always < 1

@@ -75,7 +75,7 @@ def _describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
     if get_origin(hint) is list:
-        return f"a list of {_describe(get_args(hint)[0])}s" if get_args(hint) else "a list"
+        return f"a list, each item {_describe(get_args(hint)[0])}" if get_args(hint) else "a list"
     if get_origin(hint) is dict or hint is dict:
         return "an object"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
@@ -124,7 +124,8 @@ def check_value(name: str, value: Any, hint: Any) -> Any:
     """``value`` converted to ``hint``'s type, or ValueError naming the option and the expected type."""
     ok, converted = _check(value, hint)
     if not ok:
-        raise ValueError(f"{name} must be {_describe(hint)}, got {json.dumps(value) if _jsonable(value) else value!r}")
+        shown = json.dumps(value) if _jsonable(value) else repr(value)
+        raise ValueError(f"{name} must be {_describe(hint)}, got {shown}")
     return converted
 
 

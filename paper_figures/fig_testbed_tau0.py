@@ -1,5 +1,6 @@
-"""Stage 0 of the test bed at tau = 0: each method's p(t)-weighted discrepancy relative to RC's,
-per region group, measured in the trainer (bars) beside the allocation simulator's prediction
+"""Test bed at tau = 0: each method's p(t)-weighted discrepancy over RC's, measured and predicted.
+
+Per region group: measured in the trainer (bars) beside the allocation simulator's prediction
 for the same world (diamonds).
 
 Measured: `aria experiment experiments/glyph_demo_gpu.json` (12-region glyph world, 3 seeds);
@@ -12,6 +13,7 @@ committed experiments/results/glyph_demo_gpu/eval/summary.csv and glyph_demo_sim
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,13 @@ import pandas as pd
 from paper_figures.common import plt, save
 from paper_figures.fig_experiment_groups import experiment_dir
 
+@dataclass(frozen=True)
+class Config:
+    experiment: str = "glyph_demo_gpu"  # experiments/results/<experiment>/eval/summary.csv
+    simulation: str = "glyph_demo_sim"  # experiments/results/<simulation>/allocation_final.csv
+
+
+CONFIG = Config()
 GROUPS = ("head", "mid", "under", "unseen-head", "unseen-tail", "all", "weighted")
 SIM_GROUPS = {"head": "head", "mid": "mid", "under": "under", "unseen-head": "unseen_head",
               "unseen-tail": "unseen_tail", "all": "mean", "weighted": "prompt_weighted"}
@@ -49,8 +58,8 @@ def predicted_ratios(final: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
-    measured = measured_ratios(pd.read_csv(experiment_dir(data_dir, "glyph_demo_gpu") / "eval" / "summary.csv"))
-    predicted = predicted_ratios(pd.read_csv(experiment_dir(data_dir, "glyph_demo_sim") / "allocation_final.csv"))
+    measured = measured_ratios(pd.read_csv(experiment_dir(data_dir, CONFIG.experiment) / "eval" / "summary.csv"))
+    predicted = predicted_ratios(pd.read_csv(experiment_dir(data_dir, CONFIG.simulation) / "allocation_final.csv"))
     fig, ax = plt.subplots(figsize=(10, 4.2))
     x = np.arange(len(GROUPS))
     width = 0.8 / len(METHODS)

@@ -782,17 +782,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "fast, slow = EMA steps, beta, eps; ProgressPolicy), oracle_reducible (beta, eps), "
                         "count (beta, eps, rate) (default: %(default)s)")
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds 0..N-1 (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=SimConfig.steps,
-                        help=f"updates per run (default %(default)s; --quick: {QUICK.steps})")
-    parser.add_argument("--batch", type=int, default=SimConfig.batch,
-                        help=f"samples per update (default %(default)s; --quick: {QUICK.batch})")
-    parser.add_argument("--switch", type=float, default=SimConfig.switch,
-                        help="fraction of samples whose region the policy draws, the rest paired "
-                        "(default %(default).4f = RC's mean switch probability)")
-    parser.add_argument("--log-every", type=int, default=SimConfig.log_every,
-                        help=f"steps between logged rows (default %(default)s; --quick: {QUICK.log_every})")
+    # Default None = not given: --quick then supplies its value, and a flag given explicitly wins.
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"updates per run (default {SimConfig.steps}; --quick: {QUICK.steps})")
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"samples per update (default {SimConfig.batch}; --quick: {QUICK.batch})")
+    parser.add_argument("--switch", type=float, default=None,
+                        help="fraction of samples whose region the policy draws, the rest paired, in [0, 1] "
+                        f"(default {SimConfig.switch:.4f} = RC's mean switch probability)")
+    parser.add_argument("--log-every", type=int, default=None,
+                        help=f"steps between logged rows (default {SimConfig.log_every}; --quick: {QUICK.log_every})")
     parser.add_argument("--quick", action="store_true",
-                        help="small runs for a smoke test (steps, batch, log-every as stated above)")
+                        help="small runs for a smoke test (steps, batch, log-every as stated above; flags given "
+                        "explicitly keep their values)")
     parser.add_argument("--out", type=Path, default=Path("results/allocation"),
                         help="folder for the CSV and JSON outputs (default %(default)s)")
     parser.add_argument("--study", choices=sorted(STUDIES), default=None,
@@ -803,21 +805,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes for --study (count; default %(default)s: one per core)")
 
 
+def sim_config(args: argparse.Namespace) -> SimConfig:
+    """The run's SimConfig: the defaults (QUICK's with --quick), then every flag given explicitly.
+    A count below 1, a --switch outside [0, 1] or a --seeds / --workers out of range is a ValueError
+    naming the flag, raised before anything runs or is written."""
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    given = {name: getattr(args, name) for name in ("steps", "batch", "switch", "log_every")
+             if getattr(args, name, None) is not None}
+    for name in ("steps", "batch", "log_every"):
+        if name in given and given[name] < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {given[name]}")
+    if "switch" in given and not 0.0 <= given["switch"] <= 1.0:
+        raise ValueError(f"--switch must be in [0, 1], got {given['switch']}")
+    return dataclasses.replace(QUICK if args.quick else SimConfig(), **given)
+
+
 def run(args: argparse.Namespace) -> int:
+    config = sim_config(args)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for s in scenarios:
         build_world(s, 0)  # validates the name before any work
     specs = [PolicySpec.parse(p) for p in args.policies.split(",") if p.strip()]
     if not specs or not scenarios:
         raise ValueError("need at least one scenario and one policy")
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    config = QUICK if args.quick else SimConfig(args.steps, args.batch, args.switch, args.log_every)
-    if args.quick:
-        config = dataclasses.replace(config, switch=args.switch)
     if args.study:
-        if args.workers < 0:
-            raise ValueError(f"--workers must be >= 0, got {args.workers}")
         import os
         import time
         start = time.perf_counter()

@@ -248,7 +248,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "noise and start; 400 paths x 200 steps): seconds (what `make demo` runs)")
     parser.add_argument("--out", type=Path, default=Path("results/bounds"),
                         help="output directory for results.csv and config.json (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed, >= 0 (default %(default)s)")
     parser.add_argument("--paths", type=int, default=None,
                         help=f"simulated paths (regions) per cell (default {defaults.paths}; {QUICK['paths']} with --quick)")
     parser.add_argument("--steps", type=int, default=None,
@@ -269,10 +269,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in (("paths", args.paths), ("steps", args.steps)) if value is not None}
     config = BoundsCheckConfig(**{**(QUICK if args.quick else {}), **overrides, "seed": args.seed,
                                   "alpha": args.alpha, "eta": args.eta})
-    if config.paths < 2 or config.steps < 1:
-        raise ValueError(f"need --paths >= 2 and --steps >= 1, got {config.paths} and {config.steps}")
+    if config.paths < 2:
+        raise ValueError(f"--paths must be >= 2, got {config.paths}")
+    if config.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {config.steps}")
     if not (0 < config.alpha < 1 and 0 < config.eta < 1):
         raise ValueError(f"--alpha and --eta must be in (0, 1), got {config.alpha} and {config.eta}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     workers = args.workers or (1 if args.quick else os.cpu_count() or 1)

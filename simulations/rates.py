@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,23 +189,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drift bound per step for the step-size and running-mean studies (default %(default)s)")
     parser.add_argument("--delta-p", type=float, default=d.delta_p,
                         help="drift bound per step for the observation-probability study (default %(default)s)")
-    parser.add_argument("--paths", type=int, default=d.paths, help=f"Monte Carlo paths (default %(default)s; --quick: {QUICK.paths})")
-    parser.add_argument("--window", type=int, default=d.window,
-                        help=f"steps averaged after the burn-in (default %(default)s; --quick: {QUICK.window})")
-    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="fewer paths, steps and grid points (seconds)")
+    # Default None = not given: --quick then supplies its value, and a flag given explicitly wins.
+    parser.add_argument("--paths", type=int, default=None,
+                        help=f"Monte Carlo paths (default {d.paths}; --quick: {QUICK.paths})")
+    parser.add_argument("--window", type=int, default=None,
+                        help=f"steps averaged after the burn-in (default {d.window}; --quick: {QUICK.window})")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed, >= 0 (default %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer paths, steps and grid points (seconds); --paths and --window given explicitly "
+                        "keep their values")
     parser.add_argument("--out", type=Path, default=Path("results/rates"),
                         help="folder for the CSV outputs (default %(default)s)")
 
 
+def rates_config(args: argparse.Namespace) -> RatesConfig:
+    """The run's RatesConfig: the defaults (QUICK's with --quick), then every flag given explicitly.
+    A value out of range is a ValueError naming the flag, raised before anything runs or is written."""
+    for flag in ("sigma", "delta", "delta_p"):
+        value = getattr(args, flag)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a finite number > 0, got {value}")
+    if args.paths is not None and args.paths < 2:
+        raise ValueError(f"--paths must be >= 2, got {args.paths}")
+    if args.window is not None and args.window < 1:
+        raise ValueError(f"--window must be >= 1, got {args.window}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    given = {name: getattr(args, name) for name in ("paths", "window") if getattr(args, name) is not None}
+    return dataclasses.replace(QUICK if args.quick else RatesConfig(), sigma=args.sigma, delta=args.delta,
+                               delta_p=args.delta_p, seed=args.seed, **given)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.sigma <= 0 or args.delta <= 0 or args.delta_p <= 0:
-        raise ValueError("--sigma, --delta and --delta-p must be > 0")
-    if args.paths < 2 or args.window < 1:
-        raise ValueError("--paths must be >= 2 and --window >= 1")
-    base = QUICK if args.quick else RatesConfig()
-    cfg = dataclasses.replace(base, sigma=args.sigma, delta=args.delta, delta_p=args.delta_p, seed=args.seed,
-                              **({} if args.quick else {"paths": args.paths, "window": args.window}))
+    cfg = rates_config(args)
     result = run_rates(cfg)
     for path in write_rates(result, args.out):
         print(f"wrote {path}")

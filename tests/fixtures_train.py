@@ -3,6 +3,7 @@ diffusers layout, a prompt pool with regions, a paired cache and a text-embeddin
 
 Everything is built from configs and seeds in well under a second; nothing is downloaded.
     paths = make_distill_inputs(tmp_path)   # -> DistillPaths(teacher, pool, paired, text)
+    distill(paths, tmp_path / "run", "--steps", "2")   # `aria distill` on them in this process
 """
 from __future__ import annotations
 
@@ -83,6 +84,13 @@ def make_distill_inputs(root: Path, paired_rows: int = 16, seed: int = 0) -> Dis
     with TensorCacheWriter(root / "text") as writer:
         writer.append(hidden=hidden)
     return DistillPaths(teacher, pool, root / "paired", root / "text")
+
+
+def distill(paths: DistillPaths, out: Path, *extra: str, text_cache: bool = False) -> int:
+    """`aria distill` on ``paths`` into ``out`` (``DistillPaths.options``) in this process; its exit code."""
+    import aria_cli
+
+    return aria_cli.main(paths.options(out, *extra, text_cache=text_cache))
 
 
 def run_two_processes(*args: str) -> None:

@@ -46,7 +46,7 @@ class DistillConfig(Options):
     method: Literal["kd", "rc", "aria"] = option("rc", 'choice', 'kd: paired captions only (BK-SDM); rc: random conditioning, captions replaced with probability p(t); aria: rc whose replacing prompts come from regions drawn by the tracker-driven allocation')
     sampler: Literal["uniform", "region"] = option("uniform", 'choice', 'how rc draws a replacing prompt: uniform over the pool (RC) or a uniform region then a uniform prompt in it (ablation); not used by kd and aria')
     aria: AriaOptions = option(unit="options", help="ARIA's options (--aria-*)", default_factory=AriaOptions)
-    student_variant: Literal["base", "small", "tiny"] = option("small", 'choice', 'BK-SDM student architecture derived from the teacher')
+    student_variant: Literal["base", "small", "tiny", "koala-1b", "koala-700m"] = option("small", "choice", "student architecture derived from the teacher: BK-SDM base / small / tiny (SD v1.x, 2.x), or KOALA-1B / 700M (SDXL: fewer resnets and a shallower innermost transformer)")
     channel_scale: float = option(1.0, 'fraction', "student channel width relative to the teacher's, in (0, 1]")
     compile: bool = option(False, 'flag', 'torch.compile teacher and student UNets in place (GPU; the first steps compile, minutes for SD)')
     channels_last: bool = option(False, 'flag', 'hold both UNets in channels-last memory format (faster convolutions on GPUs)')

@@ -3,7 +3,7 @@
 A prompt is one of ``TEMPLATES`` with every slot filled by one phrase of its attribute's value,
 so every prompt names all five attributes. Phrases of different attribute values never share a
 word that would make them ambiguous, and templates differ in their word order, so distinct
-(template, phrases) choices give distinct texts — tests/test_world.py checks this by
+(template, phrases) choices give distinct texts — tests/train/worlds/test_world.py checks this by
 enumerating the whole grammar. Prompts are lower-case words separated by single spaces (no
 punctuation), at most ``max_words`` long (15 for the full catalog).
 """

@@ -27,97 +27,31 @@ heads are not re-aligned, so such a student does not compute any part of the tea
 
 from __future__ import annotations
 
-import copy
-import inspect
-import math
 import re
 from typing import Literal
 
 import torch
 from diffusers import UNet2DConditionModel
 
+from aria_train.diffusion.models import koala
+from aria_train.diffusion.models.bk_sdm import VARIANTS, derive_bk_sdm_config, full_config, layers
 from aria_train.diffusion.models.feature_kd import unwrap_model
 
-Variant = Literal["base", "small", "tiny"]
-VARIANTS: tuple[str, ...] = ("base", "small", "tiny")
-
-# Config keys that diffusers accepts either as one value or as one value per stage (down order).
-_PER_STAGE_KEYS = (
-    "attention_head_dim",
-    "num_attention_heads",
-    "cross_attention_dim",
-    "only_cross_attention",
-    "transformer_layers_per_block",
-)
+Variant = Literal["base", "small", "tiny", "koala-1b", "koala-700m"]
 
 _BLOCK_KEY = re.compile(r"^(down_blocks|up_blocks)\.(\d+)\.(resnets|attentions|upsamplers)\.(\d+)\.(.+)$")
 _UP_RESNET_CONCAT = re.compile(r"^up_blocks\.(\d+)\.resnets\.(\d+)\.(norm1\.weight|norm1\.bias|conv1\.weight|conv_shortcut\.weight)$")
 
 
-def _full_config(config: dict) -> dict:
-    """`config` on top of UNet2DConditionModel's defaults, without diffusers' `_` metadata keys."""
-    params = inspect.signature(UNet2DConditionModel.__init__).parameters
-    defaults = {k: p.default for k, p in params.items() if k != "self"}
-    return {**defaults, **{k: v for k, v in dict(config).items() if not k.startswith("_")}}
-
-
-def _per_stage(value, n: int) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value] * n
-
-
-def _layers(config: dict) -> list[int]:
-    """Resnets per down block (down order); an up block has one more."""
-    return _per_stage(config["layers_per_block"], len(config["down_block_types"]))
-
-
-def _channel_multiple(config: dict) -> int:
-    """Channel counts must be divisible by the GroupNorm group count and by every head count."""
-    heads = config["num_attention_heads"] or config["attention_head_dim"]
-    return math.lcm(config["norm_num_groups"], *_per_stage(heads, len(config["down_block_types"])))
-
-
 def derive_student_config(teacher_config: dict, variant: Variant, channel_scale: float = 1.0) -> dict:
-    """The BK-SDM student config of `variant` for any teacher UNet2DConditionModel config.
-
-    `teacher_config` may be a plain dict or `unet.config`; missing keys take diffusers' defaults
-    and the result is a complete keyword set for `UNet2DConditionModel(**config)`.
-    `channel_scale` in (0, 1] multiplies `block_out_channels`, each rounded to the nearest
-    multiple of lcm(norm_num_groups, attention heads) and at least one such multiple.
-    Raises ValueError for an unknown variant, a scale outside (0, 1], a teacher stage with fewer
-    than 2 layers, or a Tiny student of a one-stage teacher.
-    """
+    """The student config of `variant` for a teacher UNet2DConditionModel config: BK-SDM's base /
+    small / tiny (`bk_sdm.derive_bk_sdm_config`) or KOALA's koala-1b / koala-700m
+    (`koala.derive_koala_config`); ValueError for any other name and whatever those reject."""
+    if variant in koala.KOALA_VARIANTS:
+        return koala.derive_koala_config(teacher_config, variant, channel_scale)
     if variant not in VARIANTS:
-        raise ValueError(f"unknown student variant {variant!r}; expected one of {VARIANTS}")
-    if not 0.0 < channel_scale <= 1.0:
-        raise ValueError(f"channel_scale must be in (0, 1], got {channel_scale}")
-    cfg = copy.deepcopy(_full_config(teacher_config))
-    n = len(cfg["down_block_types"])
-    layers = _layers(cfg)
-    if min(layers) < 2:
-        raise ValueError(f"BK-SDM removes one layer per stage; teacher layers_per_block={cfg['layers_per_block']}")
-    cfg["layers_per_block"] = [l - 1 for l in layers] if isinstance(cfg["layers_per_block"], (list, tuple)) else layers[0] - 1
-
-    if variant in ("small", "tiny"):
-        cfg["mid_block_type"] = None
-    if variant == "tiny":
-        if n < 2:
-            raise ValueError("a Tiny student drops the innermost stage; the teacher has only one")
-        cfg["down_block_types"] = list(cfg["down_block_types"][:-1])
-        cfg["up_block_types"] = list(cfg["up_block_types"][1:])
-        cfg["block_out_channels"] = list(cfg["block_out_channels"][:-1])
-        for key in (*_PER_STAGE_KEYS, "layers_per_block"):
-            if isinstance(cfg[key], (list, tuple)):
-                cfg[key] = list(cfg[key][:-1])
-        # this one is given per up block, innermost first
-        if isinstance(cfg.get("reverse_transformer_layers_per_block"), (list, tuple)):
-            cfg["reverse_transformer_layers_per_block"] = list(cfg["reverse_transformer_layers_per_block"][1:])
-
-    if channel_scale != 1.0:
-        m = _channel_multiple(cfg)
-        cfg["block_out_channels"] = [max(m, math.floor(c * channel_scale / m + 0.5) * m) for c in cfg["block_out_channels"]]
-    else:
-        cfg["block_out_channels"] = list(cfg["block_out_channels"])
-    return cfg
+        raise ValueError(f"unknown student variant {variant!r}; expected one of {VARIANTS + koala.KOALA_VARIANTS}")
+    return derive_bk_sdm_config(teacher_config, variant, channel_scale)
 
 
 def teacher_key(student_key: str, teacher_config: dict, student_config: dict) -> str:
@@ -129,12 +63,12 @@ def teacher_key(student_key: str, teacher_config: dict, student_config: dict) ->
     block, index = int(block), int(index)
     if kind == "down_blocks":
         return student_key  # down blocks keep the teacher's first layers, same indices
-    t_cfg, s_cfg = _full_config(teacher_config), _full_config(student_config)
+    t_cfg, s_cfg = full_config(teacher_config), full_config(student_config)
     offset = len(t_cfg["down_block_types"]) - len(s_cfg["down_block_types"])
     t_block = block + offset
     if part in ("resnets", "attentions"):
-        s_last = _layers(s_cfg)[::-1][block]  # up block j has layers[::-1][j] + 1 resnets
-        t_last = _layers(t_cfg)[::-1][t_block]
+        s_last = layers(s_cfg)[::-1][block]  # up block j has layers[::-1][j] + 1 resnets
+        t_last = layers(t_cfg)[::-1][t_block]
         if index == s_last:
             index = t_last
     return f"up_blocks.{t_block}.{part}.{index}.{rest}"
@@ -147,14 +81,14 @@ def _up_resnet_inputs(config: dict) -> dict[tuple[int, int], tuple[int, int]]:
     cat([hidden, skip]); hidden is the previous block's width for k = 0, else this block's;
     skip is the next-shallower stage's width for the last resnet, else this block's.
     """
-    cfg = _full_config(config)
+    cfg = full_config(config)
     widths = list(reversed(cfg["block_out_channels"]))
-    layers = _layers(cfg)[::-1]
+    up_layers = layers(cfg)[::-1]
     n, prev, splits = len(widths), widths[0], {}
     for j, out in enumerate(widths):
         shallower = widths[min(j + 1, n - 1)]
-        for k in range(layers[j] + 1):
-            splits[(j, k)] = (prev if k == 0 else out, shallower if k == layers[j] else out)
+        for k in range(up_layers[j] + 1):
+            splits[(j, k)] = (prev if k == 0 else out, shallower if k == up_layers[j] else out)
         prev = out
     return splits
 
@@ -233,12 +167,12 @@ def _feature_pairs(teacher_config: dict, student_config: dict) -> list[tuple[str
     compares the last attention's `proj_out` (or here, in a stage without attention, the last
     resnet), before the teacher's downsampler, so that spatial sizes agree.
     """
-    t_cfg, s_cfg = _full_config(teacher_config), _full_config(student_config)
+    t_cfg, s_cfg = full_config(teacher_config), full_config(student_config)
     n_t, n_s = len(t_cfg["down_block_types"]), len(s_cfg["down_block_types"])
     if n_s > n_t:
         raise ValueError(f"student has {n_s} stages, more than the teacher's {n_t}")
     t_ch, s_ch = t_cfg["block_out_channels"], s_cfg["block_out_channels"]
-    t_layers, s_layers = _layers(t_cfg), _layers(s_cfg)
+    t_layers, s_layers = layers(t_cfg), layers(s_cfg)
     pairs = []
     for i in range(n_s):
         s_name = t_name = f"down_blocks.{i}"
@@ -265,3 +199,23 @@ def feature_layer_channels(teacher_config: dict, student_config: dict) -> dict[s
     """Student module name -> (student channels, teacher channels) of the compared features;
     they differ only for channel-reduced students (see feature_kd.make_projections)."""
     return {s: (cs, ct) for s, _, cs, ct in _feature_pairs(teacher_config, student_config)}
+
+
+def weight_sources(teacher_config: dict, student_config: dict) -> dict[str, str]:
+    """Student state-dict key -> the teacher key it is initialised from (both models on meta).
+
+    The mapping is `teacher_key`'s block correspondence.
+    Raises ValueError if a student tensor would come from a teacher tensor that does not exist.
+    `make_student` / `copy_teacher_weights` apply the same mapping to real weights.
+    """
+    with torch.device("meta"):
+        teacher = UNet2DConditionModel(**full_config(teacher_config))
+        student = UNet2DConditionModel(**full_config(student_config))
+    t_keys = set(teacher.state_dict())
+    sources = {}
+    for key in student.state_dict():
+        source = teacher_key(key, teacher_config, student_config)
+        if source not in t_keys:
+            raise ValueError(f"student tensor {key} maps to {source}, which the teacher does not have")
+        sources[key] = source
+    return sources

@@ -21,8 +21,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_type_hints
 
+from aria_train.options import check_value
 from aria_train.worlds.glyph.render import PLACEMENTS
 from aria_train.worlds.render import BACKGROUNDS, COLOURS
 
@@ -58,6 +59,15 @@ class GlyphWorldConfig:
     seed: int = 0  # seeds glyph bits, shared-cell mask, rarity ranking and prompt draws (not the words)
 
     def __post_init__(self) -> None:
+        # Types first (aria_train.options.check_value, as WorldConfig): an integer is not a string, a
+        # float or a boolean, a float is finite, a list holds its item type; ints become floats where
+        # a float is expected. One ValueError line naming the field, never a TypeError further down.
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            try:
+                setattr(self, f.name, check_value(f.name, getattr(self, f.name), hints[f.name]))
+            except ValueError as err:
+                raise ValueError(f"glyph world config: {err}") from None
         if self.kind != "glyph":
             raise ValueError(f"GlyphWorldConfig.kind must be 'glyph', got {self.kind!r}")
         if self.first_parts < 1 or self.second_parts < 1 or self.num_regions < 2:
@@ -108,6 +118,8 @@ class GlyphWorldConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GlyphWorldConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"glyph world config must be a JSON object, got {type(data).__name__}")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown GlyphWorldConfig fields: {sorted(unknown)}")

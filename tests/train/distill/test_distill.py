@@ -1,7 +1,7 @@
-"""The distillation trainer: losses, config, exact resumption, atomic checkpoints, bad input,
-non-finite losses and end-to-end `aria distill` runs, on tiny CPU fixtures (tests/fixtures_train.py)."""
+"""The distillation trainer end to end: `aria distill` runs and their artefacts, exact resumption
+(one and two processes), atomic checkpoints, non-finite losses and the step function, on tiny
+CPU fixtures (tests/fixtures_train.py; the ``paths`` fixture is in this folder's conftest.py)."""
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -14,19 +14,10 @@ import aria_cli
 from aria_train.runs.checkpoint import list_checkpoints, load_checkpoint, read_trainer_state
 from aria_train.distill.config import DistillConfig
 from aria_train.data.cache import TensorCacheWriter
-from aria_train.distill.losses import LossWeights, distillation_loss
-from fixtures_train import MAX_TOKENS, TEXT_WIDTH, DistillPaths, make_distill_inputs, pool_frame, run_two_processes
+from aria_train.distill.losses import LossWeights
+from fixtures_train import MAX_TOKENS, TEXT_WIDTH, DistillPaths, distill, run_two_processes
 
 TIMING = {"images_per_s"}  # the only metrics that depend on the wall clock
-
-
-@pytest.fixture(scope="module")
-def paths(tmp_path_factory) -> DistillPaths:
-    return make_distill_inputs(tmp_path_factory.mktemp("inputs"))
-
-
-def distill(paths: DistillPaths, out: Path, *extra: str, text_cache: bool = False) -> int:
-    return aria_cli.main(paths.options(out, *extra, text_cache=text_cache))
 
 
 def tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -43,85 +34,6 @@ def assert_same_tensors(a: dict, b: dict) -> None:
 def metrics(out: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
             for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-# ---------------------------------------------------------------- losses
-
-
-def _loss_inputs(dtype=torch.float32, n=6):
-    g = torch.Generator().manual_seed(0)
-    eps_s, eps_t, eps = (torch.randn(n, 3, 4, 4, generator=g).to(dtype) for _ in range(3))
-    feats_s = {"a": torch.randn(n, 5, 2, 2, generator=g).to(dtype)}
-    feats_t = {"A": torch.randn(n, 5, 2, 2, generator=g).to(dtype)}
-    paired = torch.tensor([True, False, True, False, False, True])[:n]
-    return eps_s, eps_t, eps, paired, feats_s, feats_t, {"a": "A"}
-
-
-@pytest.mark.parametrize("w", [LossWeights(1.0, 1.0, 0.0), LossWeights(0.5, 2.0, 3.0), LossWeights(1.0, 0.0, 1.0)])
-def test_loss_composition(w):
-    eps_s, eps_t, eps, paired, fs, ft, layer_map = _loss_inputs()
-    out = distillation_loss(eps_s, eps_t, eps, paired, fs, ft, layer_map, w)
-    assert torch.allclose(out["out"], ((eps_s - eps_t) ** 2).mean())
-    assert torch.allclose(out["discrepancy"], ((eps_s - eps_t) ** 2).flatten(1).mean(1))
-    assert torch.allclose(out["discrepancy"].mean(), out["out"])
-    assert torch.allclose(out["feat"], ((fs["a"] - ft["A"]) ** 2).mean() if w.feat else torch.tensor(0.0))
-    assert torch.allclose(out["sd"], ((eps_s[paired] - eps[paired]) ** 2).mean() if w.sd else torch.tensor(0.0))
-    assert torch.allclose(out["loss"], w.out * out["out"] + w.feat * out["feat"] + w.sd * out["sd"])
-
-
-def test_sd_loss_uses_only_paired_samples():
-    eps_s, eps_t, eps, paired, fs, ft, layer_map = _loss_inputs()
-    w = LossWeights(0.0, 0.0, 1.0)
-    base = distillation_loss(eps_s, eps_t, eps, paired, fs, ft, layer_map, w)["sd"]
-    changed = eps.clone()
-    changed[~paired] += 100.0
-    assert torch.equal(distillation_loss(eps_s, eps_t, changed, paired, fs, ft, layer_map, w)["sd"], base)
-    changed[paired] += 1.0
-    assert not torch.equal(distillation_loss(eps_s, eps_t, changed, paired, fs, ft, layer_map, w)["sd"], base)
-    none = distillation_loss(eps_s, eps_t, eps, torch.zeros_like(paired), fs, ft, layer_map, w)
-    assert none["sd"].item() == 0.0
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_losses_are_fp32(dtype):
-    args = _loss_inputs(dtype)
-    out = distillation_loss(*args, LossWeights(1.0, 1.0, 1.0))
-    assert all(v.dtype == torch.float32 for v in out.values())
-    ref = distillation_loss(*(a.float() if a.is_floating_point() else a for a in args[:4]),
-                            {k: v.float() for k, v in args[4].items()}, {k: v.float() for k, v in args[5].items()},
-                            args[6], LossWeights(1.0, 1.0, 1.0))
-    assert torch.equal(out["loss"], ref["loss"])  # upcast first, then the same fp32 arithmetic
-
-
-def test_loss_gradient_reaches_student_only():
-    eps_s, eps_t, eps, paired, fs, ft, layer_map = _loss_inputs()
-    eps_s.requires_grad_(True)
-    fs["a"].requires_grad_(True)
-    eps_t.requires_grad_(True)
-    distillation_loss(eps_s, eps_t, eps, paired, fs, ft, layer_map, LossWeights(1, 1, 1))["loss"].backward()
-    assert eps_s.grad is not None and fs["a"].grad is not None and eps_t.grad is None
-
-
-# ---------------------------------------------------------------- config
-
-
-def test_config_json_round_trip(tmp_path):
-    config = DistillConfig(teacher="t", paired_cache="p", pool="q", method="kd", lr=1e-3, text_cache=None)
-    config.save(tmp_path / "c.json")
-    assert DistillConfig.load(tmp_path / "c.json") == config
-    with pytest.raises(ValueError, match="unknown fields bogus"):
-        DistillConfig.from_dict({**config.to_dict(), "bogus": 1})
-
-
-@pytest.mark.parametrize("change,match", [
-    ({"method": "ddpm"}, "method must be one of"), ({"null_prob": 1.5}, "null_prob"), ({"steps": 0}, "steps"),
-    ({"ema_decay": 1.0}, "ema_decay"), ({"channel_scale": 2.0}, "channel_scale"), ({"teacher": ""}, "--teacher"),
-    ({"l_out": 0.0, "l_feat": 0.0}, "nothing to train"),
-])
-def test_config_validation(change, match):
-    config = DistillConfig(teacher="t", paired_cache="p", pool="q")
-    with pytest.raises(ValueError, match=match):
-        DistillConfig.from_dict({**config.to_dict(), **change})
 
 
 # ---------------------------------------------------------------- end to end
@@ -290,114 +202,6 @@ def test_too_many_nonfinite_aborts(paths, tmp_path, capsys):
     # aborted during step 3: the checkpoint of step 2 (--checkpoint-every 2) is the last one
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-0000002"]
     assert "step 3: non-finite loss" in (out / "log.txt").read_text()
-
-
-# ---------------------------------------------------------------- bad input
-
-
-def _corrupt_unet(paths, root):
-    teacher = root / "teacher"
-    shutil.copytree(paths.teacher, teacher)
-    (weights,) = (teacher / "unet").glob("*.safetensors")
-    weights.write_bytes(weights.read_bytes()[:100])
-    return ["--teacher", str(teacher)]
-
-
-def _teacher_without(part):
-    def make(paths, root):
-        teacher = root / "teacher"
-        shutil.copytree(paths.teacher, teacher)
-        shutil.rmtree(teacher / part)
-        return ["--teacher", str(teacher)]
-    return make
-
-
-def _pool(frame):
-    def make(paths, root):
-        frame.to_csv(root / "pool.csv", index=False)
-        return ["--pool", str(root / "pool.csv")]
-    return make
-
-
-def _paired(**tensors):
-    def make(paths, root):
-        with TensorCacheWriter(root / "paired") as writer:
-            writer.append(**tensors)
-        return ["--paired-cache", str(root / "paired")]
-    return make
-
-
-def _text_rows(rows):
-    def make(paths, root):
-        with TensorCacheWriter(root / "text") as writer:
-            writer.append(hidden=torch.zeros(rows, MAX_TOKENS, TEXT_WIDTH))
-        return ["--text-cache", str(root / "text")]
-    return make
-
-
-def _no_regions(paths, root):
-    pool_frame()[["text"]].to_csv(root / "pool.csv", index=False)
-    return ["--pool", str(root / "pool.csv"), "--sampler", "region"]
-
-
-BAD_INPUTS = {
-    "missing teacher": (lambda p, r: ["--teacher", str(r / "nowhere")], "teacher folder .* not found"),
-    "teacher without unet": (_teacher_without("unet"), "lacks unet/"),
-    "teacher without scheduler": (_teacher_without("scheduler"), "lacks scheduler/"),
-    "corrupt teacher weights": (_corrupt_unet, "cannot load teacher"),
-    "empty pool": (_pool(pool_frame().iloc[:0]), "empty"),
-    "pool without text": (_pool(pool_frame().rename(columns={"text": "caption"})), "no text column"),
-    "region sampler without regions": (_no_regions, "needs a region column"),
-    "paired cache without prompt ids": (_paired(sample=torch.zeros(4, 3, 16, 16)), "lacks the tensors prompt_id"),
-    "paired prompt id out of pool": (_paired(sample=torch.zeros(4, 3, 16, 16), prompt_id=torch.tensor([0, 1, 2, 12])),
-                                     "outside the pool"),
-    "paired channels": (_paired(sample=torch.zeros(4, 4, 16, 16), prompt_id=torch.zeros(4, dtype=torch.int64)),
-                        "takes 3 channels"),
-    "text cache rows": (_text_rows(11), "has 11 rows, the pool 12"),
-    "bad option value": (lambda p, r: ["--null-prob", "2"], "null_prob must be in"),
-    "resume without checkpoint": (lambda p, r: ["--resume", "latest"], "no checkpoint"),
-    "resume from missing path": (lambda p, r: ["--resume", str(r / "nowhere")], "not found"),
-}
-
-
-@pytest.mark.parametrize("case", BAD_INPUTS)
-def test_bad_input_is_one_line_exit_2_and_no_run_dir(paths, tmp_path, capsys, case):
-    make, match = BAD_INPUTS[case]
-    out = tmp_path / "run"
-    extra = make(paths, tmp_path)
-    assert distill(paths, out, "--steps", "2", *extra) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("aria: error: "), err
-    assert re.search(match, err[0]), err[0]
-    assert not out.exists()
-
-
-def test_bad_resume_leaves_run_untouched(paths, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert distill(paths, out, "--steps", "2", "--sampler", "region") == 0
-    snapshot = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    capsys.readouterr()
-
-    # a pool with K = 2 regions where the checkpoint's sampler had 3
-    frame = pool_frame()
-    frame["region"] = frame["region"].clip(upper=1)
-    frame.to_csv(tmp_path / "pool2.csv", index=False)
-    state_file = out / "checkpoints" / "step-0000002" / "trainer_state.json"
-    cases = [
-        (["--resume", "latest", "--steps", "4", "--pool", str(tmp_path / "pool2.csv")], "K mismatch"),
-        (["--resume", "latest", "--steps", "4", "--lr", "1"], "changed config: lr"),
-        (["--steps", "4"], "exists and is not empty"),
-    ]
-    for args, match in cases:
-        assert aria_cli.main(["distill", "--out", str(out), *args] if "--resume" in args else
-                             paths.options(out, *args)) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and match in err[0], err
-    state_file.write_text("{not json")
-    assert aria_cli.main(["distill", "--out", str(out), "--resume", "latest", "--steps", "4"]) == 2
-    assert "cannot read" in capsys.readouterr().err
-    state_file.write_bytes(snapshot[state_file])
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == snapshot
 
 
 # ---------------------------------------------------------------- the step function

@@ -49,7 +49,7 @@ def make_run(folder: Path, method: str, pool: Path | str) -> Path:
 
 @pytest.fixture(autouse=True)
 def only_report(monkeypatch):
-    """Only this command (as tests/test_world.py does): these tests must not depend on other commands'
+    """Only this command (as tests/train/worlds/test_world.py does): these tests must not depend on other commands'
     modules importing."""
     assert aria_cli.COMMANDS[(None, "report")] == "aria_train.cli.report"
     monkeypatch.setattr(aria_cli, "COMMANDS", {(None, "report"): "aria_train.cli.report"})

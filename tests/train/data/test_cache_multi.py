@@ -26,7 +26,7 @@ from aria_train.data import cache as cache_module
 from aria_train.data.cache import TensorCache, TensorCacheWriter, read_manifest, write_shard_file
 from aria_train.data.pool import PromptPool
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fixtures_train
 from fixtures_train import make_teacher, pool_frame  # noqa: E402
 
 PAIRED = [0, 3, 5, 3, 7, 11, 2, 0, 9, 4, 6]  # pool_frame rows (repeats): shards [0,3) [3,6) [6,9) [9,11)
