@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from aria_theory.tracker import JsonState, RegionTracker, _check_num_regions, _check_unit, check_observations
+from aria_theory.tracker import JsonState, RegionTracker, check_num_regions, check_unit, check_observations
 
 _SUM_TOL = 1e-9  # accepted |sum - 1| of a distribution given by the caller
 
@@ -66,7 +66,7 @@ class AllocationPolicy(JsonState, ABC):
     _registry: ClassVar[dict[str, type]] = {}
 
     def __init__(self, num_regions: int) -> None:
-        self.num_regions = _check_num_regions(num_regions)
+        self.num_regions = check_num_regions(num_regions)
 
     @property
     @abstractmethod
@@ -159,7 +159,7 @@ class AriaPolicy(AllocationPolicy):
         self.tau = None if tau is None else float(tau)
         if self.tau is not None and not (np.isfinite(self.tau) and self.tau > 0):
             raise ValueError(f"tau must be None or finite and > 0, got {tau}")
-        self.eps = _check_unit("eps", eps, low_open=False)
+        self.eps = check_unit("eps", eps, low_open=False)
         self.base = (np.full(self.num_regions, 1.0 / self.num_regions) if base is None
                      else _normalise_shares(base, self.num_regions, "base"))
         # the base as given, for config(): normalising an already normalised base again can move it
@@ -203,7 +203,7 @@ class Exp3Policy(AllocationPolicy):
 
     def __init__(self, num_regions: int, gamma: float = 0.1, eta: float = 0.01) -> None:
         super().__init__(num_regions)
-        self.gamma = _check_unit("gamma", gamma)
+        self.gamma = check_unit("gamma", gamma)
         self.eta = float(eta)
         if not (np.isfinite(self.eta) and self.eta > 0):
             raise ValueError(f"eta must be finite and > 0, got {eta}")
@@ -255,7 +255,7 @@ class DoReMiPolicy(AllocationPolicy):
         self.eta = float(eta)
         if not (np.isfinite(self.eta) and self.eta > 0):
             raise ValueError(f"eta must be finite and > 0, got {eta}")
-        self.eps = _check_unit("eps", eps, low_open=False)
+        self.eps = check_unit("eps", eps, low_open=False)
         self.scores = np.zeros(self.num_regions)  # log alpha, max kept at 0
 
     @property
@@ -348,14 +348,14 @@ class ProgressPolicy(AllocationPolicy):
         self.rate = float(rate)
         if not (np.isfinite(self.rate) and self.rate > 0):
             raise ValueError(f"rate must be finite and > 0, got {rate}")
-        self.fast = _check_unit("fast", fast)
-        self.slow = _check_unit("slow", slow, low_open=False)
+        self.fast = check_unit("fast", fast)
+        self.slow = check_unit("slow", slow, low_open=False)
         if not self.slow < self.fast:
             raise ValueError(f"slow ({self.slow}) must be smaller than fast ({self.fast})")
         self.beta = float(beta)
         if not (np.isfinite(self.beta) and self.beta >= 0):
             raise ValueError(f"beta must be finite and >= 0, got {beta}")
-        self.eps = _check_unit("eps", eps, low_open=False)
+        self.eps = check_unit("eps", eps, low_open=False)
         self.base = (np.full(self.num_regions, 1.0 / self.num_regions) if base is None
                      else _normalise_shares(base, self.num_regions, "base"))
         # the base as given, for config(): normalising an already normalised base again can move it

@@ -56,13 +56,14 @@ def check_observations(region_ids: ArrayLike, values: ArrayLike,
     return ids.astype(np.int64, copy=False), vals
 
 
-def _check_num_regions(num_regions: Any) -> int:
+def check_num_regions(num_regions: Any) -> int:
+    """A positive int number of regions (numpy ints too; bools are refused), else ValueError."""
     if isinstance(num_regions, bool) or not isinstance(num_regions, (int, np.integer)) or num_regions < 1:
         raise ValueError(f"num_regions must be a positive integer, got {num_regions!r}")
     return int(num_regions)
 
 
-def _check_unit(name: str, value: Any, low_open: bool = True) -> float:
+def check_unit(name: str, value: Any, low_open: bool = True) -> float:
     """A number in (0, 1] (or [0, 1] when low_open is False)."""
     value = float(value)
     if not (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0):
@@ -134,7 +135,7 @@ class Tracker(JsonState, ABC):
     _state_scalars = ("_time",)
 
     def __init__(self, num_regions: int) -> None:
-        self.num_regions = _check_num_regions(num_regions)
+        self.num_regions = check_num_regions(num_regions)
         self._time = 0  # number of update calls so far
         self._counts = np.zeros(self.num_regions, np.int64)
         self._last = np.zeros(self.num_regions, np.int64)  # time of the last observation (0: creation)
@@ -225,8 +226,8 @@ class AutoStep:
                "var_fast", "var_slow", "cov", "avg_gap_sq", "avg_lag_sq", "avg_gap_var")
 
     def __init__(self, num_regions: int, fast: float = 0.1, slow: float = 0.001) -> None:
-        self.num_regions = _check_num_regions(num_regions)
-        self.fast, self.slow = _check_unit("fast", fast), _check_unit("slow", slow)
+        self.num_regions = check_num_regions(num_regions)
+        self.fast, self.slow = check_unit("fast", fast), check_unit("slow", slow)
         if not self.slow < self.fast:
             raise ValueError(f"slow ({self.slow}) must be smaller than fast ({self.fast})")
         self.arrays = {name: np.zeros(self.num_regions) for name in self._ARRAYS}
@@ -302,7 +303,7 @@ class RegionTracker(Tracker):
             self.step: float | str = "auto"
         else:
             # step 0 is the running mean, which needs the running-mean start
-            self.step = _check_unit("step", step, low_open=not self.running_mean_start)
+            self.step = check_unit("step", step, low_open=not self.running_mean_start)
         self._est = np.full(self.num_regions, self.initial)
 
     def config(self) -> dict[str, Any]:
@@ -411,7 +412,7 @@ class DiscountedTracker(Tracker):
 
     def __init__(self, num_regions: int, gamma: float = 0.99) -> None:
         super().__init__(num_regions)
-        self.gamma = _check_unit("gamma", gamma)
+        self.gamma = check_unit("gamma", gamma)
         self._sum = np.zeros(self.num_regions)
         self._weight = np.zeros(self.num_regions)
 

@@ -6,7 +6,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # figures are written to files; no display is needed or wanted
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 plt.rcParams.update({
@@ -37,3 +39,31 @@ def read_csv(data_dir: str | Path | None, name: str) -> pd.DataFrame | None:
         return None
     found = [Path(data_dir) / name, *sorted(Path(data_dir).glob(f"*/{name}"))]
     return next((pd.read_csv(path) for path in found if path.is_file()), None)
+
+
+def region_colours(groups: pd.Series) -> list:
+    """Group colour per region (``groups``: group name per region, in plotting order), lightness
+    varied within a group so neighbouring regions stay apart."""
+    colours = {}
+    for group, members in groups.groupby(groups, sort=False):
+        base = np.array(mcolors.to_rgb(GROUP_COLOURS.get(group, "#777777")))
+        for i, region in enumerate(members.index):
+            colours[region] = base + (1 - base) * 0.55 * i / max(len(members) - 1, 1)
+    return [colours[r] for r in groups.index]
+
+
+def simulated_regions(data_dir: str | Path | None, scenario: str, seed: int, policies: list[str],
+                      sim_config) -> tuple[pd.DataFrame, list[str]]:
+    """Per-region rows (step, region, group, share, discrepancy, pi) of the allocation simulator's
+    runs of ``policies`` on one scenario and seed, and the policies' labels in the given order:
+    from allocation_regions.csv under ``data_dir`` when it holds all of them, else computed."""
+    from simulations import allocation_sim as sim
+
+    specs = [sim.PolicySpec.parse(p) for p in policies]
+    labels = [s.label for s in specs]
+    regions = read_csv(data_dir, "allocation_regions.csv")
+    if regions is not None:
+        regions = regions[(regions["scenario"] == scenario) & (regions["seed"] == seed) & regions["policy"].isin(labels)]
+        if set(regions["policy"]) == set(labels):
+            return regions, labels
+    return pd.DataFrame(sim.run_study([scenario], specs, [seed], sim_config).regions), labels

@@ -14,11 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.colors as mcolors
-import numpy as np
 import pandas as pd
 
-from paper_figures.common import GROUP_COLOURS, plt, read_csv, save
+from paper_figures.common import GROUP_COLOURS, plt, region_colours, save, simulated_regions
 from simulations import allocation_sim as sim
 
 
@@ -35,40 +33,15 @@ CONFIG = Config()
 GROUP_NAMES = {"seen": "seen", "underrep": "underrepresented", "unseen": "unseen"}
 
 
-def load(data_dir: str | Path | None) -> tuple[pd.DataFrame, list[str]]:
-    """Per-region rows of the ARIA run and the compared runs; the labels in plotting order."""
-    cfg = CONFIG
-    specs = [sim.PolicySpec.parse(p) for p in (cfg.aria, *cfg.compare)]
-    labels = [s.label for s in specs]
-    regions = read_csv(data_dir, "allocation_regions.csv")
-    if regions is not None:
-        regions = regions[(regions["scenario"] == cfg.scenario) & (regions["seed"] == cfg.seed)
-                          & regions["policy"].isin(labels)]
-        if set(regions["policy"]) == set(labels):
-            return regions, labels
-    study = sim.run_study([cfg.scenario], specs, [cfg.seed], cfg.sim)
-    return pd.DataFrame(study.regions), labels
-
-
-def _region_colours(groups: pd.Series) -> list:
-    """Group colour per region, lightness varied within a group so neighbours stay apart."""
-    colours = []
-    for group, members in groups.groupby(groups, sort=False):
-        base = np.array(mcolors.to_rgb(GROUP_COLOURS[group]))
-        for i in range(len(members)):
-            mix = 0.55 * i / max(len(members) - 1, 1)
-            colours.append((members.index[i], base + (1 - base) * mix))
-    return [c for _, c in sorted(colours, key=lambda item: item[0])]
-
-
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
-    regions, labels = load(data_dir)
+    cfg = CONFIG
+    regions, labels = simulated_regions(data_dir, cfg.scenario, cfg.seed, [cfg.aria, *cfg.compare], cfg.sim)
     aria = regions[regions["policy"] == labels[0]]
     pi = aria.pivot(index="step", columns="region", values="pi")
     info = aria.drop_duplicates("region").set_index("region").sort_index()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.2, 7.4), sharex=True,
                                       gridspec_kw={"height_ratios": [1.3, 1]})
-    top.stackplot(pi.index, pi.to_numpy().T, colors=_region_colours(info["group"]), lw=0.3, edgecolor="white")
+    top.stackplot(pi.index, pi.to_numpy().T, colors=region_colours(info["group"]), lw=0.3, edgecolor="white")
     unseen_share = info.loc[info["group"] == "unseen", "share"].sum()
     top.axhline(1 - unseen_share, color="k", ls="--", lw=1)
     top.text(pi.index[-1], 1 - unseen_share, f"RC would give the unseen regions only the band "

@@ -17,11 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
 
-from paper_figures.common import GROUP_COLOURS, plt, read_csv, save
+from paper_figures.common import GROUP_COLOURS, plt, region_colours, save, simulated_regions
 from simulations import allocation_sim as sim
 
 
@@ -37,33 +36,9 @@ CONFIG = Config()
 GROUP_NAMES = {"seen": "seen", "underrep": "underrepresented", "unseen": "unseen"}
 
 
-def load(data_dir: str | Path | None) -> tuple[pd.DataFrame, list[str]]:
-    """Per-region rows (step, region, group, share, discrepancy, pi) of both runs; their labels."""
-    cfg = CONFIG
-    specs = [sim.PolicySpec.parse(p) for p in cfg.policies]
-    labels = [s.label for s in specs]
-    regions = read_csv(data_dir, "allocation_regions.csv")
-    if regions is not None:
-        regions = regions[(regions["scenario"] == cfg.scenario) & (regions["seed"] == cfg.seed)
-                          & regions["policy"].isin(labels)]
-        if set(regions["policy"]) == set(labels):
-            return regions, labels
-    study = sim.run_study([cfg.scenario], specs, [cfg.seed], cfg.sim)
-    return pd.DataFrame(study.regions), labels
-
-
-def _region_colours(groups: pd.Series) -> list:
-    """Group colour per region, lightness varied within a group so neighbours stay apart."""
-    colours = {}
-    for group, members in groups.groupby(groups, sort=False):
-        base = np.array(mcolors.to_rgb(GROUP_COLOURS.get(group, "#777777")))
-        for i, region in enumerate(members.index):
-            colours[region] = base + (1 - base) * 0.55 * i / max(len(members) - 1, 1)
-    return [colours[r] for r in groups.index]
-
-
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
-    regions, labels = load(data_dir)
+    cfg = CONFIG
+    regions, labels = simulated_regions(data_dir, cfg.scenario, cfg.seed, list(cfg.policies), cfg.sim)
     world = sim.build_world(CONFIG.scenario, CONFIG.seed)
     floor = world.floor
     stuck = floor > 0.5 * world.initial  # the high-floor regions
@@ -72,7 +47,7 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     for col, label in enumerate(labels):
         run = regions[regions["policy"] == label]
         info = run.drop_duplicates("region").set_index("region").sort_index()
-        colours = _region_colours(info["group"])
+        colours = region_colours(info["group"])
         pi = run.pivot(index="step", columns="region", values="pi").sort_index(axis=1)
         top = axes[0, col]
         layers = top.stackplot(pi.index, pi.to_numpy().T, colors=colours, lw=0.3, edgecolor="white")

@@ -14,20 +14,7 @@ import pytest
 
 import aria_cli
 from simulations import allocation_sim, bounds_check, rates
-
-
-def refused(argv: list, capsys, *needles: str) -> str:
-    """Run `aria ARGV`; assert exit 2 and exactly one stderr line, an `aria: error:` line holding every needle."""
-    capsys.readouterr()
-    code = aria_cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("aria: error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+from cli_errors import refused
 
 
 def parse(module, argv: list[str]):

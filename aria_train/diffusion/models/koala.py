@@ -16,7 +16,7 @@ two students. KOALA removes three things:
 
 So KOALA-1B is BK-SDM Base plus the depth cut, and KOALA-700M is BK-SDM Small plus the depth cut.
 `derive_koala_config` applies the BK-SDM rule through `bk_sdm.derive_bk_sdm_config` and then
-cuts the depth, all from the teacher's config. On SDXL base (`SDXL_BASE_UNET_CONFIG`, built on
+cuts the depth, all from the teacher's config. On SDXL base (`configs.SDXL_BASE_UNET_CONFIG`, built on
 the meta device) the counts are:
 
     teacher     2,567,463,684   (KOALA reports 2,567M)
@@ -46,58 +46,6 @@ from fractions import Fraction
 from aria_train.diffusion.models import bk_sdm
 
 KOALA_VARIANTS: tuple[str, ...] = ("koala-1b", "koala-700m")
-
-# The diffusers `unet/config.json` of stabilityai/stable-diffusion-xl-base-1.0, written out so
-# that tests and benchmarks never download it. Legacy naming as in SD: `attention_head_dim` is
-# the number of heads per stage (head width 64).
-SDXL_BASE_UNET_CONFIG: dict = {
-    "act_fn": "silu",
-    "addition_embed_type": "text_time",
-    "addition_embed_type_num_heads": 64,
-    "addition_time_embed_dim": 256,
-    "attention_head_dim": [5, 10, 20],
-    "block_out_channels": [320, 640, 1280],
-    "center_input_sample": False,
-    "class_embed_type": None,
-    "class_embeddings_concat": False,
-    "conv_in_kernel": 3,
-    "conv_out_kernel": 3,
-    "cross_attention_dim": 2048,
-    "cross_attention_norm": None,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "downsample_padding": 1,
-    "dual_cross_attention": False,
-    "encoder_hid_dim": None,
-    "encoder_hid_dim_type": None,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_only_cross_attention": None,
-    "mid_block_scale_factor": 1,
-    "mid_block_type": "UNetMidBlock2DCrossAttn",
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "num_attention_heads": None,
-    "num_class_embeds": None,
-    "only_cross_attention": False,
-    "out_channels": 4,
-    "projection_class_embeddings_input_dim": 2816,  # 1280 (pooled text) + 6 time ids x 256
-    "resnet_out_scale_factor": 1.0,
-    "resnet_skip_time_act": False,
-    "resnet_time_scale_shift": "default",
-    "sample_size": 128,
-    "time_cond_proj_dim": None,
-    "time_embedding_act_fn": None,
-    "time_embedding_dim": None,
-    "time_embedding_type": "positional",
-    "timestep_post_act": None,
-    "transformer_layers_per_block": [1, 2, 10],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    "upcast_attention": None,
-    "use_linear_projection": True,
-}
-
 
 @dataclass(frozen=True)
 class KoalaSpec:

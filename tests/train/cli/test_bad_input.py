@@ -26,6 +26,7 @@ from aria_train.worlds import WorldConfig, load_world_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from fixtures_train import COLORS, SHAPES, make_teacher, pool_frame  # noqa: E402
+from cli_errors import refused
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,24 +34,6 @@ WORLD = {"image_size": 8, "colours": ["red", "green", "blue"], "shapes": ["circl
          "unseen": ["red triangle"], "under": ["green circle"], "pool_per_region": 4, "pool_per_under_region": 2,
          "paired_per_region": 2, "paired_per_under_region": 1, "heldout_per_region": 1}
 WORLD_FAST = ["--check", "0", "--sheet-per-region", "1"]
-
-
-def refused(argv: list, capsys, *needles: str) -> str:
-    """Run `aria ARGV`; assert exit 2 and exactly one stderr line, an `error:` line holding every needle."""
-    capsys.readouterr()
-    try:
-        code = aria_cli.main([str(a) for a in argv])
-    except SystemExit as done:  # argparse's own errors
-        code = done.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and (lines[0].startswith("aria: error: ") or
-                                lines[0].startswith(f"aria {argv[0]}: error: ")), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def ok(argv: list) -> None:

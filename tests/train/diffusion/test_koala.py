@@ -6,10 +6,9 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from aria_train.diffusion.models.configs import SD_V1_4_UNET_CONFIG, tiny_unet_config
+from aria_train.diffusion.models.configs import SD_V1_4_UNET_CONFIG, SDXL_BASE_UNET_CONFIG, tiny_unet_config
 from aria_train.diffusion.models.koala import (
     KOALA_VARIANTS,
-    SDXL_BASE_UNET_CONFIG,
     derive_koala_config,
     kept_depth,
 )

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import aria_cli
 from aria_train.worlds import GlyphWorldConfig, load_world_config
+from cli_errors import refused
 
 ASSETS = Path(__file__).resolve().parents[3] / "aria_train" / "assets"
 GLYPH_JSONS = sorted((ASSETS / "worlds").glob("glyph_*.json")) + [ASSETS / "glyph_demo" / "teacher" / "world.json"]
@@ -20,23 +20,6 @@ GLYPH_JSONS = sorted((ASSETS / "worlds").glob("glyph_*.json")) + [ASSETS / "glyp
 SMALL = {"kind": "glyph", "image_size": 16, "first_parts": 2, "second_parts": 3, "glyph_cells": 4, "cell_px": 2,
          "pool_total": 60, "unseen_tail": 1, "unseen_head_ranks": [2], "head_ranks": 3, "under_regions": 1,
          "paired_total": 10, "heldout_per_region": 1}
-
-
-def refused(argv: list, capsys, *needles: str) -> str:
-    """Run `aria ARGV`; assert exit 2 and exactly one stderr line, an `aria: error:` line holding every needle."""
-    capsys.readouterr()
-    try:
-        code = aria_cli.main([str(a) for a in argv])
-    except SystemExit as done:  # argparse's own errors
-        code = done.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("aria: error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 WRONG_TYPES = [
