@@ -5,8 +5,8 @@ embeddings of a prompt pool, teacher-generated paired samples (latents / images,
 indices and seeds). Layout of a cache folder:
 
     manifest.json            format, tensors {name: {dtype, shape of one row}}, shards
-                             [{file, rows}], rows, shard_rows, complete, metadata (free JSON:
-                             teacher, sampler settings, seeds ...)
+                             [{file, rows, sha256}], rows, shard_rows, complete, metadata (free
+                             JSON: teacher, sampler settings, seeds ...)
     shard-00000.safetensors  the next `shard_rows` rows of every tensor, and so on
 
 Crash safety: a shard is written to a temporary file and renamed into place, and only then is
@@ -55,6 +55,15 @@ def _file_digest(path: Path, size: int) -> bytes:
                 f.seek((size - BLOCK_BYTES) * i // (SAMPLED_BLOCKS - 1))
                 digest.update(f.read(BLOCK_BYTES))
     return digest.digest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a whole file: a shard's checksum in the manifest (`TensorCache.verify`)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def folder_fingerprint(folder: str | Path, parts: tuple[str, ...] | None = None) -> str:
@@ -245,7 +254,7 @@ class TensorCacheWriter:
         name = _shard_file(len(self._shards))
         os.replace(path, self.directory / name)
         self._spec = self._spec or spec
-        self._shards.append({"file": name, "rows": rows.pop()})
+        self._shards.append({"file": name, "rows": rows.pop(), "sha256": file_sha256(self.directory / name)})
         self._committed += self._shards[-1]["rows"]
         self._write_manifest(complete=False)
 
@@ -274,7 +283,7 @@ class TensorCacheWriter:
         tmp = self.directory / (name + ".tmp")
         save_file(shard, tmp)
         os.replace(tmp, self.directory / name)
-        self._shards.append({"file": name, "rows": rows})
+        self._shards.append({"file": name, "rows": rows, "sha256": file_sha256(self.directory / name)})
         self._committed += rows
         self._write_manifest(complete=False)
 
@@ -358,6 +367,20 @@ class TensorCache:
         if name not in self.manifest["tensors"]:
             raise KeyError(f"no tensor {name!r} in {self.directory} (has {', '.join(self.names) or 'none'})")
         return self.manifest["tensors"][name]
+
+    def verify(self) -> int:
+        """Check every shard against the SHA-256 its writer put in the manifest (reads every
+        byte); ValueError naming the first corrupt shard. Returns how many shards had a checksum
+        (shards of caches written before checksums existed have none and are not checked)."""
+        checked = 0
+        for entry in self.manifest["shards"]:
+            if "sha256" not in entry:
+                continue
+            path = self.directory / entry["file"]
+            if file_sha256(path) != entry["sha256"]:
+                raise ValueError(f"{path} is corrupt: its SHA-256 differs from the manifest's; rebuild the cache")
+            checked += 1
+        return checked
 
     def _open(self, shard: int) -> Any:
         if shard not in self._handles:

@@ -40,11 +40,16 @@ class Inputs:
     text_cache: TensorCache | None
 
 
-def _open_cache(path: str, what: str, names: tuple[str, ...]) -> TensorCache:
+def _open_cache(path: str, what: str, names: tuple[str, ...], verify: bool = False) -> TensorCache:
+    """The cache at ``path`` with the tensors ``names``; ``verify`` checks every shard's checksum
+    (the paired cache: small, and a flipped byte there would train silently on garbage; the pool's
+    text cache can be terabytes and is not re-read whole)."""
     try:
         cache = TensorCache(path)
     except (KeyError, IndexError) as err:
         raise ValueError(f"{what} {path}: {first_line(err)}") from None
+    if verify:
+        cache.verify()
     missing = [name for name in names if name not in cache.names]
     if missing:
         raise ValueError(f"{what} {path} lacks the tensors {', '.join(missing)} (has {', '.join(cache.names) or 'none'})")
@@ -61,7 +66,7 @@ def load_inputs(config: DistillConfig) -> Inputs:
         what = "--method aria" if config.method == "aria" else "--sampler region"
         raise ValueError(f"{what} needs a region column in the pool {config.pool} (aria regions makes one)")
 
-    paired = _open_cache(config.paired_cache, "paired cache", PAIRED_TENSORS)
+    paired = _open_cache(config.paired_cache, "paired cache", PAIRED_TENSORS, verify=True)
     sample_shape = paired.shape("sample")[1:]
     if len(sample_shape) != 3 or sample_shape[0] != unet.config.in_channels:
         raise ValueError(f"paired cache {config.paired_cache}: samples of shape {tuple(sample_shape)}, the teacher "

@@ -78,6 +78,16 @@ def _text_rows(rows):
     return make
 
 
+def _corrupt_shard(paths, root):
+    """The good paired cache with one byte of a sample flipped (the manifest left as it was)."""
+    shutil.copytree(paths.paired, root / "paired")
+    shard = root / "paired" / "shard-00000.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0xFF  # inside the tensor data, so the file still parses: only the checksum can tell
+    shard.write_bytes(bytes(data))
+    return ["--paired-cache", str(root / "paired")]
+
+
 def _no_regions(paths, root):
     pool_frame()[["text"]].to_csv(root / "pool.csv", index=False)
     return ["--pool", str(root / "pool.csv"), "--sampler", "region"]
@@ -97,6 +107,7 @@ BAD_INPUTS = {
     "paired channels": (_paired(sample=torch.zeros(4, 4, 16, 16), prompt_id=torch.zeros(4, dtype=torch.int64)),
                         "takes 3 channels"),
     "text cache rows": (_text_rows(11), "has 11 rows, the pool 12"),
+    "paired shard with a flipped byte": (_corrupt_shard, "is corrupt: its SHA-256 differs"),
     "bad option value": (lambda p, r: ["--null-prob", "2"], "null_prob must be in"),
     "resume without checkpoint": (lambda p, r: ["--resume", "latest"], "no checkpoint"),
     "resume from missing path": (lambda p, r: ["--resume", str(r / "nowhere")], "not found"),
