@@ -49,8 +49,16 @@ def _add_command(subparsers: argparse._SubParsersAction, name: str, module_name:
     parser.set_defaults(_run=module.run)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: a bad flag or value is one line on stderr (no usage
+    block in front of it) and exit status 2. Subcommand parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="aria",
         description="ARIA: distil conditional diffusion models with adaptive region-based "
         "importance allocation. Run `aria COMMAND --help` for a command's options and units.",

@@ -391,3 +391,14 @@ def test_experiment_refuses_other_folders(tmp_path, capsys):
     refused(["experiment", config, "--out", tmp_path / "file"], capsys, "is not a folder")
     assert snapshot(other) == {"experiment.json": record.encode()}
     assert (tmp_path / "corrupt" / "experiment.json").read_text() == "{not json"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["distill", "--out", "x", "--steps", "abc"], "invalid int value: 'abc'"),
+    (["sim", "allocation", "--bogus"], "unrecognized arguments: --bogus"),
+    (["nosuch"], "invalid choice: 'nosuch'"),
+])
+def test_argparse_errors_are_one_line_without_the_usage_block(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "--help" in refused(argv, capsys, needle)
+    assert not list(tmp_path.iterdir())
