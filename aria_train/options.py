@@ -129,6 +129,18 @@ def check_value(name: str, value: Any, hint: Any) -> Any:
     return converted
 
 
+def check_fields(instance: Any, what: str) -> None:
+    """Check (and convert in place) every field of a dataclass instance against its type hint with
+    ``check_value``; one ValueError line "WHAT: FIELD must be ..." for the first that fails. For
+    dataclasses that are not ``Options`` (the world configs, whose JSON format is their own)."""
+    hints = get_type_hints(type(instance))
+    for f in dataclasses.fields(instance):
+        try:
+            setattr(instance, f.name, check_value(f.name, getattr(instance, f.name), hints[f.name]))
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from None
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False)

@@ -16,9 +16,8 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_type_hints
 
-from aria_train.options import check_value
+from aria_train.options import check_fields
 from aria_train.worlds.render import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
 
 ATTRIBUTES = ("shape", "colour", "size", "position", "background")
@@ -58,12 +57,7 @@ class WorldConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        hints = get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            try:
-                setattr(self, f.name, check_value(f.name, getattr(self, f.name), hints[f.name]))
-            except ValueError as err:
-                raise ValueError(f"world config: {err}") from None
+        check_fields(self, "world config")
         if self.image_size < 8:
             raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
         for attribute in ATTRIBUTES:

@@ -21,9 +21,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_type_hints
+from typing import Literal
 
-from aria_train.options import check_value
+from aria_train.options import check_fields
 from aria_train.worlds.glyph.render import PLACEMENTS
 from aria_train.worlds.render import BACKGROUNDS, COLOURS
 
@@ -59,15 +59,8 @@ class GlyphWorldConfig:
     seed: int = 0  # seeds glyph bits, shared-cell mask, rarity ranking and prompt draws (not the words)
 
     def __post_init__(self) -> None:
-        # Types first (aria_train.options.check_value, as WorldConfig): an integer is not a string, a
-        # float or a boolean, a float is finite, a list holds its item type; ints become floats where
-        # a float is expected. One ValueError line naming the field, never a TypeError further down.
-        hints = get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            try:
-                setattr(self, f.name, check_value(f.name, getattr(self, f.name), hints[f.name]))
-            except ValueError as err:
-                raise ValueError(f"glyph world config: {err}") from None
+        # types first, so every later check compares numbers with numbers (one line naming the field)
+        check_fields(self, "glyph world config")
         if self.kind != "glyph":
             raise ValueError(f"GlyphWorldConfig.kind must be 'glyph', got {self.kind!r}")
         if self.first_parts < 1 or self.second_parts < 1 or self.num_regions < 2:
