@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains one teacher per glyph world on one GPU, all at once, and samples each teacher's paired
 # cache (float16). Worlds: aria_train/assets/worlds/glyph_<NAME>.json, NAME in tau0, tau05, tau1
-# (the map's 32 px worlds, 48 regions) and demo (the 16 px, 12-region world of `make demo`).
+# (the 48-region worlds), demo (the 12-region world of `make demo`, tau = 0) and small_tau05,
+# small_tau1 (the demo world at tau = 0.5 and 1: the map's 12-region worlds). All 16 px.
 # Usage: scripts/glyph_teachers.sh OUT_DIR [STEPS] [NAMES...]
 #   OUT_DIR/<NAME>/{teacher,cache,world}/ and logs. STEPS (default 1000) per teacher: measured on
 #   one H200 with all four 16 px teachers training at once, ~2.5 steps/s each (the GPU is the
@@ -9,7 +10,7 @@
 #   10-minute command limit.
 # Teachers: v-prediction, batch 1024 (a small UNet's step is bound by the host's kernel launches,
 # so a large batch costs little more per step); 2.2M parameters (channels 32 64 64) for the map's
-# worlds (16 px, 48 regions), 0.57M (channels 16 32 32) for the demo world (16 px, 12 regions),
+# worlds (16 px, 48 regions), 0.57M (channels 16 32 32) for the 12-region worlds (demo, small_*),
 # whose students train on a laptop CPU.
 # Gate (issue 11): glyph accuracy >= 0.95 in every region at the evaluation's sampling settings
 # (25 DDIM steps, guidance 1), printed from each teacher_report.json at the end.
@@ -21,7 +22,7 @@ NAMES=${*:-tau0 tau05 tau1 demo}
 ARIA="python3 -m aria_cli"
 export PYTHONUNBUFFERED=1
 COMMON=(--batch-size 1024 --lr 1e-3 --workers 3)
-size() { if [ "$1" = demo ]; then echo "--channels 16 32 32 --norm-groups 8"; else echo "--channels 32 64 64 --norm-groups 16"; fi; }
+size() { if [ "$1" = demo ] || [[ "$1" = small_* ]]; then echo "--channels 16 32 32 --norm-groups 8"; else echo "--channels 32 64 64 --norm-groups 16"; fi; }
 mkdir -p "$OUT"
 
 for name in $NAMES; do

@@ -34,6 +34,7 @@ class Batch:
     switched: np.ndarray  # (B,) bool, caption replaced by a drawn prompt
     nulled: np.ndarray  # (B,) bool, condition is the null text (prompt_ids == -1)
     weights: torch.Tensor | None = None  # (B,) float32 loss weights (ARIA's unbiased mode), None = all 1
+    target_noise: torch.Tensor | None = None  # (B, C, H, W) float32 added to the teacher's prediction (noisy_regions)
 
 
 def make_generators(seed: int, rank: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -93,6 +94,12 @@ class BatchStream:
         self.rng, self.noise_generator = make_generators(config.seed, rank)
         self.cursor = 0  # paired samples consumed by all processes together
         self._order: tuple[int, np.ndarray] | None = None
+        self.noisy = np.zeros(max(self.pool.num_regions or 0, 1), dtype=bool)  # region -> teacher noise on/off
+        if config.noisy_regions:
+            if self.pool.regions is None or max(config.noisy_regions) >= len(self.noisy):
+                raise ValueError(f"noisy_regions {config.noisy_regions} need a pool with regions 0..K-1 "
+                                 f"that contains them (pool {config.pool}: K = {self.pool.num_regions or 0})")
+            self.noisy[config.noisy_regions] = True
 
     def _global_indices(self, count: int) -> np.ndarray:
         n, out = len(self.paired), []
@@ -121,6 +128,11 @@ class BatchStream:
         real = prompt_ids != NULL_PROMPT
         if self.pool.regions is not None:
             regions[real] = self.pool.regions[prompt_ids[real]]
+        target_noise = None
+        if self.config.noisy_regions:  # drawn only then, so every other run's noise stream is unchanged
+            scale = np.where(real, self.noisy[np.maximum(regions, 0)], False) * self.config.noise_std
+            target_noise = torch.randn(x0.shape, generator=self.noise_generator, dtype=torch.float32)
+            target_noise = (target_noise * torch.from_numpy(scale).float()[:, None, None, None]).to(self.device)
         weights = None
         if self.config.aria.unbiased:
             # A switched sample's loss is weighted by q_k / pi_k of its drawn region; one whose
@@ -131,7 +143,8 @@ class BatchStream:
             weights = torch.from_numpy(weights).to(self.device, torch.float32)
         return Batch(x0=x0.to(self.device), noise=noise.to(self.device), timesteps=torch.from_numpy(t).to(self.device),
                      hidden=self.encoder(prompt_ids), paired=torch.from_numpy(paired).to(self.device),
-                     prompt_ids=prompt_ids, regions=regions, switched=switched, nulled=~real, weights=weights)
+                     prompt_ids=prompt_ids, regions=regions, switched=switched, nulled=~real, weights=weights,
+                     target_noise=target_noise)
 
     def state(self) -> dict:
         return {"cursor": self.cursor}

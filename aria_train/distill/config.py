@@ -72,6 +72,8 @@ class DistillConfig(Options):
     heldout: str = option("", 'path', 'held-out prompt file with a region column: its per-region discrepancy is logged as "heldout" every heldout_every steps (empty: none)')
     heldout_every: int = option(0, 'optimizer steps', 'between held-out measurements; a multiple of log_every; 0 = never')
     heldout_per_region: int = option(4, 'prompts', 'held-out prompts per region measured')
+    noisy_regions: list[int] = option(unit="region ids", default_factory=list, help="test bed (issue 11, stage 2): regions whose teacher prediction gets Gaussian noise of std noise_std in every training step -- a floor in the loss the tracker observes that no student can lower; evaluation still compares with the clean teacher (default: none)")
+    noise_std: float = option(0.0, 'prediction units', "std of the noise added to the teacher's prediction on noisy_regions' prompts")
     max_nonfinite: int = option(10, 'optimizer steps', 'skipped for a non-finite loss that are tolerated; one more aborts the run')
 
     WHAT = "distillation config"
@@ -106,6 +108,11 @@ class DistillConfig(Options):
         self.aria.validate()
         if self.aria.unbiased and self.method != "aria":
             raise ValueError("aria_unbiased applies to --method aria only")
+        if self.noisy_regions and not (self.noise_std > 0 and min(self.noisy_regions) >= 0):
+            raise ValueError(f"noisy_regions need noise_std > 0 and region ids >= 0, got {self.noisy_regions} "
+                             f"with noise_std {self.noise_std}")
+        if self.noise_std and not self.noisy_regions:
+            raise ValueError("noise_std needs noisy_regions")
         if self.l_out + self.l_feat + self.l_sd == 0:
             raise ValueError("all loss weights are 0: nothing to train")
         return self

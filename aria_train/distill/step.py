@@ -67,6 +67,8 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
     with torch.no_grad():
         pred_teacher = models.teacher(noisy.to(teacher_dtype), batch.timesteps,
                                      encoder_hidden_states=batch.hidden.to(teacher_dtype)).sample
+        if batch.target_noise is not None:  # the test bed's irreducible floor (DistillConfig.noisy_regions)
+            pred_teacher = pred_teacher.float() + batch.target_noise
     pred_student = models.student(noisy, batch.timesteps, encoder_hidden_states=batch.hidden).sample
     target = None  # only L_sd needs the exact denoising target
     if weights.sd:

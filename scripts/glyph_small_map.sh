@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test bed's map on the 12-region glyph worlds (issue 11 stages 1 and 2; issue 12's trainer
+# runs), in parts that each fit one 10-minute call on one H200:
+#   teachers  train the teachers of small_tau05 and small_tau1 (1000 steps; tau = 0 is the shipped
+#             demo teacher) and sample their paired caches         -> runs/glyph_teachers/
+#   map       rc / region-uniform / aria b1 / aria b2 x 3 seeds at tau = 0.5 and 1 (24 runs)
+#             -> runs/glyph_small_map_tau{05,1}/   (tau = 0: experiments/glyph_demo_gpu.json)
+#   floor     stage 2, the irreducible floor: the tau = 0 world with teacher noise (std 0.5) on
+#             its two unseen-tail regions                          -> runs/glyph_floor_tau0/
+#   progress  the progress policy at tau = 0 and 0.5 and on the floor world
+#             -> runs/glyph_progress_{tau0,tau05,floor}/
+# Usage: scripts/glyph_small_map.sh PART...   (all parts in order: about 25 min on one H200)
+set -euo pipefail
+ARIA="python3 -m aria_cli"
+export PYTHONUNBUFFERED=1
+[ -f runs/glyph_demo/pool.parquet ] || \
+  $ARIA world --config aria_train/assets/glyph_demo/teacher/world.json --out runs/glyph_demo --check 0 > /dev/null
+for part in "$@"; do
+  case $part in
+    teachers) bash scripts/glyph_teachers.sh runs/glyph_teachers 1000 small_tau05 small_tau1 ;;
+    map) for tau in 05 1; do
+           $ARIA experiment "experiments/glyph_small_map_tau$tau.json" --out "runs/glyph_small_map_tau$tau" &
+         done; wait ;;
+    floor) $ARIA experiment experiments/glyph_floor_tau0.json --out runs/glyph_floor_tau0 ;;
+    progress) for name in tau0 tau05 floor; do
+                $ARIA experiment "experiments/glyph_progress_$name.json" --out "runs/glyph_progress_$name" &
+              done; wait ;;
+    *) echo "unknown part $part (teachers, map, floor, progress)" >&2; exit 2 ;;
+  esac
+done
