@@ -161,6 +161,9 @@ def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = N
         raise ValueError(f"{out} exists and is not an experiment folder: choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    world = Path(config.teacher) / "world.json"
+    if world.is_file():  # the teacher's world, kept with the results (the simulator's comparison reads it)
+        (out / "world.json").write_text(world.read_text())
     run_all(configs, out, parallel or config.parallel, config.mixed_precision)
     if only == "runs":
         return out

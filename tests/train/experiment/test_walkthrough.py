@@ -75,6 +75,7 @@ def test_readme_walkthrough_from_another_directory(tmp_path, monkeypatch, capsys
     out = work / "demo"
     for name in ("experiment.json", "results.csv", "report.html", "eval/summary.csv"):
         assert (out / name).is_file(), name
+    assert (out / "world.json").read_text() == (TEACHER / "world.json").read_text()  # the teacher's world, kept
     results = pd.read_csv(out / "results.csv")
     assert set(results["method"]) == {"aria"}
     # The run records absolute paths, resolved against the config's folder.
