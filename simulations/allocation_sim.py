@@ -802,7 +802,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             f"{k}: {v[2]}" for k, v in STUDIES.items()) + "; prints ratios to RC per region "
                         "group and writes study_<name>_*.csv (default: none)")
     parser.add_argument("--workers", type=int, default=0,
-                        help="processes for --study (count; default %(default)s: one per core)")
+                        help="processes for --study and --measured (count; default %(default)s: one per core)")
+    parser.add_argument("--measured", type=Path, nargs="+", default=None, metavar="EXPERIMENT",
+                        help="instead: `aria experiment` folders on glyph worlds; simulate each one's world and "
+                        "methods at its steps and batch, and print the trainer's ratios to RC per group beside "
+                        "the simulator's (simulations.measured); writes measured_vs_predicted.csv (default: none)")
 
 
 def sim_config(args: argparse.Namespace) -> SimConfig:
@@ -831,6 +835,17 @@ def run(args: argparse.Namespace) -> int:
     specs = [PolicySpec.parse(p) for p in args.policies.split(",") if p.strip()]
     if not specs or not scenarios:
         raise ValueError("need at least one scenario and one policy")
+    if args.measured:
+        import os
+
+        from simulations.measured import compare, format_compare
+
+        table = compare(args.measured, list(range(args.seeds)), args.workers or os.cpu_count() or 1)
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out / "measured_vs_predicted.csv", index=False, float_format="%.4g")
+        print(f"wrote {args.out / 'measured_vs_predicted.csv'}")
+        print(format_compare(table))
+        return 0
     if args.study:
         import os
         import time

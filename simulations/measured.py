@@ -1,0 +1,113 @@
+"""The trainer's measured map beside the simulator's prediction (the test bed, issue 11 item 4).
+
+An `aria experiment` folder on a glyph world holds, per student (method-seedN), the evaluation's
+per-group discrepancies (eval/summary.csv) and the teacher's world (world.json). From the world
+this module builds the matching simulator scenario -- its regions, Zipf exponent, transfer knob
+tau and group sizes (`scenario_of`) -- runs the same methods at the trainer's steps and batch,
+and puts the two sets of ratios to RC side by side: per group, policy / RC on the same seed, mean
+and sd over seeds. The simulator is a model with stated assumptions (allocation_sim's docstring),
+not a fit to the trainer: agreement in direction is what to look for, not in size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from simulations.allocation_sim import PolicySpec, SimConfig, ratio_table, run_final_study
+
+# experiment method name -> simulator policy (the trainer's defaults: eps 0.2, tracker step 0.05)
+POLICY_OF = {"rc": "rc", "region-uniform": "uniform", "aria": "aria:beta=1:eps=0.2:a=0.05",
+             "aria-b2": "aria:beta=2:eps=0.2:a=0.05", "progress": "progress"}
+# trainer group -> simulator metric
+GROUP_OF = {"head": "head", "mid": "mid", "under": "under", "unseen-tail": "unseen_tail",
+            "unseen-head": "unseen_head", "all": "mean", "weighted": "prompt_weighted"}
+MEASURED_METRIC = "discrepancy_pt"  # p(t)-weighted: the timesteps a switched sample sees
+
+
+def scenario_of(world: dict) -> str:
+    """The simulator's test-bed scenario of a glyph world config (aria_train.worlds.glyph)."""
+    if world.get("kind") != "glyph":
+        raise ValueError(f"the simulator models glyph worlds (kind 'glyph'), got kind {world.get('kind')!r}")
+    k = int(world["first_parts"]) * int(world["second_parts"])
+    return (f"testbed:k={k}:s={world['zipf_exponent']:g}:tau={world['glyph_transfer']:g}:"
+            f"tail={world['unseen_tail']}:head={len(world['unseen_head_ranks'])}:under={world['under_regions']}")
+
+
+def measured_ratios(summary, metric: str = MEASURED_METRIC):
+    """DataFrame (method, group, mean, sd, seeds): each student's group discrepancy divided by RC's
+    on the same seed, from evaluation summary rows (eval/summary.csv: model = method-seedN)."""
+    rows = summary[summary["metric"] == metric].copy()
+    rows[["method", "seed"]] = rows["model"].str.extract(r"^(.*)-seed(\d+)$")
+    ref = rows[rows["method"] == "rc"].set_index(["seed", "group"])["mean"]
+    if rows.empty or ref.empty:
+        raise ValueError(f"no {metric!r} rows of rc students to compare with")
+    rows = rows.join(ref.rename("rc"), on=["seed", "group"]).dropna(subset=["rc"])
+    rows["ratio"] = rows["mean"] / rows["rc"]
+    return rows.groupby(["method", "group"], sort=False)["ratio"].agg(mean="mean", sd="std", seeds="count").reset_index()
+
+
+def experiment_setting(folder: str | Path) -> tuple[str, SimConfig, list[str]]:
+    """(scenario, simulator config at the trainer's steps and batch, methods) of an experiment folder."""
+    folder = Path(folder)
+    for name in ("experiment.json", "world.json"):
+        if not (folder / name).is_file():
+            raise ValueError(f"{folder} is not an experiment folder on a glyph world: no {name}")
+    experiment = json.loads((folder / "experiment.json").read_text())
+    distill = experiment.get("distill", {})
+    config = dataclasses.replace(SimConfig(), steps=int(distill.get("steps", 1000)),
+                                 batch=int(distill.get("batch_size", 64)))
+    return scenario_of(json.loads((folder / "world.json").read_text())), config, list(experiment["methods"])
+
+
+def compare(folders: list[str | Path], seeds: list[int], workers: int = 1):
+    """DataFrame (experiment, scenario, method, group, measured, measured_sd, predicted, predicted_sd):
+    every experiment's measured ratios to RC beside the simulator's for the same world and methods.
+    A folder without rc students (e.g. a later policy run) is compared with the rc students of
+    another given folder on the same world: the runs share seeds and every option but the method."""
+    import pandas as pd
+
+    settings = [(Path(folder), *experiment_setting(folder)) for folder in folders]
+    summaries = {folder: pd.read_csv(folder / "eval" / "summary.csv") for folder, *_ in settings}
+    out = []
+    for folder, scenario, config, methods in settings:
+        summary = summaries[folder]
+        if "rc" not in methods:
+            donors = [f for f, s, _, m in settings if s == scenario and "rc" in m]
+            if not donors:
+                raise ValueError(f"{folder} has no rc students, and no other folder given holds rc on its world")
+            rc = summaries[donors[0]]
+            summary = pd.concat([summary, rc[rc["model"].str.startswith("rc-seed")]], ignore_index=True)
+        measured = measured_ratios(summary)
+        chosen = [m for m in methods if m in POLICY_OF and m != "rc"]
+        policies = ["rc"] + [POLICY_OF[m] for m in chosen]
+        predicted = ratio_table(run_final_study([scenario], policies, seeds, config, workers))
+        predicted["method"] = predicted["policy"].map({PolicySpec.parse(POLICY_OF[m]).label: m for m in chosen})
+        for group, metric in GROUP_OF.items():
+            for method in chosen:
+                m = measured[(measured["method"] == method) & (measured["group"] == group)]
+                p = predicted[(predicted["method"] == method) & (predicted["metric"] == metric)]
+                out.append({"experiment": folder.name, "scenario": scenario, "method": method, "group": group,
+                            "measured": float(m["mean"].iloc[0]) if len(m) else np.nan,
+                            "measured_sd": float(m["sd"].iloc[0]) if len(m) else np.nan,
+                            "predicted": float(p["mean"].iloc[0]) if len(p) else np.nan,
+                            "predicted_sd": float(p["sd"].iloc[0]) if len(p) else np.nan})
+    return pd.DataFrame(out)
+
+
+def format_compare(table) -> str:
+    """One block per experiment: rows method x group, measured and predicted ratio to RC."""
+    lines = []
+    for (name, scenario), block in table.groupby(["experiment", "scenario"], sort=False):
+        lines.append(f"\n{name} ({scenario}): discrepancy / RC's on the same seed, mean +- sd over seeds; "
+                     f"measured = trainer ({MEASURED_METRIC}), predicted = simulator")
+        groups = [g for g in GROUP_OF if g in set(block["group"])]
+        lines.append(f"  {'method':<16}" + "".join(f"{g:>24}" for g in groups))
+        for method, rows in block.groupby("method", sort=False):
+            cells = rows.set_index("group")
+            lines.append(f"  {method:<16}" + "".join(
+                f"{cells.loc[g, 'measured']:>7.2f}+-{cells.loc[g, 'measured_sd']:.2f} | "
+                f"{cells.loc[g, 'predicted']:.2f}+-{cells.loc[g, 'predicted_sd']:.2f}" for g in groups))
+    return "\n".join(lines)

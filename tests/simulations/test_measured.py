@@ -1,0 +1,68 @@
+"""The trainer's measured map beside the simulator's (simulations.measured)."""
+import json
+
+import pandas as pd
+import pytest
+
+import aria_cli
+from cli_errors import refused
+from simulations.measured import compare, measured_ratios, scenario_of
+
+WORLD = {"kind": "glyph", "first_parts": 3, "second_parts": 4, "glyph_transfer": 0.5, "zipf_exponent": 1.2,
+         "unseen_tail": 2, "unseen_head_ranks": [2], "under_regions": 3}
+
+
+def _summary(values: dict[str, list[float]]) -> pd.DataFrame:
+    """eval/summary.csv rows: groups head and all, metric discrepancy_pt, students method-seedN."""
+    rows = []
+    for model, (head, whole) in values.items():
+        rows += [{"group": "head", "mean": head, "model": model, "metric": "discrepancy_pt"},
+                 {"group": "all", "mean": whole, "model": model, "metric": "discrepancy_pt"},
+                 {"group": "all", "mean": 99.0, "model": model, "metric": "discrepancy"}]
+    return pd.DataFrame(rows)
+
+
+def _experiment(folder, methods: list[str], values: dict[str, list[float]]):
+    (folder / "eval").mkdir(parents=True)
+    _summary(values).to_csv(folder / "eval" / "summary.csv", index=False)
+    (folder / "world.json").write_text(json.dumps(WORLD))
+    (folder / "experiment.json").write_text(json.dumps(
+        {"methods": {m: {} for m in methods}, "distill": {"steps": 60, "batch_size": 16}}))
+    return folder
+
+
+def test_scenario_of_a_glyph_world():
+    assert scenario_of(WORLD) == "testbed:k=12:s=1.2:tau=0.5:tail=2:head=1:under=3"
+    with pytest.raises(ValueError, match="glyph"):
+        scenario_of({"kind": "attributes"})
+
+
+def test_measured_ratios_pair_seeds():
+    table = measured_ratios(_summary({"rc-seed0": [2.0, 1.0], "rc-seed1": [4.0, 1.0],
+                                      "aria-seed0": [1.0, 1.5], "aria-seed1": [4.0, 0.5]}))
+    aria = table[table["method"] == "aria"].set_index("group")
+    assert aria.loc["head", "mean"] == pytest.approx(0.75)  # (1/2 + 4/4) / 2, seed by seed
+    assert aria.loc["all", "mean"] == pytest.approx(1.0) and aria.loc["all", "seeds"] == 2
+
+
+def test_compare_borrows_rc_from_a_folder_on_the_same_world(tmp_path):
+    a = _experiment(tmp_path / "map", ["rc", "aria"], {"rc-seed0": [2.0, 1.0], "aria-seed0": [1.0, 2.0]})
+    b = _experiment(tmp_path / "later", ["progress"], {"progress-seed0": [3.0, 0.5]})
+    table = compare([a, b], seeds=[0, 1])
+    later = table[table["experiment"] == "later"].set_index("group")
+    assert later.loc["head", "measured"] == pytest.approx(1.5) and later.loc["all", "measured"] == pytest.approx(0.5)
+    assert table["predicted"].notna().all() and (table["predicted"] > 0).all()
+    alone = _experiment(tmp_path / "alone", ["progress"], {"progress-seed0": [3.0, 0.5]})
+    with pytest.raises(ValueError, match="no rc students"):
+        compare([alone], seeds=[0])
+
+
+def test_cli_measured(tmp_path, capsys):
+    a = _experiment(tmp_path / "map", ["rc", "aria"], {"rc-seed0": [2.0, 1.0], "aria-seed0": [1.0, 2.0]})
+    assert aria_cli.main(["sim", "allocation", "--measured", str(a), "--seeds", "2", "--workers", "1",
+                          "--out", str(tmp_path / "sim")]) == 0
+    assert "predicted = simulator" in capsys.readouterr().out
+    assert set(pd.read_csv(tmp_path / "sim" / "measured_vs_predicted.csv")["method"]) == {"aria"}
+    refused(["sim", "allocation", "--measured", str(tmp_path), "--out", str(tmp_path / "x")], capsys,
+            "not an experiment folder")
+    assert not (tmp_path / "x").exists()
