@@ -36,16 +36,23 @@ def scenario_of(world: dict) -> str:
             f"tail={world['unseen_tail']}:head={len(world['unseen_head_ranks'])}:under={world['under_regions']}")
 
 
+def seed_ratios(rows, value: str = "mean", keys: tuple[str, ...] = ("group",)):
+    """``rows`` (evaluation rows of students named method-seedN, column ``model``) with columns
+    method, seed and ratio = ``value`` / the rc student's ``value`` on the same seed and ``keys``."""
+    rows = rows.copy()
+    rows[["method", "seed"]] = rows["model"].str.extract(r"^(.*)-seed(\d+)$")
+    ref = rows[rows["method"] == "rc"].set_index(["seed", *keys])[value]
+    if rows.empty or ref.empty:
+        raise ValueError("no rc students to compare with")
+    rows = rows.join(ref.rename("rc"), on=["seed", *keys]).dropna(subset=["rc"])
+    rows["ratio"] = rows[value] / rows["rc"]
+    return rows
+
+
 def measured_ratios(summary, metric: str = MEASURED_METRIC):
     """DataFrame (method, group, mean, sd, seeds): each student's group discrepancy divided by RC's
-    on the same seed, from evaluation summary rows (eval/summary.csv: model = method-seedN)."""
-    rows = summary[summary["metric"] == metric].copy()
-    rows[["method", "seed"]] = rows["model"].str.extract(r"^(.*)-seed(\d+)$")
-    ref = rows[rows["method"] == "rc"].set_index(["seed", "group"])["mean"]
-    if rows.empty or ref.empty:
-        raise ValueError(f"no {metric!r} rows of rc students to compare with")
-    rows = rows.join(ref.rename("rc"), on=["seed", "group"]).dropna(subset=["rc"])
-    rows["ratio"] = rows["mean"] / rows["rc"]
+    on the same seed, from evaluation summary rows (eval/summary.csv)."""
+    rows = seed_ratios(summary[summary["metric"] == metric])
     return rows.groupby(["method", "group"], sort=False)["ratio"].agg(mean="mean", sd="std", seeds="count").reset_index()
 
 

@@ -164,7 +164,9 @@ FIGURE_CONFIGS = {
     "fig_experiment_groups": lambda m: m.CONFIG,
     "fig_experiment_allocation": lambda m: m.CONFIG,
     "fig_experiment_samples": lambda m: m.CONFIG,
-    "fig_testbed_tau0": lambda m: m.CONFIG,
+    "fig_testbed_map": lambda m: m.CONFIG,
+    "fig_testbed_pi": lambda m: m.CONFIG,
+    "fig_testbed_regions": lambda m: m.CONFIG,
 }
 
 

@@ -1,0 +1,91 @@
+"""The test bed's map: each method's p(t)-weighted discrepancy over RC's against the transfer knob tau.
+
+One panel per region group; x = tau (the fraction of glyph cells shared between regions: 0 = no
+transfer, 1 = fully compositional), on the 12-region glyph worlds at Zipf 1.2. Filled markers:
+the trainer (per seed, the method's group mean over RC's on the same seed; mean +- sd over 3
+seeds). Open markers, dashed: the allocation simulator's prediction for the same world and
+methods (5 seeds). Below 1: better than RC. Data: the committed experiments/results/<cell>/eval/
+summary.csv of every map cell (MAP_CELLS) and glyph_map_sim/measured_vs_predicted.csv, written by
+`aria sim allocation --measured ...` (README, "The test bed"), or the same folders under --data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from paper_figures.common import plt, save
+from paper_figures.fig_experiment_groups import experiment_dir
+from simulations.measured import MEASURED_METRIC, seed_ratios
+
+
+@dataclass(frozen=True)
+class Config:
+    # tau -> experiment folders under experiments/results (the progress policy ran later, beside rc's cell)
+    cells: tuple[tuple[float, tuple[str, ...]], ...] = (
+        (0.0, ("glyph_demo_gpu", "glyph_progress_tau0")),
+        (0.5, ("glyph_small_map_tau05", "glyph_progress_tau05")),
+        (1.0, ("glyph_small_map_tau1",)),
+    )
+    predicted: str = "glyph_map_sim"  # folder of measured_vs_predicted.csv
+
+
+CONFIG = Config()
+GROUPS = ("head", "under", "unseen-tail", "unseen-head", "all", "weighted")
+METHODS = {"region-uniform": ("region-uniform", "#55a868"), "aria": ("ARIA beta 1", "#c44e52"),
+           "aria-b2": ("ARIA beta 2", "#dd8452"), "progress": ("progress policy", "#8172b2")}
+
+
+def map_ratios(data_dir: str | Path | None, config: Config = CONFIG) -> pd.DataFrame:
+    """Per (tau, method, group): mean and sd over seeds of the ratio to RC's on the same seed.
+    Cells whose folders are missing are left out; a folder without rc students borrows the rc
+    students of its cell's first folder."""
+    frames = []
+    for tau, names in config.cells:
+        folders = [experiment_dir(data_dir, name) / "eval" / "summary.csv" for name in names]
+        present = [pd.read_csv(f) for f in folders if f.is_file()]
+        if not present or not folders[0].is_file():
+            continue
+        rows = pd.concat([present[0], *[p[~p["model"].str.startswith("rc-seed")] for p in present[1:]]])
+        ratios = seed_ratios(rows[rows["metric"] == MEASURED_METRIC])
+        stats = ratios.groupby(["method", "group"])["ratio"].agg(mean="mean", sd="std").reset_index()
+        frames.append(stats.assign(tau=tau))
+    if not frames:
+        raise FileNotFoundError("no map cell found under experiments/results (or --data)")
+    return pd.concat(frames, ignore_index=True)
+
+
+def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
+    measured = map_ratios(data_dir, CONFIG)
+    predicted_file = experiment_dir(data_dir, CONFIG.predicted) / "measured_vs_predicted.csv"
+    predicted = pd.read_csv(predicted_file) if predicted_file.is_file() else None
+    if predicted is not None:
+        tau_of = {s: float(s.split("tau=")[1].split(":")[0]) for s in predicted["scenario"].unique()}
+        predicted = predicted.assign(tau=predicted["scenario"].map(tau_of))
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
+    for ax, group in zip(axes.flat, GROUPS):
+        for i, (method, (label, colour)) in enumerate(METHODS.items()):
+            rows = measured[(measured["method"] == method) & (measured["group"] == group)].sort_values("tau")
+            if rows.empty:
+                continue
+            offset = (i - 1.5) * 0.02  # side by side at each tau, so error bars stay readable
+            ax.errorbar(rows["tau"] + offset, rows["mean"], rows["sd"], fmt="o-", color=colour, ms=4, lw=1.2,
+                        capsize=2, label=f"{label}, trainer")
+            if predicted is not None:
+                p = predicted[(predicted["method"] == method) & (predicted["group"] == group)]
+                p = p.groupby("tau")["predicted"].mean().sort_index()
+                ax.plot(p.index + offset, p.to_numpy(), "o--", mfc="none", color=colour, ms=4, lw=0.8,
+                        label=f"{label}, simulator")
+        ax.axhline(1.0, color="#4c72b0", lw=1)
+        ax.set_title(group)
+        ax.set_xticks([0, 0.5, 1])
+    for ax in axes[-1]:
+        ax.set_xlabel("tau (shared fraction of the glyph)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("p(t)-weighted discrepancy / RC's")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.06))
+    fig.suptitle("Test bed map (12 regions, Zipf 1.2): below the blue line a method beats RC", y=1.1)
+    fig.tight_layout()
+    return save(fig, out_dir, "fig_testbed_map")
