@@ -61,6 +61,7 @@ class AriaOptions:
     normalise: Literal["timestep", "none"] = option("timestep", "choice", "divide each observed discrepancy by the running mean of its timestep bin, or not")
     timestep_bins: int = option(10, "bins", "equal-width timestep bins of the normalisation")
     observe: Literal["switched", "all"] = option("switched", "choice", "the tracker observes samples that showed a drawn prompt, or all non-null samples (paired ones too)")
+    signal: Literal["output", "text"] = option("output", "choice", "what the tracker observes per sample: the output discrepancy ||S(c) - T(c)||^2 / D (output), or that of the prompt's effect ||(S(c) - S(null)) - (T(c) - T(null))||^2 / D (text: drops the part the image explains, not the prompt; one more forward of both UNets without gradients on the observed samples)")
     unbiased: bool = option(False, "flag", "weight a drawn sample's loss by q_k / pi_k (q = RC's region shares), keeping RC's expected gradient")
     progress_rate: float = option(0.003, "per trained sample", "policy progress: expected relative decrease of a region's reducible discrepancy per trained sample of it")
     progress_fast: float = option(0.05, "EMA step", "policy progress: step of the fast EMA of the learning-curve fit, in (0, 1]")

@@ -94,6 +94,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     models = StepModels(teacher, student, inputs.scheduler, layer_map if config.l_feat else {})
     weights = LossWeights(config.l_out, config.l_feat, config.l_sd)
     encoder = ConditionEncoder(inputs, device)
+    if config.method == "aria" and config.aria.signal == "text":  # the tracker sees the prompt's effect
+        models.null_hidden, models.text_signal_rows = encoder.null, config.aria.observe
     stream = BatchStream(config, inputs, sampler, encoder, accelerator.process_index, accelerator.num_processes, device)
     state = TrainingState(config, sampler, stream, Tally(pool.num_regions))
     if start.state is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,6 +43,10 @@ class StepModels:
     student: nn.Module
     scheduler: object  # diffusers DDPMScheduler (add_noise)
     layer_map: dict[str, str]  # student module -> teacher module for feature KD
+    # ARIA's text signal (AriaOptions.signal == "text"): the null text's embedding (1, L, D) and
+    # which samples get the prompt-effect discrepancy ("switched" or "all", AriaOptions.observe)
+    null_hidden: torch.Tensor | None = None
+    text_signal_rows: str = "switched"
     teacher_features: FeatureHooks = field(init=False)
     student_features: FeatureHooks = field(init=False)
 
@@ -80,6 +85,9 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
         models.layer_map, weights, student.projections, batch.weights)
     models.student_features.clear()  # the graph keeps what backward needs; free the rest now
     models.teacher_features.clear()
+    if models.null_hidden is not None:
+        losses["discrepancy"] = text_effect_discrepancy(models, batch, noisy, pred_student, pred_teacher,
+                                                        losses["discrepancy"])
     finite = torch.isfinite(losses["loss"].detach()).reshape(1)
     if accelerator is not None:
         finite = accelerator.gather(finite).all()
@@ -90,3 +98,29 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
         else:
             losses["loss"].backward()
     return losses
+
+
+@torch.no_grad()
+def text_effect_discrepancy(models: StepModels, batch: Batch, noisy: torch.Tensor, pred_student: torch.Tensor,
+                            pred_teacher: torch.Tensor, discrepancy: torch.Tensor) -> torch.Tensor:
+    """``discrepancy`` (N,) with the observed rows (non-null; switched ones only unless
+    ``text_signal_rows`` is "all") replaced by ||(S(c) - S(null)) - (T(c) - T(null))||^2 / D: the
+    error in how the prompt moves the prediction. A switched sample shows a prompt on another
+    region's image, and most of its output discrepancy is about that image; the null-text forward
+    of both models on the same noisy input cancels that part (exactly where the models' errors on
+    the image do not depend on the text). The loss is unchanged: only what the tracker sees."""
+    rows = ~batch.nulled & (batch.switched if models.text_signal_rows == "switched" else True)
+    if not rows.any():
+        return discrepancy
+    index = torch.from_numpy(np.flatnonzero(rows)).to(noisy.device)
+    teacher_dtype = next(models.teacher.parameters()).dtype
+    x, t = noisy[index], batch.timesteps[index]
+    null = models.null_hidden.to(noisy.device).expand(len(index), -1, -1)
+    null_teacher = models.teacher(x.to(teacher_dtype), t, encoder_hidden_states=null.to(teacher_dtype)).sample.float()
+    null_student = models.student(x, t, encoder_hidden_states=null).sample.float()
+    models.student_features.clear()  # the hooks recorded these forwards too: nothing to keep
+    models.teacher_features.clear()
+    effect_error = (pred_student[index].float() - null_student) - (pred_teacher[index].float() - null_teacher)
+    out = discrepancy.clone()
+    out[index] = effect_error.square().flatten(1).mean(1)
+    return out
