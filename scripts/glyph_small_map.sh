@@ -7,8 +7,8 @@
 #             -> runs/glyph_small_map_tau{05,1}/   (tau = 0: experiments/glyph_demo_gpu.json)
 #   floor     stage 2, the irreducible floor: the tau = 0 world with teacher noise (std 0.5) on
 #             its two unseen-tail regions                          -> runs/glyph_floor_tau0/
-#   progress  the progress policy at tau = 0 and 0.5 and on the floor world
-#             -> runs/glyph_progress_{tau0,tau05,floor}/
+#   policies  the progress policy at tau = 0 and 0.5 and on the floor world, and ARIA with the
+#             text signal at tau = 0 -> runs/glyph_progress_{tau0,tau05,floor}/, runs/glyph_text_signal_tau0/
 # Usage: scripts/glyph_small_map.sh PART...   (all parts in order: about 25 min on one H200)
 set -euo pipefail
 ARIA="python3 -m aria_cli"
@@ -22,9 +22,9 @@ for part in "$@"; do
            $ARIA experiment "experiments/glyph_small_map_tau$tau.json" --out "runs/glyph_small_map_tau$tau" &
          done; wait ;;
     floor) $ARIA experiment experiments/glyph_floor_tau0.json --out runs/glyph_floor_tau0 ;;
-    progress) for name in tau0 tau05 floor; do
-                $ARIA experiment "experiments/glyph_progress_$name.json" --out "runs/glyph_progress_$name" &
+    policies) for name in progress_tau0 progress_tau05 progress_floor text_signal_tau0; do
+                $ARIA experiment "experiments/glyph_$name.json" --out "runs/glyph_$name" &
               done; wait ;;
-    *) echo "unknown part $part (teachers, map, floor, progress)" >&2; exit 2 ;;
+    *) echo "unknown part $part (teachers, map, floor, policies)" >&2; exit 2 ;;
   esac
 done
