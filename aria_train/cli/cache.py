@@ -5,31 +5,39 @@ torchrun / accelerate launch. The layout and the seeding are described in
 aria_train.data.teacher_samples.
 
 DIR must be new, empty or a cache folder of this command: re-running the same command continues
-a killed run and leaves a finished cache as it is. DIR/sources.json records what the caches
-were made from (a hash of the paired prompts' texts, of the pool's and of the teacher folder's
-files), so a rerun with changed inputs at the same paths is refused instead of keeping stale
-samples; other settings (steps, guidance, ...) are refused by the caches' manifests. A refused
-run changes nothing in DIR.
+a killed run and leaves a finished cache as it is. Each cache's manifest metadata records what it
+was made from (a hash of the paired prompts' texts, of the pool's and of the teacher folder's
+files) and with which settings (steps, guidance, --dtype, ...), so a rerun with changed inputs at
+the same paths or other settings is refused instead of mixing stale samples in. A refused run
+changes nothing in DIR.
+
+--dtype: the teacher UNet and the text encoder run in this dtype (the DDIM update and the
+guidance mix stay in float32; the conditional and null predictions are one batched forward).
+auto = bfloat16 on CUDA, float32 on the CPU. Measured on a tiny random Stable Diffusion folder
+(25 steps, guidance 7.5): bfloat16 samples are within 0.9% (relative L2) of the float32 ones,
+float16 within 0.14%.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 from pathlib import Path
 
-SOURCES = "sources.json"
-CACHE_ENTRIES = ("paired", "text", SOURCES)  # what a cache folder of this command holds
+# What a cache folder of this command holds; sources.json is where caches made before the
+# fingerprints moved into the manifests kept them (such a folder is refused with its own message).
+CACHE_ENTRIES = ("paired", "text", "sources.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from aria_train.data.teacher_samples import DTYPES
+
     parser.add_argument("--teacher", required=True, help="teacher model folder (unet/, scheduler/, tokenizer/, text_encoder/)")
     parser.add_argument("--paired", required=True, help="prompts to sample (txt/jsonl/csv/parquet/arrow with a text column)")
     parser.add_argument("--out", required=True, help="output folder (paired/ and text/ caches inside): new, empty, or "
                         "one this command made from the same inputs (then continued)")
-    parser.add_argument("--pool", default=None, help="prompt pool file: adds prompt_id (pool row of each paired text) "
-                        "and is what --embed-pool embeds (default: none)")
+    parser.add_argument("--pool", default=None, help="prompt pool file: adds prompt_id (pool row of each paired text), "
+                        "which `aria distill` needs and checks against its own --pool (the same texts in the same "
+                        "order); what --embed-pool embeds (default: none)")
     parser.add_argument("--embed-pool", action="store_true", help="also write the pool's text-embedding cache (default: off)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default: %(default)s)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the "
@@ -39,17 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-rows", type=int, default=4096, help="rows per cache shard, the unit of resumption (default: %(default)s)")
     parser.add_argument("--sample-dtype", choices=("float32", "float16"), default="float32", help="stored dtype of `sample` (default: %(default)s)")
     parser.add_argument("--text-dtype", choices=("float32", "float16"), default="float32", help="stored dtype of `hidden` (default: %(default)s)")
+    parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="dtype the teacher UNet and the text "
+                        "encoder run in; auto = bfloat16 on CUDA, float32 on the CPU; a cache is continued only at the "
+                        "dtype it was started with (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device (default: under torchrun / accelerate launch the "
                         "process's own GPU, else cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
 
-def check_out(out: Path, sources: dict | None) -> bool:
-    """ValueError unless ``out`` is missing, empty or a cache folder of this command made from
-    ``sources`` (None: its kind only); True if it is new (no cache in it yet, so ``sources`` are
-    to be recorded now)."""
+def check_out(out: Path) -> None:
+    """ValueError unless ``out`` is missing, empty or a cache folder of this command (its caches'
+    inputs and settings are checked by `teacher_samples.check_metadata`)."""
     if not out.exists():
-        return True
+        return
     if not out.is_dir():
         raise ValueError(f"output {out} exists and is not a folder")
     names = sorted(p.name for p in out.iterdir() if not (p.name.startswith(".") and ".tmp" in p.name))
@@ -57,33 +67,16 @@ def check_out(out: Path, sources: dict | None) -> bool:
     if foreign:
         raise ValueError(f"output {out} already exists and is not an `aria cache` folder (it holds "
                          f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}): choose another --out")
-    if sources is not None and (out / SOURCES).exists():
-        try:
-            recorded = json.loads((out / SOURCES).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{out / SOURCES} is unreadable ({err}): choose another --out") from None
-        what = {"paired_fingerprint": "the paired prompts' texts", "pool_fingerprint": "the pool's texts",
-                "teacher_fingerprint": "the teacher folder's files"}
-        changed = [what[k] for k in what if isinstance(recorded, dict) and recorded.get(k) != sources.get(k)]
-        if not isinstance(recorded, dict) or changed:
-            raise ValueError(f"{out} holds caches made from other inputs ({', '.join(changed) or 'unknown'} changed): "
-                             "choose another --out")
-        return False
-    return not any(out.glob("*/manifest.json"))  # a cache made before sources.json existed: not checkable
-
-
-def write_sources(out: Path, sources: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{SOURCES}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(sources, indent=1) + "\n")
-    os.replace(tmp, out / SOURCES)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from aria_train.console import quiet_libraries
     from aria_train.data.cache import folder_fingerprint
     from aria_train.data.pool import PromptPool
-    from aria_train.data.teacher_samples import Ranks, pool_rows, write_paired, write_text
+    from aria_train.data.teacher_samples import (PAIRED_DIR, TEXT_DIR, Ranks, check_metadata, paired_metadata,
+                                                 pool_rows, resolve_dtype, text_metadata, write_paired, write_text)
     from aria_train.diffusion.loading import TEACHER_PARTS, load_teacher, resolve_device
     from aria_train.diffusion.sampling import default_guidance
 
@@ -96,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.embed_pool and not args.pool:
         raise ValueError("--embed-pool needs --pool")
     out = Path(args.out)
-    check_out(out, None)  # the folder's kind first, before reading any input
+    check_out(out)  # the folder's kind first, before reading any input
     paired = PromptPool.from_file(args.paired)
     pool = PromptPool.from_file(args.pool) if args.pool else None
     pool_ids = pool_rows(paired.table.column(paired.text_column), pool) if pool is not None else None
@@ -104,27 +97,30 @@ def run(args: argparse.Namespace) -> int:
     teacher_dir = Path(args.teacher)
     if not teacher_dir.is_dir():
         raise FileNotFoundError(f"teacher folder {teacher_dir} not found")
-    # the parts samples depend on (not logs or reports a teacher folder may gain later)
-    sources = {"paired_fingerprint": paired.fingerprint(), "pool_fingerprint": pool.fingerprint() if pool else None,
-               "teacher_fingerprint": folder_fingerprint(teacher_dir, TEACHER_PARTS)}
-    new = check_out(out, sources)
-    ranks = Ranks()
-    device = device or ranks.device or resolve_device(None)
-    teacher, scheduler, tokenizer, text_encoder = load_teacher(teacher_dir)
     if args.guidance is None:
         args.guidance = default_guidance(args.teacher)
-    teacher.to(device)
-    text_encoder.to(device)
-    if new and ranks.rank == 0:
-        write_sources(out, sources)
-    paired_dir = write_paired(args, teacher, dict(scheduler.config), tokenizer, text_encoder, paired, pool_ids, device, ranks)
+    ranks = Ranks()
+    device = device or ranks.device or resolve_device(None)
+    args.dtype = resolve_dtype(args.dtype, device)
+    # the parts samples depend on (not logs or reports a teacher folder may gain later)
+    fingerprints = {"paired_fingerprint": paired.fingerprint(), "pool_fingerprint": pool.fingerprint() if pool else None,
+                    "teacher_fingerprint": folder_fingerprint(teacher_dir, TEACHER_PARTS)}
+    metadata = {PAIRED_DIR: paired_metadata(args, fingerprints, len(paired))}
+    if args.embed_pool:
+        metadata[TEXT_DIR] = text_metadata(args, fingerprints, len(pool))
+    for name, recorded in metadata.items():  # before loading the models: a refused run costs nothing
+        check_metadata(out / name, recorded)
+    teacher, scheduler, tokenizer, text_encoder = load_teacher(teacher_dir)
+    dtype = getattr(torch, args.dtype)
+    teacher.to(device, dtype)
+    text_encoder.to(device, dtype)
+    paired_dir = write_paired(args, metadata[PAIRED_DIR], teacher, dict(scheduler.config), tokenizer, text_encoder,
+                              paired, pool_ids, device, ranks)
     if ranks.rank == 0:
         print(f"paired cache: {paired_dir} ({len(paired)} samples)")
     if args.embed_pool:
-        text_dir = write_text(args, tokenizer, text_encoder, pool, device, ranks)
+        text_dir = write_text(args, metadata[TEXT_DIR], tokenizer, text_encoder, pool, device, ranks)
         if ranks.rank == 0:
             print(f"text cache: {text_dir} ({len(pool)} prompts)")
-    if ranks.rank == 0 and not (out / SOURCES).exists():
-        write_sources(out, sources)  # an older cache, now finished with these inputs: record them from now on
     ranks.close()
     return 0

@@ -6,7 +6,7 @@ indices and seeds). Layout of a cache folder:
 
     manifest.json            format, tensors {name: {dtype, shape of one row}}, shards
                              [{file, rows, sha256}], rows, shard_rows, complete, metadata (free
-                             JSON: teacher, sampler settings, seeds ...)
+                             JSON: teacher, sampler settings, seeds, input fingerprints ...)
     shard-00000.safetensors  the next `shard_rows` rows of every tensor, and so on
 
 Crash safety: a shard is written to a temporary file and renamed into place, and only then is

@@ -17,6 +17,12 @@ Row i of --paired is sampled from the initial noise of seed (--seed + i), so a s
 only on its prompt, its row and the settings, never on the batch or the device; `aria eval`
 and the distillation sample grids use the same per-row seeding.
 
+Each cache's manifest metadata records the settings and a content fingerprint of every input it
+was made from (the paired prompts' texts, the pool's texts, the teacher folder's model files) and
+the dtype the teacher and text encoder ran in (--dtype). A rerun continues a cache only with the
+same metadata: changed inputs at the same paths, or another dtype, are refused before anything is
+written; and `aria distill` compares the paired cache's pool fingerprint with its --pool.
+
 On several GPUs: `torchrun --nproc_per_node G -m aria_cli cache ...` (or `accelerate launch`).
 The shards still to do are dealt to the processes round-robin, each on its own GPU; rank 0
 assembles them in row order into the same single cache, file for file, as one process makes
@@ -25,9 +31,14 @@ alone shows the progress bar. A killed run, on any rank, resumes on any number o
 """
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it is used: `aria cache --help` starts without it
+    import torch
 
 PAIRED_DIR, TEXT_DIR = "paired", "text"
 
@@ -71,17 +82,67 @@ def pool_rows(paired_texts, pool) -> "np.ndarray":
     return rows
 
 
+# The inputs a cache's metadata fingerprints (what `aria distill` and a rerun compare), as a user names them.
+INPUTS = {"paired_fingerprint": "the paired prompts' texts", "pool_fingerprint": "the pool's texts",
+          "teacher_fingerprint": "the teacher folder's files"}
+DTYPES = ("float32", "bfloat16", "float16")  # what --dtype may run the teacher and text encoder in
+
+
+def resolve_dtype(name: str, device: torch.device) -> str:
+    """The dtype the models run in for --dtype ``name`` (auto or one of DTYPES) on ``device``:
+    auto is bfloat16 on CUDA (half float32's memory traffic, with its exponent range, so nothing
+    overflows) and float32 on CPUs, where half precision is emulated and slower."""
+    if name == "auto":
+        return "bfloat16" if device.type == "cuda" else "float32"
+    return name
+
+
+def paired_metadata(args: argparse.Namespace, fingerprints: dict, rows: int) -> dict:
+    """The manifest metadata of the paired cache: what a rerun must match to continue it.
+    ``args.guidance`` and ``args.dtype`` must already be resolved (not None / 'auto')."""
+    return {"teacher": str(Path(args.teacher).resolve()), "paired": str(Path(args.paired).resolve()),
+            "pool": str(Path(args.pool).resolve()) if args.pool else None, "rows": rows,
+            "steps": args.steps, "guidance": args.guidance, "seed": args.seed, "dtype": args.dtype,
+            "sample_dtype": args.sample_dtype, **fingerprints,
+            "seeding": "row i starts from seeded_noise with seed + i", "sampler": "DDIM eta=0, classifier-free guidance"}
+
+
+def text_metadata(args: argparse.Namespace, fingerprints: dict, rows: int) -> dict:
+    """The manifest metadata of the pool's text cache (it does not depend on the paired prompts)."""
+    return {"teacher": str(Path(args.teacher).resolve()), "pool": str(Path(args.pool).resolve()), "rows": rows,
+            "dtype": args.dtype, "text_dtype": args.text_dtype,
+            **{k: v for k, v in fingerprints.items() if k != "paired_fingerprint"}}
+
+
+def check_metadata(directory: Path, metadata: dict) -> None:
+    """ValueError unless ``directory`` holds no cache yet or one made with exactly ``metadata``
+    (so that a rerun continues it); reads the manifest only, writes nothing."""
+    from aria_train.data.cache import MANIFEST, read_manifest
+
+    if not (directory / MANIFEST).is_file():
+        return
+    recorded = read_manifest(directory)["metadata"]
+    if any(key in metadata and key not in recorded for key in INPUTS):
+        raise ValueError(f"{directory} was made by an older `aria cache` that did not record its inputs' "
+                         "fingerprints, so it cannot be continued safely: choose another --out")
+    inputs = [what for key, what in INPUTS.items() if key in metadata and recorded[key] != metadata[key]]
+    if inputs:
+        raise ValueError(f"{directory} holds a cache made from other inputs ({', '.join(inputs)} changed): "
+                         "choose another --out")
+    changed = [f"{k}: {recorded.get(k)!r} -> {v!r}" for k, v in metadata.items() if recorded.get(k) != v]
+    if changed:
+        raise ValueError(f"{directory} was made with other settings ({'; '.join(changed)}): rerun with its "
+                         "settings to continue it, or choose another --out")
+
+
 def _open_writer(directory: Path, metadata: dict, shard_rows: int):
     """A new writer, or the resumed one of an earlier run with the same metadata."""
     from aria_train.data.cache import MANIFEST, TensorCacheWriter
 
+    check_metadata(directory, metadata)
     if not (directory / MANIFEST).is_file():
         return TensorCacheWriter(directory, shard_rows, metadata)
-    writer = TensorCacheWriter.resume(directory)
-    changed = [f"{k}: {writer.metadata.get(k)!r} -> {v!r}" for k, v in metadata.items() if writer.metadata.get(k) != v]
-    if changed:
-        raise ValueError(f"{directory} was made with other settings ({'; '.join(changed)}): choose another --out")
-    return writer
+    return TensorCacheWriter.resume(directory)
 
 
 STAGE_TIMEOUT_S = 6 * 3600  # the ranks meet only at the start and end of a cache, where one waits up to ~a shard's time
@@ -225,19 +286,16 @@ def write_rows(directory: Path, metadata: dict, shard_rows: int, total: int, bat
     return directory
 
 
-def write_paired(args, teacher, scheduler_config: dict, tokenizer, text_encoder, paired, pool_ids, device,
-                 ranks: Ranks | None = None) -> Path:
-    """Sample the paired prompts not yet in the cache (this rank's share of them); returns the cache folder."""
+def write_paired(args: argparse.Namespace, metadata: dict, teacher, scheduler_config: dict, tokenizer, text_encoder,
+                 paired, pool_ids, device, ranks: Ranks | None = None) -> Path:
+    """Sample the paired prompts not yet in the cache (this rank's share of them) with the teacher
+    and text encoder as given (device and dtype); ``metadata``: `paired_metadata`. Returns the cache folder."""
     import numpy as np
     import torch
 
     from aria_train.diffusion import sampling
     from aria_train.diffusion.text import encode_prompts
 
-    metadata = {"teacher": str(Path(args.teacher).resolve()), "paired": str(Path(args.paired).resolve()),
-                "pool": str(Path(args.pool).resolve()) if args.pool else None, "rows": len(paired),
-                "steps": args.steps, "guidance": args.guidance, "seed": args.seed, "sample_dtype": args.sample_dtype,
-                "seeding": "row i starts from seeded_noise with seed + i", "sampler": "DDIM eta=0, classifier-free guidance"}
     null, _ = encode_prompts(tokenizer, text_encoder, [""], device)
     shape = sampling.sample_shape(teacher)
 
@@ -254,14 +312,13 @@ def write_paired(args, teacher, scheduler_config: dict, tokenizer, text_encoder,
                       ranks or Ranks(), "paired samples", "img", not args.no_progress)
 
 
-def write_text(args, tokenizer, text_encoder, pool, device, ranks: Ranks | None = None) -> Path:
-    """Embed the pool rows not yet in the cache (this rank's share of them); returns the cache folder."""
+def write_text(args: argparse.Namespace, metadata: dict, tokenizer, text_encoder, pool, device,
+               ranks: Ranks | None = None) -> Path:
+    """Embed the pool rows not yet in the cache (this rank's share of them); ``metadata``:
+    `text_metadata`. Returns the cache folder."""
     import torch
 
     from aria_train.diffusion.text import encode_prompts
-
-    metadata = {"teacher": str(Path(args.teacher).resolve()), "pool": str(Path(args.pool).resolve()),
-                "rows": len(pool), "text_dtype": args.text_dtype}
 
     def compute(rows) -> dict:
         hidden, _ = encode_prompts(tokenizer, text_encoder, pool.texts(rows), device)

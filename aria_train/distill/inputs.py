@@ -14,6 +14,7 @@ import numpy as np
 from aria_train.distill.config import DistillConfig
 from aria_train.data.cache import TensorCache
 from aria_train.data.pool import PromptPool
+from aria_train.data.regions import regions_from_column
 from aria_train.diffusion.loading import load_teacher
 from aria_train.console import first_line
 
@@ -62,11 +63,20 @@ def load_inputs(config: DistillConfig) -> Inputs:
     """Load and cross-check teacher, pool, paired cache and optional text cache."""
     unet, scheduler, tokenizer, text_encoder = load_teacher(Path(config.teacher))
     pool = PromptPool.from_file(config.pool)
+    if pool.regions is not None:
+        # here, before the sampler, the tally and the held-out monitor each make an array per
+        # region id: a stray id of 2^39 would ask them for terabytes
+        regions_from_column(pool)
     if (config.method == "aria" or (config.method == "rc" and config.sampler == "region")) and pool.regions is None:
         what = "--method aria" if config.method == "aria" else "--sampler region"
         raise ValueError(f"{what} needs a region column in the pool {config.pool} (aria regions makes one)")
 
     paired = _open_cache(config.paired_cache, "paired cache", PAIRED_TENSORS, verify=True)
+    made_from = paired.metadata.get("pool_fingerprint")  # `aria cache --pool`'s texts (caches of older versions: none)
+    if made_from is not None and made_from != pool.fingerprint():
+        raise ValueError(f"paired cache {config.paired_cache} was made with another pool than {config.pool} (other "
+                         "texts, or another order): its prompt_id rows would caption samples with other prompts; pass "
+                         "the --pool the cache was made with")
     sample_shape = paired.shape("sample")[1:]
     if len(sample_shape) != 3 or sample_shape[0] != unet.config.in_channels:
         raise ValueError(f"paired cache {config.paired_cache}: samples of shape {tuple(sample_shape)}, the teacher "

@@ -296,12 +296,31 @@ def test_cache_refuses_folders_it_did_not_make(cache_inputs, tmp_path, capsys):
     refused(cache_argv(cache_inputs, tmp_path / "file"), capsys, "is not a folder")
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--guidance", "nan"], "--guidance must be a finite number"),  # was: a complete cache of NaN samples
+    (["--guidance", "-1"], "--guidance must be a finite number"),
+    (["--steps", "0"], "--steps must be >= 1"),
+    (["--device", "bogus"], "is not a torch device"),
+    pytest.param(["--device", "cuda"], "this torch has no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")),
+    (["--dtype", "float64"], "invalid choice: 'float64'"),
+])
+def test_cache_refuses_bad_values_before_writing(cache_inputs, tmp_path, capsys, extra, needle):
+    refused(cache_argv(cache_inputs, tmp_path / "out", *extra), capsys, needle)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_refused_cache_run_leaves_the_finished_cache_as_it_was(cache_inputs, capsys):
     out = cache_inputs / "cache"
     before = snapshot(out)
-    assert read_manifest(out / "paired")["complete"] and (out / "sources.json").is_file()
+    manifest = read_manifest(out / "paired")
+    assert manifest["complete"] and sorted(p.name for p in out.iterdir()) == ["paired"]  # no file beside the cache
+    assert {"paired_fingerprint", "pool_fingerprint", "teacher_fingerprint"} <= manifest["metadata"].keys()
+    assert manifest["metadata"]["dtype"] == "float32"  # --dtype auto on the CPU
     refused(cache_argv(cache_inputs, out, "--steps", "2"), capsys, "other settings", "steps")
     refused(cache_argv(cache_inputs, out, "--guidance", "3"), capsys, "other settings", "guidance")
+    refused(cache_argv(cache_inputs, out, "--dtype", "bfloat16"), capsys, "other settings",
+            "dtype: 'float32' -> 'bfloat16'")
     refused(cache_argv(cache_inputs, out, "--device", "bogus"), capsys, "--device")
     assert snapshot(out) == before
     ok(cache_argv(cache_inputs, out))  # the same command again: left as it is
@@ -321,10 +340,30 @@ def test_cache_refuses_changed_inputs_at_the_same_paths(cache_inputs, tmp_path, 
     pd.DataFrame({"text": paired["text"][::-1].tolist()}).to_parquet(root / "paired.parquet")
     refused(cache_argv(root, out), capsys, "made from other inputs", "the paired prompts' texts changed")
     paired.to_parquet(root / "paired.parquet")
+    # the pool rewritten with the same rows in another order: the cache's prompt_id would point elsewhere
+    pool = pd.read_parquet(root / "pool.parquet")
+    pool.iloc[::-1].to_parquet(root / "pool.parquet")
+    refused(cache_argv(root, out), capsys, "made from other inputs", "the pool's texts changed")
+    pool.to_parquet(root / "pool.parquet")
     # the teacher retrained in place (same folder, same architecture, other weights)
     shutil.rmtree(root / "teacher")
     make_teacher(root / "teacher", seed=1)
     refused(cache_argv(root, out), capsys, "made from other inputs", "the teacher folder's files changed")
+    assert snapshot(out) == before
+
+
+def test_a_cache_made_before_fingerprints_were_recorded_is_refused(cache_inputs, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(cache_inputs / "cache", out)
+    manifest = read_manifest(out / "paired")
+    for key in ("paired_fingerprint", "pool_fingerprint", "teacher_fingerprint"):
+        del manifest["metadata"][key]  # as written when sources.json held them
+    (out / "paired" / MANIFEST).write_text(json.dumps(manifest))
+    (out / "sources.json").write_text("{}")
+    before = snapshot(out)
+    refused(cache_argv(cache_inputs, out), capsys, "older `aria cache`", "choose another --out")
     assert snapshot(out) == before
 
 
