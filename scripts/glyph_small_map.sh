@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test bed's map on the 12-region glyph worlds (issue 11 stages 1 and 2; issue 12's trainer
 # runs), in parts that each fit one 10-minute call on one H200:
-#   teachers  train the teachers of small_tau05 and small_tau1 (1000 steps; tau = 0 is the shipped
-#             demo teacher) and sample their paired caches         -> runs/glyph_teachers/
-#   map       rc / region-uniform / aria b1 / aria b2 x 3 seeds at tau = 0.5 and 1 (24 runs)
+#   teachers  train the teachers of small_tau05 and small_tau1 ($TEACHER_STEPS steps, default 1000;
+#             tau = 0 is the shipped demo teacher) and sample their paired caches -> runs/glyph_teachers/
+#   map       rc / region-uniform / aria x 3 seeds at tau = 0.5 and 1 (18 runs)
 #             -> runs/glyph_small_map_tau{05,1}/   (tau = 0: experiments/glyph_demo_gpu.json)
 #   floor     stage 2, the irreducible floor: the tau = 0 world with teacher noise (std 0.5) on
 #             its two unseen-tail regions                          -> runs/glyph_floor_tau0/
@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED=1
   $ARIA world --config aria_train/assets/glyph_demo/teacher/world.json --out runs/glyph_demo --check 0 > /dev/null
 for part in "$@"; do
   case $part in
-    teachers) bash scripts/glyph_teachers.sh runs/glyph_teachers 1000 small_tau05 small_tau1 ;;
+    teachers) bash scripts/glyph_teachers.sh runs/glyph_teachers "${TEACHER_STEPS:-1000}" small_tau05 small_tau1 ;;
     map) for tau in 05 1; do
            $ARIA experiment "experiments/glyph_small_map_tau$tau.json" --out "runs/glyph_small_map_tau$tau" &
          done; wait ;;
