@@ -4,7 +4,8 @@ Allocation simulator (`simulations.allocation_sim`), scenario "high_floor", seed
 ordered from the most to the least common prompt share, the last 4 unseen, and 3 seen regions
 whose discrepancy is 90% irreducible (floor). Top: pi over training for ARIA (beta = 1, eps = 0.2,
 tracker step 0.05) and for ProgressPolicy (rate 0.003, fast 0.05, slow = running mean, beta = 1,
-eps = 0.2), averaged over each logging interval and stacked by region; the high-floor regions
+eps = 0.2; its fits shrunk across regions by their noise, resolution 0.03: the defaults),
+averaged over each logging interval and stacked by region; the high-floor regions
 are hatched. Bottom: the true discrepancy of every region at the end of each run, split into
 its irreducible floor (grey) and its reducible part (colour of the region's group), with the
 run's mean pi per region (black dots, right axis). ARIA keeps drawing the high-floor regions in

@@ -1,7 +1,9 @@
 """ProgressPolicy (allocation by estimated reducible discrepancy) and the bounds on the quantity it
 tracks, the two-timescale EMA regression: valid pi, the ARIA / region-uniform limits, exact JSON
 state, every-path bounds exact on adversarial sequences, MSE bounds by Monte Carlo with a pre-set
-false-failure rate, steady-state closed forms."""
+false-failure rate, steady-state closed forms; and its noise handling (shrinkage of the fits
+across regions, the expected positive part, the resolution): exact variance factors, the
+empirical-Bayes step, no collapse of pi under trainer-like noise where the raw fit collapses."""
 from __future__ import annotations
 
 import json
@@ -13,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aria_theory import bounds
-from aria_theory.allocation import AllocationPolicy, AriaPolicy, ProgressPolicy
+from aria_theory.allocation import AllocationPolicy, AriaPolicy, ProgressPolicy, _shrink  # _shrink: the EB step
 from aria_theory.tracker import RegionTracker
 
 RTOL = 1e-9  # worst-case statements are exact up to float rounding
@@ -29,7 +31,9 @@ configs = st.fixed_dictionaries({
     "rate": st.sampled_from([1e-6, 0.003, 0.5, 50.0]), "fast": st.sampled_from([0.05, 0.3, 1.0]),
     "slow": st.sampled_from([0.0, 0.01]), "beta": st.sampled_from([0.0, 0.5, 1.0, 3.0]),
     "eps": st.sampled_from([0.0, 0.2, 1.0]),
-    "base": st.sampled_from([None, [0.4, 0.3, 0.2, 0.1], [1.0, 0.0, 0.0, 3.0]])})
+    "base": st.sampled_from([None, [0.4, 0.3, 0.2, 0.1], [1.0, 0.0, 0.0, 3.0]]),
+    "shrink": st.booleans(), "resolution": st.sampled_from([0.0, 0.03, 5.0])})
+NOISE = [dict(shrink=True), dict(shrink=True, resolution=0.0), dict(shrink=False, resolution=0.0)]
 
 
 def feed(policy: ProgressPolicy, calls) -> None:
@@ -55,9 +59,10 @@ def test_pi_is_a_distribution_above_the_floors(config, calls):
     assert_valid(policy, policy.probabilities([1.0, np.nan, -3.0, 0.0]))
 
 
-def test_nothing_observed_or_nothing_reducible_gives_the_base():
+@pytest.mark.parametrize("noise", NOISE)
+def test_nothing_observed_or_nothing_reducible_gives_the_base(noise):
     base = np.array([0.1, 0.2, 0.3, 0.4])
-    policy = ProgressPolicy(K, eps=0.3, base=base)
+    policy = ProgressPolicy(K, eps=0.3, base=base, **noise)
     np.testing.assert_allclose(policy.probabilities([np.nan] * K), 0.7 / K + 0.3 * base, rtol=1e-14)  # all unknown
     for _ in range(200):  # a constant stream: no progress anywhere
         policy.observe(np.arange(K), np.full(K, 2.5), policy.probabilities([0.0] * K))
@@ -78,9 +83,10 @@ def run_model(policy, c, phi, trained_per_call, calls=120):
     return phi + c * policy.curve()
 
 
+@pytest.mark.parametrize("noise", NOISE)
 @pytest.mark.parametrize("beta,eps,base", [(1.0, 0.2, None), (2.0, 0.1, [0.1, 0.2, 0.3, 0.4]), (0.5, 0.0, None)])
-def test_zero_floors_give_aria_on_the_true_discrepancy(beta, eps, base):
-    policy = ProgressPolicy(K, rate=0.01, fast=0.1, beta=beta, eps=eps, base=base)
+def test_zero_floors_give_aria_on_the_true_discrepancy(beta, eps, base, noise):
+    policy = ProgressPolicy(K, rate=0.01, fast=0.1, beta=beta, eps=eps, base=base, **noise)
     c, trained = np.array([1.0, 0.5, 2.0, 0.8]), np.array([1, 3, 2, 1])
     d_now = run_model(policy, c, np.zeros(K), trained)
     np.testing.assert_allclose(policy.reducible, d_now, rtol=1e-9)
@@ -88,8 +94,9 @@ def test_zero_floors_give_aria_on_the_true_discrepancy(beta, eps, base):
     np.testing.assert_allclose(policy.probabilities([np.nan] * K), aria, rtol=1e-9)
 
 
-def test_equal_floors_give_aria_on_the_gap_and_floors_are_recovered():
-    policy = ProgressPolicy(K, rate=0.01, fast=0.1, slow=0.02, beta=1.0, eps=0.2)
+@pytest.mark.parametrize("noise", NOISE)
+def test_equal_floors_give_aria_on_the_gap_and_floors_are_recovered(noise):
+    policy = ProgressPolicy(K, rate=0.01, fast=0.1, slow=0.02, beta=1.0, eps=0.2, **noise)
     phi, c = np.full(K, 0.3), np.array([1.0, 0.5, 2.0, 0.8])
     d_now = run_model(policy, c, phi, np.array([2, 1, 1, 3]))
     np.testing.assert_allclose(policy.floor_estimates, phi, rtol=1e-9)
@@ -97,11 +104,12 @@ def test_equal_floors_give_aria_on_the_gap_and_floors_are_recovered():
     np.testing.assert_allclose(policy.probabilities([np.nan] * K), aria, rtol=1e-9)
 
 
-def test_regions_progressing_alike_give_region_uniform_and_a_stuck_region_its_floor():
-    policy = ProgressPolicy(K, rate=0.01, fast=0.1, eps=0.2)
+@pytest.mark.parametrize("noise", NOISE)
+def test_regions_progressing_alike_give_region_uniform_and_a_stuck_region_its_floor(noise):
+    policy = ProgressPolicy(K, rate=0.01, fast=0.1, eps=0.2, **noise)
     run_model(policy, np.full(K, 0.7), np.full(K, 0.1), np.full(K, 2))
     np.testing.assert_allclose(policy.probabilities([np.nan] * K), 1 / K, rtol=1e-12)
-    stuck = ProgressPolicy(K, rate=0.01, fast=0.1, eps=0.2)  # region 0 sits at a high floor
+    stuck = ProgressPolicy(K, rate=0.01, fast=0.1, eps=0.2, **noise)  # region 0 sits at a high floor
     run_model(stuck, np.array([0.0, 0.7, 0.7, 0.7]), np.array([0.9, 0.1, 0.1, 0.1]), np.full(K, 2))
     p = stuck.probabilities([np.nan] * K)
     assert p[0] == pytest.approx(0.2 / K, rel=1e-9)
@@ -115,8 +123,9 @@ def test_observations_need_not_come_from_pi():
     assert policy.counts.tolist() == [1, 1] and policy.trained.tolist() == [1, 1]
 
 
-def test_unknown_regions_are_explored():
-    policy = ProgressPolicy(3, rate=0.01, fast=0.2, eps=0.0)
+@pytest.mark.parametrize("noise", NOISE)
+def test_unknown_regions_are_explored(noise):
+    policy = ProgressPolicy(3, rate=0.01, fast=0.2, eps=0.0, **noise)
     for _ in range(30):  # region 2 never observed
         policy.observe([0, 1], 1.0 + policy.curve()[:2] * [1.0, 2.0], [0.5, 0.5, 0.0], trained=[0, 1])
     assert np.isnan(policy.reducible[2]) and policy.reducible[1] > policy.reducible[0] > 0
@@ -163,7 +172,9 @@ def test_bad_feedback_is_rejected_and_state_untouched(bad):
 
 
 @pytest.mark.parametrize("kwargs", [dict(rate=0.0), dict(rate=np.inf), dict(fast=0.0), dict(fast=0.1, slow=0.1),
-                                    dict(slow=-0.1), dict(beta=-1.0), dict(eps=1.5), dict(base=[1.0] * 3)])
+                                    dict(slow=-0.1), dict(beta=-1.0), dict(eps=1.5), dict(base=[1.0] * 3),
+                                    dict(shrink="floor"), dict(shrink=None), dict(resolution=-0.1),
+                                    dict(resolution=np.nan), dict(resolution=np.inf)])
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         ProgressPolicy(K, **kwargs)
@@ -370,3 +381,174 @@ def test_monte_carlo_mse_of_the_policys_coefficient(case) -> None:
     assert radius * cap**2 < 0.5 * mse  # the check has power: it would catch a bound 1.5x too small
     if kind == "ramp":  # the bound is the exact MSE here, so the mean must not fall below it either
         assert mu - x.mean() <= bernstein_radius(mu, PATHS, level)  # Bernstein for -X: Var X <= E X = mu
+
+
+# --- noise: shrinkage across regions, the expected positive part, the resolution ------------------
+
+
+@pytest.mark.parametrize("fast,slow", [(0.05, 0.0), (0.3, 0.1), (1.0, 0.02), (0.5, 0.0)])
+def test_variance_factors_are_the_exact_noise_gains_of_the_fit(fast, slow):
+    """phi^ and theta^ are linear in the losses for a given regressor sequence: fed the unit
+    impulse y = e_j (region j of N, all trained alike so that they share z), region j's estimates
+    are the weights g_j and h_j, and the factors the policy derives from its EMA weight sums are
+    sum g^2, sum h^2 and sum g h."""
+    n = 60
+    trained = np.random.default_rng(3).integers(1, 4, n)
+    policy = ProgressPolicy(n, rate=0.02, fast=fast, slow=slow, shrink=False, resolution=0.0)
+    ids = np.arange(n)
+    for i in range(n):
+        policy.observe(ids, (ids == i).astype(float), np.full(n, 1 / n), trained=np.repeat(ids, trained[i]))
+    h, g = policy.coefficient, policy.floor_estimates  # with shrink=False: theta^ and phi^
+    assert np.isfinite(h).all()
+    var_phi, var_theta, cov = (f[0] for f in policy._variance_factors())
+    np.testing.assert_allclose([var_phi, var_theta, cov], [g @ g, h @ h, g @ h], rtol=1e-9)
+
+
+def test_the_noise_variance_is_the_mean_square_prediction_error():
+    """Exact model plus white noise sigma: sigma^2 is estimated from one-step prediction errors,
+    which include the fit's own error, so slightly above sigma^2 (+6% with the default steps)."""
+    k, n, sigma = 2000, 300, 0.3
+    rng = np.random.default_rng(1)
+    policy = ProgressPolicy(k, rate=0.01)
+    ids = np.arange(k)
+    for _ in range(n):
+        policy.observe(ids, 0.2 + policy.curve() + sigma * rng.standard_normal(k), np.full(k, 1 / k), trained=ids)
+    ratio = policy._noise_variance().mean() / sigma**2
+    assert 1.0 < ratio < 1.1
+
+
+def test_the_raw_fit_and_its_bounds_are_unchanged_and_shrink_false_is_the_old_rule():
+    """coefficient (what aria_theory.bounds bounds) does not depend on the noise handling, and
+    shrink=False, resolution=0 allocate by max(theta^ z, 0)^beta as before."""
+    rng = np.random.default_rng(4)
+    new, old = ProgressPolicy(6, rate=0.02, fast=0.2, beta=2.0), ProgressPolicy(6, rate=0.02, fast=0.2, beta=2.0,
+                                                                               shrink=False, resolution=0.0)
+    for _ in range(80):
+        ids = rng.integers(0, 6, 5)
+        y = rng.gamma(2.0, 0.5, 5)
+        for policy in (new, old):
+            policy.observe(ids, y, np.full(6, 1 / 6), trained=np.repeat(ids, 2))
+    np.testing.assert_array_equal(new.coefficient, old.coefficient)
+    x = old.coefficient * old.curve()
+    assert np.isfinite(x).all()
+    w = np.maximum(x, 0.0) ** 2
+    expected = 0.8 * w / w.sum() + 0.2 / 6 if w.sum() > 0 else np.full(6, 1 / 6)
+    np.testing.assert_allclose(old.probabilities([0.0] * 6), expected, rtol=1e-12)
+    np.testing.assert_array_equal(old.reducible, x)
+    assert np.all(old.reducible_sd == 0) and np.all(old.shrinkage == 1)
+
+
+def test_shrink_keeps_exact_values_and_equal_values():
+    value = np.array([0.3, -1.0, 2.0, np.nan])
+    shrunk, lam, tau2, _ = _shrink(value, np.array([0.0, 0.0, 0.0, 1.0]))
+    np.testing.assert_array_equal(shrunk, value)
+    np.testing.assert_array_equal(lam, [1.0, 1.0, 1.0, np.nan])
+    shrunk, lam, tau2, target = _shrink(np.full(4, 0.7), np.array([0.1, 2.0, np.inf, 0.0]))
+    np.testing.assert_array_equal(shrunk, 0.7)
+    assert tau2 == 0 and target == 0.7
+
+
+def test_shrink_solves_the_paule_mandel_equation_and_is_equivariant():
+    rng = np.random.default_rng(5)
+    value, var = rng.normal(0, 1, 12), rng.uniform(0.1, 2.0, 12)
+    shrunk, lam, tau2, target = _shrink(value, var)
+    assert tau2 > 0
+    w = 1 / (var + tau2)
+    assert target == pytest.approx((w * value).sum() / w.sum(), rel=1e-9)
+    assert ((value - target) ** 2 * w).sum() == pytest.approx(value.size - 1, rel=1e-6)
+    np.testing.assert_allclose(lam, tau2 / (tau2 + var), rtol=1e-12)
+    np.testing.assert_allclose(shrunk, lam * value + (1 - lam) * target, rtol=1e-12)
+    scaled = _shrink(-3.0 * value + 7.0, 9.0 * var)
+    np.testing.assert_allclose(scaled[0], -3.0 * shrunk + 7.0, rtol=1e-9)
+    assert scaled[2] == pytest.approx(9.0 * tau2, rel=1e-6)
+    # no information (var = inf) takes the pooled value; consistent values (tau^2 = 0) all do
+    shrunk, lam, _, target = _shrink(np.append(value, 50.0), np.append(var, np.inf))
+    assert lam[-1] == 0 and shrunk[-1] == target
+    shrunk, lam, tau2, target = _shrink(np.array([1.0, 1.1, 0.9]), np.array([10.0, 10.0, 10.0]))
+    assert tau2 == 0 and np.all(lam == 0) and np.allclose(shrunk, 1.0)
+
+
+def test_shrink_near_the_float_range_stays_finite():
+    for value in ([1e300, -1e300, 0.0], [1.7e308, -1.7e308, 1.0]):
+        for var in ([1.0, 1.0, 1.0], [1e300, 1e-300, 0.0], [np.inf, 1.0, 1e308]):
+            with np.errstate(all="raise"):
+                shrunk, lam, tau2, target = _shrink(np.array(value), np.array(var))
+            assert np.isfinite(shrunk).all() and np.isfinite(tau2) and ((lam >= 0) & (lam <= 1)).all()
+
+
+@given(config=configs, calls=st.lists(call, max_size=25))
+@settings(max_examples=60)
+def test_expected_reducible_is_the_positive_part_smoothed(config, calls):
+    """E[x^+] >= max(x~, 0), equal where s = 0, and the posterior sd is >= 0."""
+    policy = ProgressPolicy(K, **config)
+    feed(policy, calls)
+    x, s, e = policy.reducible, policy.reducible_sd, policy.expected_reducible
+    known = ~np.isnan(e)
+    assert np.array_equal(known, ~np.isnan(x)) and (s[known] >= 0).all()
+    assert (e[known] >= np.maximum(x[known], 0.0) * (1 - 1e-12)).all()
+    exact = known & (s == 0)
+    np.testing.assert_array_equal(e[exact], np.maximum(x[exact], 0.0))
+
+
+def closed_loop(policy, steps=400, k=12, seed=0):
+    """The trainer's situation: k alike regions (same curve, floor and noise), 12 draws per step
+    from pi observed with gamma(2) noise (CV 0.71), 52 paired samples uniformly; returns the
+    largest pi after 40 steps."""
+    rng = np.random.default_rng(seed)
+    top = 0.0
+    for step in range(steps):
+        pi = policy.probabilities(np.zeros(k))
+        if step > 40:
+            top = max(top, pi.max())
+        drawn, paired = rng.choice(k, 12, p=pi), rng.integers(0, k, 52)
+        level = 0.3 + 0.7 * np.exp(-0.002 * policy.trained)
+        policy.observe(drawn, level[drawn] * rng.gamma(2.0, 0.5, 12), pi, trained=np.concatenate([drawn, paired]))
+    return top
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_alike_regions_under_trainer_like_noise_stay_near_uniform(seed):
+    """The failure in the trainer: with ~1 noisy loss per region and step the raw fit piles the
+    draws onto one region (pi 0.6-0.82 here, 0.82 in the trainer); the shrunk one stays within
+    about twice region-uniform (1/12 = 0.083)."""
+    assert closed_loop(ProgressPolicy(12), seed=seed) < 0.25
+    assert closed_loop(ProgressPolicy(12, shrink=False, resolution=0.0), seed=seed) > 0.5
+
+
+def test_a_heavily_trained_region_stays_at_its_floor_whatever_its_noise():
+    """Region 0 sits at a high floor and is trained 100x as often (z ~ 0 after a few steps): its
+    reducible estimate is ~0 however noisy its losses, so shrinking its floor toward the others'
+    does not revive it (x~ = theta~ z, not level - shrunk floor)."""
+    k = 4
+    rng = np.random.default_rng(6)
+    policy = ProgressPolicy(k, rate=0.003, fast=0.1)
+    ids = np.arange(k)
+    for _ in range(300):
+        level = np.array([0.9, 0.1, 0.1, 0.1]) + np.array([0.0, 0.7, 0.7, 0.7]) * policy.curve()
+        policy.observe(ids, level * rng.gamma(2.0, 0.5, k), np.full(k, 1 / k),
+                       trained=np.concatenate([np.zeros(100, int), ids[1:]]))
+    assert abs(policy.reducible[0]) < 1e-9 and policy.reducible[1:].min() > 0.05
+    p = policy.probabilities([np.nan] * k)
+    assert p[0] < 0.2 / k + 0.01 and p[1:].min() > 0.25
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resolution_moves_pi_to_the_base_when_nothing_is_left(seed):
+    """Every region trained out (z ~ 0) and its losses drifting up together (what the trainer's
+    timestep normalisation does late in a run): every x~ and its sd are ~1e-5, below the
+    resolution, and pi stays near the base; without the resolution the draws jump onto
+    whichever region looks least negative."""
+    base = np.array([0.1, 0.2, 0.3, 0.4])
+    far = []
+    for resolution in (0.03, 0.0):
+        rng = np.random.default_rng(seed)
+        policy = ProgressPolicy(K, rate=0.01, fast=0.1, eps=0.2, base=base, resolution=resolution)
+        worst = 0.0
+        for step in range(400):
+            pi = policy.probabilities([0.0] * K)
+            if step >= 200:
+                worst = max(worst, np.abs(pi - base).max())
+            policy.observe(np.arange(K), (0.5 + 0.002 * step) * rng.gamma(2.0, 0.5, K), pi,
+                           trained=np.repeat(np.arange(K), 3))
+        far.append(worst)
+    assert far[0] < 0.05 and far[1] > 0.5
