@@ -141,6 +141,32 @@ def check_fields(instance: Any, what: str) -> None:
             raise ValueError(f"{what}: {err}") from None
 
 
+def check_types(options: Any) -> None:
+    """ValueError naming the first leaf option of ``options`` whose value does not have its
+    field's type (``check_value``: a non-finite float included). ``from_json`` checks the values
+    it is given before building; this is the same check for an instance built in code (e.g.
+    ``DistillConfig(lr=math.inf)`` passed to ``train``), made first by the ``validate`` of the
+    configs that commands run from (DistillConfig, EvalConfig)."""
+    hints = {name: hint for name, _, hint, _ in flat_fields(type(options))}
+    for name, value in to_dict(options).items():
+        check_value(name, value, hints[name])
+
+
+SEED_LIMIT = 2**63  # torch.manual_seed takes seeds below 2^64; runs add ranks and row numbers to theirs
+
+
+def check_seed(name: str, value: int) -> None:
+    """ValueError unless ``value`` is a seed every generator of the toolkit accepts (numpy's
+    SeedSequence refuses negative ones only deep inside a run, with a message naming no option)."""
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{name} must be in [0, 2^63), got {value}")
+
+
+def path_options(cls: type) -> list[str]:
+    """Flat names of the options of ``cls`` that hold a file or folder path (unit "path")."""
+    return [name for name, _, _, f in flat_fields(cls) if f.metadata.get("unit") == "path"]
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False)
@@ -225,9 +251,9 @@ def read_json_object(path: str | Path, what: str) -> dict:
     return data
 
 
-def load_json(cls: type[T], path: str | Path, what: str) -> T:
-    """``from_json`` of the file ``path``."""
-    return from_json(cls, read_json_object(path, what), f"{what} {path}")
+def load_json(cls: type[T], path: str | Path, what: str, validate: bool = True) -> T:
+    """``from_json`` of the file ``path`` (types always checked; domains unless ``validate`` is off)."""
+    return from_json(cls, read_json_object(path, what), f"{what} {path}", validate)
 
 
 def save_json(options: Any, path: str | Path) -> None:

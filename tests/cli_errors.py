@@ -1,7 +1,19 @@
 """The check every bad-input test makes: `aria ARGV` fails with one clear line and exit status 2."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import aria_cli
+
+
+def snapshot(folder: Path) -> dict | None:
+    """Every file and folder under ``folder`` with its bytes (None for folders); None if it does
+    not exist: what a refused command must leave exactly as it was."""
+    if not folder.exists():
+        return None
+    if folder.is_file():
+        return {".": folder.read_bytes()}
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
 
 
 def refused(argv: list, capsys, *needles: str) -> str:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from aria_train.distill.config import DistillConfig
-from aria_train.options import add_options, from_args
+from aria_train.options import add_options, from_args, load_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.distill.state import RunStart
 
     quiet_libraries()  # per-file load/save bars would drown the training bar
-    base = DistillConfig.load(args.config) if args.config else None
+    # the file's types are checked now; its domains with the flags on top (by from_args), since the
+    # file may leave required options such as --teacher to the command line
+    base = load_json(DistillConfig, args.config, DistillConfig.WHAT, validate=False) if args.config else None
     if base is not None and args.resume:
         raise ValueError("--config starts a new run; a resumed run takes its checkpoint's config (give changed options alone)")
     start = RunStart.resolve(Path(args.out), args.resume, args.restart)

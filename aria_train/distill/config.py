@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aria_train.conditioning.aria import AriaOptions
-from aria_train.options import Options, option, to_dict
+from aria_train.options import Options, check_seed, check_types, option, to_dict
 
 
 @dataclass
@@ -83,8 +83,9 @@ class DistillConfig(Options):
                          "checkpoint_limit", "sample_every", "log_every", "max_nonfinite", "heldout")
 
     def validate(self) -> "DistillConfig":
-        """Raise ValueError (one line) for a value outside its domain; return self. Types are
-        checked by aria_train.options when the config is built."""
+        """Raise ValueError (one line) for a value of the wrong type (every float finite) or
+        outside its domain; return self."""
+        check_types(self)
         for name in ("teacher", "paired_cache", "pool"):
             if not getattr(self, name):
                 raise ValueError(f"--{name.replace('_', '-')} is required")
@@ -99,6 +100,7 @@ class DistillConfig(Options):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.null_prob <= 1.0:
             raise ValueError(f"null_prob must be in [0, 1], got {self.null_prob}")
+        check_seed("seed", self.seed)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.channel_scale > 1.0:

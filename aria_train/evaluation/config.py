@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from aria_train.options import Options, option
+from aria_train.options import Options, check_seed, check_types, option
 
 
 @dataclass
@@ -44,6 +44,7 @@ class EvalConfig(Options):
                                     "score 0..100 of every model's samples per region (default: none)")
 
     def validate(self) -> "EvalConfig":
+        check_types(self)
         for name in ("teacher", "heldout"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} is required")
@@ -57,6 +58,7 @@ class EvalConfig(Options):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.guidance is not None and self.guidance < 0:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        check_seed("seed", self.seed)
         if not self.timesteps or min(self.timesteps) < 0:
             raise ValueError(f"timesteps must be >= 0, got {self.timesteps}")
         return self

@@ -125,8 +125,11 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         from aria_train.diffusion.sampling import to_model_space
 
         x0 = to_model_space(torch.from_numpy(world.render(table)))
-    else:
-        x0 = sample_texts(teacher, dict(scheduler.config), tokenizer, text_encoder, texts, seeds, **sampling)
+    else:  # the longest silent stage for a large teacher: say it, and show its bar
+        if progress:
+            print(f"clean images: teacher samples of {len(texts)} held-out prompts, {args.steps} DDIM steps", flush=True)
+        x0 = sample_texts(teacher, dict(scheduler.config), tokenizer, text_encoder, texts, seeds, **sampling,
+                          progress=progress)
     hidden, _ = encode_prompts(tokenizer, text_encoder, texts, device)
     if progress:
         print(f"discrepancy: {len(names)} student(s) x {len(table)} prompts x {len(args.timesteps)} timesteps", flush=True)

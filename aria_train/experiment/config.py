@@ -1,7 +1,8 @@
 """ExperimentConfig: one comparison of distillation methods over seeds, read from JSON.
 
-Relative paths in an experiment file are relative to the file's own folder, so an experiment
-runs the same from any working directory; the runs it starts record absolute paths.
+Relative paths in an experiment file -- its inputs, and path options inside ``distill``,
+``methods`` and ``eval`` -- are relative to the file's own folder, so an experiment runs the same
+from any working directory; the runs it starts record absolute paths.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Literal
 
 from aria_train.distill.config import DistillConfig
 from aria_train.evaluation.config import EvalConfig
-from aria_train.options import Options, from_json, option, read_json_object
+from aria_train.options import Options, from_json, option, path_options, read_json_object
 
 DEFAULT_METHODS = {
     "kd": {"method": "kd"},
@@ -19,7 +20,6 @@ DEFAULT_METHODS = {
     "region-uniform": {"method": "rc", "sampler": "region"},
     "aria": {"method": "aria"},
 }
-PATHS = ("teacher", "pool", "paired_cache", "heldout", "text_cache")
 
 
 @dataclass
@@ -62,10 +62,25 @@ class ExperimentConfig(Options):
         """The experiment in ``path``, its relative paths resolved against the file's folder."""
         data = read_json_object(path, cls.WHAT)
         base = Path(path).resolve().parent
-        for key in PATHS:
-            if isinstance(data.get(key), str) and data[key]:
-                data[key] = str((base / data[key]).resolve())
+        _resolve_paths(data, cls, base)
+        _resolve_paths(data.get("distill"), DistillConfig, base)
+        methods = data.get("methods")
+        for options in methods.values() if isinstance(methods, dict) else ():
+            _resolve_paths(options, DistillConfig, base)
+        _resolve_paths(data.get("eval"), EvalConfig, base)
         return from_json(cls, data, f"{cls.WHAT} {path}")
+
+    def check_inputs(self) -> None:
+        """ValueError naming the first input path of a run or of the evaluation that does not
+        exist: a path that resolved to nothing fails here, before any run starts, and not in
+        every run's worker process."""
+        configs = [config for _, config in self.run_configs().values()] + [self.eval_config([self.teacher])]
+        for config in configs:
+            for name in path_options(type(config)):
+                value = getattr(config, name)
+                if isinstance(value, str) and value and not Path(value).exists():
+                    raise ValueError(f"{name} {value} does not exist (relative paths in an experiment config are "
+                                     "relative to the config file's folder)")
 
     def run_configs(self) -> dict[str, tuple[str, DistillConfig]]:
         """{run name: (method name, validated DistillConfig)} for every method and seed."""
@@ -81,3 +96,13 @@ class ExperimentConfig(Options):
     def eval_config(self, students: list[str]) -> EvalConfig:
         return EvalConfig.from_dict({**self.eval, "teacher": self.teacher, "heldout": self.heldout,
                                      "student": students}, "the experiment's eval options")
+
+
+def _resolve_paths(options: object, cls: type, base: Path) -> None:
+    """Make the relative path options of ``cls`` in the JSON object ``options`` absolute against
+    ``base``, in place (anything not an object, or a path not a string, is left to the type checks)."""
+    if not isinstance(options, dict):
+        return
+    for key in path_options(cls):
+        if isinstance(options.get(key), str) and options[key]:
+            options[key] = str((base / options[key]).resolve())

@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from aria_train.options import Options, option
+from aria_train.options import Options, check_seed, check_types, option
 
 
 @dataclass
@@ -80,7 +80,9 @@ class TeacherConfig(Options):
     workers: int = option(-1, "processes", "data-rendering workers; -1: 6 on a GPU, 0 (in-process) on the CPU")
 
     def validate(self) -> "TeacherConfig":
-        """Raise ValueError (one line) for a value outside its domain; return self."""
+        """Raise ValueError (one line) for a value of the wrong type or outside its domain; return self."""
+        check_types(self)
+        check_seed("seed", self.seed)
         for name in ("layers_per_block", "attention_heads", "norm_groups", "text_hidden", "text_layers",
                      "text_heads", "steps", "batch_size", "lr", "log_every", "eval_steps"):
             if not getattr(self, name) > 0:

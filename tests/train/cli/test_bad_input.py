@@ -26,7 +26,7 @@ from aria_train.worlds import WorldConfig, load_world_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from fixtures_train import COLORS, SHAPES, make_teacher, pool_frame  # noqa: E402
-from cli_errors import refused
+from cli_errors import refused, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,13 +40,6 @@ def ok(argv: list) -> None:
     assert aria_cli.main([str(a) for a in argv]) == 0
 
 
-def snapshot(folder: Path) -> dict:
-    """Every file and folder under ``folder`` with its bytes (None for folders); None if it does not exist."""
-    if not folder.exists():
-        return None
-    if folder.is_file():
-        return {".": folder.read_bytes()}
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
 
 
 # ---------------------------------------------------------------- aria world

@@ -22,6 +22,7 @@ from aria_train.distill.state import STATE_KEYS, RunStart, TrainingState
 from aria_train.distill.tally import Tally
 from aria_train.runs.checkpoint import TRAINER_STATE, read_json, write_json
 from aria_train.runs.run_dir import LOCK_FILE, RunDir, distinct_names
+from cli_errors import snapshot
 
 REGIONS = np.array([0, 0, 1, 2, 2, 2])  # a pool of 6 prompts in K = 3 regions
 CONFIG = DistillConfig(teacher="t", paired_cache="p", pool="q", method="aria")
@@ -180,8 +181,6 @@ def a_run(folder: Path, steps=(2, 4)) -> Path:
     return folder
 
 
-def snapshot(folder: Path) -> dict:
-    return {p: p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
 
 
 def test_fresh_run_needs_a_new_or_empty_out(tmp_path):

@@ -1,0 +1,278 @@
+"""Bad input to `aria experiment / distill / eval / report` (issue 15): wrong JSON types, non-finite
+and out-of-range values, devices this torch cannot use, a corrupt checkpoint, late validation of an
+experiment. Each is one `aria: error:` line on stderr, exit 2, no traceback, and the output
+folder exactly as before (absent when it was absent). Also the help texts and progress messages
+the issue found misleading or missing.
+
+Everything runs in this process through `aria_cli.main` on the tiny inputs of fixtures_train.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+from typing import get_args
+
+import pytest
+import torch
+
+import aria_cli
+from aria_train.distill.config import DistillConfig
+from aria_train.experiment.config import ExperimentConfig
+from aria_train.options import flat_fields
+from cli_errors import refused
+from fixtures_train import DistillPaths, make_distill_inputs
+from cli_errors import snapshot
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory) -> DistillPaths:
+    return make_distill_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def heldout(paths: DistillPaths) -> Path:
+    path = paths.teacher.parent / "heldout.csv"
+    path.write_text("text,region,group\na red circle,0,seen\na white square,1,seen\na blue cross,2,unseen\n")
+    return path
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+# ---------------------------------------------------------------- aria experiment
+
+
+def experiment(paths: DistillPaths, heldout: Path, /, **changes) -> dict:
+    return {"teacher": str(paths.teacher), "pool": str(paths.pool), "paired_cache": str(paths.paired),
+            "heldout": str(heldout), "seeds": [0], "methods": {"rc": {"method": "rc"}},
+            "distill": {"steps": 1, "batch_size": 4}, **changes}
+
+
+@pytest.mark.parametrize("change, needles", [
+    ({"parallel": "2"}, ["parallel must be an integer", '"2"']),
+    ({"parallel": 0}, ["parallel must be >= 1, got 0"]),
+    ({"methods": ["rc", "aria"]}, ["methods must be an object"]),
+    ({"seeds": "0"}, ["seeds must be a list, each item an integer", '"0"']),  # not the characters of "0"
+    ({"seeds": [0, 0]}, ["seeds must be distinct"]),
+    ({"seeds": [-1]}, ["method 'rc'", "seed must be in [0, 2^63), got -1"]),
+    ({"eval": {"bogus": 1}}, ["the experiment's eval options", "unknown fields bogus"]),
+    ({"eval": {"samples_per_region": -1}}, ["samples_per_region must be >= 0"]),
+    ({"distill": {"steps": 1, "lr": math.inf}}, ["lr must be a number, got inf"]),
+])
+def test_experiment_config_errors_are_one_line_before_any_folder(paths, heldout, tmp_path, capsys, change, needles):
+    config = write_json(tmp_path / "experiment.json", experiment(paths, heldout, **change))
+    refused(["experiment", config, "--out", tmp_path / "out"], capsys, str(config), *needles)
+    assert not (tmp_path / "out").exists()
+
+
+def test_experiment_parallel_zero_on_the_command_line_is_refused(paths, heldout, tmp_path, capsys):
+    config = write_json(tmp_path / "experiment.json", experiment(paths, heldout))
+    refused(["experiment", config, "--out", tmp_path / "out", "--parallel", "0"], capsys, "--parallel must be >= 1")
+    assert not (tmp_path / "out").exists()
+
+
+def test_experiment_paths_are_relative_to_its_file_and_checked_before_any_run(paths, heldout, tmp_path, capsys,
+                                                                              monkeypatch):
+    """A config written with paths relative to the working directory it was meant for (here
+    tmp/inputs/...) is run from another directory: its paths resolve against the file's folder,
+    where nothing exists, and that is one line before the experiment folder is made."""
+    inputs = paths.teacher.parent
+    relative = {"teacher": "teacher", "pool": "pool.parquet", "paired_cache": "paired", "heldout": "heldout.csv"}
+    config = write_json(tmp_path / "configs" / "experiment.json", experiment(paths, heldout, **relative))
+    monkeypatch.chdir(inputs)  # where these paths would have been right
+    refused(["experiment", config, "--out", tmp_path / "out"], capsys, "teacher",
+            str(tmp_path / "configs" / "teacher"), "does not exist", "relative to the config file's folder")
+    assert not (tmp_path / "out").exists()
+
+    # path options inside distill / methods / eval resolve against the file's folder too
+    monkeypatch.chdir(tmp_path)
+    moved = write_json(inputs / "experiment.json", experiment(paths, heldout, **relative, distill={
+        "steps": 1, "text_cache": "text"}, methods={"rc": {"method": "rc", "heldout": "heldout.csv"}},
+        eval={"fid_reference": "references"}))
+    loaded = ExperimentConfig.load(moved)
+    assert loaded.distill["text_cache"] == str(paths.text) and loaded.teacher == str(paths.teacher)
+    assert loaded.methods["rc"]["heldout"] == str(heldout)
+    assert loaded.eval["fid_reference"] == str(inputs / "references")
+    refused(["experiment", moved, "--out", tmp_path / "out"], capsys, f"fid_reference {inputs / 'references'} "
+            "does not exist")
+    assert not (tmp_path / "out").exists()
+    (inputs / "references").mkdir()
+    loaded.check_inputs()  # every path now exists, whatever the working directory
+
+
+# ---------------------------------------------------------------- aria distill
+
+
+@pytest.mark.parametrize("config, needles", [
+    ('{"steps": "6"}', ["distillation config", 'steps must be an integer, got "6"']),
+    ('{"lr": null}', ["distillation config", "lr must be a number, got null"]),
+    ('{"batch_size": true}', ["distillation config", "batch_size must be an integer, got true"]),
+    ('{"steps": 2.5}', ["distillation config", "steps must be an integer, got 2.5"]),  # not rounded up to 3 steps
+    ('{"lr": Infinity}', ["distillation config", "lr must be a number, got inf"]),  # Python's json reads Infinity
+    ('{"seed": -1}', ["seed must be in [0, 2^63), got -1"]),  # a domain: checked with the flags on top
+])
+def test_distill_config_json_of_wrong_types_leaves_no_run_folder(paths, tmp_path, capsys, config, needles):
+    file = tmp_path / "distill.json"
+    file.write_text(config)
+    out = tmp_path / "run"
+    refused(paths.options(out, "--config", file), capsys, *needles)
+    assert not out.exists()
+
+
+def test_a_distill_config_file_may_leave_the_inputs_to_the_flags(paths, tmp_path):
+    file = write_json(tmp_path / "distill.json", {"steps": 1, "method": "aria", "aria_warmup": 0})
+    out = tmp_path / "run"
+    assert aria_cli.main([str(a) for a in paths.options(out, "--config", file, "--no-progress")]) == 0
+    recorded = DistillConfig.load(out / "config.json")
+    assert (recorded.steps, recorded.method, recorded.aria.warmup) == (1, "aria", 0)
+    assert recorded.teacher == str(paths.teacher.resolve())
+
+
+FLOAT_OPTIONS = [name for name, _, hint, _ in flat_fields(DistillConfig) if float in (get_args(hint) or (hint,))]
+
+
+@pytest.mark.parametrize("name", FLOAT_OPTIONS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_distill_refuses_every_non_finite_float_option(paths, tmp_path, capsys, name, value):
+    out = tmp_path / "run"
+    flag = "--" + name.replace("_", "-")
+    refused(paths.options(out, "--steps", "1", f"{flag}={value}"), capsys, f"{flag} must be a number")
+    assert not out.exists()
+
+
+def test_a_config_built_in_code_is_type_checked_by_validate():
+    """`train` validates the config it is given: one built in code, not read from JSON or flags,
+    gets the same type checks (an infinite learning rate would make every weight non-finite)."""
+    config = DistillConfig(teacher="t", paired_cache="p", pool="q")
+    for change, needle in (({"lr": math.inf}, "lr must be a number, got inf"),
+                           ({"noise_std": math.nan}, "noise_std must be a number, got nan"),
+                           ({"steps": 2.5}, "steps must be an integer, got 2.5"),
+                           ({"seed": 2**63}, "seed must be in [0, 2^63)")):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            dataclasses.replace(config, **change).validate()
+    assert config.validate() is config
+
+
+def test_resume_with_a_corrupt_generator_state_leaves_the_run_as_it_was(paths, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert aria_cli.main([str(a) for a in paths.options(out, "--steps", "2", "--no-progress")]) == 0
+    rng = out / "checkpoints" / "step-0000002" / "rng-rank0.json"
+    state = json.loads(rng.read_text())
+    for corrupt, needle in (("{not json", "cannot read"),
+                            (json.dumps({**state, "torch": "!!not base64"}), "corrupt generator state"),
+                            (json.dumps({**state, "numpy": {"bit_generator": "PCG64", "state": 1}}),
+                             "corrupt generator state")):
+        rng.write_text(corrupt)
+        before = snapshot(out)
+        refused(paths.options(out, "--steps", "4", "--resume", "latest"), capsys, str(rng), needle)
+        assert snapshot(out) == before
+
+
+def test_distill_help_marks_only_the_needed_inputs_required(capsys):
+    with pytest.raises(SystemExit):
+        aria_cli.main(["distill", "--help"])
+    printed = capsys.readouterr().out
+    options = " ".join(printed[printed.index("\noptions:"):].split())  # past the usage block
+
+    def described(flag: str) -> str:
+        """The help of ``flag``: up to the next option's flag."""
+        start = options.index(flag + " ")
+        return options[start:options.index(" --", start + len(flag))]
+
+    assert "(required)" not in described("--heldout") and "(default: none)" in described("--heldout")
+    for required in ("--teacher", "--paired-cache", "--pool"):
+        assert described(required).endswith("(required)")
+    assert "no progress bar" in described("--no-progress")
+
+
+def test_distill_says_what_it_writes_after_the_last_step(paths, tmp_path, capsys):
+    """After the last step the bar would sit at 100% while the checkpoint is written: its label
+    says so. --no-progress leaves only the log lines (stdout)."""
+    capsys.readouterr()
+    assert aria_cli.main([str(a) for a in paths.options(tmp_path / "bar", "--steps", "2")]) == 0
+    assert "step 2: writing the checkpoint" in capsys.readouterr().err
+    assert aria_cli.main([str(a) for a in paths.options(tmp_path / "quiet", "--steps", "2", "--no-progress")]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "finished at step 2" in out
+
+
+# ---------------------------------------------------------------- aria eval
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--device", "bogus"], "--device 'bogus' is not a torch device"),
+    pytest.param(["--device", "cuda"], "this torch has no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is there")),
+    (["--guidance", "nan"], "--guidance must be a number or null, got nan"),
+    (["--guidance", "inf"], "--guidance must be a number or null, got inf"),
+    (["--samples-per-region", "-1"], "samples_per_region must be >= 0, got -1"),
+    (["--max-per-region", "-1"], "max_per_region must be >= 0, got -1"),
+    (["--seed", "-1"], "seed must be in [0, 2^63), got -1"),
+])
+def test_eval_refuses_bad_values_before_writing(paths, heldout, tmp_path, capsys, extra, needle):
+    out = tmp_path / "eval"
+    refused(["eval", "--teacher", paths.teacher, "--student", paths.teacher / "unet", "--heldout", heldout,
+             "--out", out, *extra], capsys, needle)
+    assert not out.exists()
+
+
+def test_eval_prints_its_stages(paths, heldout, tmp_path, capsys):
+    capsys.readouterr()
+    argv = ["eval", "--teacher", paths.teacher, "--student", paths.teacher / "unet", "--heldout", heldout,
+            "--out", tmp_path / "eval", "--steps", "1", "--timesteps", "500", "--samples-per-region", "1"]
+    assert aria_cli.main([str(a) for a in argv]) == 0
+    printed = capsys.readouterr().out
+    stages = ["clean images: teacher samples of 3 held-out prompts", "discrepancy: 1 student(s) x 3 prompts",
+              "sampling teacher: 3 prompts", "sampling unet: 3 prompts", "evaluation written to"]
+    positions = [printed.index(stage) for stage in stages]
+    assert positions == sorted(positions)
+
+
+# ---------------------------------------------------------------- aria report
+
+
+def test_a_refused_report_leaves_no_partial_file(paths, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert aria_cli.main([str(a) for a in paths.options(run, "--steps", "2", "--no-progress")]) == 0
+    folder = tmp_path / "report"
+    (folder / "inside").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    refused(["report", run, "--out", folder], capsys, f"--out {folder} is a folder")
+    refused(["report", paths.teacher, "--out", tmp_path / "r.html"], capsys, "not a distillation run directory")
+    refused(["report", run, "--eval", paths.teacher, "--out", tmp_path / "r.html"], capsys,
+            "is not an `aria eval` folder")
+    assert snapshot(tmp_path) == before and not list(tmp_path.glob("*.partial"))
+
+
+# ---------------------------------------------------------------- help texts
+
+
+def all_help_texts(capsys) -> dict[str, str]:
+    texts = {}
+    for group, name in aria_cli.COMMANDS:
+        argv = [group, name] if group else [name]
+        with pytest.raises(SystemExit):
+            aria_cli.main([*argv, "--help"])
+        texts[" ".join(argv)] = capsys.readouterr().out
+    return texts
+
+
+def test_help_and_docstrings_cite_sections_of_docs_design_md_that_exist(capsys):
+    """The help texts once cited "DESIGN §N", a file the repository does not have: every
+    reference is to docs/design.md, and to one of its numbered sections."""
+    sections = set(re.findall(r"^##+ (\d+(?:\.\d+)?)[. ]", (REPO / "docs" / "design.md").read_text(), re.M))
+    sources = {str(p.relative_to(REPO)): p.read_text() for p in (REPO / "aria_train").rglob("*.py")}
+    for where, text in {**sources, **all_help_texts(capsys)}.items():
+        assert "DESIGN" not in text, where
+        for cited in re.findall(r"design\.md §(\d+(?:\.\d+)?)", " ".join(text.split())):
+            assert cited in sections, f"{where} cites docs/design.md §{cited}, which has no such section"
