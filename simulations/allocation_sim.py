@@ -84,8 +84,8 @@ from typing import Callable
 import numpy as np
 
 from aria_theory.allocation import (AllocationPolicy, AriaPolicy, DoReMiPolicy, Exp3Policy,
-                                    ProgressPolicy, PromptSharePolicy, UniformPolicy,
-                                    importance_weights, sample_regions)
+                                    PromptSharePolicy, UniformPolicy, importance_weights, sample_regions)
+from aria_theory.progress import ProgressPolicy
 from aria_theory.tracker import RegionTracker
 
 RC_SWITCH = (1 - np.exp(-5.0)) / 5  # mean of RC's p(t) = exp(-5 (1 - t/T)) over t ~ U[0, T)

@@ -40,7 +40,8 @@ from typing import Literal
 
 import numpy as np
 
-from aria_theory.allocation import AriaPolicy, ProgressPolicy, importance_weights
+from aria_theory.allocation import AriaPolicy, importance_weights
+from aria_theory.progress import ProgressPolicy
 from aria_theory.tracker import RegionTracker
 from aria_train.conditioning.samplers import RegionPolicySampler
 from aria_train.options import option

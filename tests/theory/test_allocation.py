@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from aria_theory.allocation import (AllocationPolicy, AriaPolicy, DoReMiPolicy, Exp3Policy,
-                                    ProgressPolicy, PromptSharePolicy, UniformPolicy, check_distribution,
+                                    PromptSharePolicy, UniformPolicy, check_distribution,
                                     importance_weights, sample_regions)
+from aria_theory.progress import ProgressPolicy
 
 K = 5
 SHARES = np.array([0.5, 0.2, 0.15, 0.1, 0.05])

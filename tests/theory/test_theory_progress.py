@@ -15,7 +15,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aria_theory import bounds
-from aria_theory.allocation import AllocationPolicy, AriaPolicy, ProgressPolicy, _shrink  # _shrink: the EB step
+from aria_theory.allocation import AllocationPolicy, AriaPolicy
+from aria_theory.progress import ProgressPolicy, _shrink  # _shrink: the EB step
 from aria_theory.tracker import RegionTracker
 
 RTOL = 1e-9  # worst-case statements are exact up to float rounding

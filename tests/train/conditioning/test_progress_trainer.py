@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 import aria_cli
-from aria_theory.allocation import AllocationPolicy, ProgressPolicy
+from aria_theory.allocation import AllocationPolicy
+from aria_theory.progress import ProgressPolicy
 from aria_theory.tracker import Tracker
 from aria_train.conditioning.aria import AriaOptions, AriaSampler
 from aria_train.conditioning.feedback import Feedback
