@@ -1,9 +1,13 @@
 """Timing and reporting shared by the benchmarks."""
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import platform
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -18,8 +22,10 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def report(name: str, rows: list[dict], out_dir: Path | None = None) -> Path:
-    """Print rows as a table and write them to out_dir/name.csv (with the host and the time)."""
+def report(name: str, rows: list[dict], out_dir: Path | None = None, show: bool = True) -> Path:
+    """Write rows to out_dir/name.csv (with the host and the time) and, with `show`, print them as
+    a table (a benchmark that saves after every row, so that a run cut short keeps them, shows
+    the table once, at the end)."""
     out = out_dir or RESULTS
     out.mkdir(parents=True, exist_ok=True)
     stamp = {"host": platform.node(), "python": platform.python_version(),
@@ -28,15 +34,43 @@ def report(name: str, rows: list[dict], out_dir: Path | None = None) -> Path:
     keys = list(rows[0])
     shown = [k for k in keys if k not in stamp]
     widths = {k: max(len(k), *(len(_fmt(r[k])) for r in rows)) for k in shown}
-    print("  ".join(k.rjust(widths[k]) for k in shown))
-    for row in rows:
-        print("  ".join(_fmt(row[k]).rjust(widths[k]) for k in shown))
+    if show:
+        print("  ".join(k.rjust(widths[k]) for k in shown))
+        for row in rows:
+            print("  ".join(_fmt(row[k]).rjust(widths[k]) for k in shown))
     path = out / f"{name}.csv"
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str], quick: dict) -> argparse.Namespace:
+    """``argv`` parsed after adding the options every end-to-end benchmark has: --quick (the
+    defaults replaced by ``quick``'s values, a CPU run of seconds; options given still win),
+    --out (the CSV folder) and --work (where model folders and inputs are built and kept)."""
+    parser.add_argument("--quick", action="store_true", help="a run of seconds on the CPU: "
+                        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in quick.items()))
+    parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
+    parser.add_argument("--work", type=Path, default=None, help="folder for model folders and inputs, kept and reused "
+                        "by later runs (default: a temporary one)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**quick)
+        args = parser.parse_args(argv)
+    return args
+
+
+@contextlib.contextmanager
+def work_folder(work: Path | None) -> Iterator[Path]:
+    """``work`` (created if missing), or a temporary folder removed afterwards."""
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+        return
+    with tempfile.TemporaryDirectory() as temporary:
+        yield Path(temporary)
 
 
 def _fmt(value: object) -> str:

@@ -4,8 +4,10 @@
 plus AdamW for an SD-v1.4-size teacher (random weights from its config, held in bf16, no
 gradients) and its BK-SDM-Small student (fp32 weights, bf16 autocast), output + feature KD,
 64x64 latents, random 77x768 text embeddings; ``--size demo`` does the same for the shipped
-24 px embedded-world teacher. Per row: images/s, peak memory, FLOPs of one whole step counted
-with torch.utils.flop_counter, and MFU against a bf16 8192^3 matmul measured in the same run.
+24 px embedded-world teacher, and ``--size FOLDER`` for any teacher folder (its UNet's sample
+shape, text embeddings as long as its tokenizer pads to and as wide as its encoder). Per row:
+images/s, peak memory, FLOPs of one whole step counted with torch.utils.flop_counter, and MFU
+against a bf16 8192^3 matmul measured in the same run.
 ``--compile``, ``--channels-last`` and ``--gradient-checkpointing`` set the models up exactly as
 ``aria distill`` does (aria_train.distill.speed). FLOPs are counted on an eager step (the counter sees
 aten ops, not compiled kernels; with checkpointing they include the recomputed forward);
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,12 +59,13 @@ def build(size: str, device: torch.device, speed: dict):
         teacher = UNet2DConditionModel(**SD_V1_4_UNET_CONFIG)
         scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
         sample, text = (4, 64, 64), (77, 768)
-    else:
+    else:  # the shipped demo teacher, or any teacher folder (bench.distill_e2e times its loop on the same one)
         from aria_train.assets import default_teacher_path
         from aria_train.diffusion.loading import load_teacher
+        from aria_train.diffusion.sampling import sample_shape
 
-        teacher, scheduler, _, encoder = load_teacher(default_teacher_path())
-        sample, text = (3, teacher.config.sample_size, teacher.config.sample_size), (16, encoder.config.hidden_size)
+        teacher, scheduler, tokenizer, encoder = load_teacher(default_teacher_path() if size == "demo" else Path(size))
+        sample, text = sample_shape(teacher), (tokenizer.model_max_length, encoder.config.hidden_size)
     student_unet = make_student(teacher, "small")
     layer_map = feature_layer_map(dict(teacher.config), dict(student_unet.config))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -177,7 +181,9 @@ def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.devic
 def main(scale: float = 1.0, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.distill_step", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("sd14", "demo"), default="demo", help="teacher size (default: %(default)s)")
+    parser.add_argument("--size", default="demo", metavar="sd14|demo|FOLDER",
+                        help="teacher: SD v1.4's UNet (random weights), the shipped demo teacher, or a teacher "
+                        "folder (default: %(default)s)")
     parser.add_argument("--batch", type=int, nargs="+", default=[16], help="micro-batch sizes in images (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row (default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help="torch.compile teacher and student (in place)")

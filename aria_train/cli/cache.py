@@ -29,7 +29,7 @@ CACHE_ENTRIES = ("paired", "text", "sources.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from aria_train.data.teacher_samples import DTYPES
+    from aria_train.diffusion.loading import DTYPES
 
     parser.add_argument("--teacher", required=True, help="teacher model folder (unet/, scheduler/, tokenizer/, text_encoder/)")
     parser.add_argument("--paired", required=True, help="prompts to sample (txt/jsonl/csv/parquet/arrow with a text column)")
@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.data.cache import folder_fingerprint
     from aria_train.data.pool import PromptPool
     from aria_train.data.teacher_samples import (PAIRED_DIR, TEXT_DIR, Ranks, check_metadata, paired_metadata,
-                                                 pool_rows, resolve_dtype, text_metadata, write_paired, write_text)
-    from aria_train.diffusion.loading import TEACHER_PARTS, load_teacher, resolve_device
+                                                 pool_rows, text_metadata, write_paired, write_text)
+    from aria_train.diffusion.loading import TEACHER_PARTS, load_teacher, resolve_device, resolve_dtype
     from aria_train.diffusion.sampling import default_guidance
 
     quiet_libraries()

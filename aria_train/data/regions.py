@@ -2,13 +2,17 @@
 
 ARIA tracks the teacher-student discrepancy per region and samples prompts region by region,
 so every region id in [0, K) must own at least one prompt. Embeddings for k-means are the text
-encoder's pooled outputs, computed once per pool into a `TensorCache` (`pooled_embedding_cache`).
+encoder's pooled outputs, computed once per pool into a `TensorCache` (`pooled_embedding_cache`),
+with tokenization, the encoder and the cache's writes overlapped (`pooled_embeddings`).
 """
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,7 @@ from tqdm.auto import tqdm
 
 from aria_train.data.cache import MANIFEST, TensorCache, TensorCacheWriter, read_manifest
 from aria_train.data.pool import PromptPool
-from aria_train.diffusion.text import encode_prompts
+from aria_train.diffusion.text import fixed_length_tokenizer, pooled_outputs, prefetch
 
 POOLED = "pooled"  # the tensor name of pooled embeddings in a cache
 
@@ -302,10 +306,16 @@ def kmeans_regions(
     return fit["labels"].numpy(), fit["centroids"].cpu().numpy()
 
 
-def embedding_metadata(pool: PromptPool, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+EMBEDDING_DTYPE = "text_encoder_dtype"  # the metadata key of the dtype the text encoder ran in
+
+
+def embedding_metadata(pool: PromptPool, dtype: torch.dtype, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest metadata of `pool`'s embedding cache: `metadata` plus the pool's row count
-    ("rows"), as JSON gives it back."""
-    return json.loads(json.dumps({**(metadata or {}), "rows": len(pool)}))
+    ("rows") and the dtype the text encoder runs in (`EMBEDDING_DTYPE`: a half-precision cache
+    moves some prompts to another region, so it is not to be reused for a float32 run), as JSON
+    gives it back."""
+    recorded = {**(metadata or {}), "rows": len(pool), EMBEDDING_DTYPE: str(dtype).removeprefix("torch.")}
+    return json.loads(json.dumps(recorded))
 
 
 def check_embedding_cache(directory: str | Path, metadata: dict[str, Any]) -> bool:
@@ -315,14 +325,38 @@ def check_embedding_cache(directory: str | Path, metadata: dict[str, Any]) -> bo
     directory = Path(directory)
     if not (directory / MANIFEST).exists():
         return False
-    stored = read_manifest(directory)["metadata"]
+    # caches made before the dtype was recorded were all computed in float32
+    stored = {EMBEDDING_DTYPE: "float32", **read_manifest(directory)["metadata"]}
     changed = sorted(k for k in set(stored) | set(metadata) if k != "paths" and stored.get(k) != metadata.get(k))
     if changed:
         names = {"prompts_fingerprint": "the prompts' texts", "text_encoder_fingerprint": "the text encoder's files",
-                 "rows": "the number of prompts"}
+                 "rows": "the number of prompts",
+                 EMBEDDING_DTYPE: f"the text encoder's dtype, {stored[EMBEDDING_DTYPE]} -> {metadata.get(EMBEDDING_DTYPE)}"}
         raise ValueError(f"{directory} holds embeddings of other inputs ({', '.join(names.get(k, k) for k in changed)} "
                          f"changed): remove it or choose another output folder")
     return True
+
+
+def pooled_embeddings(pool: PromptPool, tokenizer: Any, text_encoder: torch.nn.Module, device: str | torch.device,
+                      start: int = 0, batch_size: int = 1024, depth: int = 4) -> Iterator[torch.Tensor]:
+    """Pooled text embeddings of pool rows start, start + 1, ..., in batches of `batch_size`
+    rows: float32 (n, D) on the CPU, computed by `text_encoder` in its dtype on `device`, where
+    it must already be.
+
+    The same token ids and the same encoder pass as `encode_prompts` (so in float32 the same
+    embeddings, batch for batch), made faster: a background thread reads and tokenizes up to
+    `depth` batches ahead of the encoder (with the Rust tokenizer, into pinned memory for a GPU),
+    and the GPU gets the next batch before the previous one is copied back (`pooled_outputs`).
+    """
+    pinned = torch.device(device).type == "cuda"
+    tokenize = fixed_length_tokenizer(tokenizer)
+
+    def token_ids(rows: range) -> torch.Tensor:
+        ids = tokenize(pool.texts(rows))
+        return ids.pin_memory() if pinned else ids
+
+    batches = (range(s, min(s + batch_size, len(pool))) for s in range(start, len(pool), batch_size))
+    return pooled_outputs(text_encoder, prefetch(token_ids, batches, depth), device)
 
 
 def pooled_embedding_cache(
@@ -331,33 +365,45 @@ def pooled_embedding_cache(
     text_encoder: torch.nn.Module,
     directory: str | Path,
     device: str | torch.device,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     shard_rows: int = 65536,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> TensorCache:
     """Pooled text embeddings of every prompt of `pool` (tensor "pooled", float32 (N, D)), computed once.
 
-    A complete cache in `directory` with the same metadata (`metadata` plus the pool size) is
-    reused as it is; an incomplete one (a killed run) is resumed after its last complete shard;
-    one with other metadata is an error (`check_embedding_cache`, which changes nothing). For
-    that check to catch changed inputs, `metadata` should name their content: `aria regions`
-    gives the pool's `PromptPool.fingerprint` ("prompts_fingerprint") and the text encoder's
-    `folder_fingerprint` ("text_encoder_fingerprint"). Metadata under "paths" (where the inputs were) is
-    stored but not compared: a moved pool or teacher keeps its embeddings. The text encoder
-    must be on `device`; `batch_size` is in prompts; shards hold `shard_rows` rows.
+    A complete cache in `directory` with the same metadata (`metadata` plus the pool size and the
+    encoder's dtype, `embedding_metadata`) is reused as it is; an incomplete one (a killed run)
+    is resumed after its last complete shard; one with other metadata is an error
+    (`check_embedding_cache`, which changes nothing). For that check to catch changed inputs,
+    `metadata` should name their content: `aria regions` gives the pool's
+    `PromptPool.fingerprint` ("prompts_fingerprint") and the text encoder's `folder_fingerprint`
+    ("text_encoder_fingerprint"). Metadata under "paths" (where the inputs were) is stored but not
+    compared: a moved pool or teacher keeps its embeddings. The encoder runs in its dtype on
+    `device`, where it must already be (`pooled_embeddings`); `batch_size` is in prompts. Shards
+    hold `shard_rows` rows and are written by a background thread, at most one shard behind the
+    encoder (a shard's checksum and file take long enough to idle a GPU).
     """
     directory = Path(directory)
-    metadata = embedding_metadata(pool, metadata)
+    metadata = embedding_metadata(pool, next(text_encoder.parameters()).dtype, metadata)
     if check_embedding_cache(directory, metadata):
         writer = TensorCacheWriter.resume(directory)
     else:
         writer = TensorCacheWriter(directory, shard_rows, metadata)
-    with tqdm(total=len(pool), initial=len(writer), unit="prompt", desc="embedding", disable=not progress) as bar:
-        for start in range(len(writer), len(pool), batch_size):
-            stop = min(start + batch_size, len(pool))
-            _, pooled = encode_prompts(tokenizer, text_encoder, pool.texts(range(start, stop)), device, batch_size)
-            writer.append(**{POOLED: pooled})
-            bar.update(stop - start)
+    with tqdm(total=len(pool), initial=len(writer), unit="prompt", desc="embedding", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer") as io:
+        written: deque[tuple[Future, int]] = deque()  # appends in flight, with their rows
+        waiting = 0
+        for pooled in pooled_embeddings(pool, tokenizer, text_encoder, device, len(writer), batch_size):
+            written.append((io.submit(writer.append, **{POOLED: pooled}), len(pooled)))
+            waiting += len(pooled)
+            while waiting > shard_rows:  # bounded memory: at most one shard waits for the writer
+                done, rows = written.popleft()
+                done.result()
+                waiting -= rows
+                bar.update(rows)
+        for done, rows in written:
+            done.result()
+            bar.update(rows)
     writer.close()
     return TensorCache(directory)

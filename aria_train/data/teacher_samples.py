@@ -85,16 +85,6 @@ def pool_rows(paired_texts, pool) -> "np.ndarray":
 # The inputs a cache's metadata fingerprints (what `aria distill` and a rerun compare), as a user names them.
 INPUTS = {"paired_fingerprint": "the paired prompts' texts", "pool_fingerprint": "the pool's texts",
           "teacher_fingerprint": "the teacher folder's files"}
-DTYPES = ("float32", "bfloat16", "float16")  # what --dtype may run the teacher and text encoder in
-
-
-def resolve_dtype(name: str, device: torch.device) -> str:
-    """The dtype the models run in for --dtype ``name`` (auto or one of DTYPES) on ``device``:
-    auto is bfloat16 on CUDA (half float32's memory traffic, with its exponent range, so nothing
-    overflows) and float32 on CPUs, where half precision is emulated and slower."""
-    if name == "auto":
-        return "bfloat16" if device.type == "cuda" else "float32"
-    return name
 
 
 def paired_metadata(args: argparse.Namespace, fingerprints: dict, rows: int) -> dict:

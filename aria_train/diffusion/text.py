@@ -6,13 +6,23 @@ real Stable Diffusion loads its folder's CLIPTokenizer and CLIPTextModel. Both a
 loaded in the diffusers folder layout, FOLDER/tokenizer and FOLDER/text_encoder
 (`save_text_stack` / `load_text_stack`), and encoded the way SD does it (`encode_prompts`):
 padded to the tokenizer's fixed `model_max_length` (77 for CLIP), no attention mask.
+
+For embedding many prompts at the GPU's speed (`aria regions`): `fixed_length_tokenizer` gives
+the same token ids as `encode_prompts` straight from the Rust tokenizer (no per-call Python set-up
+in transformers), `prefetch` runs such work in a background thread ahead of its consumer, and
+`pooled_outputs` keeps the next batch queued on the GPU while the previous one is copied back.
 Nothing here touches the network.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -159,23 +169,14 @@ def encode_prompts(
     empty prompt "" (the null text of classifier-free guidance) is a valid prompt. The encoder
     must already be on `device`; `batch_size` is in prompts.
     """
-    device = torch.device(device)
-    encoder_device = next(text_encoder.parameters()).device
-    if encoder_device.type != device.type or (device.index is not None and encoder_device.index != device.index):
-        raise ValueError(f"the text encoder is on {encoder_device}, not on {device}: move it first")
+    device = _check_device(text_encoder, device)
     texts = list(texts)
     if not all(isinstance(text, str) for text in texts):
         raise ValueError("prompts must be strings")
     length = tokenizer.model_max_length
     hidden_parts, pooled_parts = [], []
     for start in range(0, len(texts), batch_size):
-        ids = tokenizer(
-            texts[start : start + batch_size],
-            padding="max_length",
-            max_length=length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(device)
+        ids = _padded_ids(tokenizer, texts[start : start + batch_size]).to(device)
         out = text_encoder(input_ids=ids)
         hidden_parts.append(out.last_hidden_state.float())
         pooled_parts.append(out.pooler_output.float())
@@ -183,3 +184,110 @@ def encode_prompts(
         width = text_encoder.config.hidden_size
         return torch.empty(0, length, width, device=device), torch.empty(0, width, device=device)
     return torch.cat(hidden_parts), torch.cat(pooled_parts)
+
+
+def _check_device(text_encoder: CLIPTextModel, device: str | torch.device) -> torch.device:
+    """`device` as a torch.device; ValueError unless the text encoder is on it."""
+    device = torch.device(device)
+    encoder_device = next(text_encoder.parameters()).device
+    if encoder_device.type != device.type or (device.index is not None and encoder_device.index != device.index):
+        raise ValueError(f"the text encoder is on {encoder_device}, not on {device}: move it first")
+    return device
+
+
+def _padded_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> torch.Tensor:
+    """int64 (N, L) token ids, L = ``tokenizer.model_max_length``: padded / truncated as SD does."""
+    return tokenizer(list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def fixed_length_tokenizer(tokenizer: PreTrainedTokenizerBase) -> Callable[[Sequence[str]], torch.Tensor]:
+    """texts -> int64 (N, L) token ids, the same ids as `encode_prompts` makes, read from the
+    tokenizer's Rust backend directly.
+
+    Why: transformers' ``tokenizer(...)`` re-applies the padding and truncation settings to the
+    backend and builds a BatchEncoding (offsets, masks) on every call, which makes it ~2.5x
+    slower than the backend's own batch encoding and caps embedding at a few thousand prompts/s.
+    The returned function encodes with a private copy of the backend (so the caller's tokenizer
+    is never reconfigured, and the copy can run in another thread) set to pad and truncate to
+    ``model_max_length`` on the tokenizer's sides, with its pad token; the batch is encoded in
+    Rust without the GIL, on all cores. A tokenizer with no Rust backend (a Python one) is
+    called as `encode_prompts` calls it.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return lambda texts: _padded_ids(tokenizer, texts)
+    length = tokenizer.model_max_length
+    fast = Tokenizer.from_str(backend.to_str())
+    fast.enable_truncation(length, direction=tokenizer.truncation_side)
+    fast.enable_padding(direction=tokenizer.padding_side, pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token,
+                        length=length)
+
+    # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which are not needed here
+    encode = getattr(fast, "encode_batch_fast", fast.encode_batch)
+
+    def ids(texts: Sequence[str]) -> torch.Tensor:
+        encodings = encode(list(texts))
+        # one flat iterator into a preallocated array: ~4x faster than np.array of per-prompt lists
+        flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int64, len(encodings) * length)
+        return torch.from_numpy(flat.reshape(len(encodings), length))
+
+    return ids
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def prefetch(fn: Callable[[Item], Result], items: Iterable[Item], depth: int = 2) -> Iterator[Result]:
+    """``fn(item)`` for each item, in order, computed by one background thread up to ``depth``
+    results ahead of the consumer (so at most ``depth`` + 1 results are held at once).
+
+    For host work that releases the GIL (Rust tokenization, pinning memory) overlapped with a
+    consumer that drives the GPU. An exception in ``fn`` is raised in the consumer at its item;
+    a consumer that stops early leaves at most ``depth`` calls to finish.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    items = iter(items)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as worker:
+        pending = deque(worker.submit(fn, item) for item in itertools.islice(items, depth))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                for item in itertools.islice(items, 1):
+                    pending.append(worker.submit(fn, item))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+@torch.no_grad()
+def pooled_outputs(text_encoder: CLIPTextModel, id_batches: Iterable[torch.Tensor],
+                   device: str | torch.device) -> Iterator[torch.Tensor]:
+    """The pooled output (n, D), float32 on the CPU, of each batch of token ids (n, L), in order,
+    computed by the encoder in its dtype on `device`, where it must already be.
+
+    On a CUDA device the next batch is queued on the GPU before the previous one's result is
+    waited for (its copy to the host is asynchronous, into pinned memory), so the GPU does not
+    idle while the host hands a result on and launches the next batch. Ids in pinned memory are
+    copied without waiting for the GPU either (`prefetch` can pin them in its thread).
+    """
+    device = _check_device(text_encoder, device)
+    waiting: tuple[torch.Tensor, torch.cuda.Event] | None = None  # the previous batch, on its way to the host
+    for ids in id_batches:
+        pooled = text_encoder(input_ids=ids.to(device, non_blocking=True)).pooler_output.float()
+        if device.type != "cuda":
+            yield pooled
+            continue
+        host = pooled.to("cpu", non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        if waiting is not None:
+            waiting[1].synchronize()
+            yield waiting[0]
+        waiting = (host, copied)
+    if waiting is not None:
+        waiting[1].synchronize()
+        yield waiting[0]

@@ -1,0 +1,175 @@
+"""The distillation loop end to end (`aria distill`'s own function) against its step benchmark,
+measured in the same run on the same teacher folder.
+
+A random SD folder (bench/sd_folder.py; ``--size sd14``: SD v1.4's UNet, CLIP-L-size text
+encoder, 4 x 64 x 64 latents; ``--size tiny``: the tests' tiny SD folder) is distilled into
+BK-SDM-Small by `aria_train.distill.loop.train`, as `aria distill --method rc|aria` runs it:
+a paired cache of ``--paired`` random latents, a pool of ``--pool`` random prompts in
+``--regions`` regions (encoded on the fly by the teacher's text encoder: no text cache), output
++ feature KD, bf16 autocast on a GPU (what ``accelerate launch --mixed_precision bf16`` gives),
+``--steps`` optimizer steps of ``--batch`` images. Its images/s come from the run's own metrics
+records (training time only, checkpoints and logging excluded), leaving out those of the first
+``--warmup`` steps (allocation, cuDNN's choices, compilation); peak memory is the GPU's over the
+whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured step.
+
+Beside it, in the same process: bench.distill_step's step (``train_step`` + AdamW on a fixed
+batch, no data path) with the same folder, batch and speed options. Per method one row: the
+step's and the loop's images/s, their ratio (issue 16's target: >= 0.97), MFU of both by the
+step's FLOP count, and ARIA's loop time over RC's (target <= 1.01).
+
+``python -m bench.distill_e2e [--size sd14|tiny] [--batch B] [--steps S] [--compile]
+[--channels-last] [--quick] [--out DIR] [--work DIR]``; the default size is sd14 on a GPU, tiny
+on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.common import parse_args, report, work_folder
+from bench.sd_folder import SIZES, random_prompts, sd_folder
+
+
+def write_inputs(work: Path, folder: Path, paired: int, pool_size: int, regions: int) -> tuple[Path, Path]:
+    """(pool.parquet with text and region, paired cache of random latents captioned by pool rows)."""
+    import pandas as pd
+    from diffusers import UNet2DConditionModel
+
+    from aria_train.data.cache import TensorCacheWriter
+
+    rng = np.random.default_rng(0)
+    region = np.concatenate([np.arange(regions), rng.integers(0, regions, pool_size - regions)])  # none empty
+    pool = work / f"pool-{pool_size}-{regions}.parquet"
+    pd.DataFrame({"text": random_prompts(pool_size), "region": region}).to_parquet(pool)
+    unet = UNet2DConditionModel.load_config(folder / "unet")  # the config alone: building SD's UNet takes seconds
+    shape = (unet["in_channels"], unet["sample_size"], unet["sample_size"])
+    cache = work / f"paired-{folder.name}-{paired}"
+    if not (cache / "manifest.json").exists():
+        with TensorCacheWriter(cache, shard_rows=4096) as writer:
+            writer.append(sample=torch.from_numpy(rng.standard_normal((paired, *shape), dtype=np.float32)),
+                          prompt_id=torch.from_numpy(rng.integers(0, pool_size, paired)))
+    return pool, cache
+
+
+def loop_rate(run: Path, warmup: int) -> float:
+    """Images/s of a run's metrics records that start after step `warmup`: all their images over
+    all their seconds (each record's rate covers the steps since the record before)."""
+    import json
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    intervals = np.diff([0] + [r["step"] for r in records])
+    kept = [(n, r["images_per_s"]) for n, r in zip(intervals, records) if r["step"] - n >= warmup and r["images_per_s"]]
+    if not kept:
+        raise ValueError(f"{run}: no metrics record starts after step {warmup}: run more --steps")
+    return float(sum(n for n, _ in kept) / sum(n / rate for n, rate in kept))  # the batch size cancels
+
+
+def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, batch: int, steps: int, log_every: int,
+             speed: dict, device: torch.device) -> tuple[float, float]:
+    """One `aria distill` run in this process: (seconds of the whole call, peak GPU GiB)."""
+    from aria_train.conditioning.aria import AriaOptions
+    from aria_train.distill.config import DistillConfig
+    from aria_train.distill.loop import train
+
+    config = DistillConfig(teacher=str(folder), paired_cache=str(paired), pool=str(pool), method=method,
+                           aria=AriaOptions(warmup=0), batch_size=batch, steps=steps, log_every=log_every,
+                           checkpoint_every=0, checkpoint_limit=1, sample_every=0, seed=0, **speed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+
+    def progress(step: int, total: int) -> None:
+        if step % log_every == 0 or step == total:
+            print(f"  {method} loop: step {step}/{total}, {time.perf_counter() - start:.0f} s", flush=True)
+
+    train(config, out, progress=False, on_step=progress)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
+    return time.perf_counter() - start, peak
+
+
+def free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired: int, pool_size: int, regions: int,
+        speed: dict, device: torch.device, work: Path, out: Path) -> list[dict]:
+    from bench.distill_step import matmul_tflops, run_rows
+
+    folder = sd_folder(work, size)
+    pool, cache = write_inputs(work, folder, paired, pool_size, regions)
+    peak_tflops = matmul_tflops(device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    print(f"{name}: step benchmark on {folder} (batch {batch}, {step_steps} steps per row)", flush=True)
+    step_rows = run_rows(str(folder), batch, step_steps, speed, device, peak_tflops, regions, pool_size)
+    free_memory(device)
+    rows = []
+    for method in ("rc", "aria"):
+        measured = [r for r in step_rows if r["method"] == method]
+        step_rate = float(np.mean([r["images_per_s"] for r in measured]))
+        print(f"{method}: step {step_rate:.4g} img/s; the loop, {steps} steps:", flush=True)
+        with tempfile.TemporaryDirectory(dir=work) as scratch:
+            seconds, peak = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch, steps,
+                                     max(1, warmup // 2), speed, device)
+            rate = loop_rate(Path(scratch) / "run", warmup)
+        free_memory(device)
+        flops = measured[0]["step_tflop"]
+        rows.append({"size": size, "device": name, **speed, "method": method, "batch": batch,
+                     "step_images_per_s": step_rate, "loop_images_per_s": rate, "loop_over_step": rate / step_rate,
+                     "step_mfu": float(np.mean([r["mfu"] for r in measured])),
+                     "loop_mfu": flops * rate / batch / peak_tflops,  # nan on the CPU, as the step's
+                     "step_peak_gib": max(r["peak_gib"] for r in measured), "loop_peak_gib": peak,
+                     "loop_steps": steps, "warmup_steps": warmup, "loop_wall_s": seconds, "step_tflop": flops,
+                     "regions": regions, "pool": pool_size, "paired": paired})
+        print(f"{method}: loop {rate:.4g} img/s = {rate / step_rate:.3f} of the step", flush=True)
+    for row in rows:
+        row["loop_time_over_rc"] = rows[0]["loop_images_per_s"] / row["loop_images_per_s"]
+    report(f"distill_e2e_{size}", rows, out)  # by size: a CPU run leaves the GPU results alone
+    return rows
+
+
+def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
+    """What `python -m bench` runs (argv None: the defaults, loop steps times `scale`)."""
+    cuda = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(prog="python -m bench.distill_e2e", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=SIZES, default="sd14" if cuda else "tiny",
+                        help="teacher folder size (default: sd14 on a GPU, tiny on the CPU)")
+    parser.add_argument("--batch", type=int, default=64 if cuda else 8,
+                        help="images per step (default: 64 on a GPU, 8 on the CPU)")
+    parser.add_argument("--steps", type=int, default=40, help="loop steps per method (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=10, help="first loop steps left out of the rate (default: %(default)s)")
+    parser.add_argument("--step-steps", type=int, default=10,
+                        help="timed steps per row of the step benchmark (default: %(default)s)")
+    parser.add_argument("--paired", type=int, default=512, help="paired cache samples (default: %(default)s)")
+    parser.add_argument("--pool", type=int, default=100_000, help="pool prompts (default: %(default)s)")
+    parser.add_argument("--regions", type=int, default=256, help="pool regions K (default: %(default)s)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both UNets, as `aria distill --compile`")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last UNets, as `aria distill --channels-last`")
+    args = parse_args(parser, [] if argv is None else argv,
+                      {"size": "tiny", "batch": 4, "steps": 6, "warmup": 2, "step_steps": 2, "paired": 64, "pool": 200,
+                       "regions": 8})
+    device = torch.device("cuda" if cuda else "cpu")
+    if cuda:  # as the step benchmark, and what `accelerate launch --mixed_precision bf16` sets
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False}
+    with work_folder(args.work) as work:
+        return run(args.size, args.batch, max(args.warmup + 1, int(args.steps * scale)), args.warmup, args.step_steps,
+                   args.paired, args.pool, args.regions, speed, device, work, args.out)
+
+
+if __name__ == "__main__":
+    main(argv=sys.argv[1:])

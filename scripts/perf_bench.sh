@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 16's end-to-end benchmarks at Stable Diffusion size on one GPU, in about 7 minutes:
+#   scripts/perf_bench.sh [OUT_DIR]        CSVs into OUT_DIR (default bench/results); PYTHON=... (default python3)
+#   regions_embed       `aria regions`' embedding, reference vs fast, CLIP-L-size text encoder,
+#                       60k prompts (the reference on 20k), bf16 and fp32, batches 1024 and 2048
+#   distill_e2e         `aria distill`'s loop (rc, aria) beside the step benchmark, SD v1.4 ->
+#                       BK-SDM-Small, batch 64, 32 steps, bf16 autocast, $E2E_FLAGS (default --channels-last:
+#                       eager, since compiling SD takes minutes; E2E_FLAGS="--channels-last --compile"
+#                       E2E_LIMIT=900 for the compiled loop: three compilations, one per model set-up)
+#   cache_vs_diffusers  the library's sampling (bf16, fp16) vs diffusers' fp16 StableDiffusionPipeline,
+#                       25 DDIM steps, CFG 7.5, 128 samples in batches of 64
+# One random SD v1.4-size folder (bench/sd_folder.py) is built once in a temporary work folder
+# and shared; each benchmark has its own time limit, so one that stalls cannot take the others.
+set -uo pipefail
+OUT=$(mkdir -p "${1:-bench/results}" && cd "${1:-bench/results}" && pwd)
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+start=$SECONDS
+status=0
+bench() {  # bench LIMIT_S MODULE ARGS...: one benchmark, after a progress line with the seconds so far
+  local limit=$1 module=$2
+  shift 2
+  echo "== [$((SECONDS - start)) s] $module $*"
+  timeout "$limit" "${PYTHON:-python3}" -m "bench.$module" --size sd14 --work "$WORK" --out "$OUT" "$@" || {
+    echo "== $module failed or ran out of its ${limit} s (exit $?)"; status=1; }
+}
+bench 130 regions_embed --prompts 60000 --reference-prompts 20000 --batch 1024 2048 --dtype bfloat16 float32
+bench "${E2E_LIMIT:-260}" distill_e2e --batch 64 --steps 32 --warmup 8 --step-steps 8 ${E2E_FLAGS---channels-last}
+bench 130 cache_vs_diffusers --samples 128 --batch 64 --dtype bfloat16 float16
+echo "== [$((SECONDS - start)) s] done; CSVs in $OUT"
+exit $status

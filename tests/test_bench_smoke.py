@@ -1,0 +1,71 @@
+"""The end-to-end benchmarks of issue 16 (bench/regions_embed.py, distill_e2e.py,
+cache_vs_diffusers.py) run at their tiny CPU size: each writes its CSV with the expected columns
+and positive rates. Only that they run and report: the numbers themselves are GPU measurements."""
+import csv
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # bench/ is the repository's folder of benchmarks, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from bench import cache_vs_diffusers, distill_e2e, regions_embed  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """One model folder for all three, as scripts/perf_bench.sh shares it."""
+    return tmp_path_factory.mktemp("bench_work")
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def check(rows: list[dict], path: Path, columns: set[str], rates: tuple[str, ...]) -> list[dict]:
+    """The CSV at ``path`` holds ``rows`` with at least ``columns``, every rate positive and finite."""
+    written = read_csv(path)
+    assert len(written) == len(rows) and columns <= set(written[0]), sorted(columns - set(written[0]))
+    for row in written:
+        for rate in rates:
+            assert math.isfinite(float(row[rate])) and float(row[rate]) > 0, (rate, row)
+    return written
+
+
+def test_regions_embed(work, tmp_path):
+    rows = regions_embed.main(argv=["--quick", "--prompts", "600", "--reference-prompts", "300", "--batch", "128",
+                                    "--k", "4", "--work", str(work), "--out", str(tmp_path)])
+    written = check(rows, tmp_path / "regions_embed_tiny.csv",
+                    {"path", "dtype", "batch", "prompts", "prompts_per_s", "speedup", "max_abs_diff", "region_agreement"},
+                    ("prompts_per_s", "speedup"))
+    assert [(r["path"], r["dtype"]) for r in written] == [
+        ("tokenize (transformers)", ""), ("tokenize (rust)", ""), ("reference", "float32"), ("fast", "bfloat16"),
+        ("fast", "float32")]
+    fast32 = written[4]
+    assert float(fast32["max_abs_diff"]) < 1e-5 and float(fast32["region_agreement"]) == 1.0
+
+
+def test_distill_e2e(work, tmp_path):
+    rows = distill_e2e.main(argv=["--quick", "--batch", "2", "--steps", "3", "--warmup", "1", "--step-steps", "1",
+                                  "--work", str(work), "--out", str(tmp_path)])
+    written = check(rows, tmp_path / "distill_e2e_tiny.csv",
+                    {"method", "batch", "step_images_per_s", "loop_images_per_s", "loop_over_step", "loop_time_over_rc",
+                     "loop_peak_gib", "step_tflop"},
+                    ("step_images_per_s", "loop_images_per_s", "loop_over_step", "loop_time_over_rc", "step_tflop"))
+    assert [r["method"] for r in written] == ["rc", "aria"]
+
+
+def test_cache_vs_diffusers(work, tmp_path):
+    rows = cache_vs_diffusers.main(argv=["--quick", "--samples", "4", "--batch", "2", "--steps", "2",
+                                         "--work", str(work), "--out", str(tmp_path)])
+    written = check(rows, tmp_path / "cache_vs_diffusers_tiny.csv",
+                    {"path", "dtype", "steps", "guidance", "samples_per_s", "over_diffusers", "rel_rms_vs_diffusers"},
+                    ("samples_per_s", "over_diffusers"))
+    assert [(r["path"], r["dtype"]) for r in written] == [("diffusers", "float32"), ("aria", "float32")]
+    assert float(written[1]["rel_rms_vs_diffusers"]) < 1e-5  # the same samples, from the same noise
