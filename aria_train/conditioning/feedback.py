@@ -2,9 +2,14 @@
 
 Per sample: the region of the condition shown (-1 = null text or a pool without regions), whether
 the caption was switched for a drawn prompt, whether the condition was nulled, the timestep and
-the output discrepancy ||out_T - out_S||^2 / D; per process: the loss terms. The gather sends one
-integer and one float tensor, packed and unpacked by field name here and nowhere else, in rank
-order, so every process ends with the same ``Feedback`` and feeds its sampler identically.
+the output discrepancy ||out_T - out_S||^2 / D; per process: the loss terms and whether they
+were finite. The gather sends one float64 tensor -- every field exact in it (ids and timesteps
+are far below 2^53) -- packed and unpacked by field name here and nowhere else, in rank order,
+so every process ends with the same ``Feedback`` and feeds its sampler identically.
+
+The tensor comes back to the host as one copy queued behind the step (``PendingFeedback``):
+the loop's one wait on the device per micro-batch is ``wait()``, which also tells it whether
+the step's gradients were used.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ import torch
 
 from aria_train.conditioning.samplers import ConditionSampler
 
-SAMPLE_INTS = ("regions", "switched", "nulled", "timesteps")
+HOST_FIELDS = ("regions", "switched", "nulled")  # per sample, known on the host
+DEVICE_FIELDS = ("timesteps", "discrepancy")  # per sample, on the device
 
 
 @dataclass
@@ -39,6 +45,38 @@ class Feedback:
         sampler.observe(self.regions[keep], self.discrepancy[keep], self.timesteps[keep], self.switched[keep], trained)
 
 
+class PendingFeedback:
+    """A gathered micro-batch's values on their way to the host; ``wait()`` gives its Feedback.
+
+    On a CUDA device the copy goes into pinned memory without blocking and an event marks its
+    end, so the host waits only when (and if) it needs the values, and only for the work
+    queued before the copy.
+    """
+
+    def __init__(self, gathered: torch.Tensor, batch: int, loss_names: Sequence[str]):
+        self.batch, self.loss_names = batch, tuple(loss_names)
+        self._copied: torch.cuda.Event | None = None
+        if gathered.device.type == "cuda":
+            self._host = torch.empty(gathered.shape, dtype=gathered.dtype, pin_memory=True)
+            self._host.copy_(gathered, non_blocking=True)
+            self._copied = torch.cuda.Event()
+            self._copied.record(torch.cuda.current_stream(gathered.device))
+        else:
+            self._host = gathered.cpu()
+
+    def wait(self) -> Feedback:
+        if self._copied is not None:
+            self._copied.synchronize()
+        values, b = self._host.numpy(), self.batch  # (P, fields * b + losses + 1)
+        fields = {name: values[:, i * b: (i + 1) * b].reshape(-1) for i, name in enumerate(HOST_FIELDS + DEVICE_FIELDS)}
+        losses = values[:, len(fields) * b:]
+        return Feedback(regions=fields["regions"].astype(np.int64), switched=fields["switched"] > 0,
+                        nulled=fields["nulled"] > 0, timesteps=fields["timesteps"].astype(np.int64),
+                        discrepancy=fields["discrepancy"],
+                        losses={name: losses[:, i] for i, name in enumerate(self.loss_names)},
+                        finite=bool(losses[:, -1].all()))
+
+
 def gather_feedback(
     gather: Callable[[torch.Tensor], torch.Tensor],
     regions: np.ndarray,
@@ -47,22 +85,18 @@ def gather_feedback(
     timesteps: torch.Tensor,
     losses: dict[str, torch.Tensor],
     loss_names: Sequence[str],
-) -> Feedback:
-    """One micro-batch's Feedback from all processes. ``gather`` concatenates a tensor's first
-    dimension over processes in rank order (accelerate's ``gather``); ``losses`` holds the loss
-    terms ``loss_names``, ``discrepancy`` (B,) and ``finite``."""
+) -> PendingFeedback:
+    """One micro-batch's feedback from all processes, on its way to the host. ``gather``
+    concatenates a tensor's first dimension over processes in rank order (accelerate's
+    ``gather``); ``losses`` holds the loss terms ``loss_names``, ``discrepancy`` (B,) and
+    ``finite`` (the same on every process). Nothing here waits for the device."""
     device = losses["discrepancy"].device
     fields = {"regions": regions, "switched": switched, "nulled": nulled}
-    ints = torch.stack([torch.from_numpy(np.asarray(fields[name], dtype=np.int64)).to(device)
-                        if name in fields else timesteps.to(device, torch.int64) for name in SAMPLE_INTS], dim=1)
-    batch = len(regions)
-    floats = torch.cat([losses["discrepancy"].detach().to(torch.float64),
-                        torch.stack([losses[name].detach().to(torch.float64) for name in loss_names])]).reshape(1, -1)
-    ints = gather(ints).cpu().numpy()
-    floats = gather(floats).cpu().numpy()
-    per_sample = {name: ints[:, i] for i, name in enumerate(SAMPLE_INTS)}
-    return Feedback(regions=per_sample["regions"], switched=per_sample["switched"] > 0,
-                    nulled=per_sample["nulled"] > 0, timesteps=per_sample["timesteps"],
-                    discrepancy=floats[:, :batch].reshape(-1),
-                    losses={name: floats[:, batch + i] for i, name in enumerate(loss_names)},
-                    finite=bool(losses["finite"]))
+    host = torch.from_numpy(np.concatenate([np.asarray(fields[name], dtype=np.float64) for name in HOST_FIELDS]))
+    if device.type == "cuda":  # pinned: the copy is queued, the host does not wait for the device
+        host = host.pin_memory().to(device, non_blocking=True)
+    packed = torch.cat([host.to(device), timesteps.to(device, torch.float64),
+                        losses["discrepancy"].detach().to(torch.float64),
+                        torch.stack([losses[name].detach().to(torch.float64) for name in loss_names]),
+                        losses["finite"].to(device, torch.float64).reshape(1)])
+    return PendingFeedback(gather(packed.reshape(1, -1)), len(regions), loss_names)

@@ -5,10 +5,27 @@ order is seed-only; timesteps, switches, replacing prompts, null text) and a CPU
 (the noise) -- plus the integer data cursor, so saving (generator states, cursor) and restoring
 them continues the stream exactly. Under data parallelism each process has its own generators
 (seeded by (seed, rank)) and takes its slice of one global batch.
+
+A micro-batch is drawn in two parts, always in this order:
+
+* ``BatchStream.draft``: what does not depend on the condition sampler -- the paired rows (the
+  data cursor), the timesteps, the clean samples and the noise (and the test bed's unscaled
+  teacher noise), already on their way to the device;
+* ``BatchStream.finish``: RC's switch, the sampler's replacing prompts, the null text, regions,
+  loss weights and the text embeddings.
+
+ARIA's pi for micro-batch n+1 depends on its tracker after micro-batch n's feedback, so only
+the draft of n+1 may be drawn while n trains (``Prefetcher``); its finish waits for that
+feedback. Drafts and finishes alternate, so each generator draws in the order of one plain
+sequential stream (the timesteps of n+1 after the switch, prompt and null draws of n; the
+torch generator draws only noise): ahead of time or not, the batches are bitwise the same,
+and the same as before the split.
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,6 +52,36 @@ class Batch:
     nulled: np.ndarray  # (B,) bool, condition is the null text (prompt_ids == -1)
     weights: torch.Tensor | None = None  # (B,) float32 loss weights (ARIA's unbiased mode), None = all 1
     target_noise: torch.Tensor | None = None  # (B, C, H, W) float32 added to the teacher's prediction (noisy_regions)
+
+
+@dataclass
+class Draft:
+    """The sampler-independent part of a micro-batch (``BatchStream.draft``)."""
+
+    captions: np.ndarray  # (B,) int64 pool rows of the paired samples' own captions
+    t: np.ndarray  # (B,) int64 timesteps, on the host (RC's switch probability depends on them)
+    x0: torch.Tensor  # on the device, as in Batch
+    noise: torch.Tensor
+    timesteps: torch.Tensor
+    target_noise: torch.Tensor | None  # (B, C, H, W) standard normal, scaled per sample by finish
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a stream stands: the data cursor and both generators (``BatchStream.seek``)."""
+
+    cursor: int
+    numpy_state: dict
+    torch_state: torch.Tensor
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device`` without waiting for the device. A blocking host->CUDA copy
+    synchronises its stream, i.e. waits until every step queued before it has run; from pinned
+    memory with ``non_blocking`` the copy is queued behind them instead."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def make_generators(seed: int, rank: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -69,14 +116,15 @@ class ConditionEncoder:
         from aria_train.diffusion.text import encode_prompts
 
         hidden = self.null.expand(len(prompt_ids), -1, -1).clone()
-        real = prompt_ids != NULL_PROMPT
-        if real.any():
-            if self.cache is not None:
-                rows = self.cache.get(TEXT_TENSOR, prompt_ids[real]).to(self.device, torch.float32)
+        real = np.flatnonzero(prompt_ids != NULL_PROMPT)
+        if real.size:
+            if self.cache is not None:  # converted on the device: fewer bytes to copy, the same float32 values
+                rows = to_device(self.cache.get(TEXT_TENSOR, prompt_ids[real]), self.device).to(torch.float32)
             else:
                 texts = self.pool.texts(prompt_ids[real])
                 rows = encode_prompts(self.tokenizer, self.encoder, texts, self.encoder_device)[0].to(self.device)
-            hidden[torch.from_numpy(real).to(self.device)] = rows
+            # positions, not a boolean mask: indexing by a mask asks the device how many rows it holds
+            hidden[to_device(torch.from_numpy(real), self.device)] = rows
         return hidden
 
 
@@ -114,25 +162,41 @@ class BatchStream:
         return np.asarray(out, dtype=np.int64)
 
     def next(self) -> Batch:
+        """The next micro-batch, drawn now."""
+        return self.finish(self.draft())
+
+    def draft(self) -> Draft:
+        """The sampler-independent part of the next micro-batch (advances the cursor and both generators)."""
         b = self.config.batch_size
         global_rows = self._global_indices(b * self.num_processes)
         self.cursor += b * self.num_processes
         rows = global_rows[self.rank * b: (self.rank + 1) * b]
         t = self.rng.integers(0, self.T, size=b, dtype=np.int64)
-        prompt_ids, paired, switched = random_conditioning(
-            self.paired_prompt_ids[rows], t, self.T, self.sampler, self.rng, self.config.switch_schedule,
-            self.config.switch_lambda, self.config.null_prob, enabled=self.config.method != "kd")
         x0 = self.paired.get("sample", rows).to(torch.float32)
         noise = torch.randn(x0.shape, generator=self.noise_generator, dtype=torch.float32)
+        target_noise = None
+        if self.config.noisy_regions:  # drawn only then, so every other run's noise stream is unchanged
+            target_noise = to_device(torch.randn(x0.shape, generator=self.noise_generator, dtype=torch.float32),
+                                     self.device)
+        return Draft(captions=self.paired_prompt_ids[rows], t=t, x0=to_device(x0, self.device),
+                     noise=to_device(noise, self.device), timesteps=to_device(torch.from_numpy(t), self.device),
+                     target_noise=target_noise)
+
+    def finish(self, draft: Draft) -> Batch:
+        """The micro-batch of ``draft``: conditions drawn from the sampler as it is now."""
+        b = len(draft.t)
+        prompt_ids, paired, switched = random_conditioning(
+            draft.captions, draft.t, self.T, self.sampler, self.rng, self.config.switch_schedule,
+            self.config.switch_lambda, self.config.null_prob, enabled=self.config.method != "kd")
         regions = np.full(b, -1, dtype=np.int64)
         real = prompt_ids != NULL_PROMPT
         if self.pool.regions is not None:
             regions[real] = self.pool.regions[prompt_ids[real]]
         target_noise = None
-        if self.config.noisy_regions:  # drawn only then, so every other run's noise stream is unchanged
+        if draft.target_noise is not None:  # float32 products: the same on the device as on the host
             scale = np.where(real, self.noisy[np.maximum(regions, 0)], False) * self.config.noise_std
-            target_noise = torch.randn(x0.shape, generator=self.noise_generator, dtype=torch.float32)
-            target_noise = (target_noise * torch.from_numpy(scale).float()[:, None, None, None]).to(self.device)
+            scale = to_device(torch.from_numpy(scale).float(), self.device)
+            target_noise = draft.target_noise * scale[:, None, None, None]
         weights = None
         if self.config.aria.unbiased:
             # A switched sample's loss is weighted by q_k / pi_k of its drawn region; one whose
@@ -140,14 +204,93 @@ class BatchStream:
             drawn = switched & real
             weights = np.ones(b)
             weights[drawn] = self.sampler.loss_weights(regions[drawn])
-            weights = torch.from_numpy(weights).to(self.device, torch.float32)
-        return Batch(x0=x0.to(self.device), noise=noise.to(self.device), timesteps=torch.from_numpy(t).to(self.device),
-                     hidden=self.encoder(prompt_ids), paired=torch.from_numpy(paired).to(self.device),
-                     prompt_ids=prompt_ids, regions=regions, switched=switched, nulled=~real, weights=weights,
-                     target_noise=target_noise)
+            weights = to_device(torch.from_numpy(weights).float(), self.device)
+        return Batch(x0=draft.x0, noise=draft.noise, timesteps=draft.timesteps, hidden=self.encoder(prompt_ids),
+                     paired=to_device(torch.from_numpy(paired), self.device), prompt_ids=prompt_ids, regions=regions,
+                     switched=switched, nulled=~real, weights=weights, target_noise=target_noise)
+
+    def position(self) -> StreamPosition:
+        return StreamPosition(self.cursor, self.rng.bit_generator.state, self.noise_generator.get_state())
+
+    def seek(self, position: StreamPosition) -> None:
+        """Continue from ``position`` (from ``position()``): the same batches as from there before."""
+        self.cursor = position.cursor
+        self.rng.bit_generator.state = position.numpy_state
+        self.noise_generator.set_state(position.torch_state)
 
     def state(self) -> dict:
         return {"cursor": self.cursor}
 
     def load_state(self, state: dict) -> None:
         self.cursor = int(state["cursor"])
+
+
+class Prefetcher:
+    """A BatchStream's micro-batches, each one's draft drawn while the one before it trains.
+
+    ``next()`` finishes the pending draft (or drafts now if none is pending), then hands the
+    next draft to a background thread -- one ahead, no more -- so reading the paired cache,
+    drawing the noise and the pinned host->device copies run while the main thread drives the
+    step and waits on the device (torch and numpy release the GIL there). Nothing else touches
+    the cursor and the generators between a draft and its finish, so the batches are those of
+    ``stream.next()``, bitwise. ``background=False`` drafts at the same point in the main thread
+    (the reference the tests compare with).
+
+    A checkpoint must save the position where the handed-out batches end, not where the
+    drafts have got to: ``settle()`` waits for the pending draft, puts the stream back to its
+    start and drops it (the next ``next()`` draws it again, the same).
+    """
+
+    def __init__(self, stream: BatchStream, background: bool = True):
+        self.stream = stream
+        self._pending: tuple[StreamPosition, Future[Draft]] | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        if background:
+            # pinning memory from a thread whose current CUDA device is another rank's would
+            # create a context (and hold memory) on that GPU
+            start = None
+            if stream.device.type == "cuda":
+                index = torch.cuda.current_device() if stream.device.index is None else stream.device.index
+                start = lambda: torch.cuda.set_device(index)  # noqa: E731
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="batch-draft", initializer=start)
+
+    def next(self) -> Batch:
+        draft = self.stream.draft() if self._pending is None else self._pending[1].result()
+        self._pending = None
+        batch = self.stream.finish(draft)
+        self._pending = (self.stream.position(), self._run(self.stream.draft))
+        return batch
+
+    def _run(self, draw: Callable[[], Draft]) -> Future[Draft]:
+        if self._worker is not None:
+            return self._worker.submit(draw)
+        done: Future[Draft] = Future()
+        try:
+            done.set_result(draw())
+        except Exception as err:  # raised where a background draft's error would be: at next()
+            done.set_exception(err)
+        return done
+
+    @property
+    def cursor(self) -> int:
+        """Paired samples in the batches handed out so far, all processes together."""
+        return self.stream.cursor if self._pending is None else self._pending[0].cursor
+
+    def settle(self) -> None:
+        """Put the stream where the handed-out batches end (before its state is saved)."""
+        if self._pending is not None:
+            position, future = self._pending
+            self._pending = None
+            wait([future])  # a failed draft is drawn again, and fails, at the next next()
+            self.stream.seek(position)
+
+    def close(self) -> None:
+        self.settle()
+        if self._worker is not None:
+            self._worker.shutdown()
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

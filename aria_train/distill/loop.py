@@ -10,6 +10,20 @@ l_out * MSE(out_S, out_T) + l_feat * feature MSEs + l_sd * MSE(out_S, target)[pa
 Data parallelism and mixed precision come from accelerate (``accelerate launch`` sets them).
 Writes OUT/config.json, log.txt, metrics.jsonl (+ metrics.csv), samples/ and checkpoints/
 (aria_train.runs); a run started from a checkpoint continues exactly where it left off.
+
+Keeping the device busy: the next micro-batch's draft (paired rows, timesteps, samples, noise,
+their copies to the device) is drawn in a background thread while the current one trains
+(aria_train.distill.batches.Prefetcher); its conditions are drawn after the current
+micro-batch's feedback, because ARIA's pi depends on it -- so a run is bitwise the run of the
+sequential loop, and resumes exactly. The loop itself waits on the device once per
+micro-batch, for that feedback (PendingFeedback.wait: one packed copy): it says whether the
+gradients may be used (a non-finite loss skips the optimizer step) and feeds the tracker before
+the next draw. Its copies to the device do not wait, and nothing else is read back but what
+the held-out measurement, sample grids and checkpoints need. Waits outside the loop: train_step
+reads ``finite`` before its backward (aria_train.distill.step), encode_prompts copies token ids
+with a blocking copy when there is no text cache (aria_train.diffusion.text), the L_sd term
+selects its paired rows with a boolean mask (aria_train.distill.losses, only with l_sd > 0),
+and fp16 loss scaling checks the gradients for inf before each optimizer step (not bf16).
 """
 from __future__ import annotations
 
@@ -26,13 +40,14 @@ class NonFiniteAbort(RuntimeError):
 
 
 def train(config: DistillConfig, out: Path, resume: str | None = None, *, start: RunStart | None = None,
-          progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> Path:
+          progress: bool = True, on_step: Callable[[int, int], None] | None = None, prefetch: bool = True) -> Path:
     """Run (or continue) a distillation; returns the run directory.
 
     ``resume``: None (fresh: OUT must be new or empty), "latest" or a checkpoint folder; a caller
     that already resolved it passes ``start`` instead. ``progress``: show a progress bar;
     ``on_step(step, steps)`` is called after every optimizer step (main process), e.g. to report
-    progress to a parent process.
+    progress to a parent process. ``prefetch=False`` draws every micro-batch in the main thread
+    when it is needed: the same run, slower (the reference the overlapped loop is tested against).
     """
     import torch
     from accelerate import Accelerator
@@ -44,10 +59,10 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     from aria_train.conditioning.samplers import make_sampler
     from aria_train.diffusion.models.feature_kd import make_projections
     from aria_train.diffusion.models.students import feature_layer_channels, feature_layer_map, make_student
-    from aria_train.distill.batches import BatchStream, ConditionEncoder
+    from aria_train.distill.batches import BatchStream, ConditionEncoder, Prefetcher
     from aria_train.distill.inputs import load_inputs
     from aria_train.distill.losses import LOSS_NAMES, LossWeights
-    from aria_train.distill.speed import make_optimizer, prepare_unets
+    from aria_train.distill.speed import make_optimizer, prepare_text_encoder, prepare_unets
     from aria_train.distill.state import TrainingState
     from aria_train.distill.step import StepModels, Student, train_step
     from aria_train.distill.tally import Tally
@@ -86,8 +101,11 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
             frozen.to(dtype=weight_dtype)
     prepare_unets(teacher, student_unet, compile=config.compile, channels_last=config.channels_last,
                   gradient_checkpointing=config.gradient_checkpointing)
+    prepare_text_encoder(inputs.text_encoder, compile=config.compile)
+    # foreach: a few multi-tensor kernels per step instead of three per parameter tensor, whose
+    # launches the GPU would wait for after every step
     ema = EMAModel(student_unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel,
-                   model_config=student_unet.config)
+                   model_config=student_unet.config, foreach=True)
     optimizer = make_optimizer(student.parameters(), config.lr, config.weight_decay, device)
     student, optimizer = accelerator.prepare(student, optimizer)
     bare = accelerator.unwrap_model(student)
@@ -122,6 +140,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         run_dir.log("no sample grids: a latent teacher without a vae/ folder")
 
     def write_checkpoint() -> None:
+        batches.settle()  # the stream's position after the batches trained on, not after the next draft
         path = save_checkpoint(accelerator, run_dir.checkpoints, state.step, bare.unet, ema,
                                state.state_dict(run_dir.metrics_position()),
                                {**generator_state(stream.rng, stream.noise_generator), "sampler": sampler.state_dict()},
@@ -131,22 +150,25 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
 
     interval_start = time.perf_counter()
     run_dir.progress(config.steps, state.step, enabled=progress)
+    batches = Prefetcher(stream, background=prefetch)
     try:
         while state.step < config.steps:
             skipped = False
             for _ in range(config.grad_accum):
-                batch = stream.next()
+                batch = batches.next()
                 with accelerator.accumulate(student):
                     losses = train_step(models, batch, weights, accelerator)
-                    skipped |= not bool(losses["finite"])
+                    # the one wait on the device: the optimizer step below depends on `finite`,
+                    # the next micro-batch's draw on the tracker that observes this one
+                    feedback = gather_feedback(accelerator.gather, batch.regions, batch.switched, batch.nulled,
+                                               batch.timesteps, losses, LOSS_NAMES).wait()
+                    skipped |= not feedback.finite
                     if accelerator.sync_gradients:
                         if not skipped:
                             if config.max_grad_norm:
                                 accelerator.clip_grad_norm_(student.parameters(), config.max_grad_norm)
                             optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
-                feedback = gather_feedback(accelerator.gather, batch.regions, batch.switched, batch.nulled,
-                                           batch.timesteps, losses, LOSS_NAMES)
                 state.tally.add(feedback)
                 if pool.regions is not None:
                     feedback.observe(sampler)
@@ -170,9 +192,10 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
                 on_step(step, config.steps)
             if step % config.log_every == 0 or last:
                 now = time.perf_counter()
+                peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
                 record = state.tally.record(step, optimizer.param_groups[0]["lr"], state.nonfinite,
-                                            now - interval_start, sampler.metrics())
-                record["epoch"] = stream.cursor / len(inputs.paired)
+                                            now - interval_start, sampler.metrics(), peak_memory_gib=peak)
+                record["epoch"] = batches.cursor / len(inputs.paired)
                 if monitor is not None and step % config.heldout_every == 0:
                     record["heldout"] = monitor.measure(bare.unet)
                 run_dir.write_metrics(record)
@@ -187,6 +210,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
                 run_dir.status(f"step {step}: writing the checkpoint")
                 write_checkpoint()
     finally:
+        batches.close()
         run_dir.close()
         run_dir.export_csv()  # also after an abort, so the CSV holds every record written
         run_dir.unlock()

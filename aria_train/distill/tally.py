@@ -36,12 +36,15 @@ class Tally:
             self.region_counts += np.bincount(regions[shown], minlength=self.num_regions)
             self.switched_region_counts += np.bincount(regions[shown & feedback.switched], minlength=self.num_regions)
 
-    def record(self, step: int, lr: float, nonfinite: int, seconds: float, extra: dict) -> dict:
-        """The metrics record of the interval ending at ``step``; ``extra`` (sampler metrics) is
-        appended with numpy values made plain JSON."""
+    def record(self, step: int, lr: float, nonfinite: int, seconds: float, extra: dict,
+               peak_memory_gib: float | None = None) -> dict:
+        """The metrics record of the interval ending at ``step``, ``seconds`` of training long
+        (``images_per_s``: every process's samples); ``peak_memory_gib``: the most memory this
+        process's tensors have held on the device since the start (None: not on a GPU);
+        ``extra`` (sampler metrics) is appended with numpy values made plain JSON."""
         means = self.loss_sums / self.finite_batches if self.finite_batches else np.full(len(LOSS_NAMES), np.nan)
         record = {"step": step, **{k: finite_or_none(float(v)) for k, v in zip(LOSS_NAMES, means)}, "lr": lr,
-                  "images_per_s": self.samples / seconds if seconds > 0 else None,
+                  "images_per_s": self.samples / seconds if seconds > 0 else None, "peak_memory_gib": peak_memory_gib,
                   "nonfinite": nonfinite, "skipped": self.skipped,
                   "switched_frac": self.switched / max(self.samples, 1), "null_frac": self.nulled / max(self.samples, 1)}
         if self.num_regions:
