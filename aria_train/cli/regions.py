@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", required=True, metavar="FOLDER",
                         help="model folder holding tokenizer/ and text_encoder/ (required)")
     parser.add_argument("--prompts", required=True, metavar="FILE",
-                        help="prompt pool: .txt (one per line), .jsonl, .csv or .parquet (required)")
+                        help="prompt pool: .txt (one per line), .jsonl, .csv, .parquet or .arrow (required)")
     parser.add_argument("--k", type=int, default=None, help="number of regions, 1 <= K <= number of prompts (required without --centroids)")
     parser.add_argument("--centroids", metavar="FILE", default=None,
                         help="centroids.npy of an earlier run: assign each prompt to the nearest of these instead of "

@@ -195,6 +195,16 @@ def test_distill_help_marks_only_the_needed_inputs_required(capsys):
     assert "no progress bar" in described("--no-progress")
 
 
+def test_regions_help_names_every_pool_format(capsys):
+    """A pool is read from .txt / .jsonl / .csv / .parquet / .arrow (aria_train.data.pool)."""
+    with pytest.raises(SystemExit):
+        aria_cli.main(["regions", "--help"])
+    printed = " ".join(capsys.readouterr().out.split())
+    described = printed[printed.index("--prompts FILE prompt pool"):]
+    for suffix in (".txt", ".jsonl", ".csv", ".parquet", ".arrow"):
+        assert suffix in described[:120], suffix
+
+
 def test_distill_says_what_it_writes_after_the_last_step(paths, tmp_path, capsys):
     """After the last step the bar would sit at 100% while the checkpoint is written: its label
     says so. --no-progress leaves only the log lines (stdout)."""
