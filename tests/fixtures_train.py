@@ -93,6 +93,34 @@ def distill(paths: DistillPaths, out: Path, *extra: str, text_cache: bool = Fals
     return aria_cli.main(paths.options(out, *extra, text_cache=text_cache))
 
 
+TIMING = {"images_per_s"}  # the only metrics that depend on the wall clock
+
+
+def run_metrics(out: Path) -> list[dict]:
+    """A run's metrics records without the wall-clock ones: equal for runs that trained alike."""
+    import json
+
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_resumes_exactly(paths: DistillPaths, root: Path, *extra: str) -> Path:
+    """A 4-step run, and the same run killed after step 3 with only its step-2 checkpoint left,
+    then resumed to step 4: their metrics must be equal. Needs --checkpoint-every 2 in ``extra``;
+    returns the straight run's folder."""
+    import shutil
+
+    import aria_cli
+
+    straight, split = root / "straight", root / "split"
+    assert distill(paths, straight, *extra, "--steps", "4") == 0
+    assert distill(paths, split, *extra, "--steps", "3") == 0
+    shutil.rmtree(split / "checkpoints" / "step-0000003")
+    assert aria_cli.main(["distill", "--out", str(split), "--resume", "latest", "--steps", "4"]) == 0
+    assert run_metrics(straight) == run_metrics(split)
+    return straight
+
+
 def run_two_processes(*args: str) -> None:
     """`aria ARGS` as 2 CPU processes of one gloo data-parallel group (torchrun); asserts success."""
     import os

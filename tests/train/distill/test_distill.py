@@ -16,8 +16,7 @@ from aria_train.distill.config import DistillConfig
 from aria_train.data.cache import TensorCacheWriter
 from aria_train.distill.losses import LossWeights
 from fixtures_train import MAX_TOKENS, TEXT_WIDTH, DistillPaths, distill, run_two_processes
-
-TIMING = {"images_per_s"}  # the only metrics that depend on the wall clock
+from fixtures_train import run_metrics as metrics
 
 
 def tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -29,11 +28,6 @@ def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-
-
-def metrics(out: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-            for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 # ---------------------------------------------------------------- end to end

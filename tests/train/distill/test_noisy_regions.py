@@ -1,16 +1,14 @@
 """The test bed's irreducible floor (DistillConfig.noisy_regions): noise on the teacher's
 prediction for the chosen regions' prompts only, a floor in the loss the tracker sees, exact resume."""
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-import aria_cli
 from aria_train.distill.config import DistillConfig
 from cli_errors import refused
-from fixtures_train import distill
+from fixtures_train import assert_resumes_exactly, distill
 
 
 def _stream(paths, **fields):
@@ -62,15 +60,8 @@ def test_floor_in_the_observed_loss(paths, tmp_path):
 
 
 def test_resume_with_noise_is_exact(paths, tmp_path):
-    opts = ("--method", "aria", "--noisy-regions", "2", "--noise-std", "0.3", "--checkpoint-every", "2")
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    assert distill(paths, straight, *opts, "--steps", "4") == 0
-    assert distill(paths, split, *opts, "--steps", "3") == 0
-    shutil.rmtree(split / "checkpoints" / "step-0000003")
-    assert aria_cli.main(["distill", "--out", str(split), "--resume", "latest", "--steps", "4"]) == 0
-    lines = lambda run: (run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
-    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k not in ("images_per_s", "seconds")} for r in rows]  # noqa: E731
-    assert strip(lines(straight)) == strip(lines(split))
+    assert_resumes_exactly(paths, tmp_path, "--method", "aria", "--noisy-regions", "2", "--noise-std", "0.3",
+                           "--checkpoint-every", "2")
 
 
 @pytest.mark.parametrize("extra, needle", [

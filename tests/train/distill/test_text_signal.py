@@ -1,16 +1,14 @@
 """ARIA's text signal (--aria-signal text): the tracker observes the error in the prompt's effect,
 (S(c) - S(null)) - (T(c) - T(null)), instead of the output discrepancy."""
 import json
-import shutil
 
 import numpy as np
 import torch
 from torch import nn
 
-import aria_cli
 from aria_train.distill.config import DistillConfig
 from aria_train.distill.losses import LossWeights
-from fixtures_train import distill
+from fixtures_train import assert_resumes_exactly
 
 
 class Offset(nn.Module):
@@ -84,13 +82,6 @@ def test_text_signal_equals_a_direct_computation(paths):
 
 
 def test_run_with_text_signal_resumes_exactly(paths, tmp_path):
-    opts = ("--method", "aria", "--aria-signal", "text", "--aria-warmup", "0", "--checkpoint-every", "2")
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    assert distill(paths, straight, *opts, "--steps", "4") == 0
-    assert distill(paths, split, *opts, "--steps", "3") == 0
-    shutil.rmtree(split / "checkpoints" / "step-0000003")
-    assert aria_cli.main(["distill", "--out", str(split), "--resume", "latest", "--steps", "4"]) == 0
-    rows = lambda run: [{k: v for k, v in json.loads(r).items() if k not in ("images_per_s", "seconds")}  # noqa: E731
-                        for r in (run / "metrics.jsonl").read_text().splitlines()]
-    assert rows(straight) == rows(split)
+    straight = assert_resumes_exactly(paths, tmp_path, "--method", "aria", "--aria-signal", "text",
+                                      "--aria-warmup", "0", "--checkpoint-every", "2")
     assert json.loads((straight / "config.json").read_text())["aria_signal"] == "text"
