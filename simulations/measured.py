@@ -56,8 +56,19 @@ def measured_ratios(summary, metric: str = MEASURED_METRIC):
     return rows.groupby(["method", "group"], sort=False)["ratio"].agg(mean="mean", sd="std", seeds="count").reset_index()
 
 
+def measured_switch(folder: Path, methods: list[str]) -> float | None:
+    """The fraction of samples whose prompt was switched, over every logged step of ``methods``'
+    runs (runs/<method>-seed<N>/metrics.jsonl): the share of each batch that a policy steers, as
+    the trainer realised it; None when no run logged it."""
+    values = [json.loads(line)["switched_frac"] for method in methods
+              for metrics in sorted((folder / "runs").glob(f"{method}-seed*/metrics.jsonl"))
+              for line in metrics.read_text().splitlines() if '"switched_frac"' in line]
+    return float(np.mean(values)) if values else None
+
+
 def experiment_setting(folder: str | Path) -> tuple[str, SimConfig, list[str]]:
-    """(scenario, simulator config at the trainer's steps and batch, methods) of an experiment folder."""
+    """(scenario, simulator config at the trainer's steps, batch and realised switch fraction,
+    methods) of an experiment folder."""
     folder = Path(folder)
     for name in ("experiment.json", "world.json"):
         if not (folder / name).is_file():
@@ -66,6 +77,10 @@ def experiment_setting(folder: str | Path) -> tuple[str, SimConfig, list[str]]:
     distill = experiment.get("distill", {})
     config = dataclasses.replace(SimConfig(), steps=int(distill.get("steps", 1000)),
                                  batch=int(distill.get("batch_size", 64)))
+    switched = measured_switch(folder, [m for m, options in experiment["methods"].items()
+                                        if options.get("method", distill.get("method", "rc")) != "kd"])
+    if switched is not None:
+        config = dataclasses.replace(config, switch=switched)
     return scenario_of(json.loads((folder / "world.json").read_text())), config, list(experiment["methods"])
 
 

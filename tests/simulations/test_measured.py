@@ -6,7 +6,8 @@ import pytest
 
 import aria_cli
 from cli_errors import refused
-from simulations.measured import compare, measured_ratios, scenario_of
+from simulations.allocation_sim import RC_SWITCH
+from simulations.measured import compare, experiment_setting, measured_ratios, scenario_of
 
 WORLD = {"kind": "glyph", "first_parts": 3, "second_parts": 4, "glyph_transfer": 0.5, "zipf_exponent": 1.2,
          "unseen_tail": 2, "unseen_head_ranks": [2], "under_regions": 3}
@@ -27,7 +28,8 @@ def _experiment(folder, methods: list[str], values: dict[str, list[float]]):
     _summary(values).to_csv(folder / "eval" / "summary.csv", index=False)
     (folder / "world.json").write_text(json.dumps(WORLD))
     (folder / "experiment.json").write_text(json.dumps(
-        {"methods": {m: {} for m in methods}, "distill": {"steps": 60, "batch_size": 16}}))
+        {"methods": {m: {"method": "kd"} if m == "kd" else {} for m in methods},
+         "distill": {"steps": 60, "batch_size": 16}}))
     return folder
 
 
@@ -66,3 +68,14 @@ def test_cli_measured(tmp_path, capsys):
     refused(["sim", "allocation", "--measured", str(tmp_path), "--out", str(tmp_path / "x")], capsys,
             "not an experiment folder")
     assert not (tmp_path / "x").exists()
+
+
+def test_the_simulator_takes_the_trainers_realised_switch_fraction(tmp_path):
+    folder = _experiment(tmp_path / "map", ["kd", "rc"], {"rc-seed0": [2.0, 1.0]})
+    assert experiment_setting(folder)[1].switch == pytest.approx(RC_SWITCH)  # no runs: RC's mean p(t)
+    for run, fractions in (("rc-seed0", (0.1, 0.3)), ("kd-seed0", (0.0, 0.0))):  # kd switches nothing
+        (folder / "runs" / run).mkdir(parents=True)
+        (folder / "runs" / run / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": i, "switched_frac": f}) + "\n" for i, f in enumerate(fractions)))
+    scenario, config, methods = experiment_setting(folder)
+    assert config.switch == pytest.approx(0.2) and (config.steps, config.batch) == (60, 16)
