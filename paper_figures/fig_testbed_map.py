@@ -85,6 +85,7 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
         ax.axhline(1.0, color="#4c72b0", lw=1)
         ax.set_title(group)
         ax.set_xticks([0, 0.5, 1])
+        ax.set_xlim(-0.1, 1.1)
     for ax in axes[-1]:
         ax.set_xlabel("tau (shared fraction of the glyph)")
     for ax in axes[:, 0]:
