@@ -25,7 +25,6 @@ one step first, so that neither pays for lazy initialisation.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import parse_args, report, work_folder
+from bench.common import end_to_end_parser, parse_args, report, work_folder
 from aria_train.diffusion.loading import DTYPES
 from bench.sd_folder import SIZES, random_prompts, sd_folder
 
@@ -109,10 +108,7 @@ def run(size: str, samples: int, batch: int, steps: int, guidance: float, dtypes
 def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     """What `python -m bench` runs (argv None: the defaults, samples times `scale`)."""
     cuda = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(prog="python -m bench.cache_vs_diffusers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=SIZES, default="sd14" if cuda else "tiny",
-                        help="teacher folder size (default: sd14 on a GPU, tiny on the CPU)")
+    parser = end_to_end_parser("cache_vs_diffusers", __doc__, SIZES, "teacher folder")
     parser.add_argument("--samples", type=int, default=128 if cuda else 32,
                         help="samples per row (default: 128 on a GPU, 32 on the CPU)")
     parser.add_argument("--batch", type=int, default=64 if cuda else 16,

@@ -46,6 +46,18 @@ def report(name: str, rows: list[dict], out_dir: Path | None = None, show: bool 
     return path
 
 
+def end_to_end_parser(name: str, doc: str, sizes: tuple[str, ...], what: str) -> argparse.ArgumentParser:
+    """The parser of the end-to-end benchmark ``bench.<name>`` with its --size option (``what`` is
+    sized: sd14 on a GPU, tiny on the CPU); `parse_args` adds the options they all share."""
+    import torch
+
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sizes, default="sd14" if torch.cuda.is_available() else "tiny",
+                        help=f"{what} size (default: sd14 on a GPU, tiny on the CPU)")
+    return parser
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str], quick: dict) -> argparse.Namespace:
     """``argv`` parsed after adding the options every end-to-end benchmark has: --quick (the
     defaults replaced by ``quick``'s values, a CPU run of seconds; options given still win),

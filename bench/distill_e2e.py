@@ -23,7 +23,6 @@ on the CPU.
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import math
 import os
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import parse_args, report, work_folder
+from bench.common import end_to_end_parser, parse_args, report, work_folder
 from bench.sd_folder import SIZES, random_prompts, sd_folder
 
 
@@ -141,10 +140,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
 def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     """What `python -m bench` runs (argv None: the defaults, loop steps times `scale`)."""
     cuda = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(prog="python -m bench.distill_e2e", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=SIZES, default="sd14" if cuda else "tiny",
-                        help="teacher folder size (default: sd14 on a GPU, tiny on the CPU)")
+    parser = end_to_end_parser("distill_e2e", __doc__, SIZES, "teacher folder")
     parser.add_argument("--batch", type=int, default=64 if cuda else 8,
                         help="images per step (default: 64 on a GPU, 8 on the CPU)")
     parser.add_argument("--steps", type=int, default=40, help="loop steps per method (default: %(default)s)")

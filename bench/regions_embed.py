@@ -25,7 +25,6 @@ k-means (``--k`` regions) of the reference embeddings.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import sys
@@ -36,7 +35,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from bench.common import parse_args, report, work_folder
+from aria_train.diffusion.loading import DTYPES
+from bench.common import end_to_end_parser, parse_args, report, work_folder
 from bench.sd_folder import SIZES, random_prompts, sd_folder
 
 if TYPE_CHECKING:  # imported where used: `--help` starts without transformers
@@ -144,17 +144,14 @@ def run(size: str, prompts: int, reference_prompts: int, batches: list[int], dty
 def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     """What `python -m bench` runs (argv None: the defaults, prompt counts times `scale`)."""
     cuda = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(prog="python -m bench.regions_embed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=SIZES, default="sd14" if cuda else "tiny",
-                        help="text encoder size (default: sd14 on a GPU, tiny on the CPU)")
+    parser = end_to_end_parser("regions_embed", __doc__, SIZES, "text encoder")
     parser.add_argument("--prompts", type=int, default=200_000 if cuda else 20_000,
                         help="prompts the fast path embeds (default: 200000 on a GPU, 20000 on the CPU)")
     parser.add_argument("--reference-prompts", type=int, default=20_000 if cuda else 5_000,
                         help="prompts the reference path embeds (default: 20000 on a GPU, 5000 on the CPU)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1024],
                         help="prompts per encoder batch; the first also the reference's (default: %(default)s)")
-    parser.add_argument("--dtype", nargs="+", choices=("float32", "bfloat16", "float16"), default=["bfloat16", "float32"],
+    parser.add_argument("--dtype", nargs="+", choices=DTYPES, default=["bfloat16", "float32"],
                         help="dtypes of the fast path (default: %(default)s)")
     parser.add_argument("--k", type=int, default=64, help="regions of the agreement check (default: %(default)s)")
     args = parse_args(parser, [] if argv is None else argv,

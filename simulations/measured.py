@@ -93,7 +93,7 @@ def compare(folders: list[str | Path], seeds: list[int], workers: int = 1):
 
     settings = [(Path(folder), *experiment_setting(folder)) for folder in folders]
     summaries = {folder: pd.read_csv(folder / "eval" / "summary.csv") for folder, *_ in settings}
-    out = []
+    out, simulated = [], {}  # folders of one world and methods share one simulation
     for folder, scenario, config, methods in settings:
         summary = summaries[folder]
         if "rc" not in methods:
@@ -105,7 +105,10 @@ def compare(folders: list[str | Path], seeds: list[int], workers: int = 1):
         measured = measured_ratios(summary)
         chosen = [m for m in methods if m in POLICY_OF and m != "rc"]
         policies = ["rc"] + [POLICY_OF[m] for m in chosen]
-        predicted = ratio_table(run_final_study([scenario], policies, seeds, config, workers))
+        key = (scenario, config, tuple(policies))
+        if key not in simulated:
+            simulated[key] = ratio_table(run_final_study([scenario], policies, seeds, config, workers))
+        predicted = simulated[key].copy()
         predicted["method"] = predicted["policy"].map({PolicySpec.parse(POLICY_OF[m]).label: m for m in chosen})
         for group, metric in GROUP_OF.items():
             for method in chosen:
