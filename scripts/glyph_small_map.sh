@@ -3,7 +3,7 @@
 # runs), in parts that each fit one 10-minute call on one H200:
 #   teachers  train the teachers of small_tau05 and small_tau1 ($TEACHER_STEPS steps, default 1000;
 #             tau = 0 is the shipped demo teacher) and sample their paired caches -> runs/glyph_teachers/
-#   map       rc / region-uniform / aria x 3 seeds at tau = 0.5 and 1 (18 runs)
+#   map       rc, region-uniform, aria (beta 1, 2) x 3 seeds at tau = 0.5 and 1 (24 runs)
 #             -> runs/glyph_small_map_tau{05,1}/   (tau = 0: experiments/glyph_demo_gpu.json)
 #   floor     stage 2, the irreducible floor: the tau = 0 world with teacher noise (std 0.5) on
 #             its two unseen-tail regions                          -> runs/glyph_floor_tau0/
