@@ -11,7 +11,8 @@ permutation of the cells. The first round(tau * C) cells of that permutation are
 they alternate between the first part and the second part; the rest are specific. The bits are
 drawn for every cell whatever tau is (one pattern per part value, one per region), and tau only
 chooses which pattern a cell shows, so raising tau turns specific cells into shared ones and
-changes nothing else.
+changes nothing else — except in a world where two regions' glyphs would coincide (few specific
+cells, few cells per part): there the part patterns are redrawn (`glyph_bits`).
 
 Shared cells belong to ONE part each, not to a combination (e.g. XOR) of both: a cell then
 depends on i alone or on j alone, as colour and shape are separate factors of the default world,
@@ -31,6 +32,7 @@ CONSONANTS, VOWELS, FINALS = "bdfgklmnprstvz", "aeiou", "kvz"
 WORD_STREAM = 20_241_111  # fixed seed of the word list
 # Seed-stream tags: each random quantity has its own stream, so adding one never moves another.
 MASK_STREAM, PART_STREAM, SPECIFIC_STREAM = 2, 3, 4
+MAX_REDRAWS = 100  # part-pattern draws tried before a world is refused as too small for distinct glyphs
 
 
 @lru_cache(maxsize=4)
@@ -60,11 +62,13 @@ def cell_roles(config: GlyphWorldConfig) -> np.ndarray:
     return roles
 
 
-def part_patterns(config: GlyphWorldConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Bits (bool, (first_parts, C) and (second_parts, C)) of every part value over all cells."""
-    draw = lambda part, count: np.random.default_rng([config.seed, PART_STREAM, part]).integers(
+def part_patterns(config: GlyphWorldConfig, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bits (bool, (first_parts, C) and (second_parts, C)) of every part value over all cells;
+    `draw` > 0 selects a fresh stream (`glyph_bits` redraws when two glyphs would coincide)."""
+    redraw = [draw] if draw else []  # draw 0 keeps the original stream key, so existing worlds stay
+    bits = lambda part, count: np.random.default_rng([config.seed, PART_STREAM, part, *redraw]).integers(
         0, 2, (count, config.num_cells)).astype(bool)
-    return draw(0, config.first_parts), draw(1, config.second_parts)
+    return bits(0, config.first_parts), bits(1, config.second_parts)
 
 
 def specific_patterns(config: GlyphWorldConfig) -> np.ndarray:
@@ -74,8 +78,21 @@ def specific_patterns(config: GlyphWorldConfig) -> np.ndarray:
 
 
 def glyph_bits(config: GlyphWorldConfig) -> np.ndarray:
-    """Every region's glyph, bool (K, C), cells row-major; region k = (i, j) = divmod(k, second_parts)."""
+    """Every region's glyph, bool (K, C), cells row-major; region k = (i, j) = divmod(k, second_parts).
+
+    Every two regions' glyphs differ (else the checker could not tell them apart and the two
+    regions would be one concept). Random part patterns can coincide on the few cells a part
+    owns when most cells are shared (the seed-0 worlds of 16 cells at tau = 1 had three pairs of
+    identical glyphs); then the part patterns are redrawn from the next stream until all glyphs
+    differ. Only such worlds change: a world whose first draw is distinct keeps it, and so do the
+    specific patterns and the cell mask."""
     roles = cell_roles(config)
-    first, second = part_patterns(config)
+    specific = specific_patterns(config)
     i, j = np.divmod(np.arange(config.num_regions), config.second_parts)
-    return np.where(roles == FIRST, first[i], np.where(roles == SECOND, second[j], specific_patterns(config)))
+    for draw in range(MAX_REDRAWS):
+        first, second = part_patterns(config, draw)
+        glyphs = np.where(roles == FIRST, first[i], np.where(roles == SECOND, second[j], specific))
+        if len(np.unique(glyphs, axis=0)) == config.num_regions:
+            return glyphs
+    raise ValueError(f"no {config.num_regions} distinct glyphs of {config.num_cells} cells at glyph_transfer "
+                     f"{config.glyph_transfer} in {MAX_REDRAWS} draws: use more glyph_cells or a lower glyph_transfer")

@@ -3,6 +3,7 @@ and that the default world is unchanged."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
@@ -105,6 +106,36 @@ def test_checker_reads_every_region_and_nuisance_value_of_clean_renders():
         assert np.isnan(means["shared_bit_acc"]) if tau == 0 else means["shared_bit_acc"] == 1.0
         assert np.isnan(means["specific_bit_acc"]) if tau == 1 else means["specific_bit_acc"] == 1.0
         pd.testing.assert_frame_equal(checker.read(world.render(attrs)), attrs)
+
+
+@pytest.mark.parametrize("path", sorted((ASSETS / "worlds").glob("glyph_*.json")), ids=lambda p: p.stem)
+def test_every_shipped_world_has_distinct_glyphs_that_the_checker_reads(path):
+    world = GlyphWorld(load_world_config(path))
+    assert len(np.unique(world.glyphs, axis=0)) == world.num_regions
+    attrs = world.sample_attributes(4 * world.num_regions, np.random.default_rng(0),
+                                    regions=np.repeat(np.arange(world.num_regions), 4))
+    assert world.checker().score(world.render(attrs), attrs)["region_correct"].all()
+
+
+def test_glyphs_are_redrawn_only_when_two_would_coincide():
+    # Seed 0 with 16 cells at tau = 1 (glyph_small_tau1.json) drew three pairs of identical
+    # glyphs at first; at tau = 0.5 its first draw is distinct and is kept.
+    config = load_world_config(ASSETS / "worlds" / "glyph_small_tau1.json")
+    i, j = np.divmod(np.arange(config.num_regions), config.second_parts)
+    def drawn(cfg, draw):
+        first, second = codes.part_patterns(cfg, draw)
+        return np.where(codes.cell_roles(cfg) == codes.FIRST, first[i],
+                        np.where(codes.cell_roles(cfg) == codes.SECOND, second[j], codes.specific_patterns(cfg)))
+    assert len(np.unique(drawn(config, 0), axis=0)) < config.num_regions
+    half = dataclasses.replace(config, glyph_transfer=0.5)
+    np.testing.assert_array_equal(codes.glyph_bits(half), drawn(half, 0))
+    assert len(np.unique(codes.glyph_bits(config), axis=0)) == config.num_regions
+
+
+def test_a_world_too_small_for_distinct_glyphs_is_refused():
+    # 48 regions at tau = 1 on 2 x 2 cells: 2 cells per part cannot tell 8 second parts apart.
+    with pytest.raises(ValueError, match="distinct glyphs"):
+        GlyphWorld(GlyphWorldConfig(**{**SMALL, "glyph_transfer": 1.0, "glyph_cells": 2}))
 
 
 def test_checker_is_robust_to_noise_and_blur():
