@@ -31,7 +31,8 @@ CACHE_ENTRIES = ("paired", "text", "sources.json")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from aria_train.diffusion.loading import DTYPES
 
-    parser.add_argument("--teacher", required=True, help="teacher model folder (unet/, scheduler/, tokenizer/, text_encoder/)")
+    parser.add_argument("--teacher", required=True, help="teacher model folder (unet/, scheduler/, tokenizer/, text_encoder/; "
+                        "Stable Diffusion XL: also tokenizer_2/, text_encoder_2/)")
     parser.add_argument("--paired", required=True, help="prompts to sample (txt/jsonl/csv/parquet/arrow with a text column)")
     parser.add_argument("--out", required=True, help="output folder (paired/ and text/ caches inside): new, empty, or "
                         "one this command made from the same inputs (then continued)")
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.data.pool import PromptPool
     from aria_train.data.teacher_samples import (PAIRED_DIR, TEXT_DIR, Ranks, check_metadata, paired_metadata,
                                                  pool_rows, text_metadata, write_paired, write_text)
-    from aria_train.diffusion.loading import TEACHER_PARTS, load_teacher, resolve_device, resolve_dtype
+    from aria_train.diffusion.loading import open_teacher, resolve_device, resolve_dtype, teacher_parts
     from aria_train.diffusion.sampling import default_guidance
 
     quiet_libraries()
@@ -104,22 +105,22 @@ def run(args: argparse.Namespace) -> int:
     args.dtype = resolve_dtype(args.dtype, device)
     # the parts samples depend on (not logs or reports a teacher folder may gain later)
     fingerprints = {"paired_fingerprint": paired.fingerprint(), "pool_fingerprint": pool.fingerprint() if pool else None,
-                    "teacher_fingerprint": folder_fingerprint(teacher_dir, TEACHER_PARTS)}
+                    "teacher_fingerprint": folder_fingerprint(teacher_dir, teacher_parts(teacher_dir))}
     metadata = {PAIRED_DIR: paired_metadata(args, fingerprints, len(paired))}
     if args.embed_pool:
         metadata[TEXT_DIR] = text_metadata(args, fingerprints, len(pool))
     for name, recorded in metadata.items():  # before loading the models: a refused run costs nothing
         check_metadata(out / name, recorded)
-    teacher, scheduler, tokenizer, text_encoder = load_teacher(teacher_dir)
+    teacher = open_teacher(teacher_dir)
     dtype = getattr(torch, args.dtype)
-    teacher.to(device, dtype)
-    text_encoder.to(device, dtype)
-    paired_dir = write_paired(args, metadata[PAIRED_DIR], teacher, dict(scheduler.config), tokenizer, text_encoder,
+    teacher.unet.to(device, dtype)
+    teacher.prompts.to(device, dtype)
+    paired_dir = write_paired(args, metadata[PAIRED_DIR], teacher.unet, dict(teacher.scheduler.config), teacher.prompts,
                               paired, pool_ids, device, ranks)
     if ranks.rank == 0:
         print(f"paired cache: {paired_dir} ({len(paired)} samples)")
     if args.embed_pool:
-        text_dir = write_text(args, metadata[TEXT_DIR], tokenizer, text_encoder, pool, device, ranks)
+        text_dir = write_text(args, metadata[TEXT_DIR], teacher.prompts, pool, device, ranks)
         if ranks.rank == 0:
             print(f"text cache: {text_dir} ({len(pool)} prompts)")
     ranks.close()

@@ -1,9 +1,10 @@
 """Partition a prompt pool into K regions by k-means on the teacher's pooled text embeddings.
 
 Every prompt of --prompts is embedded once with the frozen text encoder of the --teacher folder
-(FOLDER/tokenizer, FOLDER/text_encoder; an embedded-world teacher or a Stable Diffusion folder)
-into OUT/embeddings, a tensor cache that a killed run resumes and a rerun with --overwrite (say,
-another --k) reuses. The cache records a hash of the prompts' texts and of the text encoder's
+(FOLDER/tokenizer, FOLDER/text_encoder; an embedded-world teacher or a Stable Diffusion folder;
+for Stable Diffusion XL, FOLDER/tokenizer_2 and FOLDER/text_encoder_2, whose projected pooled
+vector is what the SDXL UNet is conditioned on: docs/design.md §3) into OUT/embeddings, a tensor
+cache that a killed run resumes and a rerun with --overwrite (say, another --k) reuses. The cache records a hash of the prompts' texts and of the text encoder's
 files: embeddings of other prompts (even at the same path with as many rows) or of another
 teacher are refused, never reused. Then batched k-means (k-means++ seeding) assigns each prompt
 a region. Outputs in OUT:
@@ -43,14 +44,14 @@ from pathlib import Path
 
 RESULTS = ("regions.parquet", "regions.npy", "centroids.npy", "regions.json")  # regions.json last: it marks them done
 EMBEDDINGS = "embeddings"
-TEXT_PARTS = ("tokenizer", "text_encoder")  # the teacher's files the embeddings depend on
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from aria_train.diffusion.loading import DTYPES
 
     parser.add_argument("--teacher", required=True, metavar="FOLDER",
-                        help="model folder holding tokenizer/ and text_encoder/ (required)")
+                        help="model folder holding tokenizer/ and text_encoder/ (Stable Diffusion XL: tokenizer_2/ and "
+                        "text_encoder_2/, whose pooled projection is clustered) (required)")
     parser.add_argument("--prompts", required=True, metavar="FILE",
                         help="prompt pool: .txt (one per line), .jsonl, .csv, .parquet or .arrow (required)")
     parser.add_argument("--k", type=int, default=None, help="number of regions, 1 <= K <= number of prompts (required without --centroids)")
@@ -156,9 +157,8 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.data.pool import PromptPool
     from aria_train.data.regions import (EMBEDDING_DTYPE, POOLED, assign_regions, check_embedding_cache,
                                          embedding_metadata, kmeans_regions, pooled_embedding_cache)
-    from aria_train.diffusion.loading import resolve_dtype
-    from aria_train.diffusion.loading import resolve_device
-    from aria_train.diffusion.text import load_text_stack
+    from aria_train.diffusion.loading import load_region_encoder, resolve_device, resolve_dtype
+    from aria_train.diffusion.text import pooled_width
 
     if (args.k is None) == (args.centroids is None):
         raise ValueError("give either --k (k-means) or --centroids (nearest given centroid)")
@@ -177,16 +177,16 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(None if args.device == "auto" else args.device)
     dtype = getattr(torch, resolve_dtype(args.dtype, device))
     try:
-        tokenizer, text_encoder = load_text_stack(args.teacher)
+        tokenizer, text_encoder, text_parts = load_region_encoder(args.teacher)
     except (ValueError, FileNotFoundError):
         raise
     except Exception as err:  # transformers/safetensors raise many types for bad files
         raise ValueError(f"cannot load the text encoder of teacher {args.teacher}: {first_line(err)}") from None
-    width = text_encoder.config.hidden_size
+    width = pooled_width(text_encoder)
     if centroids is not None and centroids.shape[1] != width:
         raise ValueError(f"--centroids {args.centroids} have dimension {centroids.shape[1]}, the text encoder's "
                          f"pooled embeddings {width}")
-    encoder_print = folder_fingerprint(args.teacher, TEXT_PARTS)
+    encoder_print = folder_fingerprint(args.teacher, text_parts)
     if centroids is not None:
         check_centroid_source(args.centroids, encoder_print)
     paths = {"teacher": str(Path(args.teacher).resolve()), "prompts": str(Path(args.prompts).resolve())}

@@ -276,21 +276,21 @@ def write_rows(directory: Path, metadata: dict, shard_rows: int, total: int, bat
     return directory
 
 
-def write_paired(args: argparse.Namespace, metadata: dict, teacher, scheduler_config: dict, tokenizer, text_encoder,
-                 paired, pool_ids, device, ranks: Ranks | None = None) -> Path:
+def write_paired(args: argparse.Namespace, metadata: dict, teacher, scheduler_config: dict, prompts, paired,
+                 pool_ids, device, ranks: Ranks | None = None) -> Path:
     """Sample the paired prompts not yet in the cache (this rank's share of them) with the teacher
-    and text encoder as given (device and dtype); ``metadata``: `paired_metadata`. Returns the cache folder."""
+    UNet and its PromptEncoder as given (device and dtype); ``metadata``: `paired_metadata`.
+    Returns the cache folder."""
     import numpy as np
     import torch
 
     from aria_train.diffusion import sampling
-    from aria_train.diffusion.text import encode_prompts
 
-    null, _ = encode_prompts(tokenizer, text_encoder, [""], device)
+    null = prompts.null()
     shape = sampling.sample_shape(teacher)
 
     def compute(rows: np.ndarray) -> dict:
-        cond, _ = encode_prompts(tokenizer, text_encoder, paired.texts(rows), device)
+        cond = prompts.encode(paired.texts(rows))
         x = sampling.sample(teacher, scheduler_config, cond, null, [args.seed + int(r) for r in rows], shape,
                             args.steps, args.guidance, args.batch_size)
         tensors = {"sample": x.to(getattr(torch, args.sample_dtype)), "prompt_index": torch.from_numpy(rows)}
@@ -302,17 +302,17 @@ def write_paired(args: argparse.Namespace, metadata: dict, teacher, scheduler_co
                       ranks or Ranks(), "paired samples", "img", not args.no_progress)
 
 
-def write_text(args: argparse.Namespace, metadata: dict, tokenizer, text_encoder, pool, device,
-               ranks: Ranks | None = None) -> Path:
-    """Embed the pool rows not yet in the cache (this rank's share of them); ``metadata``:
-    `text_metadata`. Returns the cache folder."""
+def write_text(args: argparse.Namespace, metadata: dict, prompts, pool, device, ranks: Ranks | None = None) -> Path:
+    """Embed the pool rows not yet in the cache (this rank's share of them) with a teacher's
+    PromptEncoder: the context "hidden" and, for SDXL, the pooled projection "text_embeds"
+    (`prompts.cache_tensors`); ``metadata``: `text_metadata`. Returns the cache folder."""
     import torch
 
-    from aria_train.diffusion.text import encode_prompts
+    from aria_train.diffusion.prompts import cache_tensors
 
     def compute(rows) -> dict:
-        hidden, _ = encode_prompts(tokenizer, text_encoder, pool.texts(rows), device)
-        return {"hidden": hidden.to(getattr(torch, args.text_dtype))}
+        tensors = cache_tensors(prompts.encode(pool.texts(rows)))
+        return {name: tensor.to(getattr(torch, args.text_dtype)) for name, tensor in tensors.items()}
 
     return write_rows(Path(args.out) / TEXT_DIR, metadata, args.shard_rows, len(pool), 4096, compute,
                       ranks or Ranks(), "pool embeddings", "prompt", not args.no_progress)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
+from aria_train.diffusion.prompts import Conditioning, PromptEncoder, cat_conditioning, unet_inputs
+
 DEFAULT_STEPS = 25  # RC's teacher sampling steps
 DEFAULT_GUIDANCE = 7.5  # RC's classifier-free guidance scale
 SAMPLING_FILE = "sampling.json"  # in a teacher folder: {"guidance": g}, the scale that teacher samples best at
@@ -64,21 +66,23 @@ def guided_prediction(
     unet: UNet2DConditionModel,
     x: torch.Tensor,
     t: torch.Tensor | int,
-    cond_hidden: torch.Tensor,
-    uncond_hidden: torch.Tensor,
+    cond_hidden: Conditioning,
+    uncond_hidden: Conditioning,
     guidance: float,
 ) -> torch.Tensor:
     """Classifier-free guidance: u + g (c - u), both branches in one batched forward pass; at
     g = 1 that is the conditional prediction c, computed alone (half the work).
 
-    ``uncond_hidden`` is (1, L, D) or (N, L, D). Returns float32 of x's shape.
+    ``cond_hidden`` is the conditioning of the N samples (a context (N, L, D) or SDXL's
+    TextConditioning, aria_train.diffusion.prompts), ``uncond_hidden`` the null text's, one row
+    or N. Returns float32 of x's shape.
     """
     if guidance == 1.0:
-        return unet(x.to(unet.dtype), t, encoder_hidden_states=cond_hidden.to(unet.dtype)).sample.float()
+        return unet(x.to(unet.dtype), t, **unet_inputs(cond_hidden, unet.dtype)).sample.float()
     n = x.shape[0]
     uncond = uncond_hidden.expand(n, -1, -1) if uncond_hidden.shape[0] == 1 else uncond_hidden
-    hidden = torch.cat([uncond, cond_hidden]).to(unet.dtype)
-    out = unet(torch.cat([x, x]).to(unet.dtype), t, encoder_hidden_states=hidden).sample.float()
+    both = cat_conditioning([uncond, cond_hidden])
+    out = unet(torch.cat([x, x]).to(unet.dtype), t, **unet_inputs(both, unet.dtype)).sample.float()
     pred_uncond, pred_cond = out.chunk(2)
     return pred_uncond + guidance * (pred_cond - pred_uncond)
 
@@ -87,8 +91,8 @@ def guided_prediction(
 def sample(
     unet: UNet2DConditionModel,
     scheduler_config: dict,
-    cond_hidden: torch.Tensor,
-    uncond_hidden: torch.Tensor,
+    cond_hidden: Conditioning,
+    uncond_hidden: Conditioning,
     seeds: Sequence[int],
     shape: Sequence[int],
     steps: int = DEFAULT_STEPS,
@@ -98,9 +102,10 @@ def sample(
 ) -> torch.Tensor:
     """DDIM (eta = 0) with classifier-free guidance; returns x0 (N, *shape) float32 on the CPU.
 
-    ``cond_hidden`` (N, L, D) are the per-token text embeddings of the N prompts, ``uncond_hidden``
-    (1, L, D) the null prompt's; ``seeds`` (N,) fix each sample's initial noise; ``shape`` is one
-    sample's (C, H, W) in the model's space. Prompts are processed ``batch_size`` at a time.
+    ``cond_hidden`` is the conditioning of the N prompts (their per-token text embeddings
+    (N, L, D), or SDXL's TextConditioning), ``uncond_hidden`` the null prompt's (one row);
+    ``seeds`` (N,) fix each sample's initial noise; ``shape`` is one sample's (C, H, W) in the
+    model's space. Prompts are processed ``batch_size`` at a time.
     """
     if len(seeds) != cond_hidden.shape[0]:
         raise ValueError(f"got {len(seeds)} seeds for {cond_hidden.shape[0]} prompts")
@@ -128,6 +133,24 @@ def sample(
     return torch.cat(results)
 
 
+def sample_prompts(
+    unet: UNet2DConditionModel,
+    scheduler_config: dict,
+    prompts: PromptEncoder,
+    texts: Sequence[str],
+    seeds: Sequence[int],
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``sample`` for prompt strings: encodes them and the null text with ``prompts`` (a
+    teacher's PromptEncoder, on the UNet's device); one sample's shape is the UNet's
+    (in_channels, sample_size, sample_size)."""
+    return sample(unet, scheduler_config, prompts.encode(list(texts)), prompts.null(), seeds, sample_shape(unet),
+                  steps, guidance, batch_size, progress)
+
+
 def sample_texts(
     unet: UNet2DConditionModel,
     scheduler_config: dict,
@@ -140,15 +163,10 @@ def sample_texts(
     batch_size: int = 64,
     progress: bool = False,
 ) -> torch.Tensor:
-    """``sample`` for prompt strings: encodes them (and the null prompt "") with the frozen text
-    stack, which must be on the UNet's device; one sample's shape is the UNet's
-    (in_channels, sample_size, sample_size)."""
-    from aria_train.diffusion.text import encode_prompts
-
-    device = unet.device
-    cond, _ = encode_prompts(tokenizer, text_encoder, list(texts), device)
-    uncond, _ = encode_prompts(tokenizer, text_encoder, [""], device)
-    return sample(unet, scheduler_config, cond, uncond, seeds, sample_shape(unet), steps, guidance, batch_size, progress)
+    """``sample_prompts`` for a one-encoder text stack (embedded world, SD v1/v2): encodes the
+    prompts (and the null prompt "") with it; it must be on the UNet's device."""
+    return sample_prompts(unet, scheduler_config, PromptEncoder([tokenizer], [text_encoder]), texts, seeds, steps,
+                          guidance, batch_size, progress)
 
 
 @torch.no_grad()

@@ -179,11 +179,25 @@ def encode_prompts(
         ids = _padded_ids(tokenizer, texts[start : start + batch_size]).to(device)
         out = text_encoder(input_ids=ids)
         hidden_parts.append(out.last_hidden_state.float())
-        pooled_parts.append(out.pooler_output.float())
+        pooled_parts.append(pooled_vector(out).float())
     if not texts:
         width = text_encoder.config.hidden_size
         return torch.empty(0, length, width, device=device), torch.empty(0, width, device=device)
     return torch.cat(hidden_parts), torch.cat(pooled_parts)
+
+
+def pooled_vector(output) -> torch.Tensor:
+    """A CLIP text encoder's pooled output: the projected ``text_embeds`` of a
+    CLIPTextModelWithProjection (SDXL's second encoder, whose projection conditions the UNet),
+    else ``pooler_output`` (the state at the end-of-text token)."""
+    embeds = getattr(output, "text_embeds", None)
+    return embeds if embeds is not None else output.pooler_output
+
+
+def pooled_width(text_encoder: torch.nn.Module) -> int:
+    """Width of `pooled_vector`: the projection's for a CLIPTextModelWithProjection, else the hidden size."""
+    projects = getattr(text_encoder, "text_projection", None) is not None
+    return text_encoder.config.projection_dim if projects else text_encoder.config.hidden_size
 
 
 def _check_device(text_encoder: CLIPTextModel, device: str | torch.device) -> torch.device:
@@ -277,7 +291,7 @@ def pooled_outputs(text_encoder: CLIPTextModel, id_batches: Iterable[torch.Tenso
     device = _check_device(text_encoder, device)
     waiting: tuple[torch.Tensor, torch.cuda.Event] | None = None  # the previous batch, on its way to the host
     for ids in id_batches:
-        pooled = text_encoder(input_ids=ids.to(device, non_blocking=True)).pooler_output.float()
+        pooled = pooled_vector(text_encoder(input_ids=ids.to(device, non_blocking=True))).float()
         if device.type != "cuda":
             yield pooled
             continue

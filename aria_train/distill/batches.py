@@ -34,6 +34,7 @@ from aria_train.conditioning.samplers import NULL_PROMPT, ConditionSampler, rand
 from aria_train.distill.config import DistillConfig
 from aria_train.data.cache import TensorCache
 from aria_train.data.pool import PromptPool
+from aria_train.diffusion.prompts import Conditioning
 from aria_train.distill.inputs import TEXT_TENSOR, Inputs
 
 
@@ -44,7 +45,7 @@ class Batch:
     x0: torch.Tensor  # (B, C, H, W) float32 clean samples
     noise: torch.Tensor  # (B, C, H, W) float32, eps_true
     timesteps: torch.Tensor  # (B,) int64 in [0, T)
-    hidden: torch.Tensor  # (B, L, D) float32 condition embeddings
+    hidden: Conditioning  # float32 condition embeddings: (B, L, D), or SDXL's TextConditioning
     paired: torch.Tensor  # (B,) bool, sample shows its own caption
     prompt_ids: np.ndarray  # (B,) int64 pool row of the condition, -1 = null text
     regions: np.ndarray  # (B,) int64 region of the condition, -1 = null text or no regions
@@ -97,32 +98,26 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 class ConditionEncoder:
-    """Prompt ids -> text embeddings: rows of the text cache, or the frozen encoder on the fly."""
+    """Prompt ids -> conditioning: rows of the text cache, or the frozen encoders on the fly."""
 
     def __init__(self, inputs: Inputs, device: torch.device):
-        from aria_train.diffusion.text import encode_prompts
-
         self.pool, self.cache, self.device = inputs.pool, inputs.text_cache, device
-        self.tokenizer, self.encoder = inputs.tokenizer, inputs.text_encoder
-        # encode where the encoder lives (the caller moved it to `device`; torch may spell a
-        # device "cpu" or "cpu:0", which encode_prompts would tell apart)
-        self.encoder_device = next(self.encoder.parameters()).device
-        self.null = encode_prompts(self.tokenizer, self.encoder, [""], self.encoder_device)[0].to(device)  # (1, L, D)
+        self.prompts = inputs.prompts  # encodes where its encoders live (the caller moved them to `device`)
+        self.null = self.prompts.null().to(device)  # one row
         if self.cache is not None and self.cache.shape(TEXT_TENSOR)[1] != self.null.shape[1]:
             raise ValueError(f"text cache {self.cache.directory}: {self.cache.shape(TEXT_TENSOR)[1]} tokens per prompt, "
                              f"the teacher's tokenizer pads to {self.null.shape[1]}")
 
-    def __call__(self, prompt_ids: np.ndarray) -> torch.Tensor:
-        from aria_train.diffusion.text import encode_prompts
-
+    def __call__(self, prompt_ids: np.ndarray) -> Conditioning:
         hidden = self.null.expand(len(prompt_ids), -1, -1).clone()
         real = np.flatnonzero(prompt_ids != NULL_PROMPT)
         if real.size:
             if self.cache is not None:  # converted on the device: fewer bytes to copy, the same float32 values
-                rows = to_device(self.cache.get(TEXT_TENSOR, prompt_ids[real]), self.device).to(torch.float32)
+                tensors = {name: to_device(self.cache.get(name, prompt_ids[real]), self.device).to(torch.float32)
+                           for name in self.prompts.cache_names}
+                rows = self.prompts.from_cache(tensors)
             else:
-                texts = self.pool.texts(prompt_ids[real])
-                rows = encode_prompts(self.tokenizer, self.encoder, texts, self.encoder_device)[0].to(self.device)
+                rows = self.prompts.encode(self.pool.texts(prompt_ids[real])).to(self.device)
             # positions, not a boolean mask: indexing by a mask asks the device how many rows it holds
             hidden[to_device(torch.from_numpy(real), self.device)] = rows
         return hidden

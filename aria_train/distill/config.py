@@ -6,7 +6,8 @@ from these fields, so the CLI help and this file cannot disagree.
 Inputs the run reads (all local, nothing is downloaded):
 
 * ``teacher``: a model folder laid out like a diffusers Stable Diffusion folder (``unet/``,
-  ``text_encoder/``, ``tokenizer/``, ``scheduler/``, optional ``vae/``).
+  ``text_encoder/``, ``tokenizer/``, ``scheduler/``, optional ``vae/``; Stable Diffusion XL adds
+  ``text_encoder_2/`` and ``tokenizer_2/``).
 * ``paired_cache``: a TensorCache (aria_train.data.cache) with the tensors
   ``sample`` (N, C, H, W) float -- the teacher-generated x0 (pixels in [-1, 1] for a
   pixel-space teacher, scaled VAE latents for a latent one) -- and ``prompt_id`` (N,) int64,
@@ -14,7 +15,9 @@ Inputs the run reads (all local, nothing is downloaded):
 * ``pool``: the prompt pool file (txt / jsonl / csv / parquet / arrow with a ``text`` column and,
   for region-based samplers, a ``region`` column of ints in [0, K)).
 * ``text_cache`` (optional): a TensorCache with ``hidden`` (M, L, D) float, row i = the
-  frozen text encoder's last hidden state for pool row i. Without it the drawn prompts are
+  frozen text encoder's last hidden state for pool row i (Stable Diffusion XL: both encoders'
+  penultimate states side by side, plus ``text_embeds`` (M, P), the pooled projection;
+  aria_train.diffusion.prompts). Without it the drawn prompts are
   encoded on the fly by the teacher's frozen text encoder.
 
 Mixed precision is not a field on purpose: it comes only from the accelerator
@@ -39,10 +42,10 @@ class DistillConfig(Options):
     Stable Diffusion (lr 5e-5, total batch 256, EMA 0.9999).
     """
 
-    teacher: str = option("", 'path', 'teacher model folder (unet/, text_encoder/, tokenizer/, scheduler/, optional vae/)', required=True)
+    teacher: str = option("", 'path', 'teacher model folder (unet/, text_encoder/, tokenizer/, scheduler/, optional vae/; Stable Diffusion XL: also text_encoder_2/, tokenizer_2/)', required=True)
     paired_cache: str = option("", 'path', 'TensorCache folder of teacher samples: tensors `sample` (N,C,H,W) and `prompt_id` (N,) = pool row of the caption', required=True)
     pool: str = option("", 'path', 'prompt pool file (txt/jsonl/csv/parquet/arrow, the last memory-mapped and shared by all ranks; `text`, optional `region` column)', required=True)
-    text_cache: str | None = option(None, 'path', 'optional TensorCache folder with `hidden` (M,L,D), row i = pool row i; absent: prompts are encoded on the fly')
+    text_cache: str | None = option(None, 'path', 'optional TensorCache folder with `hidden` (M,L,D) (Stable Diffusion XL: and `text_embeds` (M,P)), row i = pool row i; absent: prompts are encoded on the fly')
     method: Literal["kd", "rc", "aria"] = option("rc", 'choice', 'kd: paired captions only (BK-SDM); rc: random conditioning, captions replaced with probability p(t); aria: rc whose replacing prompts come from regions drawn by the tracker-driven allocation')
     sampler: Literal["uniform", "region"] = option("uniform", 'choice', 'how rc draws a replacing prompt: uniform over the pool (RC) or a uniform region then a uniform prompt in it (ablation); not used by kd and aria')
     aria: AriaOptions = option(unit="options", help="ARIA's options (--aria-*)", default_factory=AriaOptions)
@@ -58,7 +61,8 @@ class DistillConfig(Options):
     weight_decay: float = option(1e-2, '1/step, relative to lr', 'AdamW decoupled weight decay')
     max_grad_norm: float = option(1.0, 'L2 norm', 'gradient clipping threshold; 0 = no clipping')
     l_out: float = option(1.0, 'weight', 'of the output KD loss MSE(pred_student, pred_teacher)')
-    l_feat: float = option(1.0, 'weight', 'of the feature KD loss (sum of block-output MSEs)')
+    l_feat: float = option(1.0, 'weight', 'of the feature KD loss (sum of the feature MSEs of --feature-kd)')
+    feature_kd: Literal["blocks", "self-attention"] = option("blocks", 'choice', "what feature KD compares: block outputs (BK-SDM, RC) or the self-attention output of every transformer block the student keeps, each with the teacher block it was initialised from (KOALA's feature type; many more terms, so a smaller --l-feat)")
     l_sd: float = option(0.0, 'weight', "of the denoising loss MSE(pred_student, eps_true) on paired samples only (off in RC's scripts)")
     switch_schedule: Literal["exp", "sigmoid"] = option("exp", 'choice', 'RC switch probability p(t): exp(-lambda(1-t/T)) or 1/(1+exp(-20(t/T-0.7)))')
     switch_lambda: float = option(5.0, 'dimensionless', 'lambda of the exp switch schedule')

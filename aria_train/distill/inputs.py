@@ -15,15 +15,15 @@ from aria_train.distill.config import DistillConfig
 from aria_train.data.cache import TensorCache
 from aria_train.data.pool import PromptPool
 from aria_train.data.regions import regions_from_column
-from aria_train.diffusion.loading import load_teacher
+from aria_train.diffusion.loading import open_teacher
+from aria_train.diffusion.prompts import HIDDEN, TEXT_EMBEDS, PromptEncoder
 from aria_train.console import first_line
 
 if TYPE_CHECKING:  # torch-side types, imported lazily at run time
     from diffusers import DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel
 
 PAIRED_TENSORS = ("sample", "prompt_id")  # what `aria cache` writes for the paired set
-TEXT_TENSOR = "hidden"  # the text-embedding cache: row i = pool row i
+TEXT_TENSOR = HIDDEN  # the text-embedding cache: row i = pool row i (SDXL adds TEXT_EMBEDS)
 
 
 @dataclass
@@ -32,8 +32,7 @@ class Inputs:
 
     teacher: UNet2DConditionModel
     scheduler: DDPMScheduler
-    tokenizer: object
-    text_encoder: CLIPTextModel
+    prompts: PromptEncoder  # the frozen tokenizer(s) and text encoder(s): one (SD) or two (SDXL)
     vae_dir: Path | None  # TEACHER/vae for latent teachers, None for pixel-space ones
     pool: PromptPool
     paired: TensorCache
@@ -61,7 +60,8 @@ def _open_cache(path: str, what: str, names: tuple[str, ...], verify: bool = Fal
 
 def load_inputs(config: DistillConfig) -> Inputs:
     """Load and cross-check teacher, pool, paired cache and optional text cache."""
-    unet, scheduler, tokenizer, text_encoder = load_teacher(Path(config.teacher))
+    teacher = open_teacher(config.teacher)
+    unet = teacher.unet
     pool = PromptPool.from_file(config.pool)
     if pool.regions is not None:
         # here, before the sampler, the tally and the held-out monitor each make an array per
@@ -92,13 +92,16 @@ def load_inputs(config: DistillConfig) -> Inputs:
 
     text_cache = None
     if config.text_cache:
-        text_cache = _open_cache(config.text_cache, "text cache", (TEXT_TENSOR,))
+        text_cache = _open_cache(config.text_cache, "text cache", teacher.prompts.cache_names)
         shape = text_cache.shape(TEXT_TENSOR)
         if shape[0] != len(pool):
             raise ValueError(f"text cache {config.text_cache} has {shape[0]} rows, the pool {len(pool)}")
         if len(shape) != 3 or shape[2] != unet.config.cross_attention_dim:
             raise ValueError(f"text cache {config.text_cache}: embeddings {shape[1:]}, the teacher needs width "
                              f"{unet.config.cross_attention_dim}")
-    vae_dir = Path(config.teacher) / "vae"
-    return Inputs(unet, scheduler, tokenizer, text_encoder, vae_dir if vae_dir.is_dir() else None,
-                  pool, paired, prompt_ids, text_cache)
+        if teacher.prompts.sdxl:
+            pooled, width = text_cache.shape(TEXT_EMBEDS), teacher.prompts.pooled_width
+            if pooled[0] != len(pool) or pooled[1:] != (width,):
+                raise ValueError(f"text cache {config.text_cache}: {TEXT_EMBEDS} of shape {tuple(pooled)}, the SDXL "
+                                 f"teacher needs ({len(pool)}, {width})")
+    return Inputs(unet, teacher.scheduler, teacher.prompts, teacher.vae_dir, pool, paired, prompt_ids, text_cache)

@@ -90,18 +90,20 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     teacher = inputs.teacher
     student_unet = make_student(teacher, config.student_variant, config.channel_scale)  # fp32 copy, exact
-    layer_map = feature_layer_map(dict(teacher.config), dict(student_unet.config))
+    layer_map = feature_layer_map(dict(teacher.config), dict(student_unet.config), config.feature_kd)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        projections = make_projections(feature_layer_channels(dict(teacher.config), dict(student_unet.config)))
+        projections = make_projections(feature_layer_channels(dict(teacher.config), dict(student_unet.config),
+                                                              config.feature_kd))
     student = Student(student_unet, projections).to(device).train()
-    for frozen in (teacher, inputs.text_encoder):  # half precision only under a half-precision accelerator
+    for frozen in (teacher, *inputs.prompts.encoders):  # half precision only under a half-precision accelerator
         frozen.to(device)
         if weight_dtype != torch.float32:
             frozen.to(dtype=weight_dtype)
     prepare_unets(teacher, student_unet, compile=config.compile, channels_last=config.channels_last,
                   gradient_checkpointing=config.gradient_checkpointing)
-    prepare_text_encoder(inputs.text_encoder, compile=config.compile)
+    for text_encoder in inputs.prompts.encoders:
+        prepare_text_encoder(text_encoder, compile=config.compile)
     # foreach: a few multi-tensor kernels per step instead of three per parameter tensor, whose
     # launches the GPU would wait for after every step
     ema = EMAModel(student_unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel,

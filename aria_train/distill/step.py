@@ -14,6 +14,7 @@ from torch import nn
 from aria_train.distill.batches import Batch
 from aria_train.distill.losses import LossWeights, distillation_loss
 from aria_train.diffusion.models.feature_kd import FeatureHooks, unwrap_model
+from aria_train.diffusion.prompts import Conditioning, unet_inputs
 from aria_train.diffusion.targets import prediction_target
 
 
@@ -43,9 +44,9 @@ class StepModels:
     student: nn.Module
     scheduler: object  # diffusers DDPMScheduler (add_noise)
     layer_map: dict[str, str]  # student module -> teacher module for feature KD
-    # ARIA's text signal (AriaOptions.signal == "text"): the null text's embedding (1, L, D) and
+    # ARIA's text signal (AriaOptions.signal == "text"): the null text's conditioning (one row) and
     # which samples get the prompt-effect discrepancy ("switched" or "all", AriaOptions.observe)
-    null_hidden: torch.Tensor | None = None
+    null_hidden: Conditioning | None = None
     text_signal_rows: str = "switched"
     teacher_features: FeatureHooks = field(init=False)
     student_features: FeatureHooks = field(init=False)
@@ -71,10 +72,10 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
     teacher_dtype = next(models.teacher.parameters()).dtype
     with torch.no_grad():
         pred_teacher = models.teacher(noisy.to(teacher_dtype), batch.timesteps,
-                                     encoder_hidden_states=batch.hidden.to(teacher_dtype)).sample
+                                      **unet_inputs(batch.hidden, teacher_dtype)).sample
         if batch.target_noise is not None:  # the test bed's irreducible floor (DistillConfig.noisy_regions)
             pred_teacher = pred_teacher.float() + batch.target_noise
-    pred_student = models.student(noisy, batch.timesteps, encoder_hidden_states=batch.hidden).sample
+    pred_student = models.student(noisy, batch.timesteps, **unet_inputs(batch.hidden)).sample
     target = None  # only L_sd needs the exact denoising target
     if weights.sd:
         target = prediction_target(models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod,
@@ -116,8 +117,8 @@ def text_effect_discrepancy(models: StepModels, batch: Batch, noisy: torch.Tenso
     teacher_dtype = next(models.teacher.parameters()).dtype
     x, t = noisy[index], batch.timesteps[index]
     null = models.null_hidden.to(noisy.device).expand(len(index), -1, -1)
-    null_teacher = models.teacher(x.to(teacher_dtype), t, encoder_hidden_states=null.to(teacher_dtype)).sample.float()
-    null_student = models.student(x, t, encoder_hidden_states=null).sample.float()
+    null_teacher = models.teacher(x.to(teacher_dtype), t, **unet_inputs(null, teacher_dtype)).sample.float()
+    null_student = models.student(x, t, **unet_inputs(null)).sample.float()
     models.student_features.clear()  # the hooks recorded these forwards too: nothing to keep
     models.teacher_features.clear()
     effect_error = (pred_student[index].float() - null_student) - (pred_teacher[index].float() - null_teacher)

@@ -19,6 +19,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from aria_train.conditioning.samplers import switch_probability
+from aria_train.diffusion.prompts import Conditioning, unet_inputs
 from aria_train.diffusion.sampling import seeded_noise
 from aria_train.diffusion.targets import prediction_target
 
@@ -53,7 +54,7 @@ def fixed_timestep_errors(
     models: Mapping[str, UNet2DConditionModel],
     scheduler: DDPMScheduler,
     x0: torch.Tensor,
-    hidden: torch.Tensor,
+    hidden: Conditioning,
     seeds: Sequence[int],
     timesteps: Sequence[int] = DEFAULT_TIMESTEPS,
     reference: UNet2DConditionModel | None = None,
@@ -61,7 +62,8 @@ def fixed_timestep_errors(
 ) -> dict[str, torch.Tensor]:
     """{name: errors (N, J) float64 on the CPU}, J = len(timesteps), per model of ``models``.
 
-    ``x0`` (N, C, H, W) and ``hidden`` (N, L, D) are on the CPU or the models' device; the
+    ``x0`` (N, C, H, W) and ``hidden`` (the N prompts' conditioning: a context (N, L, D) or
+    SDXL's TextConditioning) are on the CPU or the models' device; the
     target is ``reference``'s prediction when given, else the exact target (aria_train.diffusion.targets). All models must be on
     one device; they are evaluated in their own dtype with float32 inputs cast to it.
     ``batch_size`` is in prompts: one forward pass holds batch_size x J noisy samples.
@@ -98,5 +100,5 @@ def fixed_timestep_errors(
     return errors
 
 
-def _predict(model: UNet2DConditionModel, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    return model(x_t.to(model.dtype), t, encoder_hidden_states=cond.to(model.dtype)).sample.double()
+def _predict(model: UNet2DConditionModel, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    return model(x_t.to(model.dtype), t, **unet_inputs(cond, model.dtype)).sample.double()

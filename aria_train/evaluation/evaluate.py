@@ -59,7 +59,8 @@ def _student_names(paths: list[str]) -> list[str]:
 
 
 def _check_compatible(teacher, student, name: str) -> None:
-    keys = ("in_channels", "out_channels", "sample_size", "cross_attention_dim")
+    keys = ("in_channels", "out_channels", "sample_size", "cross_attention_dim", "addition_embed_type",
+            "projection_class_embeddings_input_dim")  # the last two: SDXL's added conditioning
     different = [f"{k} {student.config[k]} != {teacher.config[k]}" for k in keys if student.config[k] != teacher.config[k]]
     if different:
         raise ValueError(f"student {name} does not fit the teacher: {', '.join(different)}")
@@ -84,12 +85,11 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
 
     from aria_train.runs.atomic import atomic_output_dir, check_free
     from aria_train.evaluation.discrepancy import discrepancy_views, fixed_timestep_errors
-    from aria_train.diffusion.loading import load_teacher
+    from aria_train.diffusion.loading import open_teacher
     from aria_train.console import quiet_libraries
     from aria_train.diffusion.loading import load_unet
     from aria_train.evaluation.region_metrics import region_means, summarise_groups
-    from aria_train.diffusion.sampling import sample_texts
-    from aria_train.diffusion.text import encode_prompts
+    from aria_train.diffusion.sampling import sample_prompts
     from aria_train.worlds import load_world_config, make_world
 
     from aria_train.diffusion.loading import resolve_device
@@ -102,7 +102,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     device = resolve_device(args.device)
     image_metrics = ImageMetrics.from_args(args)  # bad FID / CLIP paths fail here, before any sampling
     teacher_dir = Path(args.teacher)
-    teacher, scheduler, tokenizer, text_encoder = load_teacher(teacher_dir)
+    loaded = open_teacher(teacher_dir)
+    teacher, scheduler, prompts = loaded.unet, loaded.scheduler, loaded.prompts
     guidance = args.guidance if args.guidance is not None else default_guidance(teacher_dir)
     names = _student_names(args.student)
     students = {name: load_unet(path) for name, path in zip(names, args.student)}
@@ -116,7 +117,7 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     if x0_source == "render" and not can_render:
         raise ValueError("--x0 render needs a teacher with world.json and attribute columns in the held-out file")
 
-    for model in (teacher, text_encoder, *students.values()):
+    for model in (teacher, *prompts.encoders, *students.values()):
         model.to(device)
     texts = table["text"].tolist()
     seeds = (args.seed + table["row"]).tolist()
@@ -128,9 +129,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     else:  # the longest silent stage for a large teacher: say it, and show its bar
         if progress:
             print(f"clean images: teacher samples of {len(texts)} held-out prompts, {args.steps} DDIM steps", flush=True)
-        x0 = sample_texts(teacher, dict(scheduler.config), tokenizer, text_encoder, texts, seeds, **sampling,
-                          progress=progress)
-    hidden, _ = encode_prompts(tokenizer, text_encoder, texts, device)
+        x0 = sample_prompts(teacher, dict(scheduler.config), prompts, texts, seeds, **sampling, progress=progress)
+    hidden = prompts.encode(texts)
     if progress:
         print(f"discrepancy: {len(names)} student(s) x {len(table)} prompts x {len(args.timesteps)} timesteps", flush=True)
     errors = fixed_timestep_errors(students, scheduler, x0, hidden, seeds, args.timesteps, reference=teacher,
@@ -158,8 +158,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         for name, unet in {"teacher": teacher, **students}.items():
             if progress:
                 print(f"sampling {name}: {len(chosen)} prompts, {args.steps} DDIM steps", flush=True)
-            x = sample_texts(unet, dict(scheduler.config), tokenizer, text_encoder, chosen["text"].tolist(),
-                             [seeds[i] for i in chosen.index], **sampling, progress=progress)
+            x = sample_prompts(unet, dict(scheduler.config), prompts, chosen["text"].tolist(),
+                               [seeds[i] for i in chosen.index], **sampling, progress=progress)
             images[name] = _to_images(x, teacher_dir, device)
         grids = _grids(chosen, images, args.grid_regions)
         if can_render:

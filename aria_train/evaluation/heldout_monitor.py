@@ -28,7 +28,6 @@ MONITOR_TIMESTEPS = (100, 300, 500, 700, 900, 980)
 class HeldoutMonitor:
     def __init__(self, path: str | Path, per_region: int, num_regions: int, inputs, teacher, device: torch.device):
         from aria_train.data.pool import PromptPool
-        from aria_train.diffusion.text import encode_prompts
 
         pool = PromptPool.from_file(path)
         if pool.regions is None:
@@ -39,8 +38,7 @@ class HeldoutMonitor:
         table = table.groupby("region", sort=True).head(per_region)
         self.regions = table["region"].to_numpy()
         self.num_regions = num_regions
-        encoder_device = next(inputs.text_encoder.parameters()).device
-        self.hidden = encode_prompts(inputs.tokenizer, inputs.text_encoder, table["text"].tolist(), encoder_device)[0]
+        self.hidden = inputs.prompts.encode(table["text"].tolist())  # the conditioning of the held-out prompts
         rows = np.arange(len(table)) % len(inputs.paired)
         self.x0 = inputs.paired.get("sample", rows).to(torch.float32)
         self.seeds = list(range(len(table)))

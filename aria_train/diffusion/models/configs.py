@@ -156,3 +156,39 @@ def tiny_unet_config(
         "down_block_types": ["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"],
         "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (n - 1),
     }
+
+
+def tiny_sdxl_unet_config(
+    sample_size: int = 8,
+    block_out_channels: tuple[int, ...] = (8, 16),
+    transformer_layers_per_block: tuple[int, ...] = (1, 2),
+    cross_attention_dim: int = 96,
+    pooled_dim: int = 32,
+    addition_time_embed_dim: int = 8,
+    attention_heads: int = 2,
+    norm_num_groups: int = 4,
+) -> dict:
+    """A small SDXL-shaped latent UNet config (tests): `SDXL_BASE_UNET_CONFIG` with fewer, narrower
+    stages. The outermost stage is plain and every other has cross-attention, the innermost the
+    deepest transformers (SDXL: [1, 2, 10]), so KOALA's depth cut and BK-SDM's block removal apply;
+    the added embedding ("text_time") takes `pooled_dim` (the second text encoder's projection)
+    plus 6 time ids x `addition_time_embed_dim`. `cross_attention_dim` is the two encoders'
+    widths together.
+    """
+    n = len(block_out_channels)
+    if n < 2 or len(transformer_layers_per_block) != n:
+        raise ValueError(f"tiny_sdxl_unet_config needs >= 2 stages and one transformer depth per stage, got "
+                         f"{list(block_out_channels)} and {list(transformer_layers_per_block)}")
+    return {
+        **SDXL_BASE_UNET_CONFIG,
+        "sample_size": sample_size,
+        "block_out_channels": list(block_out_channels),
+        "transformer_layers_per_block": list(transformer_layers_per_block),
+        "attention_head_dim": [attention_heads] * n,
+        "norm_num_groups": norm_num_groups,
+        "cross_attention_dim": cross_attention_dim,
+        "addition_time_embed_dim": addition_time_embed_dim,
+        "projection_class_embeddings_input_dim": pooled_dim + 6 * addition_time_embed_dim,
+        "down_block_types": ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * (n - 1),
+        "up_block_types": ["CrossAttnUpBlock2D"] * (n - 1) + ["UpBlock2D"],
+    }

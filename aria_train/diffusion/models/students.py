@@ -190,15 +190,48 @@ def _feature_pairs(teacher_config: dict, student_config: dict) -> list[tuple[str
     return pairs
 
 
-def feature_layer_map(teacher_config: dict, student_config: dict) -> dict[str, str]:
-    """Student module name -> teacher module name whose outputs feature KD compares."""
-    return {s: t for s, t, _, _ in _feature_pairs(teacher_config, student_config)}
+FEATURE_KINDS: tuple[str, ...] = ("blocks", "self-attention")  # what feature KD compares (DistillConfig.feature_kd)
+FeatureKind = Literal["blocks", "self-attention"]
 
 
-def feature_layer_channels(teacher_config: dict, student_config: dict) -> dict[str, tuple[int, int]]:
+def _self_attention_pairs(teacher_config: dict, student_config: dict) -> list[tuple[str, str, int, int]]:
+    """(student attn1, teacher attn1, student channels, teacher channels): the self-attention of
+    every transformer block the student keeps, with the teacher block its weights come from
+    (`teacher_key`: a kept decoder attention maps to the teacher attention it was copied from,
+    a shortened transformer keeps the teacher's first blocks). Channel counts are read from
+    the models built on the meta device."""
+    with torch.device("meta"):
+        teacher = UNet2DConditionModel(**full_config(teacher_config))
+        student = UNet2DConditionModel(**full_config(student_config))
+    t_modules = dict(teacher.named_modules())
+    pairs = []
+    for name, module in student.named_modules():
+        if name.endswith(".attn1"):
+            t_name = teacher_key(f"{name}.to_q.weight", teacher_config, student_config).removesuffix(".to_q.weight")
+            pairs.append((name, t_name, module.to_out[0].out_features, t_modules[t_name].to_out[0].out_features))
+    return pairs
+
+
+def _pairs(teacher_config: dict, student_config: dict, kind: FeatureKind) -> list[tuple[str, str, int, int]]:
+    if kind == "blocks":
+        return _feature_pairs(teacher_config, student_config)
+    if kind == "self-attention":
+        return _self_attention_pairs(teacher_config, student_config)
+    raise ValueError(f"unknown feature KD kind {kind!r}; expected one of {FEATURE_KINDS}")
+
+
+def feature_layer_map(teacher_config: dict, student_config: dict, kind: FeatureKind = "blocks") -> dict[str, str]:
+    """Student module name -> teacher module name whose outputs feature KD compares: block
+    outputs (BK-SDM, RC; `_feature_pairs`) or the self-attention outputs of every kept
+    transformer block (KOALA's feature type; `_self_attention_pairs`)."""
+    return {s: t for s, t, _, _ in _pairs(teacher_config, student_config, kind)}
+
+
+def feature_layer_channels(teacher_config: dict, student_config: dict,
+                           kind: FeatureKind = "blocks") -> dict[str, tuple[int, int]]:
     """Student module name -> (student channels, teacher channels) of the compared features;
     they differ only for channel-reduced students (see feature_kd.make_projections)."""
-    return {s: (cs, ct) for s, _, cs, ct in _feature_pairs(teacher_config, student_config)}
+    return {s: (cs, ct) for s, _, cs, ct in _pairs(teacher_config, student_config, kind)}
 
 
 def weight_sources(teacher_config: dict, student_config: dict) -> dict[str, str]:
