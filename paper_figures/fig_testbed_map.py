@@ -24,8 +24,8 @@ from simulations.measured import MEASURED_METRIC, seed_ratios
 class Config:
     # tau -> experiment folders under experiments/results (later ones: runs made after the cell, beside its rc)
     cells: tuple[tuple[float, tuple[str, ...]], ...] = (
-        (0.0, ("glyph_demo_gpu", "glyph_text_signal_tau0")),
-        (0.5, ("glyph_small_map_tau05",)),
+        (0.0, ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0")),
+        (0.5, ("glyph_small_map_tau05", "glyph_progress_tau05")),
         (1.0, ("glyph_small_map_tau1",)),
     )
     predicted: str = "glyph_map_sim"  # folder of measured_vs_predicted.csv
@@ -33,9 +33,10 @@ class Config:
 
 CONFIG = Config()
 GROUPS = ("head", "under", "unseen-tail", "unseen-head", "all", "weighted")
-# (the progress policy is left out: its trainer runs in glyph_demo_gpu predate its fix)
+# progress: the fixed policy's runs (glyph_progress_*), which replace glyph_demo_gpu's older ones
 METHODS = {"region-uniform": ("region-uniform", "#55a868"), "aria": ("ARIA beta 1", "#c44e52"),
-           "aria-b2": ("ARIA beta 2", "#dd8452"), "aria-text": ("ARIA beta 1, text signal", "#937860")}
+           "aria-b2": ("ARIA beta 2", "#dd8452"), "aria-text": ("ARIA beta 1, text signal", "#937860"),
+           "progress": ("progress policy", "#8172b2")}
 
 
 def map_ratios(data_dir: str | Path | None, config: Config = CONFIG) -> pd.DataFrame:
