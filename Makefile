@@ -27,8 +27,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e ".[test]"
 	@touch $@
 
+# Test files are spread over TEST_WORKERS processes (pytest-xdist), each file on one worker so
+# its module fixtures (tiny SD / SDXL folders, caches) are built once; tests pin their own torch
+# threads, so two workers keep a 2-core machine busy. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The main job on the embedded default, the 12-region glyph world without transfer (tau = 0): RC
 # and ARIA distil the shipped glyph teacher for the same steps and seed, both are evaluated per

@@ -25,12 +25,12 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
 def report(name: str, rows: list[dict], out_dir: Path | None = None, show: bool = True) -> Path:
     """Write rows to out_dir/name.csv (with the host and the time) and, with `show`, print them as
     a table (a benchmark that saves after every row, so that a run cut short keeps them, shows
-    the table once, at the end)."""
+    the table once, at the end). Rows from `read_rows` keep their own host and time."""
     out = out_dir or RESULTS
     out.mkdir(parents=True, exist_ok=True)
     stamp = {"host": platform.node(), "python": platform.python_version(),
              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    rows = [{**row, **stamp} for row in rows]
+    rows = [{**row, **{k: v for k, v in stamp.items() if k not in row}} for row in rows]  # read_rows' keep theirs
     keys = list(rows[0])
     shown = [k for k in keys if k not in stamp]
     widths = {k: max(len(k), *(len(_fmt(r[k])) for r in rows)) for k in shown}
@@ -44,6 +44,24 @@ def report(name: str, rows: list[dict], out_dir: Path | None = None, show: bool 
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a CSV that `report` wrote (none if there is no such file), numbers as numbers,
+    so that a later run can add its rows to them (``report(name, read_rows(path) + rows)``)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _number(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def end_to_end_parser(name: str, doc: str, sizes: tuple[str, ...], what: str) -> argparse.ArgumentParser:

@@ -103,14 +103,15 @@ def free_memory(device: torch.device) -> None:
 
 def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired: int, pool_size: int, regions: int,
         speed: dict, device: torch.device, work: Path, out: Path) -> list[dict]:
-    from bench.distill_step import matmul_tflops, run_rows
+    from bench.distill_step import make_setup, matmul_tflops, run_rows
 
     folder = sd_folder(work, size)
     pool, cache = write_inputs(work, folder, paired, pool_size, regions)
     peak_tflops = matmul_tflops(device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"{name}: step benchmark on {folder} (batch {batch}, {step_steps} steps per row)", flush=True)
-    step_rows = run_rows(str(folder), batch, step_steps, speed, device, peak_tflops, regions, pool_size)
+    step_rows = run_rows(make_setup(str(folder), device, speed, regions, pool_size), batch, step_steps, 3, device,
+                         peak_tflops)
     free_memory(device)
     rows = []
     for method in ("rc", "aria"):

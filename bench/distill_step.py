@@ -3,15 +3,26 @@
 ``python -m bench.distill_step --size sd14`` times the trainer's ``train_step`` (aria_train.distill.step)
 plus AdamW for an SD-v1.4-size teacher (random weights from its config, held in bf16, no
 gradients) and its BK-SDM-Small student (fp32 weights, bf16 autocast), output + feature KD,
-64x64 latents, random 77x768 text embeddings; ``--size demo`` does the same for the shipped
-24 px embedded-world teacher, and ``--size FOLDER`` for any teacher folder (its UNet's sample
-shape, text embeddings as long as its tokenizer pads to and as wide as its encoder). Per row:
-images/s, peak memory, FLOPs of one whole step counted with torch.utils.flop_counter, and MFU
-against a bf16 8192^3 matmul measured in the same run.
+64x64 latents, random 77x768 text embeddings. ``--size sdxl`` does the same for SDXL base's UNet
+(2.57B parameters, random weights) into a KOALA-700M student (``--student koala-1b`` for the
+other), 128x128 latents, random SDXL conditioning (77x2048 context, 1280-wide pooled
+``text_embeds``, the six time ids of 1024 px) handed to both UNets as the trainer does
+(aria_train.diffusion.prompts.unet_inputs); ``--size sdxl-tiny`` is that path on the tests' tiny
+SDXL-shaped UNet (a CPU smoke test). ``--size demo`` is the shipped 24 px embedded-world teacher,
+and ``--size FOLDER`` any teacher folder, SD or SDXL (its UNet's sample shape, conditioning as
+long and as wide as its encoders'). Students come from ``make_student``, as the trainer makes
+them (BK-SDM-Small of SD, KOALA-700M of SDXL unless ``--student``). Per row: images/s, peak
+memory, FLOPs of one whole step counted with torch.utils.flop_counter, and MFU against a bf16
+8192^3 matmul measured in the same run.
 ``--compile``, ``--channels-last`` and ``--gradient-checkpointing`` set the models up exactly as
 ``aria distill`` does (aria_train.distill.speed). FLOPs are counted on an eager step (the counter sees
 aten ops, not compiled kernels; with checkpointing they include the recomputed forward);
-``warmup_s`` is the time of the first three steps, compilation included.
+``warmup_s`` is the time of the ``--warmup`` steps after it, compilation included.
+
+A batch sweep (``--batch 8 16 32 ...``, run in the given order, each size with freshly built
+models) finds the largest batch that fits: a size that runs out of device memory is recorded
+as an ``oom`` row (NaN measurements) and sizes at least as large are skipped. ``--append`` adds
+the rows to the CSV's earlier ones (scripts/sdxl_bench.sh collects its runs in one CSV).
 
 ARIA's overhead: with the real AriaSampler over K regions and a pool of P prompts, each step
 adds a draw (for the switched share of the batch, at RC's mean switch rate) and an observe of
@@ -22,13 +33,15 @@ visible too (it is within timing noise when the ops cost well under 1%).
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.common import RESULTS, report
+from bench.common import RESULTS, read_rows, report
+from bench.step_setup import build, default_student, make_batch
 
 
 def matmul_tflops(device: torch.device) -> float:
@@ -45,47 +58,6 @@ def matmul_tflops(device: torch.device) -> float:
         a @ b
     torch.cuda.synchronize()
     return 10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12
-
-
-def build(size: str, device: torch.device, speed: dict):
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-
-    from aria_train.diffusion.models.configs import SD_V1_4_UNET_CONFIG
-    from aria_train.diffusion.models.students import feature_layer_map, make_student
-    from aria_train.distill.speed import prepare_unets
-    from aria_train.distill.step import StepModels, Student
-
-    if size == "sd14":
-        teacher = UNet2DConditionModel(**SD_V1_4_UNET_CONFIG)
-        scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
-        sample, text = (4, 64, 64), (77, 768)
-    else:  # the shipped demo teacher, or any teacher folder (bench.distill_e2e times its loop on the same one)
-        from aria_train.assets import default_teacher_path
-        from aria_train.diffusion.loading import load_teacher
-        from aria_train.diffusion.sampling import sample_shape
-
-        teacher, scheduler, tokenizer, encoder = load_teacher(default_teacher_path() if size == "demo" else Path(size))
-        sample, text = sample_shape(teacher), (tokenizer.model_max_length, encoder.config.hidden_size)
-    student_unet = make_student(teacher, "small")
-    layer_map = feature_layer_map(dict(teacher.config), dict(student_unet.config))
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    teacher = teacher.to(device, dtype).eval().requires_grad_(False)
-    student = Student(student_unet).to(device).train()
-    prepare_unets(teacher, student.unet, **speed)  # the trainer's own set-up (aria_train.distill.speed)
-    models = StepModels(teacher, student, scheduler, layer_map)
-    return models, sample, text
-
-
-def make_batch(batch: int, sample, text, device, generator: torch.Generator):
-    from aria_train.distill.batches import Batch
-
-    x0 = torch.randn(batch, *sample, generator=generator).to(device)
-    return Batch(x0=x0, noise=torch.randn(x0.shape, generator=generator).to(device),
-                 timesteps=torch.randint(0, 1000, (batch,), generator=generator).to(device),
-                 hidden=torch.randn(batch, *text, generator=generator).to(device),
-                 paired=torch.ones(batch, dtype=torch.bool, device=device),
-                 prompt_ids=np.zeros(batch, np.int64), regions=np.zeros(batch, np.int64), switched=np.zeros(batch, bool),
-                 nulled=np.zeros(batch, bool))
 
 
 def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
@@ -106,21 +78,32 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
     return step
 
 
-def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.device, peak: float,
-             num_regions: int, pool_size: int) -> list[dict]:
+MEASURED = ("step_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
+            "aria_ops_ms", "aria_ops_fraction")
+
+
+def make_row(setup: dict, method: str, batch: int, **measured) -> dict:
+    """One CSV row: the set-up, the method ("rc", "aria", or "oom" for a batch that did not fit)
+    and the measured values (NaN where not measured), always the same columns."""
+    return {**setup, "method": method, "batch": batch, **{k: measured.get(k, float("nan")) for k in MEASURED}}
+
+
+def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.device, peak: float) -> list[dict]:
+    """Two rc and two aria rows (interleaved) of ``steps`` timed steps each, after ``warmup`` steps."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from aria_train.distill.losses import LossWeights
     from aria_train.distill.speed import make_optimizer
 
+    speed = {k: setup[k] for k in ("compile", "channels_last", "gradient_checkpointing")}
     # FLOPs are counted on an eager step; compilation is switched on after that.
-    models, sample, text = build(size, device, {**speed, "compile": False})
+    models, inputs = build(setup["size"], setup["student"], setup["feature_kd"], device, {**speed, "compile": False})
     optimizer = make_optimizer(models.student.parameters(), 1e-5, 1e-2, device)
     weights = LossWeights(1.0, 1.0, 0.0)
     generator = torch.Generator().manual_seed(0)
-    batch_data = make_batch(batch, sample, text, device, generator)
+    batch_data = make_batch(batch, inputs, device, generator)
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
-    ops = aria_ops(num_regions, pool_size, batch)
+    ops = aria_ops(setup["regions"], setup["pool"], batch)
 
     def one_step(with_aria: bool) -> None:
         from aria_train.distill.step import train_step
@@ -147,7 +130,7 @@ def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.devic
 
         prepare_unets(models.teacher, models.student.unet, compile=True)
     compile_start = time.perf_counter()
-    for _ in range(3):
+    for _ in range(warmup):
         one_step(True)
     sync()
     warmup_s = time.perf_counter() - compile_start
@@ -161,12 +144,10 @@ def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.devic
             one_step(method == "aria")
         sync()
         seconds = (time.perf_counter() - start) / steps
-        rows.append({"size": size, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                     **speed, "method": method, "batch": batch, "step_ms": seconds * 1e3,
-                     "images_per_s": batch / seconds,
-                     "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
-                     "step_tflop": step_flops / 1e12, "tflops": step_flops / seconds / 1e12,
-                     "mfu": step_flops / seconds / 1e12 / peak, "matmul_peak_tflops": peak})
+        rows.append(make_row(setup, method, batch, step_ms=seconds * 1e3, images_per_s=batch / seconds,
+                             peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
+                             step_tflop=step_flops / 1e12, tflops=step_flops / seconds / 1e12,
+                             mfu=step_flops / seconds / 1e12 / peak, matmul_peak_tflops=peak))
     discrepancy = np.random.default_rng(1).exponential(size=batch)
     start = time.perf_counter()
     for _ in range(200):
@@ -174,24 +155,53 @@ def run_rows(size: str, batch: int, steps: int, speed: dict, device: torch.devic
     ops_ms = (time.perf_counter() - start) / 200 * 1e3
     rc_ms = np.mean([r["step_ms"] for r in rows if r["method"] == "rc"])
     for r in rows:
-        r.update(warmup_s=warmup_s, aria_ops_ms=ops_ms, aria_ops_fraction=ops_ms / rc_ms, regions=num_regions, pool=pool_size)
+        r.update(warmup_s=warmup_s, aria_ops_ms=ops_ms, aria_ops_fraction=ops_ms / rc_ms)
     return rows
 
 
-def main(scale: float = 1.0, argv: list[str] | None = None) -> None:
+def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
+               feature_kd: str = "blocks") -> dict:
+    """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
+    (``default_student`` if None), feature KD kind, device, the speed options (compile,
+    channels_last, gradient_checkpointing) and ARIA's K regions over a pool of ``pool`` prompts."""
+    return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            **{k: speed[k] for k in ("compile", "channels_last", "gradient_checkpointing")},
+            "regions": regions, "pool": pool}
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is the device running out of memory (torch.OutOfMemoryError, or the
+    RuntimeError cuDNN / cuBLAS / a compiled graph raise for it)."""
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
+    from aria_train.diffusion.models.students import FEATURE_KINDS
+
     parser = argparse.ArgumentParser(prog="python -m bench.distill_step", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="demo", metavar="sd14|demo|FOLDER",
-                        help="teacher: SD v1.4's UNet (random weights), the shipped demo teacher, or a teacher "
-                        "folder (default: %(default)s)")
-    parser.add_argument("--batch", type=int, nargs="+", default=[16], help="micro-batch sizes in images (default: %(default)s)")
+    parser.add_argument("--size", default="demo", metavar="sd14|sdxl|sdxl-tiny|demo|FOLDER",
+                        help="teacher: SD v1.4's or SDXL base's UNet (random weights), a tiny SDXL-shaped one (a CPU "
+                        "smoke test), the shipped demo teacher, or a teacher folder (default: %(default)s)")
+    parser.add_argument("--student", default=None, metavar="small|base|tiny|koala-1b|koala-700m",
+                        help="student variant (default: koala-700m of an SDXL teacher, else small)")
+    parser.add_argument("--feature-kd", choices=FEATURE_KINDS, default="blocks", help="what feature KD compares (default: "
+                        "%(default)s)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[16], help="micro-batch sizes in images, run in this "
+                        "order; one that runs out of device memory gives an 'oom' row, and later ones at least as "
+                        "large are skipped (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the two eager ones that count "
+                        "FLOPs; compilation happens in the first (default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help="torch.compile teacher and student (in place)")
     parser.add_argument("--channels-last", action="store_true", help="both UNets in channels-last memory format")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute the student's activations in backward")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
-    parser.add_argument("--name", default="distill_step", help="CSV name under bench/results (default: %(default)s)")
+    parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
+    parser.add_argument("--append", action="store_true", help="keep the rows already in the CSV and add these")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
@@ -199,15 +209,29 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> None:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     peak = matmul_tflops(device)
-    rows = []
+    speed = {"compile": args.compile, "channels_last": args.channels_last,
+             "gradient_checkpointing": args.gradient_checkpointing}
+    setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd)
+    previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
+    rows, too_large = [], None
     for batch in args.batch:
-        speed = {"compile": args.compile, "channels_last": args.channels_last,
-                 "gradient_checkpointing": args.gradient_checkpointing}
-        rows += run_rows(args.size, batch, max(1, int(args.steps * scale)), speed, device, peak,
-                         args.regions, args.pool)
+        if too_large is not None and batch >= too_large:
+            print(f"batch {batch} skipped: batch {too_large} ran out of memory")
+            continue
+        try:
+            rows += run_rows(setup, batch, max(1, int(args.steps * scale)), args.warmup, device, peak)
+        except RuntimeError as err:
+            if not out_of_memory(err):
+                raise
+            print(f"batch {batch}: out of memory ({str(err).splitlines()[0][:200]})")
+            too_large = batch if too_large is None else min(too_large, batch)
+            rows.append(make_row(setup, "oom", batch, matmul_peak_tflops=peak))
+        gc.collect()  # the models of the batch (and of a failed step) go before the next is built
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        report(args.name, rows, RESULTS)  # after every batch size: a run cut short keeps what it measured
+        # after every batch size: a run cut short keeps what it measured
+        report(args.name, previous + rows, args.out)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The end-to-end benchmarks of issue 16 (bench/regions_embed.py, distill_e2e.py,
-cache_vs_diffusers.py) run at their tiny CPU size: each writes its CSV with the expected columns
-and positive rates. Only that they run and report: the numbers themselves are GPU measurements."""
+cache_vs_diffusers.py) and the SDXL path of bench/distill_step.py (issue 13) run at their tiny
+CPU size: each writes its CSV with the expected columns and positive rates. Only that they run
+and report: the numbers themselves are GPU measurements."""
 import csv
 import math
 import sys
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ is the repository's folder of benchmarks, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import cache_vs_diffusers, distill_e2e, regions_embed  # noqa: E402
+from bench import cache_vs_diffusers, distill_e2e, distill_step, regions_embed  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -69,3 +70,38 @@ def test_cache_vs_diffusers(work, tmp_path):
                     ("samples_per_s", "over_diffusers"))
     assert [(r["path"], r["dtype"]) for r in written] == [("diffusers", "float32"), ("aria", "float32")]
     assert float(written[1]["rel_rms_vs_diffusers"]) < 1e-5  # the same samples, from the same noise
+
+
+def test_distill_step_sdxl_tiny(tmp_path, monkeypatch):
+    """bench/distill_step.py's SDXL path (scripts/sdxl_bench.sh runs it at SDXL size) on the tiny
+    SDXL-shaped UNet: KOALA students from make_student, SDXL's conditioning into both UNets, a
+    batch sweep in which one size runs out of memory (an 'oom' row, larger sizes skipped, the
+    sweep goes on with smaller ones), and a second run with --append adding to the same CSV."""
+    import torch
+
+    real = distill_step.run_rows
+
+    def run_rows(setup, batch, *args):  # batch 3 "does not fit"
+        if batch == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(setup, batch, *args)
+
+    monkeypatch.setattr(distill_step, "run_rows", run_rows)
+    argv = ["--size", "sdxl-tiny", "--steps", "1", "--warmup", "0", "--regions", "8", "--pool", "1000", "--out", str(tmp_path),
+            "--name", "step"]
+    distill_step.main(argv=argv + ["--batch", "2", "3", "4", "1"])
+    rows = distill_step.main(argv=argv + ["--batch", "1", "--student", "koala-1b", "--gradient-checkpointing",
+                                          "--append"])
+    written = read_csv(tmp_path / "step.csv")
+    assert len(rows) == 4 and [(r["student"], r["gradient_checkpointing"], r["method"], r["batch"]) for r in written] == [
+        *[("koala-700m", "False", m, "2") for m in ("rc", "aria", "rc", "aria")], ("koala-700m", "False", "oom", "3"),
+        *[("koala-700m", "False", m, "1") for m in ("rc", "aria", "rc", "aria")],
+        *[("koala-1b", "True", m, "1") for m in ("rc", "aria", "rc", "aria")]]
+    for row in written:
+        measured = [float(row[k]) for k in ("step_ms", "images_per_s", "step_tflop", "aria_ops_ms")]
+        if row["method"] == "oom":
+            assert all(math.isnan(v) for v in measured)
+        else:
+            assert all(math.isfinite(v) and v > 0 for v in measured), row
+    flops = {(r["student"], r["batch"]): float(r["step_tflop"]) for r in written if r["method"] == "rc"}
+    assert flops[("koala-700m", "2")] == pytest.approx(2 * flops[("koala-700m", "1")])  # per-sample work only
