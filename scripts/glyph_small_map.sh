@@ -9,7 +9,12 @@
 #             its two unseen-tail regions                          -> runs/glyph_floor_tau0/
 #   policies  the progress policy at tau = 0 and 0.5 and on the floor world, and ARIA with the
 #             text signal at tau = 0 -> runs/glyph_progress_{tau0,tau05,floor}/, runs/glyph_text_signal_tau0/
-# Usage: scripts/glyph_small_map.sh PART...   (all parts in order: about 25 min on one H200)
+#   words-teachers  teachers of the same three worlds with prompts that name the glyph's parts
+#             (glyph_small_words_tau{0,05,1}.json: word_parts, e.g. "tegiz govok"), and their caches
+#   words-map rc, region-uniform, aria (beta 1, 2) x 3 seeds on those worlds (36 runs at once)
+#             -> runs/glyph_words_map_tau{0,05,1}/: does tau move the trainer once the text names the parts?
+# Usage: scripts/glyph_small_map.sh PART...   (teachers..policies measured 2026-12-03 on one H200:
+#   about 20 min in 4 calls; words-teachers ~5 min and words-map ~7 min, estimated from those)
 set -euo pipefail
 ARIA="python3 -m aria_cli"
 export PYTHONUNBUFFERED=1
@@ -25,6 +30,11 @@ for part in "$@"; do
     policies) for name in progress_tau0 progress_tau05 progress_floor text_signal_tau0; do
                 $ARIA experiment "experiments/glyph_$name.json" --out "runs/glyph_$name" &
               done; wait ;;
-    *) echo "unknown part $part (teachers, map, floor, policies)" >&2; exit 2 ;;
+    words-teachers) bash scripts/glyph_teachers.sh runs/glyph_teachers "${TEACHER_STEPS:-1000}" \
+                      small_words_tau0 small_words_tau05 small_words_tau1 ;;
+    words-map) for tau in 0 05 1; do
+                 $ARIA experiment "experiments/glyph_words_map_tau$tau.json" --out "runs/glyph_words_map_tau$tau" &
+               done; wait ;;
+    *) echo "unknown part $part (teachers, map, floor, policies, words-teachers, words-map)" >&2; exit 2 ;;
   esac
 done

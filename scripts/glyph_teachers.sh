@@ -2,7 +2,8 @@
 # Trains one teacher per glyph world on one GPU, all at once, and samples each teacher's paired
 # cache (float16). Worlds: aria_train/assets/worlds/glyph_<NAME>.json, NAME in tau0, tau05, tau1
 # (the 48-region worlds), demo (the 12-region world of `make demo`, tau = 0) and small_tau05,
-# small_tau1 (the demo world at tau = 0.5 and 1: the map's 12-region worlds). All 16 px.
+# small_tau1 (the demo world at tau = 0.5 and 1: the map's 12-region worlds), small_words_tau{0,05,1}
+# (those three with prompts that name the glyph's parts). All 16 px.
 # Usage: scripts/glyph_teachers.sh OUT_DIR [STEPS] [NAMES...]
 #   OUT_DIR/<NAME>/{teacher,cache,world}/ and logs. STEPS (default 1000) per teacher: measured on
 #   one H200 with all four 16 px teachers training at once, ~2.5 steps/s each (the GPU is the

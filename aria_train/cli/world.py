@@ -41,15 +41,16 @@ OUTPUTS = ("pool.parquet", "paired.parquet", "heldout.parquet", "world.json", "c
 
 
 def same_world(out: Path, config) -> bool:
-    """True if ``out`` holds nothing but a world's files, with ``config`` as its world.json."""
-    import json
+    """True if ``out`` holds nothing but a world's files, with ``config`` as its world.json (read
+    as a config, so a world.json written before a field with a default existed still matches)."""
+    from aria_train.worlds import load_world_config
 
     if not out.is_dir() or not (out / "world.json").is_file():
         return False
     if any(p.name not in OUTPUTS for p in out.iterdir()):
         return False
     try:
-        return json.loads((out / "world.json").read_text()) == json.loads(json.dumps(config.to_dict()))
+        return load_world_config(out / "world.json") == config
     except (OSError, UnicodeDecodeError, ValueError):
         return False
 

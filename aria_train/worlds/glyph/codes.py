@@ -48,6 +48,19 @@ def region_words(count: int, reserved: frozenset[str] = frozenset()) -> tuple[st
     return tuple(words)
 
 
+def region_names(config: GlyphWorldConfig, reserved: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """Each region's prompt word: the k-th made-up word, or with ``word_parts`` the pair "a b" of
+    a word per first part and a word per second part, region k = (i, j) = divmod(k, second_parts)
+    (first_parts + second_parts distinct words). Only with word_parts does the text say which
+    regions share a part, which the student needs before shared glyph cells can transfer."""
+    if not config.word_parts:
+        return region_words(config.num_regions, reserved)
+    words = region_words(config.first_parts + config.second_parts, reserved)
+    first, second = words[: config.first_parts], words[config.first_parts:]
+    i, j = np.divmod(np.arange(config.num_regions), config.second_parts)
+    return tuple(f"{first[a]} {second[b]}" for a, b in zip(i, j))
+
+
 def shared_count(config: GlyphWorldConfig) -> int:
     """Shared cells: tau * C rounded half up (Python's round() would round 0.5 to even)."""
     return int(np.floor(config.glyph_transfer * config.num_cells + 0.5))

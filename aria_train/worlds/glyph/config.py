@@ -44,6 +44,7 @@ class GlyphWorldConfig:
     glyph_cells: int = 8  # cells per glyph side (C = glyph_cells^2 bits per glyph)
     cell_px: int = 2  # pixels per cell side; the tile, glyph plus a one-cell frame, is (glyph_cells + 2) * cell_px px
     glyph_transfer: float = 0.5  # tau in [0, 1]: fraction of the C cells that are shared (round(tau * C) cells)
+    word_parts: bool = False  # region (i, j)'s prompt word is two words, one per part ("teg zok"): the text names the parts
     zipf_exponent: float = 1.2  # s >= 0: region of rank r has pool share r^-s / sum_k k^-s (0: uniform)
     pool_total: int = 200_000  # pool prompts over all regions (per region: round(pool_total * share))
     unseen_tail: int = 6  # rarest regions (highest ranks), in the pool but never paired

@@ -61,13 +61,14 @@ class GlyphGrammar:
     def vocabulary(self) -> list[str]:
         """Every word a prompt can contain, sorted."""
         words = {w for t in TEMPLATES for w in t.split() if not w.startswith("{")}
-        words.update(NOUNS, self.words)
+        words.update(NOUNS, (w for name in self.words for w in name.split()))
         words.update(w for a in SLOTS for p in self.phrases[a] for w in p.split())
         return sorted(words)
 
     def max_words(self) -> int:
-        """Words in the longest prompt (the region word and the noun are one word each)."""
-        longest = {a: max(len(p.split()) for p in self.phrases[a]) for a in SLOTS} | {"word": 1, "noun": 1}
+        """Words in the longest prompt (the noun is one word; a region's word one, or two with word_parts)."""
+        longest = {a: max(len(p.split()) for p in self.phrases[a]) for a in SLOTS}
+        longest |= {"word": max(len(name.split()) for name in self.words), "noun": 1}
         return max(sum(longest[w[1:-1]] if w.startswith("{") else 1 for w in t.split()) for t in TEMPLATES)
 
 

@@ -34,7 +34,7 @@ class GlyphWorld:
 
     def __init__(self, config: GlyphWorldConfig | None = None):
         self.config = config or GlyphWorldConfig()
-        self.region_names = list(codes.region_words(self.config.num_regions, reserved_words()))
+        self.region_names = list(codes.region_names(self.config, reserved_words()))
         self.grammar = GlyphGrammar(self.config, tuple(self.region_names))
         self.split = make_split(self.config)
         self.region_groups = list(self.split.group)

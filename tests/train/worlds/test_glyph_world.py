@@ -138,6 +138,28 @@ def test_a_world_too_small_for_distinct_glyphs_is_refused():
         GlyphWorld(GlyphWorldConfig(**{**SMALL, "glyph_transfer": 1.0, "glyph_cells": 2}))
 
 
+def test_word_parts_name_each_part_with_its_own_word_and_change_nothing_else():
+    plain, named = world_at(0.5), world_at(0.5, word_parts=True)
+    c = named.config
+    i, j = np.divmod(np.arange(c.num_regions), c.second_parts)
+    first = [name.split()[0] for name in named.region_names]
+    second = [name.split()[1] for name in named.region_names]
+    # one word per part value: regions share a word exactly when they share that part
+    assert all((np.array(first) == first[k]).tolist() == (i == i[k]).tolist() for k in range(c.num_regions))
+    assert all((np.array(second) == second[k]).tolist() == (j == j[k]).tolist() for k in range(c.num_regions))
+    assert len(set(first) | set(second)) == c.first_parts + c.second_parts
+    assert not (set(first) | set(second)) & reserved_words()
+    vocabulary = set(named.vocabulary())
+    assert set(first) | set(second) <= vocabulary and not set(named.region_names) & vocabulary
+    assert named.max_words() == plain.max_words() + 1
+    np.testing.assert_array_equal(named.glyphs, plain.glyphs)  # only the text changes
+    attrs = named.sample_attributes(2 * c.num_regions, np.random.default_rng(0),
+                                    regions=np.repeat(np.arange(c.num_regions), 2))
+    assert named.checker().score(named.render(attrs), attrs)["region_correct"].all()
+    texts, _ = named.sample_training_batch(16, np.random.default_rng(1))
+    assert all(len(text.split()) <= named.max_words() for text in texts)
+
+
 def test_checker_is_robust_to_noise_and_blur():
     world = world_at(0.5)
     rng = np.random.default_rng(0)
