@@ -81,6 +81,8 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
             if predicted is not None:
                 p = predicted[(predicted["method"] == method) & (predicted["group"] == group)]
                 p = p.groupby("tau")["predicted"].mean().sort_index()
+                if p.empty:  # no simulator counterpart (the text signal)
+                    continue
                 ax.plot(p.index + offset, p.to_numpy(), "o--", mfc="none", color=colour, ms=4, lw=0.8,
                         label=f"{label}, simulator")
         ax.axhline(1.0, color="#4c72b0", lw=1)
