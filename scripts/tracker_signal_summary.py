@@ -8,7 +8,10 @@ and writes EXPERIMENT_DIR/tracker_summary.json, printing one line per run and pe
   and its mean over those steps;
 - estimates_cv: the coefficient of variation of the final estimates across regions (how much the
   tracked signal separates the regions: 0 = not at all);
-- pi_min, pi_max: the final allocation's range (uniform over K regions is 1/K).
+- pi_min, pi_max: the final allocation's range (uniform over K regions is 1/K);
+- pi_step_tv: the median total variation of pi between consecutive logged steps, and pi_peak the
+  largest share any region got, both after the first fifth of the logged steps (the warm-up):
+  how jumpy the allocation is (the simulator's is compared with `aria sim allocation --log-every`).
 """
 from __future__ import annotations
 
@@ -35,9 +38,12 @@ def summarise(metrics: Path) -> dict:
     correlations = [(r["step"], spearman(floats(r["estimates"]), floats(r["heldout"]))) for r in both]
     final = [r for r in records if r.get("estimates") is not None][-1]
     estimates, pi = floats(final["estimates"]), np.array(final["pi"], float)
+    pis = np.array([r["pi"] for r in records if r.get("pi") is not None], float)
+    pis = pis[len(pis) // 5:]
     return {"rank_correlation": correlations, "mean_rank_correlation": float(np.mean([c for _, c in correlations])),
             "estimates_cv": float(np.nanstd(estimates) / np.nanmean(estimates)),
-            "pi_min": float(pi.min()), "pi_max": float(pi.max())}
+            "pi_min": float(pi.min()), "pi_max": float(pi.max()),
+            "pi_step_tv": float(np.median(0.5 * np.abs(np.diff(pis, axis=0)).sum(1))), "pi_peak": float(pis.max())}
 
 
 def main(folder: Path) -> int:
@@ -50,11 +56,13 @@ def main(folder: Path) -> int:
     for name, summary in runs.items():
         methods.setdefault(name.rsplit("-seed", 1)[0], []).append(summary)
         print(f"{name:24s} mean rank corr {summary['mean_rank_correlation']:+.2f}  estimates cv "
-              f"{summary['estimates_cv']:.2f}  pi {summary['pi_min']:.3f}..{summary['pi_max']:.3f}")
+              f"{summary['estimates_cv']:.2f}  pi {summary['pi_min']:.3f}..{summary['pi_max']:.3f}  "
+              f"pi step tv {summary['pi_step_tv']:.3f}  peak {summary['pi_peak']:.3f}")
     by_method = {}
     for method, summaries in methods.items():
         by_method[method] = {key: float(np.mean([s[key] for s in summaries]))
-                             for key in ("mean_rank_correlation", "estimates_cv", "pi_min", "pi_max")}
+                             for key in ("mean_rank_correlation", "estimates_cv", "pi_min", "pi_max", "pi_step_tv",
+                                         "pi_peak")}
         by_method[method]["runs"] = len(summaries)
         print(f"{method:24s} over {len(summaries)} runs: " + ", ".join(
             f"{k} {v:.3f}" for k, v in by_method[method].items() if k != "runs"))
