@@ -143,6 +143,9 @@ class PromptEncoder:
         self.tokenizers, self.encoders = tuple(tokenizers), tuple(encoders)
         self.time_ids = None if time_ids is None else tuple(int(i) for i in time_ids)
         self.zero_null = zero_null
+        # the time ids as a (1, 6) tensor per device, made once: `conditioning` runs for every
+        # training batch, and a tensor built from a Python list is a host-to-device copy each time
+        self._time_rows: dict[torch.device, torch.Tensor] = {}
 
     @property
     def sdxl(self) -> bool:
@@ -209,8 +212,10 @@ class PromptEncoder:
             return hidden
         if text_embeds is None:
             raise ValueError("SDXL conditioning needs the pooled projection text_embeds")
-        ids = torch.tensor([self.time_ids], dtype=torch.float32, device=hidden.device).repeat(len(hidden), 1)
-        return TextConditioning(hidden, text_embeds, ids)
+        row = self._time_rows.get(hidden.device)
+        if row is None:
+            row = self._time_rows[hidden.device] = torch.tensor([self.time_ids], dtype=torch.float32, device=hidden.device)
+        return TextConditioning(hidden, text_embeds, row.repeat(len(hidden), 1))
 
     def from_cache(self, tensors: Mapping[str, torch.Tensor]) -> Conditioning:
         """The conditioning of a text cache's rows (`cache_tensors`' names)."""
