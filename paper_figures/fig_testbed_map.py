@@ -39,13 +39,14 @@ METHODS = {"region-uniform": ("region-uniform", "#55a868"), "aria": ("ARIA beta 
            "progress": ("progress policy", "#8172b2")}
 
 
-def map_ratios(data_dir: str | Path | None, config: Config = CONFIG) -> pd.DataFrame:
-    """Per (tau, method, group): mean and sd over seeds of the ratio to RC's on the same seed.
+def map_ratios(data_dir: str | Path | None, cells: tuple[tuple[float, tuple[str, ...]], ...]) -> pd.DataFrame:
+    """Per (tau, method, group) of ``cells`` (Config.cells' form): mean and sd over seeds of the
+    ratio to RC's on the same seed.
     Cells whose folders are missing are left out; later folders of a cell (runs made after the
     cell, e.g. a revised policy) borrow the rc students of its first folder and replace the
     students of the same name there."""
     frames = []
-    for tau, names in config.cells:
+    for tau, names in cells:
         folders = [experiment_dir(data_dir, name) / "eval" / "summary.csv" for name in names]
         present = [pd.read_csv(f) for f in folders if f.is_file()]
         if not present or not folders[0].is_file():
@@ -63,7 +64,7 @@ def map_ratios(data_dir: str | Path | None, config: Config = CONFIG) -> pd.DataF
 
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
-    measured = map_ratios(data_dir, CONFIG)
+    measured = map_ratios(data_dir, CONFIG.cells)
     predicted_file = experiment_dir(data_dir, CONFIG.predicted) / "measured_vs_predicted.csv"
     predicted = pd.read_csv(predicted_file) if predicted_file.is_file() else None
     if predicted is not None:
