@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +89,30 @@ def make_row(setup: dict, method: str, batch: int, **measured) -> dict:
     return {**setup, "method": method, "batch": batch, **{k: measured.get(k, float("nan")) for k in MEASURED}}
 
 
+class PhaseOutOfMemory(RuntimeError):
+    """The device ran out of memory in a named phase of ``run_rows``; the message (which still
+    says "out of memory") names the phase and the memory held when it happened, so a batch that
+    does not fit can be told from one whose set-up (e.g. the FLOP-counting step) does not."""
+
+
+@contextmanager
+def oom_phase(name: str, device: torch.device):
+    """Re-raise a device out-of-memory error inside the block as PhaseOutOfMemory naming ``name``."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not out_of_memory(err) or isinstance(err, PhaseOutOfMemory):
+            raise
+        held = ""
+        if device.type == "cuda":
+            held = (f"; allocated {torch.cuda.memory_allocated() / 2**30:.1f} GiB, reserved "
+                    f"{torch.cuda.memory_reserved() / 2**30:.1f} GiB, peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        raise PhaseOutOfMemory(f"out of memory in {name}{held}: {str(err).splitlines()[0][:160]}") from err
+
+
 def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.device, peak: float) -> list[dict]:
-    """Two rc and two aria rows (interleaved) of ``steps`` timed steps each, after ``warmup`` steps."""
+    """Two rc and two aria rows (interleaved) of ``steps`` timed steps each, after ``warmup`` steps.
+    Running out of device memory raises PhaseOutOfMemory naming the phase."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from aria_train.distill.losses import LossWeights
@@ -97,11 +120,11 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
     speed = {k: setup[k] for k in ("compile", "channels_last", "gradient_checkpointing")}
     # FLOPs are counted on an eager step; compilation is switched on after that.
-    models, inputs = build(setup["size"], setup["student"], setup["feature_kd"], device, {**speed, "compile": False})
-    optimizer = make_optimizer(models.student.parameters(), 1e-5, 1e-2, device)
+    with oom_phase("building the models", device):
+        models, inputs = build(setup["size"], setup["student"], setup["feature_kd"], device, {**speed, "compile": False})
+        optimizer = make_optimizer(models.student.parameters(), 1e-5, 1e-2, device)
+        batch_data = make_batch(batch, inputs, device, torch.Generator().manual_seed(0))
     weights = LossWeights(1.0, 1.0, 0.0)
-    generator = torch.Generator().manual_seed(0)
-    batch_data = make_batch(batch, inputs, device, generator)
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
     ops = aria_ops(setup["regions"], setup["pool"], batch)
 
@@ -120,9 +143,12 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    one_step(False)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with oom_phase("the first step", device):
+        one_step(False)
     flops = FlopCounterMode(display=False)
-    with flops:
+    with oom_phase("the FLOP-counting step", device), flops:
         one_step(False)
     step_flops = flops.get_total_flops()
     if speed["compile"]:
@@ -130,9 +156,10 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
         prepare_unets(models.teacher, models.student.unet, compile=True)
     compile_start = time.perf_counter()
-    for _ in range(warmup):
-        one_step(True)
-    sync()
+    with oom_phase("the warm-up steps", device):
+        for _ in range(warmup):
+            one_step(True)
+        sync()
     warmup_s = time.perf_counter() - compile_start
     rows = []
     for method in ("rc", "aria", "rc", "aria"):  # interleaved, so drift in clocks hits both
@@ -140,9 +167,10 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
             torch.cuda.reset_peak_memory_stats()
         sync()
         start = time.perf_counter()
-        for _ in range(steps):
-            one_step(method == "aria")
-        sync()
+        with oom_phase("the timed steps", device):
+            for _ in range(steps):
+                one_step(method == "aria")
+            sync()
         seconds = (time.perf_counter() - start) / steps
         rows.append(make_row(setup, method, batch, step_ms=seconds * 1e3, images_per_s=batch / seconds,
                              peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
@@ -223,7 +251,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         except RuntimeError as err:
             if not out_of_memory(err):
                 raise
-            print(f"batch {batch}: out of memory ({str(err).splitlines()[0][:200]})")
+            print(f"batch {batch}: {str(err).splitlines()[0][:400]}")
             too_large = batch if too_large is None else min(too_large, batch)
             rows.append(make_row(setup, "oom", batch, matmul_peak_tflops=peak))
         gc.collect()  # the models of the batch (and of a failed step) go before the next is built

@@ -72,24 +72,25 @@ def test_cache_vs_diffusers(work, tmp_path):
     assert float(written[1]["rel_rms_vs_diffusers"]) < 1e-5  # the same samples, from the same noise
 
 
-def test_distill_step_sdxl_tiny(tmp_path, monkeypatch):
+def test_distill_step_sdxl_tiny(tmp_path, monkeypatch, capsys):
     """bench/distill_step.py's SDXL path (scripts/sdxl_bench.sh runs it at SDXL size) on the tiny
     SDXL-shaped UNet: KOALA students from make_student, SDXL's conditioning into both UNets, a
     batch sweep in which one size runs out of memory (an 'oom' row, larger sizes skipped, the
     sweep goes on with smaller ones), and a second run with --append adding to the same CSV."""
     import torch
 
-    real = distill_step.run_rows
+    real = distill_step.make_batch
 
-    def run_rows(setup, batch, *args):  # batch 3 "does not fit"
+    def make_batch(batch, *args):  # batch 3 "does not fit"
         if batch == 3:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(setup, batch, *args)
+        return real(batch, *args)
 
-    monkeypatch.setattr(distill_step, "run_rows", run_rows)
+    monkeypatch.setattr(distill_step, "make_batch", make_batch)
     argv = ["--size", "sdxl-tiny", "--steps", "1", "--warmup", "0", "--regions", "8", "--pool", "1000", "--out", str(tmp_path),
             "--name", "step"]
     distill_step.main(argv=argv + ["--batch", "2", "3", "4", "1"])
+    assert "batch 3: out of memory in building the models: CUDA out of memory" in capsys.readouterr().out
     rows = distill_step.main(argv=argv + ["--batch", "1", "--student", "koala-1b", "--gradient-checkpointing",
                                           "--append"])
     written = read_csv(tmp_path / "step.csv")
@@ -105,3 +106,20 @@ def test_distill_step_sdxl_tiny(tmp_path, monkeypatch):
             assert all(math.isfinite(v) and v > 0 for v in measured), row
     flops = {(r["student"], r["batch"]): float(r["step_tflop"]) for r in written if r["method"] == "rc"}
     assert flops[("koala-700m", "2")] == pytest.approx(2 * flops[("koala-700m", "1")])  # per-sample work only
+
+
+def test_out_of_memory_names_its_phase():
+    """An out-of-memory error inside a phase of the step benchmark names the phase (so a batch
+    that does not fit can be told from a set-up step that does not) and still reads as out of
+    memory; other errors, and an error already named by an inner phase, pass through unchanged."""
+    import torch
+
+    cpu = torch.device("cpu")
+    with pytest.raises(distill_step.PhaseOutOfMemory) as caught:
+        with distill_step.oom_phase("the timed steps", cpu), distill_step.oom_phase("the FLOP-counting step", cpu):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.50 GiB\nmore detail")
+    assert str(caught.value) == "out of memory in the FLOP-counting step: CUDA out of memory. Tried to allocate 2.50 GiB"
+    assert distill_step.out_of_memory(caught.value)
+    with pytest.raises(ValueError, match="^not memory$"):
+        with distill_step.oom_phase("the first step", cpu):
+            raise ValueError("not memory")
