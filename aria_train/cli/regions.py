@@ -152,13 +152,15 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import torch
 
-    from aria_train.console import first_line
+    from aria_train.console import first_line, quiet_libraries
     from aria_train.data.cache import folder_fingerprint
     from aria_train.data.pool import PromptPool
     from aria_train.data.regions import (EMBEDDING_DTYPE, POOLED, assign_regions, check_embedding_cache,
                                          embedding_metadata, kmeans_regions, pooled_embedding_cache)
     from aria_train.diffusion.loading import load_region_encoder, resolve_device, resolve_dtype
     from aria_train.diffusion.text import pooled_width
+
+    quiet_libraries()  # the encoder's load bar would print before our own progress and errors
 
     if (args.k is None) == (args.centroids is None):
         raise ValueError("give either --k (k-means) or --centroids (nearest given centroid)")

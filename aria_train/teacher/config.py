@@ -23,6 +23,9 @@ Writes OUT/ (atomically: built under a temporary name, renamed when done):
     scheduler/  world.json  teacher_config.json  teacher_report.json  train_log.jsonl
     checkpoint/ (unet_raw/ non-EMA weights, training_state.pt with AdamW, LR schedule and EMA
                  states: not needed to use the teacher; don't ship it)
+With checkpoint_every > 0, OUT holds the run while it trains (teacher_config.json and a resumable
+checkpoint/, aria_train.teacher.checkpoint); `aria teacher --out OUT --resume` continues a stopped
+one exactly, and the finished folder replaces it.
 teacher_report.json holds the final denoising loss of the EMA weights on the held-out prompts
 (rendered images, fixed timesteps and noise; also with the null prompt instead, which shows how
 much the teacher uses the text), the attribute accuracy of DDIM + CFG samples of
@@ -78,6 +81,8 @@ class TeacherConfig(Options):
     eval_timesteps: list[int] = option(unit="timesteps", help="where the held-out denoising loss is measured", default_factory=lambda: [100, 300, 500, 700, 900, 980])
     log_every: int = option(200, "optimizer steps", "between log lines")
     workers: int = option(-1, "processes", "data-rendering workers; -1: 6 on a GPU, 0 (in-process) on the CPU")
+    checkpoint_every: int = option(0, "optimizer steps", "write the training state to OUT/checkpoint/ every N steps, so that `aria teacher --resume` can continue a stopped run exactly (OUT then holds the run while it trains); 0: only the end-of-training state, in the finished folder")
+    stop_after_seconds: float = option(0.0, "seconds", "stop at the first checkpoint after this much training time, leaving OUT a stopped run to --resume (to split a run across jobs with a time limit); 0: run to the end")
 
     def validate(self) -> "TeacherConfig":
         """Raise ValueError (one line) for a value of the wrong type or outside its domain; return self."""
@@ -87,9 +92,12 @@ class TeacherConfig(Options):
                      "text_heads", "steps", "batch_size", "lr", "log_every", "eval_steps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_per_region", "eval_guidance"):
+        for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_per_region", "eval_guidance",
+                     "checkpoint_every", "stop_after_seconds"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.stop_after_seconds and not self.checkpoint_every:
+            raise ValueError("stop_after_seconds needs checkpoint_every > 0 (a run stops at a checkpoint)")
         if len(self.channels) < 2 or min(self.channels) < 1:
             raise ValueError(f"channels needs at least 2 positive stages, got {self.channels}")
         if self.text_hidden % self.text_heads:

@@ -1,13 +1,16 @@
 """The teacher's training loop, its evaluation and the teacher folder (see aria_train.teacher.config).
 
-Data: each data worker (a DataLoader process; in-process on the CPU) draws its own stream of
-(prompt, image) batches from the world's ``sample_training_batch`` (either world family) and tokenises them, so rendering and
-tokenisation overlap the GPU work. Streams are seeded by (seed, process rank, worker id).
+Data: batch i of process R is drawn from the world's ``sample_training_batch`` (either world
+family) with a generator seeded by (seed, R, i) and tokenised by a data worker (a DataLoader
+process; in-process on the CPU), worker w of W making batches w, w + W, ... so rendering and
+tokenisation overlap the GPU work. The stream is therefore the same for any number of workers, and
+a resumed run (aria_train.teacher.checkpoint) starts it at its step without replaying it.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +21,9 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from aria_train.diffusion.sampling import SAMPLING_FILE, to_model_space
 from aria_train.diffusion.targets import prediction_target
+from aria_train.runs.atomic import atomic_output_dir, check_free
+from aria_train.teacher.checkpoint import (CHECKPOINT_DIR, CONFIG_FILE, load_training_state, save_training_state,
+                                           write_state)
 from aria_train.teacher.config import TeacherConfig
 from aria_train.worlds import AnyWorld, AnyWorldConfig, WorldConfig, load_world_config, make_world
 
@@ -25,17 +31,23 @@ GPU_WORKERS = 6  # data workers on a GPU: ~35 ms per 256-image batch each (measu
 
 
 class WorldBatches(torch.utils.data.IterableDataset):
-    """Endless (input_ids (B, L) int64, images (B, H, W, 3) uint8) training batches of a world."""
+    """Endless (input_ids (B, L) int64, images (B, H, W, 3) uint8) training batches of a world,
+    from batch ``start`` on; batch i's draws are seeded by (seed, rank, i). DataLoader hands the
+    workers' batches out in turn, so its k-th batch is batch start + k for any worker count."""
 
-    def __init__(self, world: AnyWorld, tokenizer, batch_size: int, seed: int, rank: int):
-        self.world, self.tokenizer, self.batch_size, self.seed, self.rank = world, tokenizer, batch_size, seed, rank
+    def __init__(self, world: AnyWorld, tokenizer, batch_size: int, seed: int, rank: int, start: int = 0):
+        self.world, self.tokenizer, self.batch_size = world, tokenizer, batch_size
+        self.seed, self.rank, self.start = seed, rank, start
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, self.rank, 0 if info is None else info.id + 1])
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        index = self.start + worker
         while True:
+            rng = np.random.default_rng([self.seed, self.rank, index])
             texts, images = self.world.sample_training_batch(self.batch_size, rng)
             yield tokenize(self.tokenizer, texts), torch.from_numpy(images)
+            index += workers
 
 
 def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
@@ -79,8 +91,14 @@ def _mixed_precision() -> str:
     return "bf16" if torch.cuda.is_available() else "no"
 
 
-def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict | None:
-    """Train, evaluate and write the teacher folder ``out``; the report on the main process, else None."""
+def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, progress: bool = True,
+                  resume: bool = False) -> dict | None:
+    """Train, evaluate and write the teacher folder ``out``; the report on the main process, else None.
+
+    With ``config.checkpoint_every`` > 0 the training state goes to out/checkpoint/ every that many
+    steps (aria_train.teacher.checkpoint); ``resume`` continues from it exactly. A run that passes
+    ``config.stop_after_seconds`` stops at its next checkpoint and returns None, leaving ``out`` a
+    stopped run to resume."""
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
@@ -99,10 +117,6 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     text_encoder.to(device)
     trained = [unet, text_encoder] if config.train_text_encoder else [unet]
     workers = config.workers if config.workers >= 0 else (GPU_WORKERS if device.type == "cuda" else 0)
-    loader = torch.utils.data.DataLoader(
-        WorldBatches(world, tokenizer, config.batch_size, config.seed, accelerator.process_index),
-        batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers else None, persistent_workers=workers > 0)
     params = [p for model in trained for p in model.parameters()]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda")
     lr_scheduler = get_scheduler(config.lr_schedule if config.lr_schedule == "cosine" else "constant_with_warmup",
@@ -116,10 +130,34 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + accelerator.process_index)
     null_ids = tokenize(tokenizer, [""]).to(device)
     num_t = scheduler.config.num_train_timesteps
+    checkpoint = out / CHECKPOINT_DIR
+    trained_encoder = bare[-1] if config.train_text_encoder else None
 
-    log, loss_sum, loss_count, start = [], torch.zeros((), device=device), 0, time.time()
+    counters = {"step": 0, "log": [], "train_seconds": 0.0, "loss_sum": torch.zeros(()), "loss_count": 0}
+    if resume:
+        counters = load_training_state(checkpoint, accelerator, bare[0], optimizer, lr_scheduler, ema, generator,
+                                       trained_encoder)
+        ema.to(device)
+    elif config.checkpoint_every and accelerator.is_main_process:
+        check_free(out, overwrite)
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        config.save(out / CONFIG_FILE)  # what --resume continues with
+    first, log, loss_count = counters["step"] + 1, counters["log"], counters["loss_count"]
+    loss_sum = counters["loss_sum"].to(device)
+    loader = torch.utils.data.DataLoader(
+        WorldBatches(world, tokenizer, config.batch_size, config.seed, accelerator.process_index, start=first - 1),
+        batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None, persistent_workers=workers > 0)
+
+    def counters_at(step: int) -> dict:
+        return {"step": step, "log": log, "train_seconds": counters["train_seconds"] + time.time() - start,
+                "loss_sum": loss_sum.cpu(), "loss_count": loss_count}
+
+    start = time.time()
     batches = iter(loader)
-    bar = tqdm(range(1, config.steps + 1), desc="teacher", unit="step", disable=not (progress and accelerator.is_main_process))
+    bar = tqdm(range(first, config.steps + 1), initial=first - 1, total=config.steps, desc="teacher", unit="step",
+               disable=not (progress and accelerator.is_main_process))
     unet.train()
     for step in bar:
         ids, images = next(batches)
@@ -144,7 +182,7 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
         if step % config.log_every == 0 or step == config.steps:
             mean = accelerator.reduce(loss_sum, "mean").item() / loss_count  # the only host sync
             record = {"step": step, "loss": mean, "lr": lr_scheduler.get_last_lr()[0],
-                      "steps_per_s": step / (time.time() - start)}
+                      "steps_per_s": (step - first + 1) / (time.time() - start)}
             log.append(record)
             bar.set_postfix(loss=f"{mean:.4f}")
             if accelerator.is_main_process:
@@ -152,34 +190,35 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
                            f"{record['steps_per_s']:.2f} steps/s")
             loss_sum.zero_()
             loss_count = 0
-    train_seconds = time.time() - start
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+            save_training_state(checkpoint, accelerator, bare[0], optimizer, lr_scheduler, ema, generator,
+                                counters_at(step), trained_encoder)
+            late = torch.tensor(float(time.time() - start > config.stop_after_seconds > 0), device=device)
+            if accelerator.reduce(late, "max").item():  # every process stops at the same step
+                if accelerator.is_main_process:
+                    tqdm.write(f"stopped after step {step} of {config.steps}: continue with --resume")
+                return None
+    train_seconds = counters["train_seconds"] + time.time() - start
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return None
-
-    from aria_train.runs.atomic import atomic_output_dir
-
-    with atomic_output_dir(out, overwrite) as tmp:
+    # a stopped run's folder (checkpoint_every) is replaced by the teacher folder
+    with atomic_output_dir(out, overwrite or resume or bool(config.checkpoint_every)) as tmp:
+        (tmp / CHECKPOINT_DIR).mkdir()
+        write_state(tmp / CHECKPOINT_DIR, bare[0], optimizer, lr_scheduler, ema, counters_at(config.steps),
+                    trained_encoder)  # the end-of-training state, kept in the teacher folder
         bare = [accelerator.unwrap_model(m, keep_fp32_wrapper=False) for m in models]  # plain fp32 forward from here on
-        save_checkpoint(tmp / "checkpoint", bare[0], optimizer, lr_scheduler, ema)
         ema.copy_to([p for m in bare for p in m.parameters()])
         unet, text_encoder = bare[0].eval(), bare[-1] if config.train_text_encoder else text_encoder
         text_encoder.eval().requires_grad_(False)  # frozen from now on, as aria_train.diffusion.text expects
         report = evaluate_teacher(unet, tokenizer, text_encoder, scheduler, world, config)
-        report.update(train_seconds=train_seconds, steps_per_s=config.steps / train_seconds,
+        report.update(train_seconds=train_seconds, steps_per_s=config.steps / train_seconds, resumed=resume,
                       final_train_loss=log[-1]["loss"], parameters=sum(p.numel() for p in unet.parameters()),
                       device=str(device), mixed_precision=accelerator.mixed_precision, world_size=accelerator.num_processes)
         write_teacher_folder(tmp, unet, tokenizer, text_encoder, scheduler, world_config, config)
         (tmp / "teacher_report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     return report
-
-
-def save_checkpoint(folder: Path, unet: UNet2DConditionModel, optimizer, lr_scheduler, ema) -> None:
-    """The end-of-training state: raw (non-EMA) weights, AdamW, LR schedule and EMA states."""
-    unet.save_pretrained(folder / "unet_raw", safe_serialization=True)
-    torch.save({"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
-                "ema": ema.state_dict()}, folder / "training_state.pt")
 
 
 def write_teacher_folder(folder: Path, unet: UNet2DConditionModel, tokenizer, text_encoder, scheduler: DDPMScheduler,
