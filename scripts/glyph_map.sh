@@ -4,7 +4,8 @@
 # progress x 3 seeds per world at equal steps and paired images, and the simulator's map beside it.
 # Usage: scripts/glyph_map.sh [TEACHER_STEPS]   (default 5000; about 25 min for the teachers and
 # ~10 min per world's experiment on one H200 -- more than one 10-minute device call, so run it on
-# a machine you hold). Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
+# a machine you hold, or the teachers first in parts: `TEACHER_SECONDS=480 scripts/glyph_teachers.sh
+# runs/glyph_teachers 5000 tau0 tau05 tau1`, repeated until all three have finished). Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
 # report.html each), runs/glyph_map_sim/.
 # Check each teacher's gate (glyph accuracy >= 0.95 in every region, printed by glyph_teachers.sh)
 # before reading the map: a teacher that does not know a region cannot teach it.

@@ -13,6 +13,11 @@
 #             (glyph_small_words_tau{0,05,1}.json: word_parts, e.g. "tegiz govok"), and their caches
 #   words-map rc, region-uniform, aria (beta 1, 2) x 3 seeds on those worlds (36 runs at once)
 #             -> runs/glyph_words_map_tau{0,05,1}/: does tau move the trainer once the text names the parts?
+#   gate-teachers  the teachers that missed the glyph gate at 1000 steps (small_tau1: one region at
+#             0.875; small_words_tau0: four regions; small_words_tau1: one) trained again from scratch
+#             for $TEACHER_STEPS (default here 2000) steps in place, old teacher and cache removed;
+#             ~9-10 min, so give TEACHER_SECONDS=400 and run the part twice (the second call resumes).
+#             Then re-run their cells: `aria experiment experiments/glyph_small_map_tau1.json` and words-map.
 # Usage: scripts/glyph_small_map.sh PART...   (teachers..policies measured 2026-12-03 on one H200:
 #   about 20 min in 4 calls; words-teachers ~5 min and words-map ~7 min, estimated from those)
 set -euo pipefail
@@ -32,9 +37,17 @@ for part in "$@"; do
               done; wait ;;
     words-teachers) bash scripts/glyph_teachers.sh runs/glyph_teachers "${TEACHER_STEPS:-1000}" \
                       small_words_tau0 small_words_tau05 small_words_tau1 ;;
+    gate-teachers) again="small_tau1 small_words_tau0 small_words_tau1"
+                   for name in $again; do  # a finished 1000-step teacher is replaced, a stopped run resumed
+                     [ -d runs/glyph_teachers/$name/teacher/unet ] && \
+                       [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" \
+                            runs/glyph_teachers/$name/teacher/teacher_config.json)" != "${TEACHER_STEPS:-2000}" ] && \
+                       rm -rf runs/glyph_teachers/$name/teacher runs/glyph_teachers/$name/cache
+                   done
+                   bash scripts/glyph_teachers.sh runs/glyph_teachers "${TEACHER_STEPS:-2000}" $again ;;
     words-map) for tau in 0 05 1; do
                  $ARIA experiment "experiments/glyph_words_map_tau$tau.json" --out "runs/glyph_words_map_tau$tau" &
                done; wait ;;
-    *) echo "unknown part $part (teachers, map, floor, policies, words-teachers, words-map)" >&2; exit 2 ;;
+    *) echo "unknown part $part (teachers, map, floor, policies, words-teachers, words-map, gate-teachers)" >&2; exit 2 ;;
   esac
 done

@@ -15,6 +15,12 @@
 # whose students train on a laptop CPU.
 # Gate (issue 11): glyph accuracy >= 0.95 in every region at the evaluation's sampling settings
 # (25 DDIM steps, guidance 1), printed from each teacher_report.json at the end.
+# Longer than one job: TEACHER_SECONDS=S stops every teacher at its first checkpoint (every 100
+# steps, TEACHER_CHECKPOINT_EVERY) after S seconds of training; running the same command again resumes the stopped runs
+# exactly (`aria teacher --resume`) and skips what is done (worlds, finished teachers, caches), so
+# e.g. the 48-region teachers' ~5000 steps fit 10-minute calls:
+#   TEACHER_SECONDS=480 scripts/glyph_teachers.sh runs/glyph_teachers 5000 tau0 tau05 tau1   (repeat)
+# Caches are sampled, and gates printed, for the teachers that have finished.
 set -euo pipefail
 OUT=${1:?usage: glyph_teachers.sh OUT_DIR [TRAIN_SECONDS] [TAUS...]}
 STEPS=${2:-1000}
@@ -26,15 +32,28 @@ COMMON=(--batch-size 1024 --lr 1e-3 --workers 3)
 size() { if [ "$1" = demo ] || [[ "$1" = small_* ]]; then echo "--channels 16 32 32 --norm-groups 8"; else echo "--channels 32 64 64 --norm-groups 16"; fi; }
 mkdir -p "$OUT"
 
+SPLIT=()
+[ "${TEACHER_SECONDS:-0}" != 0 ] && SPLIT=(--checkpoint-every "${TEACHER_CHECKPOINT_EVERY:-100}" --stop-after-seconds "$TEACHER_SECONDS")
+finished() { [ -d "$OUT/$1/teacher/unet" ]; }
+
 for name in $NAMES; do
-  $ARIA world --config "aria_train/assets/worlds/glyph_$name.json" --out "$OUT/$name/world" --check 0 > "$OUT/$name.world.log"
+  [ -f "$OUT/$name/world/world.json" ] || \
+    $ARIA world --config "aria_train/assets/worlds/glyph_$name.json" --out "$OUT/$name/world" --check 0 > "$OUT/$name.world.log"
 done
 for name in $NAMES; do
-  $ARIA teacher --out "$OUT/$name/teacher" --world "$OUT/$name/world/world.json" "${COMMON[@]}" $(size $name) \
-    --warmup-steps 200 --steps "$STEPS" --no-progress --log-every 500 > "$OUT/$name.teacher.log" 2>&1 &
+  finished $name && continue
+  if [ -f "$OUT/$name/teacher/checkpoint/training_state.pt" ]; then  # a stopped run: continue it
+    $ARIA teacher --out "$OUT/$name/teacher" --resume --stop-after-seconds "${TEACHER_SECONDS:-0}" --no-progress \
+      >> "$OUT/$name.teacher.log" 2>&1 &
+  else
+    $ARIA teacher --out "$OUT/$name/teacher" --world "$OUT/$name/world/world.json" "${COMMON[@]}" $(size $name) \
+      --warmup-steps 200 --steps "$STEPS" "${SPLIT[@]}" --no-progress --log-every 500 > "$OUT/$name.teacher.log" 2>&1 &
+  fi
 done
 wait
 for name in $NAMES; do
+  if ! finished $name; then echo "$name: teacher stopped at $(tail -1 "$OUT/$name.teacher.log"); run this again"; continue; fi
+  [ -d "$OUT/$name/cache" ] && continue
   rm -rf "$OUT/$name/teacher/checkpoint"
   $ARIA cache --teacher "$OUT/$name/teacher" --paired "$OUT/$name/world/paired.parquet" \
     --pool "$OUT/$name/world/pool.parquet" --out "$OUT/$name/cache" --sample-dtype float16 --no-progress \
@@ -42,6 +61,7 @@ for name in $NAMES; do
 done
 wait
 for name in $NAMES; do
+  finished $name || continue
   python3 - "$OUT/$name/teacher/teacher_report.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
