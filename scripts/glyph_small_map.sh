@@ -9,6 +9,11 @@
 #             its two unseen-tail regions                          -> runs/glyph_floor_tau0/
 #   policies  the progress policy at tau = 0 and 0.5 and on the floor world, and ARIA with the
 #             text signal at tau = 0 -> runs/glyph_progress_{tau0,tau05,floor}/, runs/glyph_text_signal_tau0/
+#   blind     stage 2 with a floor the student cannot remove: the tau = 0 world with its two
+#             unseen-tail regions blind to the student (it is shown the null text for their prompts,
+#             in training and evaluation: DistillConfig.blind_regions); rc, region-uniform, aria
+#             beta 1, 2 and the progress policy x 3 seeds (15 runs at once, ~3 min estimated)
+#             -> runs/glyph_blind_tau0/
 #   words-teachers  teachers of the same three worlds with prompts that name the glyph's parts
 #             (glyph_small_words_tau{0,05,1}.json: word_parts, e.g. "tegiz govok"), and their caches
 #   words-map rc, region-uniform, aria (beta 1, 2) x 3 seeds on those worlds (36 runs at once)
@@ -32,6 +37,7 @@ for part in "$@"; do
            $ARIA experiment "experiments/glyph_small_map_tau$tau.json" --out "runs/glyph_small_map_tau$tau" &
          done; wait ;;
     floor) $ARIA experiment experiments/glyph_floor_tau0.json --out runs/glyph_floor_tau0 ;;
+    blind) $ARIA experiment experiments/glyph_blind_tau0.json --out runs/glyph_blind_tau0 ;;
     policies) for name in progress_tau0 progress_tau05 progress_floor text_signal_tau0; do
                 $ARIA experiment "experiments/glyph_$name.json" --out "runs/glyph_$name" &
               done; wait ;;
@@ -48,6 +54,6 @@ for part in "$@"; do
     words-map) for tau in 0 05 1; do
                  $ARIA experiment "experiments/glyph_words_map_tau$tau.json" --out "runs/glyph_words_map_tau$tau" &
                done; wait ;;
-    *) echo "unknown part $part (teachers, map, floor, policies, words-teachers, words-map, gate-teachers)" >&2; exit 2 ;;
+    *) echo "unknown part $part (teachers, map, floor, blind, policies, words-teachers, words-map, gate-teachers)" >&2; exit 2 ;;
   esac
 done

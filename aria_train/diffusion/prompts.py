@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Union
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -232,3 +233,16 @@ class PromptEncoder:
     def null(self) -> Conditioning:
         """The null text (one row): zeros under SDXL's force_zeros_for_empty_prompt, else ""."""
         return self.zeros(1) if self.zero_null else self.encode([""])
+
+
+def blinded(hidden: Conditioning, regions: np.ndarray, blind: np.ndarray, null: Conditioning) -> Conditioning | None:
+    """``hidden`` (one row per prompt of region ``regions``, -1 = none) with the rows of blind
+    regions (``blind``: (K,) bool) set to the null text's conditioning ``null`` (one row): what a
+    student that cannot tell those regions apart is shown (DistillConfig.blind_regions). None when
+    no row is blind (the student sees ``hidden``)."""
+    rows = np.flatnonzero((regions >= 0) & blind[np.maximum(regions, 0)])
+    if not rows.size:
+        return None
+    out = hidden.clone()
+    out[torch.from_numpy(rows).to(null.device)] = null.expand(len(rows), -1, -1)
+    return out

@@ -34,7 +34,7 @@ from aria_train.conditioning.samplers import NULL_PROMPT, ConditionSampler, rand
 from aria_train.distill.config import DistillConfig
 from aria_train.data.cache import TensorCache
 from aria_train.data.pool import PromptPool
-from aria_train.diffusion.prompts import Conditioning
+from aria_train.diffusion.prompts import Conditioning, blinded
 from aria_train.distill.inputs import TEXT_TENSOR, Inputs
 
 
@@ -53,6 +53,7 @@ class Batch:
     nulled: np.ndarray  # (B,) bool, condition is the null text (prompt_ids == -1)
     weights: torch.Tensor | None = None  # (B,) float32 loss weights (ARIA's unbiased mode), None = all 1
     target_noise: torch.Tensor | None = None  # (B, C, H, W) float32 added to the teacher's prediction (noisy_regions)
+    student_hidden: Conditioning | None = None  # the student's conditioning where it differs (blind_regions), else None
 
 
 @dataclass
@@ -123,6 +124,17 @@ class ConditionEncoder:
         return hidden
 
 
+def region_mask(ids: list[int], pool: PromptPool, name: str, where: str) -> np.ndarray:
+    """(K,) bool, True at the region ids ``ids`` of ``pool`` (ValueError if it has no such region)."""
+    mask = np.zeros(max(pool.num_regions or 0, 1), dtype=bool)
+    if ids:
+        if pool.regions is None or max(ids) >= len(mask):
+            raise ValueError(f"{name} {ids} need a pool with regions 0..K-1 that contains them "
+                             f"(pool {where}: K = {pool.num_regions or 0})")
+        mask[ids] = True
+    return mask
+
+
 class BatchStream:
     """Draws the micro-batches of one process; ``state()``/``load_state()`` for checkpoints."""
 
@@ -137,12 +149,8 @@ class BatchStream:
         self.rng, self.noise_generator = make_generators(config.seed, rank)
         self.cursor = 0  # paired samples consumed by all processes together
         self._order: tuple[int, np.ndarray] | None = None
-        self.noisy = np.zeros(max(self.pool.num_regions or 0, 1), dtype=bool)  # region -> teacher noise on/off
-        if config.noisy_regions:
-            if self.pool.regions is None or max(config.noisy_regions) >= len(self.noisy):
-                raise ValueError(f"noisy_regions {config.noisy_regions} need a pool with regions 0..K-1 "
-                                 f"that contains them (pool {config.pool}: K = {self.pool.num_regions or 0})")
-            self.noisy[config.noisy_regions] = True
+        self.noisy = region_mask(config.noisy_regions, self.pool, "noisy_regions", config.pool)  # teacher noise on/off
+        self.blind = region_mask(config.blind_regions, self.pool, "blind_regions", config.pool)
 
     def _global_indices(self, count: int) -> np.ndarray:
         n, out = len(self.paired), []
@@ -200,9 +208,11 @@ class BatchStream:
             weights = np.ones(b)
             weights[drawn] = self.sampler.loss_weights(regions[drawn])
             weights = to_device(torch.from_numpy(weights).float(), self.device)
-        return Batch(x0=draft.x0, noise=draft.noise, timesteps=draft.timesteps, hidden=self.encoder(prompt_ids),
+        hidden = self.encoder(prompt_ids)
+        return Batch(x0=draft.x0, noise=draft.noise, timesteps=draft.timesteps, hidden=hidden,
                      paired=to_device(torch.from_numpy(paired), self.device), prompt_ids=prompt_ids, regions=regions,
-                     switched=switched, nulled=~real, weights=weights, target_noise=target_noise)
+                     switched=switched, nulled=~real, weights=weights, target_noise=target_noise,
+                     student_hidden=blinded(hidden, regions, self.blind, self.encoder.null))
 
     def position(self) -> StreamPosition:
         return StreamPosition(self.cursor, self.rng.bit_generator.state, self.noise_generator.get_state())

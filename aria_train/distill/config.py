@@ -78,6 +78,7 @@ class DistillConfig(Options):
     heldout_per_region: int = option(4, 'prompts', 'held-out prompts per region measured')
     noisy_regions: list[int] = option(unit="region ids", default_factory=list, help="test bed (issue 11, stage 2): regions whose teacher prediction gets Gaussian noise of std noise_std in every training step -- a floor in the loss the tracker observes that no student can lower; evaluation still compares with the clean teacher (default: none)")
     noise_std: float = option(0.0, 'prediction units', "std of the noise added to the teacher's prediction on noisy_regions' prompts")
+    blind_regions: list[int] = option(unit="region ids", default_factory=list, help="test bed (issue 11, stage 2): regions the student cannot tell apart -- it is shown the null text wherever a prompt of one of them is shown to the teacher, in training, in the held-out monitor and in `aria eval` of its run -- so their discrepancy has a floor no training removes (how far the teacher's predictions for them lie from one shared answer) (default: none)")
     max_nonfinite: int = option(10, 'optimizer steps', 'skipped for a non-finite loss that are tolerated; one more aborts the run')
 
     WHAT = "distillation config"
@@ -119,6 +120,8 @@ class DistillConfig(Options):
                              f"with noise_std {self.noise_std}")
         if self.noise_std and not self.noisy_regions:
             raise ValueError("noise_std needs noisy_regions")
+        if self.blind_regions and min(self.blind_regions) < 0:
+            raise ValueError(f"blind_regions must be region ids >= 0, got {self.blind_regions}")
         if self.l_out + self.l_feat + self.l_sd == 0:
             raise ValueError("all loss weights are 0: nothing to train")
         return self

@@ -127,7 +127,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     if config.heldout_every and accelerator.is_main_process:
         from aria_train.evaluation.heldout_monitor import HeldoutMonitor
 
-        monitor = HeldoutMonitor(config.heldout, config.heldout_per_region, pool.num_regions or 1, inputs, teacher, device)
+        monitor = HeldoutMonitor(config.heldout, config.heldout_per_region, pool.num_regions or 1, inputs, teacher, device,
+                                 config.blind_regions)
 
     # Inputs are valid: from here on the run directory is written.
     run_dir = RunDir.open(out, config, accelerator.is_main_process, state.metrics_position, fresh=not start.same_run)

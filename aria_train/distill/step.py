@@ -75,7 +75,8 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
                                       **unet_inputs(batch.hidden, teacher_dtype)).sample
         if batch.target_noise is not None:  # the test bed's irreducible floor (DistillConfig.noisy_regions)
             pred_teacher = pred_teacher.float() + batch.target_noise
-    pred_student = models.student(noisy, batch.timesteps, **unet_inputs(batch.hidden)).sample
+    student_hidden = batch.hidden if batch.student_hidden is None else batch.student_hidden  # blind_regions
+    pred_student = models.student(noisy, batch.timesteps, **unet_inputs(student_hidden)).sample
     target = None  # only L_sd needs the exact denoising target
     if weights.sd:
         target = prediction_target(models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod,

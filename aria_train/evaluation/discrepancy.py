@@ -59,6 +59,7 @@ def fixed_timestep_errors(
     timesteps: Sequence[int] = DEFAULT_TIMESTEPS,
     reference: UNet2DConditionModel | None = None,
     batch_size: int = 16,
+    model_hidden: Mapping[str, Conditioning] | None = None,
 ) -> dict[str, torch.Tensor]:
     """{name: errors (N, J) float64 on the CPU}, J = len(timesteps), per model of ``models``.
 
@@ -67,6 +68,8 @@ def fixed_timestep_errors(
     target is ``reference``'s prediction when given, else the exact target (aria_train.diffusion.targets). All models must be on
     one device; they are evaluated in their own dtype with float32 inputs cast to it.
     ``batch_size`` is in prompts: one forward pass holds batch_size x J noisy samples.
+    ``model_hidden`` gives a model its own conditioning of the same prompts where it differs from
+    ``hidden`` (a student trained with blind regions, DistillConfig.blind_regions).
     """
     n, num_t = x0.shape[0], len(timesteps)
     if hidden.shape[0] != n or len(seeds) != n:
@@ -95,7 +98,10 @@ def fixed_timestep_errors(
         else:
             target = _predict(reference, x_t, t, cond)
         for name, model in models.items():
-            diff = _predict(model, x_t, t, cond) - target
+            own = cond
+            if model_hidden and name in model_hidden:
+                own = model_hidden[name][start:stop].float().repeat_interleave(num_t, dim=0).to(device)
+            diff = _predict(model, x_t, t, own) - target
             errors[name][start:stop] = diff.pow(2).flatten(1).mean(1).view(b, num_t).cpu()
     return errors
 

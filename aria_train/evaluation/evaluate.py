@@ -89,6 +89,7 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     from aria_train.console import quiet_libraries
     from aria_train.diffusion.loading import load_unet
     from aria_train.evaluation.region_metrics import region_means, summarise_groups
+    from aria_train.diffusion.prompts import blinded
     from aria_train.diffusion.sampling import sample_prompts
     from aria_train.worlds import load_world_config, make_world
 
@@ -131,10 +132,16 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
             print(f"clean images: teacher samples of {len(texts)} held-out prompts, {args.steps} DDIM steps", flush=True)
         x0 = sample_prompts(teacher, dict(scheduler.config), prompts, texts, seeds, **sampling, progress=progress)
     hidden = prompts.encode(texts)
+    # a student trained blind to some regions (DistillConfig.blind_regions) is evaluated as it trained
+    blind = {name: _blind_mask(path, table) for name, path in zip(names, args.student)}
+    blind = {name: mask for name, mask in blind.items() if mask.any()}
+    student_hidden = {name: blinded(hidden, table["region"].to_numpy(), mask, prompts.null())
+                      for name, mask in blind.items()}
     if progress:
         print(f"discrepancy: {len(names)} student(s) x {len(table)} prompts x {len(args.timesteps)} timesteps", flush=True)
     errors = fixed_timestep_errors(students, scheduler, x0, hidden, seeds, args.timesteps, reference=teacher,
-                                   batch_size=max(1, args.batch_size // len(args.timesteps)))
+                                   batch_size=max(1, args.batch_size // len(args.timesteps)),
+                                   model_hidden={k: v for k, v in student_hidden.items() if v is not None})
 
     disc_rows, summary_rows, results = [], [], {"discrepancy": {}, "accuracy": {}}
     for name, err in errors.items():
@@ -158,7 +165,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         for name, unet in {"teacher": teacher, **students}.items():
             if progress:
                 print(f"sampling {name}: {len(chosen)} prompts, {args.steps} DDIM steps", flush=True)
-            x = sample_prompts(unet, dict(scheduler.config), prompts, chosen["text"].tolist(),
+            texts_shown = chosen["text"].where(~blind[name][chosen["region"]], "") if name in blind else chosen["text"]
+            x = sample_prompts(unet, dict(scheduler.config), prompts, texts_shown.tolist(),
                                [seeds[i] for i in chosen.index], **sampling, progress=progress)
             images[name] = _to_images(x, teacher_dir, device)
         grids = _grids(chosen, images, args.grid_regions)
@@ -202,6 +210,20 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         print_summary(summary)
         print(f"evaluation written to {out}")
     return results
+
+
+def _blind_mask(student: str | Path, table: pd.DataFrame) -> np.ndarray:
+    """(K,) bool over the held-out table's regions: the blind_regions of the run that ``student``
+    (a run directory, or a folder inside one) comes from; all False outside a run."""
+    import numpy as np
+
+    mask = np.zeros(int(table["region"].max()) + 1, dtype=bool)
+    for folder in [Path(student), *Path(student).parents][:4]:  # RUN/checkpoints/step-N/student_ema at most
+        if (folder / "checkpoints").is_dir() and (folder / "config.json").is_file():
+            ids = json.loads((folder / "config.json").read_text()).get("blind_regions", [])
+            mask[[i for i in ids if i < len(mask)]] = True
+            break
+    return mask
 
 
 def _pool_shares(world):

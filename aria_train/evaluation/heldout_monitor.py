@@ -15,6 +15,7 @@ they are. Deterministic given the weights, so resumed runs log the same values.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,8 +27,10 @@ MONITOR_TIMESTEPS = (100, 300, 500, 700, 900, 980)
 
 
 class HeldoutMonitor:
-    def __init__(self, path: str | Path, per_region: int, num_regions: int, inputs, teacher, device: torch.device):
+    def __init__(self, path: str | Path, per_region: int, num_regions: int, inputs, teacher, device: torch.device,
+                 blind_regions: Sequence[int] = ()):
         from aria_train.data.pool import PromptPool
+        from aria_train.diffusion.prompts import blinded
 
         pool = PromptPool.from_file(path)
         if pool.regions is None:
@@ -39,6 +42,10 @@ class HeldoutMonitor:
         self.regions = table["region"].to_numpy()
         self.num_regions = num_regions
         self.hidden = inputs.prompts.encode(table["text"].tolist())  # the conditioning of the held-out prompts
+        blind = np.zeros(num_regions, dtype=bool)
+        blind[list(blind_regions)] = True
+        student_hidden = blinded(self.hidden, self.regions, blind, inputs.prompts.null())  # as the student trains
+        self.student_hidden = {} if student_hidden is None else {"student": student_hidden}
         rows = np.arange(len(table)) % len(inputs.paired)
         self.x0 = inputs.paired.get("sample", rows).to(torch.float32)
         self.seeds = list(range(len(table)))
@@ -52,7 +59,8 @@ class HeldoutMonitor:
         student.eval()
         try:
             errors = fixed_timestep_errors({"student": student}, self.scheduler, self.x0, self.hidden, self.seeds,
-                                           MONITOR_TIMESTEPS, reference=self.teacher)["student"].numpy()
+                                           MONITOR_TIMESTEPS, reference=self.teacher,
+                                           model_hidden=self.student_hidden)["student"].numpy()
         finally:
             student.train(was_training)
         relative = (errors / errors.mean(axis=0, keepdims=True)) @ switch_weights(MONITOR_TIMESTEPS,
