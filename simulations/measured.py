@@ -68,7 +68,10 @@ def measured_switch(folder: Path, methods: list[str]) -> float | None:
 
 def experiment_setting(folder: str | Path) -> tuple[str, SimConfig, list[str]]:
     """(scenario, simulator config at the trainer's steps, batch and realised switch fraction,
-    methods) of an experiment folder."""
+    methods) of an experiment folder. Blind regions (DistillConfig.blind_regions, a floor of the
+    evaluated error) become the simulator's unseen-tail floors (``tailfloors``: 90% of the initial
+    discrepancy irreducible), so they must be unseen-tail regions. Noisy regions are not modelled:
+    their floor is one of the training loss only, which the simulator's floors are not."""
     folder = Path(folder)
     for name in ("experiment.json", "world.json"):
         if not (folder / name).is_file():
@@ -81,7 +84,23 @@ def experiment_setting(folder: str | Path) -> tuple[str, SimConfig, list[str]]:
                                         if options.get("method", distill.get("method", "rc")) != "kd"])
     if switched is not None:
         config = dataclasses.replace(config, switch=switched)
-    return scenario_of(json.loads((folder / "world.json").read_text())), config, list(experiment["methods"])
+    scenario = scenario_of(json.loads((folder / "world.json").read_text()))
+    blind = distill.get("blind_regions") or []
+    if blind:
+        scenario += f":tailfloors={len(blind)}"
+        groups = region_groups(folder)
+        if any(groups.get(r) != "unseen-tail" for r in blind):
+            raise ValueError(f"{folder}: blind_regions {blind} are not all unseen-tail regions "
+                             f"({ {r: groups.get(r) for r in blind} }); the simulator puts floors on the unseen tail only")
+    return scenario, config, list(experiment["methods"])
+
+
+def region_groups(folder: Path) -> dict[int, str]:
+    """Region id -> group (head, mid, under, unseen-head, unseen-tail) of an experiment's evaluation."""
+    import pandas as pd
+
+    table = pd.read_csv(folder / "eval" / "discrepancy.csv", usecols=["region", "group"]).drop_duplicates()
+    return dict(zip(table["region"].astype(int), table["group"]))
 
 
 def compare(folders: list[str | Path], seeds: list[int], workers: int = 1):

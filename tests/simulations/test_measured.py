@@ -79,3 +79,17 @@ def test_the_simulator_takes_the_trainers_realised_switch_fraction(tmp_path):
             "".join(json.dumps({"step": i, "switched_frac": f}) + "\n" for i, f in enumerate(fractions)))
     scenario, config, methods = experiment_setting(folder)
     assert config.switch == pytest.approx(0.2) and (config.steps, config.batch) == (60, 16)
+
+
+def test_blind_regions_become_the_simulators_tail_floors(tmp_path):
+    folder = _experiment(tmp_path / "blind", ["rc", "aria"], {"rc-seed0": [2.0, 1.0], "aria-seed0": [1.0, 2.0]})
+    experiment = json.loads((folder / "experiment.json").read_text())
+    experiment["distill"]["blind_regions"] = [2, 9]
+    (folder / "experiment.json").write_text(json.dumps(experiment))
+    groups = pd.DataFrame({"region": [0, 2, 9, 9], "group": ["head", "unseen-tail", "unseen-tail", "unseen-tail"]})
+    groups.to_csv(folder / "eval" / "discrepancy.csv", index=False)
+    scenario, _, _ = experiment_setting(folder)
+    assert scenario == "testbed:k=12:s=1.2:tau=0.5:tail=2:head=1:under=3:tailfloors=2"
+    groups.assign(group=["head", "unseen-tail", "mid", "mid"]).to_csv(folder / "eval" / "discrepancy.csv", index=False)
+    with pytest.raises(ValueError, match="unseen-tail regions"):
+        experiment_setting(folder)
