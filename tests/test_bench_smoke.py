@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ is the repository's folder of benchmarks, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import cache_vs_diffusers, distill_e2e, distill_step, regions_embed  # noqa: E402
+from bench import cache_vs_diffusers, distill_e2e, distill_step, regions_embed, small_world  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -123,3 +123,14 @@ def test_out_of_memory_names_its_phase():
     with pytest.raises(ValueError, match="^not memory$"):
         with distill_step.oom_phase("the first step", cpu):
             raise ValueError("not memory")
+
+
+def test_small_world(tmp_path):
+    """bench/small_world.py: an experiment per --parallel value on the shipped glyph demo world
+    (a 2-step run and no samples here), its row with the runs' and the evaluation's seconds."""
+    rows = small_world.main(["--parallel", "1", "--steps", "2", "--samples-per-region", "0", "--out", str(tmp_path),
+                             "--work", str(tmp_path / "work")])
+    written = check(rows, tmp_path / "small_world.csv", {"parallel", "runs", "steps", "runs_s", "eval_s", "s_per_run"},
+                    ("runs_s", "eval_s", "s_per_run"))
+    assert [(r["parallel"], r["runs"], r["steps"]) for r in written] == [("1", "1", "2")]
+    assert (tmp_path / "work" / "out_1" / "eval" / "summary.csv").is_file()

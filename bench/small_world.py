@@ -1,0 +1,96 @@
+"""Small-world experiment throughput: device seconds per distillation run with its evaluation.
+
+``python -m bench.small_world --parallel 1 16`` runs, for each N, an experiment of N
+distillations with the code ``aria experiment`` runs (aria_train.experiment.runner.run_experiment):
+the 12-region glyph demo world (the shipped teacher and paired cache, its pool and held-out
+prompts written into the work folder), the test bed's students (BK-SDM-Small of the teacher,
+batch 64, ``--steps`` steps), rc and aria alternating over seeds, N processes at a time on one
+device, then their evaluation as the map's (16 samples per region, guidance 1). Per N: the wall
+seconds of the runs and of the evaluation and their sum over N, the device time one run costs
+when N share the device. Issue 16's target: <= 15 s per 1000-step run. ``--mixed-precision``
+is the experiment's (the map's experiments ran "no": fp32 with TF32 matmuls).
+The CPU smoke test runs it with a few steps; the numbers that mean something come from a GPU
+(scripts/small_world_bench.sh).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bench.common import RESULTS, report, work_folder
+
+
+def make_inputs(work: Path) -> dict:
+    """The demo world's pool and held-out prompts in ``work``; the experiment's input paths."""
+    from aria_train.assets import ASSETS
+    from aria_train.worlds import load_world_config, make_world
+
+    demo = ASSETS / "glyph_demo"
+    teacher = demo / "teacher"
+    tables = make_world(load_world_config(teacher / "world.json")).tables()
+    for name in ("pool", "heldout"):
+        tables[name].to_parquet(work / f"{name}.parquet")
+    return {"teacher": str(teacher), "paired_cache": str(demo / "paired"),
+            "pool": str(work / "pool.parquet"), "heldout": str(work / "heldout.parquet")}
+
+
+def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, samples: int,
+            mixed_precision: str) -> dict:
+    """One experiment of ``parallel`` runs, all at once; its row."""
+    from aria_train.experiment.config import ExperimentConfig
+    from aria_train.experiment.runner import run_experiment
+
+    methods = {"rc": {"method": "rc"}, "aria": {"method": "aria"}} if parallel > 1 else {"rc": {"method": "rc"}}
+    seeds = list(range((parallel + len(methods) - 1) // len(methods)))
+    config = {**inputs, "seeds": seeds, "methods": methods, "parallel": parallel, "mixed_precision": mixed_precision,
+              "distill": {"steps": steps, "batch_size": batch, "log_every": 10, "checkpoint_every": steps,
+                          "sample_every": 0},
+              "eval": {"samples_per_region": samples, "guidance": 1.0}}
+    path = work / f"experiment_{parallel}.json"
+    path.write_text(json.dumps(config))
+    experiment = ExperimentConfig.load(path)
+    runs = len(experiment.run_configs())
+    out = work / f"out_{parallel}"
+    start = time.perf_counter()
+    run_experiment(experiment, out, only="runs")
+    runs_s = time.perf_counter() - start
+    start = time.perf_counter()
+    run_experiment(experiment, out, only="eval")
+    eval_s = time.perf_counter() - start
+    return {"parallel": parallel, "runs": runs, "steps": steps, "batch": batch, "samples_per_region": samples,
+            "mixed_precision": mixed_precision, "runs_s": runs_s, "eval_s": eval_s,
+            "s_per_run": (runs_s + eval_s) / runs}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="python -m bench.small_world", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 16],
+                        help="runs sharing the device at once, one experiment each (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=1000, help="optimizer steps per run (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=64, help="batch per step [images] (default: %(default)s)")
+    parser.add_argument("--samples-per-region", type=int, default=16,
+                        help="evaluation samples per region (default: %(default)s)")
+    parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
+                        help="the runs' precision (default: %(default)s, as the map's experiments)")
+    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
+    parser.add_argument("--name", default="small_world", help="CSV name (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if min(args.parallel) < 1 or args.steps < 1 or args.batch < 1 or args.samples_per_region < 0:
+        parser.error("--parallel, --steps and --batch must be >= 1, --samples-per-region >= 0")
+    rows = []
+    with work_folder(args.work) as work:
+        inputs = make_inputs(work)
+        for parallel in args.parallel:
+            rows.append(run_one(inputs, work, parallel, args.steps, args.batch, args.samples_per_region,
+                                args.mixed_precision))
+            report(args.name, rows, args.out, show=False)  # a run cut short keeps what it measured
+    report(args.name, rows, args.out)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
