@@ -63,11 +63,25 @@ def map_ratios(data_dir: str | Path | None, cells: tuple[tuple[float, tuple[str,
     return pd.concat(frames, ignore_index=True)
 
 
+def finish_tau_axes(axes, groups: tuple[str, ...]) -> None:
+    """A grid of ratio-to-RC panels against tau: the RC line, group titles, tau ticks, axis labels."""
+    for ax, group in zip(axes.flat, groups):
+        ax.axhline(1.0, color="#4c72b0", lw=1)
+        ax.set_title(group)
+        ax.set_xticks([0, 0.5, 1])
+        ax.set_xlim(-0.1, 1.1)
+    for ax in axes[-1]:
+        ax.set_xlabel("tau (shared fraction of the glyph)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("p(t)-weighted discrepancy / RC's")
+
+
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     measured = map_ratios(data_dir, CONFIG.cells)
     predicted_file = experiment_dir(data_dir, CONFIG.predicted) / "measured_vs_predicted.csv"
     predicted = pd.read_csv(predicted_file) if predicted_file.is_file() else None
-    if predicted is not None:
+    if predicted is not None:  # the predictions for this figure's cells (the file holds other worlds' too)
+        predicted = predicted[predicted["experiment"].isin({n for _, names in CONFIG.cells for n in names})]
         tau_of = {s: float(s.split("tau=")[1].split(":")[0]) for s in predicted["scenario"].unique()}
         predicted = predicted.assign(tau=predicted["scenario"].map(tau_of))
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
@@ -86,14 +100,7 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
                     continue
                 ax.plot(p.index + offset, p.to_numpy(), "o--", mfc="none", color=colour, ms=4, lw=0.8,
                         label=f"{label}, simulator")
-        ax.axhline(1.0, color="#4c72b0", lw=1)
-        ax.set_title(group)
-        ax.set_xticks([0, 0.5, 1])
-        ax.set_xlim(-0.1, 1.1)
-    for ax in axes[-1]:
-        ax.set_xlabel("tau (shared fraction of the glyph)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("p(t)-weighted discrepancy / RC's")
+    finish_tau_axes(axes, GROUPS)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.06))
     fig.suptitle("Test bed map (12 regions, Zipf 1.2): below the blue line a method beats RC", y=1.1)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from paper_figures.common import plt, save
 from paper_figures.fig_experiment_groups import experiment_dir
-from paper_figures.fig_testbed_map import map_ratios
+from paper_figures.fig_testbed_map import finish_tau_axes, map_ratios
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     predicted_file = experiment_dir(data_dir, CONFIG.predicted) / "measured_vs_predicted.csv"
     predicted = pd.read_csv(predicted_file) if predicted_file.is_file() else None
     if predicted is not None:
-        predicted = predicted[predicted["method"] == "aria"]
+        predicted = predicted[(predicted["method"] == "aria")  # the first family's worlds: the simulator's are the same
+                              & predicted["experiment"].isin({n for _, names in CONFIG.cells for n in names})]
         predicted = predicted.assign(tau=predicted["scenario"].str.extract(r"tau=([0-9.]+)")[0].astype(float))
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
     for ax, group in zip(axes.flat, GROUPS):
@@ -58,14 +59,7 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
             p = predicted[predicted["group"] == group].groupby("tau")["predicted"].mean().sort_index()
             ax.plot(p.index, p.to_numpy(), "o--", mfc="none", color="#7f7f7f", ms=4, lw=0.8,
                     label="ARIA beta 1, simulator")
-        ax.axhline(1.0, color="#4c72b0", lw=1)
-        ax.set_title(group)
-        ax.set_xticks([0, 0.5, 1])
-        ax.set_xlim(-0.1, 1.1)
-    for ax in axes[-1]:
-        ax.set_xlabel("tau (shared fraction of the glyph)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("p(t)-weighted discrepancy / RC's")
+    finish_tau_axes(axes, GROUPS)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 1.07))
     fig.suptitle("Test bed: prompts that name the glyph's parts against prompts that do not (12 regions, Zipf 1.2)",
