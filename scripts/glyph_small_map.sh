@@ -12,7 +12,7 @@
 #   blind     stage 2 with a floor the student cannot remove: the tau = 0 world with its two
 #             unseen-tail regions blind to the student (it is shown the null text for their prompts,
 #             in training and evaluation: DistillConfig.blind_regions); rc, region-uniform, aria
-#             beta 1, 2 and the progress policy x 3 seeds (15 runs at once, ~3 min estimated)
+#             beta 1 and the progress policy x 3 seeds (12 runs at once, ~3 min estimated)
 #             -> runs/glyph_blind_tau0/
 #   words-teachers  teachers of the same three worlds with prompts that name the glyph's parts
 #             (glyph_small_words_tau{0,05,1}.json: word_parts, e.g. "tegiz govok"), and their caches
