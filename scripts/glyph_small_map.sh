@@ -14,6 +14,12 @@
 #             in training and evaluation: DistillConfig.blind_regions); rc, region-uniform, aria
 #             beta 1 and the progress policy x 3 seeds (12 runs at once, ~3 min estimated)
 #             -> runs/glyph_blind_tau0/
+#   zipf      the Zipf exponent beside the map's s = 1.2: the tau = 0 world at s = 0 (equal shares) and
+#             s = 1.6 (glyph_small_s{0,16}.json). Their teacher is the shipped tau = 0 demo teacher with
+#             the world's world.json (its training draws are uniform over the world's regions and
+#             phrasings whatever s is, and the glyphs do not depend on s); the paired caches are new
+#             (the paired sets differ). rc, region-uniform, aria beta 1, 2, progress x 3 seeds per s
+#             (30 runs at once, ~6 min estimated) -> runs/glyph_zipf_s{0,16}/
 #   words-teachers  teachers of the same three worlds with prompts that name the glyph's parts
 #             (glyph_small_words_tau{0,05,1}.json: word_parts, e.g. "tegiz govok"), and their caches
 #   words-map rc, region-uniform, aria (beta 1, 2) x 3 seeds on those worlds (36 runs at once)
@@ -38,6 +44,19 @@ for part in "$@"; do
          done; wait ;;
     floor) $ARIA experiment experiments/glyph_floor_tau0.json --out runs/glyph_floor_tau0 ;;
     blind) $ARIA experiment experiments/glyph_blind_tau0.json --out runs/glyph_blind_tau0 ;;
+    zipf) for s in 0 16; do
+            dir=runs/glyph_teachers/small_s$s
+            [ -f $dir/world/world.json ] || \
+              $ARIA world --config aria_train/assets/worlds/glyph_small_s$s.json --out $dir/world --check 0 > /dev/null
+            if [ ! -d $dir/teacher ]; then
+              cp -r aria_train/assets/glyph_demo/teacher $dir/teacher && cp $dir/world/world.json $dir/teacher/world.json
+            fi
+            [ -d $dir/cache ] || $ARIA cache --teacher $dir/teacher --paired $dir/world/paired.parquet \
+              --pool $dir/world/pool.parquet --out $dir/cache --sample-dtype float16 --no-progress > $dir.cache.log 2>&1
+          done
+          for s in 0 16; do
+            $ARIA experiment "experiments/glyph_zipf_s$s.json" --out "runs/glyph_zipf_s$s" &
+          done; wait ;;
     policies) for name in progress_tau0 progress_tau05 progress_floor text_signal_tau0; do
                 $ARIA experiment "experiments/glyph_$name.json" --out "runs/glyph_$name" &
               done; wait ;;
@@ -54,6 +73,6 @@ for part in "$@"; do
     words-map) for tau in 0 05 1; do
                  $ARIA experiment "experiments/glyph_words_map_tau$tau.json" --out "runs/glyph_words_map_tau$tau" &
                done; wait ;;
-    *) echo "unknown part $part (teachers, map, floor, blind, policies, words-teachers, words-map, gate-teachers)" >&2; exit 2 ;;
+    *) echo "unknown part $part (teachers, map, floor, blind, zipf, policies, words-teachers, words-map, gate-teachers)" >&2; exit 2 ;;
   esac
 done
