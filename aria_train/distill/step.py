@@ -99,6 +99,9 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
             accelerator.backward(losses["loss"])
         else:
             losses["loss"].backward()
+        # with gradient checkpointing, backward recomputes hooked modules inside checkpointed
+        # blocks (self-attention feature KD), and the hooks keep those outputs and their graphs
+        models.student_features.clear()
     return losses
 
 
