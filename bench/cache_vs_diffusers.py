@@ -9,7 +9,9 @@ guidance ``--guidance``, each from the same seeded initial noise:
 * aria, per ``--dtype``: the teacher folder loaded as `aria cache` loads it (`load_teacher`), the
   UNet and text encoder in that dtype on the device, and the library's sampling
   (`aria_train.diffusion.sampling.sample_texts`: prompts encoded, conditional and null branches
-  in one batched forward, DDIM in float32), as `aria cache` samples its paired prompts;
+  in one batched forward, DDIM in float32), as `aria cache` samples its paired prompts; with
+  ``--compile`` also each dtype with the UNet compiled as `aria cache --compile` does (its
+  compilation happens in the untimed first batch, reported as ``warmup_s``);
 * diffusers: `StableDiffusionPipeline.from_pretrained(folder, torch_dtype=...)` with a DDIM
   scheduler from the folder's config, ``output_type="latent"`` (no VAE decode), in
   ``--diffusers-dtype`` (default float16 on a GPU, what RC's scripts and diffusers' examples
@@ -40,19 +42,22 @@ from bench.sd_folder import SIZES, random_prompts, sd_folder
 
 
 def timed_batches(sample_batch: Callable[[range, int | None], torch.Tensor], texts: list[str], batch: int,
-                  device: torch.device) -> tuple[torch.Tensor, float]:
-    """(latents of all texts on the CPU, seconds): ``sample_batch(rows, None)`` (None: the run's
-    steps) per batch of rows, after one untimed batch of one step, ``sample_batch(rows, 1)``."""
+                  device: torch.device) -> tuple[torch.Tensor, float, float]:
+    """(latents of all texts on the CPU, seconds, warm-up seconds): ``sample_batch(rows, None)``
+    (None: the run's steps) per batch of rows, after one untimed batch of one step,
+    ``sample_batch(rows, 1)``."""
+    start = time.perf_counter()
     sample_batch(range(min(batch, len(texts))), 1)
     if device.type == "cuda":
         torch.cuda.synchronize()
+    warmup = time.perf_counter() - start
     start = time.perf_counter()
     parts = [sample_batch(range(s, min(s + batch, len(texts))), None).float().cpu() for s in range(0, len(texts), batch)]
-    return torch.cat(parts), time.perf_counter() - start  # .cpu() waited for the GPU
+    return torch.cat(parts), time.perf_counter() - start, warmup  # .cpu() waited for the GPU
 
 
 def run(size: str, samples: int, batch: int, steps: int, guidance: float, dtypes: list[str], diffusers_dtype: str,
-        device: torch.device, work: Path, out: Path) -> list[dict]:
+        device: torch.device, work: Path, out: Path, compile: bool = False) -> list[dict]:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     from aria_train.diffusion.loading import load_teacher
@@ -77,28 +82,31 @@ def run(size: str, samples: int, batch: int, steps: int, guidance: float, dtypes
         return pipe([texts[r] for r in rows], num_inference_steps=few or steps, guidance_scale=guidance, latents=noise,
                     output_type="latent").images
 
-    expected, seconds = timed_batches(diffusers_batch, texts, batch, device)
+    expected, seconds, warmup = timed_batches(diffusers_batch, texts, batch, device)
     rows = [{**label, "path": "diffusers", "dtype": diffusers_dtype, "seconds": seconds, "samples_per_s": samples / seconds,
-             "rel_rms_vs_diffusers": 0.0}]
+             "rel_rms_vs_diffusers": 0.0, "warmup_s": warmup}]
     print(f"diffusers {diffusers_dtype}: {samples / seconds:.3g} samples/s", flush=True)
     del pipe
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
     teacher, ddpm, tokenizer, encoder = load_teacher(folder)
-    for dtype in dtypes:  # each from the float32 weights
-        unet = copy.deepcopy(teacher).to(device, getattr(torch, dtype))
+    for dtype, compiled in [(d, c) for d in dtypes for c in ((False, True) if compile else (False,))]:
+        unet = copy.deepcopy(teacher).to(device, getattr(torch, dtype))  # each from the float32 weights
         text_encoder = copy.deepcopy(encoder).to(device, getattr(torch, dtype))
+        if compiled:
+            unet.compile()  # as `aria cache --compile`
 
         def aria_batch(rows: range, few: int | None) -> torch.Tensor:
             return sample_texts(unet, dict(ddpm.config), tokenizer, text_encoder, [texts[r] for r in rows], list(rows),
                                 few or steps, guidance, batch)
 
-        latents, seconds = timed_batches(aria_batch, texts, batch, device)
+        latents, seconds, warmup = timed_batches(aria_batch, texts, batch, device)
         difference = float((latents - expected).square().mean().sqrt() / expected.square().mean().sqrt())
-        rows.append({**label, "path": "aria", "dtype": dtype, "seconds": seconds, "samples_per_s": samples / seconds,
-                     "rel_rms_vs_diffusers": difference})
-        print(f"aria {dtype}: {samples / seconds:.3g} samples/s", flush=True)
+        path = "aria-compiled" if compiled else "aria"
+        rows.append({**label, "path": path, "dtype": dtype, "seconds": seconds, "samples_per_s": samples / seconds,
+                     "rel_rms_vs_diffusers": difference, "warmup_s": warmup})
+        print(f"{path} {dtype}: {samples / seconds:.3g} samples/s (first batch {warmup:.1f} s)", flush=True)
     for row in rows:
         row["over_diffusers"] = row["samples_per_s"] / rows[0]["samples_per_s"]
     report(f"cache_vs_diffusers_{size}", rows, out)  # by size: a CPU run leaves the GPU results alone
@@ -119,10 +127,12 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                         help="dtypes of aria's rows (default: bfloat16 float16 on a GPU, float32 on the CPU)")
     parser.add_argument("--diffusers-dtype", choices=DTYPES, default="float16" if cuda else "float32",
                         help="diffusers' dtype (default: float16 on a GPU, float32 on the CPU)")
+    parser.add_argument("--compile", action="store_true", help="also each dtype with the UNet compiled, as `aria cache "
+                        "--compile` (minutes of compilation at SD size, in the untimed first batch)")
     args = parse_args(parser, [] if argv is None else argv, {"size": "tiny", "samples": 8, "batch": 4, "steps": 3})
     with work_folder(args.work) as work:
         return run(args.size, max(1, int(args.samples * scale)), args.batch, args.steps, args.guidance, args.dtype,
-                   args.diffusers_dtype, torch.device("cuda" if cuda else "cpu"), work, args.out)
+                   args.diffusers_dtype, torch.device("cuda" if cuda else "cpu"), work, args.out, args.compile)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 #                       eager, since compiling SD takes minutes; E2E_FLAGS="--channels-last --compile"
 #                       E2E_LIMIT=900 for the compiled loop: three compilations, one per model set-up)
 #   cache_vs_diffusers  the library's sampling (bf16, fp16) vs diffusers' fp16 StableDiffusionPipeline,
-#                       25 DDIM steps, CFG 7.5, 128 samples in batches of 64
+#                       25 DDIM steps, CFG 7.5, 128 samples in batches of 64; CACHE_FLAGS=--compile
+#                       CACHE_LIMIT=400 adds the compiled UNet's rows (`aria cache --compile`; not yet run)
 # One random SD v1.4-size folder (bench/sd_folder.py) is built once in a temporary work folder
 # and shared; each benchmark has its own time limit, so one that stalls cannot take the others.
 set -uo pipefail
@@ -28,6 +29,6 @@ bench() {  # bench LIMIT_S MODULE ARGS...: one benchmark, after a progress line 
 }
 bench 130 regions_embed --prompts 60000 --reference-prompts 20000 --batch 1024 2048 --dtype bfloat16 float32
 bench "${E2E_LIMIT:-260}" distill_e2e --batch 64 --steps 32 --warmup 8 --step-steps 8 ${E2E_FLAGS---channels-last}
-bench 130 cache_vs_diffusers --samples 128 --batch 64 --dtype bfloat16 float16
+bench "${CACHE_LIMIT:-130}" cache_vs_diffusers --samples 128 --batch 64 --dtype bfloat16 float16 ${CACHE_FLAGS-}
 echo "== [$((SECONDS - start)) s] done; CSVs in $OUT"
 exit $status

@@ -62,14 +62,22 @@ def test_distill_e2e(work, tmp_path):
     assert [r["method"] for r in written] == ["rc", "aria"]
 
 
-def test_cache_vs_diffusers(work, tmp_path):
-    rows = cache_vs_diffusers.main(argv=["--quick", "--samples", "4", "--batch", "2", "--steps", "2",
+def test_cache_vs_diffusers(work, tmp_path, monkeypatch):
+    """With --compile, a row per dtype with the UNet compiled as `aria cache --compile` does
+    (compile stubbed: inductor takes minutes on a CPU)."""
+    from diffusers import UNet2DConditionModel
+
+    compiled = []
+    monkeypatch.setattr(UNet2DConditionModel, "compile", lambda self, **options: compiled.append(options))
+    rows = cache_vs_diffusers.main(argv=["--quick", "--samples", "4", "--batch", "2", "--steps", "2", "--compile",
                                          "--work", str(work), "--out", str(tmp_path)])
     written = check(rows, tmp_path / "cache_vs_diffusers_tiny.csv",
-                    {"path", "dtype", "steps", "guidance", "samples_per_s", "over_diffusers", "rel_rms_vs_diffusers"},
-                    ("samples_per_s", "over_diffusers"))
-    assert [(r["path"], r["dtype"]) for r in written] == [("diffusers", "float32"), ("aria", "float32")]
-    assert float(written[1]["rel_rms_vs_diffusers"]) < 1e-5  # the same samples, from the same noise
+                    {"path", "dtype", "steps", "guidance", "samples_per_s", "over_diffusers", "rel_rms_vs_diffusers",
+                     "warmup_s"}, ("samples_per_s", "over_diffusers", "warmup_s"))
+    assert [(r["path"], r["dtype"]) for r in written] == [("diffusers", "float32"), ("aria", "float32"),
+                                                          ("aria-compiled", "float32")]
+    assert compiled == [{}]
+    assert all(float(r["rel_rms_vs_diffusers"]) < 1e-5 for r in written[1:])  # the same samples, from the same noise
 
 
 def test_distill_step_sdxl_tiny(tmp_path, monkeypatch, capsys):

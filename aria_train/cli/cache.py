@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="dtype the teacher UNet and the text "
                         "encoder run in; auto = bfloat16 on CUDA, float32 on the CPU; a cache is continued only at the "
                         "dtype it was started with (default: %(default)s)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the teacher UNet before sampling: minutes "
+                        "of compilation for an SD-size UNet (and once more for a last, smaller batch), for large caches; "
+                        "it changes samples at rounding level only, but a cache is continued only with the setting it "
+                        "was started with (default: off)")
     parser.add_argument("--device", default=None, help="torch device (default: under torchrun / accelerate launch the "
                         "process's own GPU, else cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
@@ -115,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype)
     teacher.unet.to(device, dtype)
     teacher.prompts.to(device, dtype)
+    if args.compile:
+        teacher.unet.compile()  # in place: the sampling code calls the same module
     paired_dir = write_paired(args, metadata[PAIRED_DIR], teacher.unet, dict(teacher.scheduler.config), teacher.prompts,
                               paired, pool_ids, device, ranks)
     if ranks.rank == 0:

@@ -94,6 +94,7 @@ def paired_metadata(args: argparse.Namespace, fingerprints: dict, rows: int) -> 
             "pool": str(Path(args.pool).resolve()) if args.pool else None, "rows": rows,
             "steps": args.steps, "guidance": args.guidance, "seed": args.seed, "dtype": args.dtype,
             "sample_dtype": args.sample_dtype, **fingerprints,
+            **({"compile": True} if args.compile else {}),  # absent when off: caches from before the option match
             "seeding": "row i starts from seeded_noise with seed + i", "sampler": "DDIM eta=0, classifier-free guidance"}
 
 
@@ -102,6 +103,9 @@ def text_metadata(args: argparse.Namespace, fingerprints: dict, rows: int) -> di
     return {"teacher": str(Path(args.teacher).resolve()), "pool": str(Path(args.pool).resolve()), "rows": rows,
             "dtype": args.dtype, "text_dtype": args.text_dtype,
             **{k: v for k, v in fingerprints.items() if k != "paired_fingerprint"}}
+
+
+RECORDED_WHEN_ON = ("compile",)  # settings in a cache's metadata only when on (older caches lack them)
 
 
 def check_metadata(directory: Path, metadata: dict) -> None:
@@ -119,7 +123,8 @@ def check_metadata(directory: Path, metadata: dict) -> None:
     if inputs:
         raise ValueError(f"{directory} holds a cache made from other inputs ({', '.join(inputs)} changed): "
                          "choose another --out")
-    changed = [f"{k}: {recorded.get(k)!r} -> {v!r}" for k, v in metadata.items() if recorded.get(k) != v]
+    keys = [*metadata, *(k for k in RECORDED_WHEN_ON if k in recorded and k not in metadata)]
+    changed = [f"{k}: {recorded.get(k)!r} -> {metadata.get(k)!r}" for k in keys if recorded.get(k) != metadata.get(k)]
     if changed:
         raise ValueError(f"{directory} was made with other settings ({'; '.join(changed)}): rerun with its "
                          "settings to continue it, or choose another --out")

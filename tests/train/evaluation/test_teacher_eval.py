@@ -204,6 +204,19 @@ def test_cache_writes_samples_and_resumes_without_duplicates(setup, tmp_path, mo
     assert run_cli(*cache_args(setup, tmp_path / "resumed", "--guidance", "3")) == 2
 
 
+def test_cache_compile_compiles_the_teacher_unet_and_is_recorded(setup, tmp_path, monkeypatch):
+    """--compile compiles the UNet the sampling calls (stubbed here: inductor takes minutes on a
+    CPU) and is part of the cache's settings: continuing it without --compile is refused."""
+    compiled = []
+    monkeypatch.setattr(UNet2DConditionModel, "compile", lambda self, **options: compiled.append(options))
+    assert run_cli(*cache_args(setup, tmp_path / "c", "--compile")) == 0
+    assert compiled == [{}]
+    assert TensorCache(tmp_path / "c" / "paired").metadata["compile"] is True
+    assert run_cli(*cache_args(setup, tmp_path / "c")) == 2  # other settings: not mixed in
+    assert run_cli(*cache_args(setup, tmp_path / "plain")) == 0
+    assert "compile" not in TensorCache(tmp_path / "plain" / "paired").metadata and compiled == [{}]
+
+
 # ---------------------------------------------------------------- eval
 
 
