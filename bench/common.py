@@ -31,16 +31,16 @@ def report(name: str, rows: list[dict], out_dir: Path | None = None, show: bool 
     stamp = {"host": platform.node(), "python": platform.python_version(),
              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     rows = [{**row, **{k: v for k, v in stamp.items() if k not in row}} for row in rows]  # read_rows' keep theirs
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for row in rows for k in row))  # rows of an older run may lack a newer column
     shown = [k for k in keys if k not in stamp]
-    widths = {k: max(len(k), *(len(_fmt(r[k])) for r in rows)) for k in shown}
+    widths = {k: max(len(k), *(len(_fmt(r.get(k, ""))) for r in rows)) for k in shown}
     if show:
         print("  ".join(k.rjust(widths[k]) for k in shown))
         for row in rows:
-            print("  ".join(_fmt(row[k]).rjust(widths[k]) for k in shown))
+            print("  ".join(_fmt(row.get(k, "")).rjust(widths[k]) for k in shown))
     path = out / f"{name}.csv"
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer = csv.DictWriter(handle, fieldnames=keys, restval="")
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -14,10 +14,12 @@ long and as wide as its encoders'). Students come from ``make_student``, as the 
 them (BK-SDM-Small of SD, KOALA-700M of SDXL unless ``--student``). Per row: images/s, peak
 memory, FLOPs of one whole step counted with torch.utils.flop_counter, and MFU against a bf16
 8192^3 matmul measured in the same run.
-``--compile``, ``--channels-last`` and ``--gradient-checkpointing`` set the models up exactly as
+``--compile``, ``--channels-last``, ``--gradient-checkpointing`` and ``--teacher-fp8`` set the models up exactly as
 ``aria distill`` does (aria_train.distill.speed). FLOPs are counted on an eager step (the counter sees
 aten ops, not compiled kernels; with checkpointing they include the recomputed forward);
-``warmup_s`` is the time of the ``--warmup`` steps after it, compilation included.
+``warmup_s`` is the time of the ``--warmup`` steps after it, compilation included. torch's FLOP
+counter does not count the FP8 products of ``--teacher-fp8`` (``torch._scaled_mm``): compare those
+rows by images/s, not MFU.
 
 A batch sweep (``--batch 8 16 32 ...``, run in the given order, each size with freshly built
 models) finds the largest batch that fits: a size that runs out of device memory is recorded
@@ -79,6 +81,7 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
     return step
 
 
+SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
 MEASURED = ("step_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
             "aria_ops_ms", "aria_ops_fraction")
 
@@ -118,7 +121,7 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     from aria_train.distill.losses import LossWeights
     from aria_train.distill.speed import make_optimizer
 
-    speed = {k: setup[k] for k in ("compile", "channels_last", "gradient_checkpointing")}
+    speed = {k: setup[k] for k in SPEED_OPTIONS}
     # FLOPs are counted on an eager step; compilation is switched on after that.
     with oom_phase("building the models", device):
         models, inputs = build(setup["size"], setup["student"], setup["feature_kd"], device, {**speed, "compile": False})
@@ -194,7 +197,7 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
     channels_last, gradient_checkpointing) and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            **{k: speed[k] for k in ("compile", "channels_last", "gradient_checkpointing")},
+            **{k: speed[k] for k in SPEED_OPTIONS},
             "regions": regions, "pool": pool}
 
 
@@ -225,6 +228,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--compile", action="store_true", help="torch.compile teacher and student (in place)")
     parser.add_argument("--channels-last", action="store_true", help="both UNets in channels-last memory format")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute the student's activations in backward")
+    parser.add_argument("--teacher-fp8", action="store_true", help="the teacher's linear layers in FP8 (aria distill --teacher-fp8)")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
     parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
@@ -238,7 +242,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         torch.backends.cudnn.benchmark = True
     peak = matmul_tflops(device)
     speed = {"compile": args.compile, "channels_last": args.channels_last,
-             "gradient_checkpointing": args.gradient_checkpointing}
+             "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ is the repository's folder of benchmarks, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import cache_vs_diffusers, distill_e2e, distill_step, regions_embed, small_world  # noqa: E402
+from bench import cache_vs_diffusers, distill_e2e, distill_step, fp8_teacher, regions_embed, small_world  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -142,3 +142,14 @@ def test_small_world(tmp_path):
                     ("runs_s", "eval_s", "s_per_run"))
     assert [(r["parallel"], r["runs"], r["steps"]) for r in written] == [("1", "1", "2")]
     assert (tmp_path / "work" / "out_1" / "eval" / "summary.csv").is_file()
+
+
+def test_fp8_teacher(tmp_path):
+    """bench/fp8_teacher.py on the shipped embedded-world teacher: float32 and FP8 rows per timestep,
+    the FP8 prediction within a few percent of float32's."""
+    rows = fp8_teacher.main(["--size", "demo", "--batch", "2", "--timesteps", "500", "980", "--out", str(tmp_path)])
+    written = check(rows, tmp_path / "fp8_teacher_demo.csv", {"timestep", "way", "rel_rms_vs_float32", "mse_vs_float32",
+                                                              "fp8_layers"}, ())
+    assert [(r["timestep"], r["way"]) for r in written] == [(t, w) for t in ("500", "980") for w in ("float32", "float32+fp8")]
+    fp8 = [float(r["rel_rms_vs_float32"]) for r in written if r["way"] == "float32+fp8"]
+    assert all(0 < v < 0.15 for v in fp8) and int(written[0]["fp8_layers"]) > 0

@@ -122,6 +122,15 @@ def test_distill_help_lists_the_speed_options(capsys):
         aria_cli.main(["distill", "--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--compile", "--channels-last", "--gradient-checkpointing"):
+    for flag in ("--compile", "--channels-last", "--gradient-checkpointing", "--teacher-fp8"):
         assert f"{flag}, --no-{flag[2:]}" in text
     assert "recompute the student's activations" in text
+
+
+def test_distill_with_an_fp8_teacher(paths, tmp_path):
+    """--teacher-fp8 runs on the CPU (FP8 products emulated) and is recorded with the run."""
+    out = tmp_path / "run"
+    assert aria_cli.main(paths.options(out, "--method", "rc", "--steps", "2", "--teacher-fp8")) == 0
+    assert json.loads((out / "config.json").read_text())["teacher_fp8"] is True
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records and all(r["loss"] > 0 for r in records)
