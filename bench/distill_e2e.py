@@ -162,7 +162,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False}
+    speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False,
+             "teacher_fp8": False}
     with work_folder(args.work) as work:
         return run(args.size, args.batch, max(args.warmup + 1, int(args.steps * scale)), args.warmup, args.step_steps,
                    args.paired, args.pool, args.regions, speed, device, work, args.out)
