@@ -7,7 +7,7 @@ distilled. ``Float8Linear`` replaces an ``nn.Linear``: its weight is quantised o
 float8_e4m3fn with one scale per output row (amax / 448, the format's largest value); each
 input is quantised on the fly with one scale per row of the flattened input (its token), and
 ``torch._scaled_mm`` multiplies the two, accumulating in float32, and rescales into the input's
-dtype; the bias is added after. Convolutions stay as they are (torch has no FP8 convolution).
+dtype (through bf16 on a GPU, whose row-wise kernels write only that); the bias is added after. Convolutions stay as they are (torch has no FP8 convolution).
 ``to_float8`` converts every eligible linear layer of a module in place; ``bench.fp8_teacher``
 measures the prediction's difference and the step's speed.
 
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 E4M3_MAX = 448.0  # largest finite float8_e4m3fn
-MULTIPLE = 16  # _scaled_mm's FP8 kernels need both matrix sizes of the weight in multiples of 16
+MULTIPLE = 16  # _scaled_mm's FP8 kernels work on sizes in multiples of 16
 
 
 def quantise_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,10 +45,17 @@ class Float8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
+        count = rows.shape[0]
         values, scale = quantise_rows(rows)
+        pad = -count % MULTIPLE  # whole tiles of rows for the GPU kernels; the padding rows are dropped
+        if pad:
+            values = torch.cat([values, values.new_zeros(pad, self.in_features)])
+            scale = torch.cat([scale, scale.new_ones(pad, 1)])
         weight = self.weight_bits.view(torch.float8_e4m3fn)
+        # CUDA's row-wise scaled kernels write bf16 only; the CPU writes any float dtype
+        out_dtype = x.dtype if x.device.type == "cpu" else torch.bfloat16
         out = torch._scaled_mm(values, weight.t(), scale_a=scale, scale_b=self.scale_bits.view(torch.float32),
-                               out_dtype=x.dtype)
+                               out_dtype=out_dtype)[:count].to(x.dtype)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
         return out.reshape(*x.shape[:-1], self.out_features)
