@@ -7,11 +7,12 @@ distilled. ``Float8Linear`` replaces an ``nn.Linear``: its weight is quantised o
 float8_e4m3fn with one scale per output row (amax / 448, the format's largest value); each
 input is quantised on the fly with one scale per row of the flattened input (its token), and
 ``torch._scaled_mm`` multiplies the two, accumulating in float32, and rescales into the input's
-dtype (through bf16 on a GPU, whose row-wise kernels write only that); the bias is added after. Convolutions stay as they are (torch has no FP8 convolution).
-``to_float8`` converts every eligible linear layer of a module in place; ``bench.fp8_teacher``
-measures the prediction's difference and the step's speed.
-
-Layers whose sizes are not multiples of 16 (what the FP8 kernels need) keep their precision.
+dtype (through bf16 on a GPU, whose row-wise kernels write only that); the bias is added after.
+Convolutions stay as they are (torch has no FP8 convolution). ``to_float8`` converts every
+eligible linear layer of a module in place (layers whose sizes are not multiples of 16, what the
+FP8 kernels need, keep their precision). ``bench/fp8_teacher.py`` measures how far the
+prediction moves (and, on a GPU, the forward's time); ``bench.distill_step --teacher-fp8`` the
+step's speed.
 """
 from __future__ import annotations
 
