@@ -63,6 +63,17 @@ def map_ratios(data_dir: str | Path | None, cells: tuple[tuple[float, tuple[str,
     return pd.concat(frames, ignore_index=True)
 
 
+def predictions(data_dir: str | Path | None, folder: str, cells: tuple[tuple[float, tuple[str, ...]], ...]):
+    """The simulator's predictions (``folder``/measured_vs_predicted.csv, written by `aria sim
+    allocation --measured`) for the experiments of ``cells``, with each row's tau; None without the file."""
+    path = experiment_dir(data_dir, folder) / "measured_vs_predicted.csv"
+    if not path.is_file():
+        return None
+    predicted = pd.read_csv(path)
+    predicted = predicted[predicted["experiment"].isin({name for _, names in cells for name in names})]
+    return predicted.assign(tau=predicted["scenario"].str.extract(r"tau=([0-9.]+)")[0].astype(float))
+
+
 def finish_tau_axes(axes, groups: tuple[str, ...]) -> None:
     """A grid of ratio-to-RC panels against tau: the RC line, group titles, tau ticks, axis labels."""
     for ax, group in zip(axes.flat, groups):
@@ -78,12 +89,7 @@ def finish_tau_axes(axes, groups: tuple[str, ...]) -> None:
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     measured = map_ratios(data_dir, CONFIG.cells)
-    predicted_file = experiment_dir(data_dir, CONFIG.predicted) / "measured_vs_predicted.csv"
-    predicted = pd.read_csv(predicted_file) if predicted_file.is_file() else None
-    if predicted is not None:  # the predictions for this figure's cells (the file holds other worlds' too)
-        predicted = predicted[predicted["experiment"].isin({n for _, names in CONFIG.cells for n in names})]
-        tau_of = {s: float(s.split("tau=")[1].split(":")[0]) for s in predicted["scenario"].unique()}
-        predicted = predicted.assign(tau=predicted["scenario"].map(tau_of))
+    predicted = predictions(data_dir, CONFIG.predicted, CONFIG.cells)
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
     for ax, group in zip(axes.flat, GROUPS):
         for i, (method, (label, colour)) in enumerate(METHODS.items()):

@@ -18,6 +18,7 @@ import pandas as pd
 
 from paper_figures.common import plt, save
 from paper_figures.fig_experiment_groups import experiment_dir
+from simulations.measured import region_groups
 
 GROUP_COLOURS = {"head": "#4c72b0", "mid": "#8c8c8c", "under": "#dd8452", "unseen-head": "#55a868",
                  "unseen-tail": "#c44e52"}
@@ -37,12 +38,6 @@ class Config:
 
 
 CONFIG = Config()
-
-
-def region_groups(folder: Path) -> pd.Series:
-    """Group name per region id, from an experiment's evaluation."""
-    table = pd.read_csv(folder / "eval" / "discrepancy.csv", usecols=["region", "group"])
-    return table.drop_duplicates("region").set_index("region")["group"].sort_index()
 
 
 def group_pi(folder: Path, method: str, seeds: tuple[int, ...], groups: pd.Series) -> pd.DataFrame | None:
@@ -66,7 +61,7 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
         raise FileNotFoundError("no test-bed experiment found under experiments/results (or --data)")
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), sharey=True, squeeze=False)
     for ax, (title, aria_dir, progress_dir) in zip(axes[0], panels):
-        groups = region_groups(aria_dir)
+        groups = pd.Series(region_groups(aria_dir)).sort_index()
         for method, folder, style in (("aria", aria_dir, "-"), ("progress", progress_dir, "--")):
             pi = group_pi(folder, method, CONFIG.seeds, groups) if folder is not None else None
             if pi is None:

@@ -15,11 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from paper_figures.common import plt, save
-from paper_figures.fig_experiment_groups import experiment_dir
-from paper_figures.fig_testbed_map import finish_tau_axes, map_ratios
+from paper_figures.fig_testbed_map import finish_tau_axes, map_ratios, predictions
 
 
 @dataclass(frozen=True)
@@ -40,12 +37,9 @@ FAMILIES = (("cells", "words name no part", "o-"), ("word_cells", "words name th
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     measured = {key: map_ratios(data_dir, getattr(CONFIG, key)) for key, _, _ in FAMILIES}
-    predicted_file = experiment_dir(data_dir, CONFIG.predicted) / "measured_vs_predicted.csv"
-    predicted = pd.read_csv(predicted_file) if predicted_file.is_file() else None
+    predicted = predictions(data_dir, CONFIG.predicted, CONFIG.cells)  # the first family's: the simulator's are the same
     if predicted is not None:
-        predicted = predicted[(predicted["method"] == "aria")  # the first family's worlds: the simulator's are the same
-                              & predicted["experiment"].isin({n for _, names in CONFIG.cells for n in names})]
-        predicted = predicted.assign(tau=predicted["scenario"].str.extract(r"tau=([0-9.]+)")[0].astype(float))
+        predicted = predicted[predicted["method"] == "aria"]
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
     for ax, group in zip(axes.flat, GROUPS):
         for i, (method, (label, colour)) in enumerate(METHODS.items()):

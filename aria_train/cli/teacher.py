@@ -33,7 +33,8 @@ def resumed_config(out: Path, args: argparse.Namespace) -> TeacherConfig:
                          "finished unet/)")
     saved = load_json(TeacherConfig, out / CONFIG_FILE, TeacherConfig.WHAT)
     config = from_args(TeacherConfig, args, saved)
-    changed = [k for k, v in to_dict(config).items() if k not in RUN_OPTIONS and v != to_dict(saved)[k]]
+    before = to_dict(saved)
+    changed = [k for k, v in to_dict(config).items() if k not in RUN_OPTIONS and v != before[k]]
     if changed:
         raise ValueError(f"--resume keeps the run's training options; changed: {', '.join(changed)}")
     return config

@@ -235,12 +235,12 @@ class PromptEncoder:
         return self.zeros(1) if self.zero_null else self.encode([""])
 
 
-def blinded(hidden: Conditioning, regions: np.ndarray, blind: np.ndarray, null: Conditioning) -> Conditioning | None:
-    """``hidden`` (one row per prompt of region ``regions``, -1 = none) with the rows of blind
-    regions (``blind``: (K,) bool) set to the null text's conditioning ``null`` (one row): what a
-    student that cannot tell those regions apart is shown (DistillConfig.blind_regions). None when
-    no row is blind (the student sees ``hidden``)."""
-    rows = np.flatnonzero((regions >= 0) & blind[np.maximum(regions, 0)])
+def blinded(hidden: Conditioning, regions: np.ndarray, blind: Sequence[int], null: Conditioning) -> Conditioning | None:
+    """``hidden`` (one row per prompt of region ``regions``, -1 = none) with the rows of the
+    regions ``blind`` set to the null text's conditioning ``null`` (one row): what a student that
+    cannot tell those regions apart is shown (DistillConfig.blind_regions). None when no row is
+    blind (the student sees ``hidden``)."""
+    rows = np.flatnonzero(np.isin(regions, blind))
     if not rows.size:
         return None
     out = hidden.clone()

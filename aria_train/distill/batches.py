@@ -150,7 +150,7 @@ class BatchStream:
         self.cursor = 0  # paired samples consumed by all processes together
         self._order: tuple[int, np.ndarray] | None = None
         self.noisy = region_mask(config.noisy_regions, self.pool, "noisy_regions", config.pool)  # teacher noise on/off
-        self.blind = region_mask(config.blind_regions, self.pool, "blind_regions", config.pool)
+        region_mask(config.blind_regions, self.pool, "blind_regions", config.pool)  # checks the ids
 
     def _global_indices(self, count: int) -> np.ndarray:
         n, out = len(self.paired), []
@@ -212,7 +212,7 @@ class BatchStream:
         return Batch(x0=draft.x0, noise=draft.noise, timesteps=draft.timesteps, hidden=hidden,
                      paired=to_device(torch.from_numpy(paired), self.device), prompt_ids=prompt_ids, regions=regions,
                      switched=switched, nulled=~real, weights=weights, target_noise=target_noise,
-                     student_hidden=blinded(hidden, regions, self.blind, self.encoder.null))
+                     student_hidden=blinded(hidden, regions, self.config.blind_regions, self.encoder.null))
 
     def position(self) -> StreamPosition:
         return StreamPosition(self.cursor, self.rng.bit_generator.state, self.noise_generator.get_state())

@@ -133,10 +133,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         x0 = sample_prompts(teacher, dict(scheduler.config), prompts, texts, seeds, **sampling, progress=progress)
     hidden = prompts.encode(texts)
     # a student trained blind to some regions (DistillConfig.blind_regions) is evaluated as it trained
-    blind = {name: _blind_mask(path, table) for name, path in zip(names, args.student)}
-    blind = {name: mask for name, mask in blind.items() if mask.any()}
-    student_hidden = {name: blinded(hidden, table["region"].to_numpy(), mask, prompts.null())
-                      for name, mask in blind.items()}
+    blind = {name: ids for name, path in zip(names, args.student) if (ids := _blind_regions(path))}
+    student_hidden = {name: blinded(hidden, table["region"].to_numpy(), ids, prompts.null()) for name, ids in blind.items()}
     if progress:
         print(f"discrepancy: {len(names)} student(s) x {len(table)} prompts x {len(args.timesteps)} timesteps", flush=True)
     errors = fixed_timestep_errors(students, scheduler, x0, hidden, seeds, args.timesteps, reference=teacher,
@@ -165,7 +163,7 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         for name, unet in {"teacher": teacher, **students}.items():
             if progress:
                 print(f"sampling {name}: {len(chosen)} prompts, {args.steps} DDIM steps", flush=True)
-            texts_shown = chosen["text"].where(~blind[name][chosen["region"]], "") if name in blind else chosen["text"]
+            texts_shown = chosen["text"].where(~chosen["region"].isin(blind.get(name, [])), "")
             x = sample_prompts(unet, dict(scheduler.config), prompts, texts_shown.tolist(),
                                [seeds[i] for i in chosen.index], **sampling, progress=progress)
             images[name] = _to_images(x, teacher_dir, device)
@@ -212,18 +210,13 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     return results
 
 
-def _blind_mask(student: str | Path, table: pd.DataFrame) -> np.ndarray:
-    """(K,) bool over the held-out table's regions: the blind_regions of the run that ``student``
-    (a run directory, or a folder inside one) comes from; all False outside a run."""
-    import numpy as np
-
-    mask = np.zeros(int(table["region"].max()) + 1, dtype=bool)
+def _blind_regions(student: str | Path) -> list[int]:
+    """The blind_regions of the distillation run that ``student`` (a run directory, or a folder
+    inside one) comes from; none outside a run."""
     for folder in [Path(student), *Path(student).parents][:4]:  # RUN/checkpoints/step-N/student_ema at most
         if (folder / "checkpoints").is_dir() and (folder / "config.json").is_file():
-            ids = json.loads((folder / "config.json").read_text()).get("blind_regions", [])
-            mask[[i for i in ids if i < len(mask)]] = True
-            break
-    return mask
+            return list(json.loads((folder / "config.json").read_text()).get("blind_regions", []))
+    return []
 
 
 def _pool_shares(world):

@@ -42,9 +42,7 @@ class HeldoutMonitor:
         self.regions = table["region"].to_numpy()
         self.num_regions = num_regions
         self.hidden = inputs.prompts.encode(table["text"].tolist())  # the conditioning of the held-out prompts
-        blind = np.zeros(num_regions, dtype=bool)
-        blind[list(blind_regions)] = True
-        student_hidden = blinded(self.hidden, self.regions, blind, inputs.prompts.null())  # as the student trains
+        student_hidden = blinded(self.hidden, self.regions, blind_regions, inputs.prompts.null())  # as it trains
         self.student_hidden = {} if student_hidden is None else {"student": student_hidden}
         rows = np.arange(len(table)) % len(inputs.paired)
         self.x0 = inputs.paired.get("sample", rows).to(torch.float32)

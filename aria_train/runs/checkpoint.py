@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from aria_train.console import first_line
+from aria_train.runs.atomic import replace_folder
 
 STEP_DIR = re.compile(r"step-(\d{7})")
 TRAINER_STATE = "trainer_state.json"
@@ -190,13 +191,7 @@ def save_checkpoint(
     accelerator.wait_for_everyone()
     if main:
         _fsync_tree(tmp)
-        if final.exists():  # re-saving a step (resumed from an older checkpoint): swap, then drop
-            old = checkpoints / f".tmp-old-{final.name}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
+        replace_folder(tmp, final)  # an existing one: a step saved again (resumed from an older checkpoint)
         _fsync_dir(checkpoints)
         if limit > 0:
             for stale in list_checkpoints(checkpoints)[:-limit]:

@@ -14,11 +14,12 @@ renamed into place, so a run killed midway keeps its previous checkpoint.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import torch
+
+from aria_train.runs.atomic import replace_folder
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "training_state.pt"
@@ -58,14 +59,7 @@ def save_training_state(folder: Path, accelerator, unet, optimizer, lr_scheduler
         write_state(tmp, unet, optimizer, lr_scheduler, ema, state, text_encoder)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if folder.exists():
-            old = folder.with_name(f".old-{folder.name}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
+        replace_folder(tmp, folder)
     accelerator.wait_for_everyone()
 
 

@@ -19,11 +19,11 @@ def test_blinded_sets_the_rows_of_blind_regions_to_the_null_text():
     hidden = torch.arange(5 * 2 * 3, dtype=torch.float32).view(5, 2, 3)
     null = torch.full((1, 2, 3), -1.0)
     regions = np.array([0, 2, -1, 2, 1])
-    blind = np.array([False, False, True])
+    blind = [2]
     out = blinded(hidden, regions, blind, null)
     assert torch.equal(out[[1, 3]], null.expand(2, -1, -1))
     assert torch.equal(out[[0, 2, 4]], hidden[[0, 2, 4]])  # other regions and the null text (-1) unchanged
-    assert blinded(hidden, regions, np.array([False, True, False]), null) is not None
+    assert blinded(hidden, regions, [1], null) is not None
     assert blinded(hidden, np.array([0, -1]), blind, null) is None  # no blind row: the student sees hidden
 
 
