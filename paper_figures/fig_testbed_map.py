@@ -39,14 +39,15 @@ METHODS = {"region-uniform": ("region-uniform", "#55a868"), "aria": ("ARIA beta 
            "progress": ("progress policy", "#8172b2")}
 
 
-def map_ratios(data_dir: str | Path | None, cells: tuple[tuple[float, tuple[str, ...]], ...]) -> pd.DataFrame:
-    """Per (tau, method, group) of ``cells`` (Config.cells' form): mean and sd over seeds of the
-    ratio to RC's on the same seed.
+def map_ratios(data_dir: str | Path | None, cells: tuple[tuple[float, tuple[str, ...]], ...],
+               knob: str = "tau") -> pd.DataFrame:
+    """Per (knob value, method, group) of ``cells`` (Config.cells' form, keyed by the value of the
+    world's ``knob``, a column of the result): mean and sd over seeds of the ratio to RC's on the same seed.
     Cells whose folders are missing are left out; later folders of a cell (runs made after the
     cell, e.g. a revised policy) borrow the rc students of its first folder and replace the
     students of the same name there."""
     frames = []
-    for tau, names in cells:
+    for value, names in cells:
         folders = [experiment_dir(data_dir, name) / "eval" / "summary.csv" for name in names]
         present = [pd.read_csv(f) for f in folders if f.is_file()]
         if not present or not folders[0].is_file():
@@ -57,32 +58,38 @@ def map_ratios(data_dir: str | Path | None, cells: tuple[tuple[float, tuple[str,
             rows = pd.concat([rows[~rows["model"].isin(set(later["model"]))], later])
         ratios = seed_ratios(rows[rows["metric"] == MEASURED_METRIC])
         stats = ratios.groupby(["method", "group"])["ratio"].agg(mean="mean", sd="std").reset_index()
-        frames.append(stats.assign(tau=tau))
+        frames.append(stats.assign(**{knob: value}))
     if not frames:
         raise FileNotFoundError("no map cell found under experiments/results (or --data)")
     return pd.concat(frames, ignore_index=True)
 
 
-def predictions(data_dir: str | Path | None, folder: str, cells: tuple[tuple[float, tuple[str, ...]], ...]):
+def predictions(data_dir: str | Path | None, folder: str, cells: tuple[tuple[float, tuple[str, ...]], ...],
+                knob: str = "tau"):
     """The simulator's predictions (``folder``/measured_vs_predicted.csv, written by `aria sim
-    allocation --measured`) for the experiments of ``cells``, with each row's tau; None without the file."""
+    allocation --measured`) for the experiments of ``cells``, with each row's value of ``knob`` (read
+    from its scenario, e.g. "testbed:k=12:s=1.2:tau=0"); None without the file."""
     path = experiment_dir(data_dir, folder) / "measured_vs_predicted.csv"
     if not path.is_file():
         return None
     predicted = pd.read_csv(path)
     predicted = predicted[predicted["experiment"].isin({name for _, names in cells for name in names})]
-    return predicted.assign(tau=predicted["scenario"].str.extract(r"tau=([0-9.]+)")[0].astype(float))
+    values = predicted["scenario"].str.extract(rf":{knob}=([0-9.]+)")[0].astype(float)
+    return predicted.assign(**{knob: values})
 
 
-def finish_tau_axes(axes, groups: tuple[str, ...]) -> None:
-    """A grid of ratio-to-RC panels against tau: the RC line, group titles, tau ticks, axis labels."""
+def finish_tau_axes(axes, groups: tuple[str, ...], ticks: tuple[float, ...] = (0, 0.5, 1),
+                    xlabel: str = "tau (shared fraction of the glyph)") -> None:
+    """A grid of ratio-to-RC panels against a world knob (tau unless told): the RC line, group
+    titles, the knob's ticks, axis labels."""
+    margin = 0.1 * (max(ticks) - min(ticks))
     for ax, group in zip(axes.flat, groups):
         ax.axhline(1.0, color="#4c72b0", lw=1)
         ax.set_title(group)
-        ax.set_xticks([0, 0.5, 1])
-        ax.set_xlim(-0.1, 1.1)
+        ax.set_xticks(list(ticks))
+        ax.set_xlim(min(ticks) - margin, max(ticks) + margin)
     for ax in axes[-1]:
-        ax.set_xlabel("tau (shared fraction of the glyph)")
+        ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel("p(t)-weighted discrepancy / RC's")
 
