@@ -82,6 +82,7 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
 
 
 SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
+FLOP_BATCH = 8  # images in the FLOP-counting step; larger batches are scaled from it (see run_rows)
 MEASURED = ("step_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
             "aria_ops_ms", "aria_ops_fraction")
 
@@ -131,11 +132,11 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
     ops = aria_ops(setup["regions"], setup["pool"], batch)
 
-    def one_step(with_aria: bool) -> None:
+    def one_step(with_aria: bool, data: dict = batch_data) -> None:
         from aria_train.distill.step import train_step
 
         with autocast:
-            losses = train_step(models, batch_data, weights)
+            losses = train_step(models, data, weights)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         discrepancy = losses["discrepancy"].double().cpu().numpy()  # RC's tally reads it too: the same sync
@@ -150,10 +151,16 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         torch.cuda.reset_peak_memory_stats()
     with oom_phase("the first step", device):
         one_step(False)
+    # Counted on at most FLOP_BATCH images and scaled: every op the counter sees works per image,
+    # so the count is linear in the batch (tests/test_bench_smoke.py checks it), and counting under
+    # FlopCounterMode holds far more memory than the step itself (KOALA-700M, checkpointed, batch
+    # 64: the first step fit, the counted one ran out at 134 GiB).
+    flop_batch = min(batch, FLOP_BATCH)
     flops = FlopCounterMode(display=False)
     with oom_phase("the FLOP-counting step", device), flops:
-        one_step(False)
-    step_flops = flops.get_total_flops()
+        one_step(False, batch_data if flop_batch == batch else
+                 make_batch(flop_batch, inputs, device, torch.Generator().manual_seed(0)))
+    step_flops = flops.get_total_flops() * batch / flop_batch
     if speed["compile"]:
         from aria_train.distill.speed import prepare_unets
 

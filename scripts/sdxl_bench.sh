@@ -23,11 +23,15 @@
 #               70 transformer blocks to SD's 16). If it is skipped or runs out, run it alone in a
 #               second call: `SDXL_BENCH_BUDGET=580 scripts/sdxl_bench.sh OUT 700m_compiled` (adds
 #               its rows to OUT's CSV; the compiled FLOPs are those of the eager step).
-# Not in the default list -- the largest batch, bracketed by the run of 2026-12-03 (eager: 24 fit, 32
-# not reached in 100 s; checkpointed: KOALA-700M 32 fit and 64 did not, 128 did not for KOALA-1B):
+# Not in the default list -- the largest batch (measured 2026-12-03, 376 s for both items): eager,
+# KOALA-700M 32 fits (128 GiB; 36 would need ~142 GiB of the 139.8 by the 3.5 GiB per image measured),
+# KOALA-1B 24 fits (124 GiB) and 28 does not; checkpointed, KOALA-700M 56 and KOALA-1B 48 were
+# measured and 64 failed for both *in the FLOP-counting step* (the first training step at 64 fit for
+# KOALA-700M), which held 134 GiB: the count is now taken on 8 images and scaled, so max_ckpt
+# starts at 64 again:
 #   max_eager   KOALA-700M and KOALA-1B, eager, batches 28 32 (~30 s per batch size: models are rebuilt)
-#   max_ckpt    KOALA-700M checkpointed 40 48 56 64, KOALA-1B checkpointed 16 24 32 48 64; an oom
-#               line in the log names the phase it happened in (set-up, FLOP count, timed steps)
+#   max_ckpt    KOALA-700M checkpointed 64 80 96 112 128, KOALA-1B checkpointed 64 80 96 112; an oom line
+#               in the log names the phase it happened in (set-up, first step, FLOP count, timed steps)
 # Estimates behind the batch lists (not measured): a step is ~15 TFLOP per image for KOALA-700M
 # (SDXL forward 6.8 TFLOP + 3 x the student's 2.7; KOALA-1B 3.4), i.e. ~0.5 s at batch 8;
 # eager activations ~4-5 GiB per image (KOALA-700M), ~0.5-0.7 GiB with checkpointing.
@@ -62,8 +66,8 @@ for item in $ITEMS; do
     700m_compiled) step 580 240 --student koala-700m --compile --batch 16 --steps 2 --warmup 2 ;;
     max_eager) step 100 30 --student koala-700m --batch 28 32 --steps 2 --warmup 0
                step 100 30 --student koala-1b --batch 28 32 --steps 2 --warmup 0 ;;
-    max_ckpt) step 170 30 --student koala-700m --gradient-checkpointing --batch 40 48 56 64 --steps 1 --warmup 0
-              step 200 30 --student koala-1b --gradient-checkpointing --batch 16 24 32 48 64 --steps 1 --warmup 0 ;;
+    max_ckpt) step 200 30 --student koala-700m --gradient-checkpointing --batch 64 80 96 112 128 --steps 1 --warmup 0
+              step 200 30 --student koala-1b --gradient-checkpointing --batch 64 80 96 112 --steps 1 --warmup 0 ;;
     *) echo "unknown item $item" >&2; status=1 ;;
   esac
 done

@@ -114,6 +114,10 @@ def test_distill_step_sdxl_tiny(tmp_path, monkeypatch, capsys):
             assert all(math.isfinite(v) and v > 0 for v in measured), row
     flops = {(r["student"], r["batch"]): float(r["step_tflop"]) for r in written if r["method"] == "rc"}
     assert flops[("koala-700m", "2")] == pytest.approx(2 * flops[("koala-700m", "1")])  # per-sample work only
+    # a batch above FLOP_BATCH is counted on FLOP_BATCH images and scaled: the same count as counting it whole
+    monkeypatch.setattr(distill_step, "FLOP_BATCH", 1)
+    scaled = distill_step.main(argv=argv + ["--batch", "2", "--name", "scaled"])
+    assert scaled[0]["step_tflop"] == pytest.approx(flops[("koala-700m", "2")], rel=1e-9)
 
 
 def test_out_of_memory_names_its_phase():
