@@ -102,7 +102,7 @@ def free_memory(device: torch.device) -> None:
 
 
 def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired: int, pool_size: int, regions: int,
-        speed: dict, device: torch.device, work: Path, out: Path) -> list[dict]:
+        speed: dict, device: torch.device, work: Path, out: Path, methods: tuple[str, ...] = ("rc", "aria")) -> list[dict]:
     from bench.distill_step import make_setup, matmul_tflops, run_rows
 
     folder = sd_folder(work, size)
@@ -114,7 +114,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
                          peak_tflops)
     free_memory(device)
     rows = []
-    for method in ("rc", "aria"):
+    for method in methods:
         measured = [r for r in step_rows if r["method"] == method]
         step_rate = float(np.mean([r["images_per_s"] for r in measured]))
         print(f"{method}: step {step_rate:.4g} img/s; the loop, {steps} steps:", flush=True)
@@ -132,8 +132,9 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
                      "loop_steps": steps, "warmup_steps": warmup, "loop_wall_s": seconds, "step_tflop": flops,
                      "regions": regions, "pool": pool_size, "paired": paired})
         print(f"{method}: loop {rate:.4g} img/s = {rate / step_rate:.3f} of the step", flush=True)
-    for row in rows:
-        row["loop_time_over_rc"] = rows[0]["loop_images_per_s"] / row["loop_images_per_s"]
+    rc = [row for row in rows if row["method"] == "rc"]
+    for row in rows:  # nan without an rc loop in this run
+        row["loop_time_over_rc"] = rc[0]["loop_images_per_s"] / row["loop_images_per_s"] if rc else math.nan
     report(f"distill_e2e_{size}", rows, out)  # by size: a CPU run leaves the GPU results alone
     return rows
 
@@ -153,6 +154,10 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--regions", type=int, default=256, help="pool regions K (default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help="torch.compile both UNets, as `aria distill --compile`")
     parser.add_argument("--channels-last", action="store_true", help="channels-last UNets, as `aria distill --channels-last`")
+    parser.add_argument("--teacher-fp8", action="store_true", help="FP8 teacher linears, as `aria distill --teacher-fp8`")
+    parser.add_argument("--methods", nargs="+", choices=["rc", "aria"], default=["rc", "aria"],
+                        help="loops run, each beside the step benchmark (default: %(default)s; compiled, one "
+                             "method alone saves a compilation)")
     args = parse_args(parser, [] if argv is None else argv,
                       {"size": "tiny", "batch": 4, "steps": 6, "warmup": 2, "step_steps": 2, "paired": 64, "pool": 200,
                        "regions": 8})
@@ -163,10 +168,10 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False,
-             "teacher_fp8": False}
+             "teacher_fp8": args.teacher_fp8}
     with work_folder(args.work) as work:
         return run(args.size, args.batch, max(args.warmup + 1, int(args.steps * scale)), args.warmup, args.step_steps,
-                   args.paired, args.pool, args.regions, speed, device, work, args.out)
+                   args.paired, args.pool, args.regions, speed, device, work, args.out, tuple(args.methods))
 
 
 if __name__ == "__main__":

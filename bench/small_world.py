@@ -8,7 +8,8 @@ batch 64, ``--steps`` steps), rc and aria alternating over seeds, N processes at
 device, then their evaluation as the map's (16 samples per region, guidance 1). Per N: the wall
 seconds of the runs and of the evaluation and their sum over N, the device time one run costs
 when N share the device. Issue 16's target: <= 15 s per 1000-step run. ``--mixed-precision``
-is the experiment's (the map's experiments ran "no": fp32 with TF32 matmuls).
+is the experiment's (the map's experiments ran "no": fp32 with TF32 matmuls); ``--compile`` compiles
+each run's UNets (`aria distill --compile`), its compilation inside the run's seconds.
 The CPU smoke test runs it with a few steps; the numbers that mean something come from a GPU
 (`python -m bench.small_world --parallel 16 1`, one GPU call of ~9.5 min, measured 2026-12-03).
 """
@@ -37,7 +38,7 @@ def make_inputs(work: Path) -> dict:
 
 
 def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, samples: int,
-            mixed_precision: str) -> dict:
+            mixed_precision: str, compile: bool = False) -> dict:
     """One experiment of ``parallel`` runs, all at once; its row."""
     from aria_train.experiment.config import ExperimentConfig
     from aria_train.experiment.runner import run_experiment
@@ -46,13 +47,13 @@ def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, sam
     seeds = list(range((parallel + len(methods) - 1) // len(methods)))
     config = {**inputs, "seeds": seeds, "methods": methods, "parallel": parallel, "mixed_precision": mixed_precision,
               "distill": {"steps": steps, "batch_size": batch, "log_every": 10, "checkpoint_every": steps,
-                          "sample_every": 0},
+                          "sample_every": 0, "compile": compile},
               "eval": {"samples_per_region": samples, "guidance": 1.0}}
-    path = work / f"experiment_{parallel}.json"
+    path = work / f"experiment_{parallel}{'_compiled' if compile else ''}.json"
     path.write_text(json.dumps(config))
     experiment = ExperimentConfig.load(path)
     runs = len(experiment.run_configs())
-    out = work / f"out_{parallel}"
+    out = work / f"out_{parallel}{'_compiled' if compile else ''}"
     start = time.perf_counter()
     run_experiment(experiment, out, only="runs")
     runs_s = time.perf_counter() - start
@@ -60,7 +61,7 @@ def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, sam
     run_experiment(experiment, out, only="eval")
     eval_s = time.perf_counter() - start
     return {"parallel": parallel, "runs": runs, "steps": steps, "batch": batch, "samples_per_region": samples,
-            "mixed_precision": mixed_precision, "runs_s": runs_s, "eval_s": eval_s,
+            "mixed_precision": mixed_precision, "compile": compile, "runs_s": runs_s, "eval_s": eval_s,
             "s_per_run": (runs_s + eval_s) / runs}
 
 
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="evaluation samples per region (default: %(default)s)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
                         help="the runs' precision (default: %(default)s, as the map's experiments)")
+    parser.add_argument("--compile", action="store_true",
+                        help="the runs compile both UNets (`aria distill --compile`; each run compiles its own)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
     parser.add_argument("--name", default="small_world", help="CSV name (default: %(default)s)")
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         inputs = make_inputs(work)
         for parallel in args.parallel:
             rows.append(run_one(inputs, work, parallel, args.steps, args.batch, args.samples_per_region,
-                                args.mixed_precision))
+                                args.mixed_precision, args.compile))
             report(args.name, rows, args.out, show=False)  # a run cut short keeps what it measured
     report(args.name, rows, args.out)
     return rows

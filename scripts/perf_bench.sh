@@ -5,8 +5,9 @@
 #                       60k prompts (the reference on 20k), bf16 and fp32, batches 1024 and 2048
 #   distill_e2e         `aria distill`'s loop (rc, aria) beside the step benchmark, SD v1.4 ->
 #                       BK-SDM-Small, batch 64, 32 steps, bf16 autocast, $E2E_FLAGS (default --channels-last:
-#                       eager, since compiling SD takes minutes; E2E_FLAGS="--channels-last --compile"
-#                       E2E_LIMIT=900 for the compiled loop: three compilations, one per model set-up)
+#                       eager, since compiling SD takes minutes; for the compiled loop in one 10-minute call,
+#                       one method: E2E_FLAGS="--channels-last --compile --methods rc" E2E_LIMIT=560 (two
+#                       compilations of ~163 s, step benchmark and loop; add --teacher-fp8 for the FP8 teacher)
 #   cache_vs_diffusers  the library's sampling (bf16, fp16) vs diffusers' fp16 StableDiffusionPipeline,
 #                       25 DDIM steps, CFG 7.5, 128 samples in batches of 64; CACHE_FLAGS=--compile
 #                       CACHE_LIMIT=400 adds the compiled UNet's rows (`aria cache --compile`; not yet run)
