@@ -94,25 +94,33 @@ def finish_tau_axes(axes, groups: tuple[str, ...], ticks: tuple[float, ...] = (0
         ax.set_ylabel("p(t)-weighted discrepancy / RC's")
 
 
-def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
-    measured = map_ratios(data_dir, CONFIG.cells)
-    predicted = predictions(data_dir, CONFIG.predicted, CONFIG.cells)
-    fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
-    for ax, group in zip(axes.flat, GROUPS):
-        for i, (method, (label, colour)) in enumerate(METHODS.items()):
-            rows = measured[(measured["method"] == method) & (measured["group"] == group)].sort_values("tau")
+def plot_ratios(axes, groups: tuple[str, ...], methods: dict, measured: pd.DataFrame, predicted, knob: str = "tau",
+                spacing: float = 0.02, center: float = 1.5) -> None:
+    """One panel per group: each method's measured ratio to RC (filled, solid, sd bars) and, where
+    ``predicted`` has it, the simulator's (open, dashed), against ``knob``. Method i is shifted by
+    (i - center) * spacing, so that error bars at the same knob value stay readable."""
+    for ax, group in zip(axes.flat, groups):
+        for i, (method, (label, colour)) in enumerate(methods.items()):
+            rows = measured[(measured["method"] == method) & (measured["group"] == group)].sort_values(knob)
             if rows.empty:
                 continue
-            offset = (i - 1.5) * 0.02  # side by side at each tau, so error bars stay readable
-            ax.errorbar(rows["tau"] + offset, rows["mean"], rows["sd"], fmt="o-", color=colour, ms=4, lw=1.2,
+            offset = (i - center) * spacing
+            ax.errorbar(rows[knob] + offset, rows["mean"], rows["sd"], fmt="o-", color=colour, ms=4, lw=1.2,
                         capsize=2, label=f"{label}, trainer")
             if predicted is not None:
                 p = predicted[(predicted["method"] == method) & (predicted["group"] == group)]
-                p = p.groupby("tau")["predicted"].mean().sort_index()
+                p = p.groupby(knob)["predicted"].mean().sort_index()
                 if p.empty:  # no simulator counterpart (the text signal)
                     continue
                 ax.plot(p.index + offset, p.to_numpy(), "o--", mfc="none", color=colour, ms=4, lw=0.8,
                         label=f"{label}, simulator")
+
+
+def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
+    measured = map_ratios(data_dir, CONFIG.cells)
+    predicted = predictions(data_dir, CONFIG.predicted, CONFIG.cells)
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
+    plot_ratios(axes, GROUPS, METHODS, measured, predicted)
     finish_tau_axes(axes, GROUPS)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.06))

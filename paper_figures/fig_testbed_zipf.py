@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paper_figures.common import plt, save
-from paper_figures.fig_testbed_map import finish_tau_axes, map_ratios, predictions
+from paper_figures.fig_testbed_map import finish_tau_axes, map_ratios, plot_ratios, predictions
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,7 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     measured = map_ratios(data_dir, CONFIG.cells, knob="s")
     predicted = predictions(data_dir, CONFIG.predicted, CONFIG.cells, knob="s")
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
-    for ax, group in zip(axes.flat, GROUPS):
-        for i, (method, (label, colour)) in enumerate(METHODS.items()):
-            rows = measured[(measured["method"] == method) & (measured["group"] == group)].sort_values("s")
-            offset = (i - 1) * 0.04  # side by side at each s, so error bars stay readable
-            ax.errorbar(rows["s"] + offset, rows["mean"], rows["sd"], fmt="o-", color=colour, ms=4, lw=1.2,
-                        capsize=2, label=f"{label}, trainer")
-            if predicted is not None:
-                p = predicted[(predicted["method"] == method) & (predicted["group"] == group)]
-                p = p.groupby("s")["predicted"].mean().sort_index()
-                ax.plot(p.index + offset, p.to_numpy(), "o--", mfc="none", color=colour, ms=4, lw=0.8,
-                        label=f"{label}, simulator")
+    plot_ratios(axes, GROUPS, METHODS, measured, predicted, knob="s", spacing=0.04, center=1)
     finish_tau_axes(axes, GROUPS, ticks=tuple(s for s, _ in CONFIG.cells), xlabel="Zipf exponent s of the pool")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 1.07))
