@@ -166,6 +166,7 @@ FIGURE_CONFIGS = {
     "fig_experiment_samples": lambda m: m.CONFIG,
     "fig_testbed_map": lambda m: m.CONFIG,
     "fig_testbed_words": lambda m: m.CONFIG,
+    "fig_testbed_zipf": lambda m: m.CONFIG,
     "fig_testbed_pi": lambda m: m.CONFIG,
     "fig_testbed_regions": lambda m: m.CONFIG,
 }
