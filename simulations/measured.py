@@ -103,6 +103,36 @@ def region_groups(folder: Path) -> dict[int, str]:
     return dict(zip(table["region"].astype(int), table["group"]))
 
 
+def region_draws(folders: list[str | Path]):
+    """Per student and region of an experiment: the run's switched draws of the region's prompts
+    (the samples whose caption a sampler replaced by a prompt of the region: the only draws an
+    allocation policy moves; metrics.jsonl ``switched_region_counts``, summed over records), its
+    p(t)-weighted discrepancy, and both over the rc student's on the same seed and region
+    (switched_ratio, ratio). ``folders``: the experiment, then any later ones run beside it on the
+    same world, whose students replace those of the same name and use the first folder's rc.
+    DataFrame with columns model, method, seed, region, group, switched, discrepancy,
+    switched_ratio, ratio."""
+    import pandas as pd
+
+    tables = []
+    for folder in map(Path, folders):
+        table = pd.read_csv(folder / "eval" / "discrepancy.csv")
+        table = table[table["t"].astype(str) == "pt"].rename(columns={"discrepancy": "value"})
+        draws = {}
+        for run in (folder / "runs").iterdir():
+            records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+            for region, count in enumerate(np.sum([r["switched_region_counts"] for r in records], axis=0)):
+                draws[(run.name, region)] = int(count)
+        table["switched"] = [draws.get((m, int(r)), np.nan) for m, r in zip(table["model"], table["region"])]
+        table = table.dropna(subset=["switched"])
+        tables = [t[~t["model"].isin(set(table["model"]))] for t in tables] + [table]
+    rows = seed_ratios(pd.concat(tables, ignore_index=True), "value", keys=("region",))
+    rc_draws = rows[rows["method"] == "rc"].set_index(["seed", "region"])["switched"]
+    rows["switched_ratio"] = rows["switched"] / rc_draws.loc[list(zip(rows["seed"], rows["region"]))].to_numpy()
+    rows = rows.rename(columns={"value": "discrepancy"})
+    return rows[["model", "method", "seed", "region", "group", "switched", "discrepancy", "switched_ratio", "ratio"]]
+
+
 def compare(folders: list[str | Path], seeds: list[int], workers: int = 1):
     """DataFrame (experiment, scenario, method, group, measured, measured_sd, predicted, predicted_sd):
     every experiment's measured ratios to RC beside the simulator's for the same world and methods.

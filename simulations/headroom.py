@@ -1,0 +1,109 @@
+"""How much any allocation of the switched draws could gain over region-uniform in a measured test-bed cell.
+
+The trainer's per-region response to draws, read from an experiment (``measured.region_draws``):
+per student and region, the p(t)-weighted discrepancy over RC's on the same seed and region
+against the region's switched draws over RC's (the draws a sampler moves; a region's paired
+samples keep their captions whatever the policy, so their effect is part of the region's
+constant). Over the students that move draws, log(discrepancy ratio) is close to linear in
+log(draw ratio) -- correlation -0.81 to -0.89 on the 12-region cells at Zipf 1.2 and 1.6, -0.57
+at Zipf 0, where the draws hardly move -- which is the power law
+
+    D_k = c_k * s_k ** -alpha        (s_k: switched draws of region k over the run, c_k: its constant)
+
+with one alpha per cell (``fit_alpha``: minus the pooled slope of ln ratio on log2 draw ratio,
+over ln 2). With c_k read from each seed's region-uniform student (c_k = D_k * s_k ** alpha), the
+allocation of the same number of switched draws that minimises the mean over regions is
+s_k proportional to c_k ** (1 / (1 + alpha)) (``best_allocation``), and its mean over region-
+uniform's is the *headroom* of any allocation policy in that cell, under the model; the same
+model applied to each method's own draws predicts its ratio to region-uniform beside the measured
+one (a check of the model, and of how close each policy's draws come to the best ones).
+
+ARIA beta = 1 is the policy to hold against it: pi_k proportional to the current D_k has the best
+allocation as its fixed point, whatever alpha is (s ~ c * s ** -alpha <=> s ~ c ** (1 / (1 + alpha))),
+so an ARIA with exact estimates and no exploration floor would reach the headroom.
+
+    python -m simulations.headroom [FOLDERS ...] [--out CSV]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from simulations.measured import region_draws
+
+POLICIES = ("region-uniform", "aria", "aria-b2", "progress")  # students that move draws; rc is the reference
+# the 12-region cells of the test bed: the experiment, then folders run beside it on the same world
+CELLS = (("glyph_zipf_s0",), ("glyph_demo_gpu", "glyph_progress_tau0"), ("glyph_zipf_s16",),
+         ("glyph_small_map_tau05", "glyph_progress_tau05"), ("glyph_small_map_tau1",))
+
+
+def fit_alpha(rows) -> tuple[float, float]:
+    """(alpha, correlation) of ``region_draws`` rows: the power law's exponent from the students
+    that move draws -- minus the least-squares slope of ln(ratio) on log2(switched_ratio), over ln 2
+    -- and the correlation of the two."""
+    rows = rows[rows["method"].isin(POLICIES) & (rows["switched_ratio"] > 0)]
+    x, y = np.log2(rows["switched_ratio"].to_numpy(float)), np.log(rows["ratio"].to_numpy(float))
+    return float(-np.polyfit(x, y, 1)[0] / np.log(2)), float(np.corrcoef(x, y)[0, 1])
+
+
+def best_allocation(c: np.ndarray, total: float, alpha: float) -> np.ndarray:
+    """The draws s >= 0 with sum ``total`` that minimise sum(c * s ** -alpha): s_k proportional to
+    c_k ** (1 / (1 + alpha)) (equal marginal gain alpha * c_k * s_k ** -(1 + alpha) in every region)."""
+    weights = np.asarray(c, float) ** (1 / (1 + alpha))
+    return total * weights / weights.sum()
+
+
+def headroom(folders: list[str | Path]):
+    """Per seed of one cell: alpha, the fit's correlation, the best allocation's mean over
+    region-uniform's, and per method the model's prediction from its own draws and the measured
+    mean, both over region-uniform's (rc included: the effect of balancing). DataFrame."""
+    import pandas as pd
+
+    rows = region_draws(folders)
+    alpha, corr = fit_alpha(rows)
+    table = []
+    for seed, seed_rows in rows.groupby("seed"):
+        uniform = seed_rows[seed_rows["method"] == "region-uniform"].sort_values("region")
+        draws = uniform["switched"].to_numpy(float)
+        c = uniform["discrepancy"].to_numpy() * draws ** alpha
+        mean = uniform["discrepancy"].mean()
+        best = best_allocation(c, draws.sum(), alpha)
+        row = {"experiment": Path(folders[0]).name, "seed": int(seed), "alpha": alpha, "fit_correlation": corr,
+               "best_over_uniform": float(np.mean(c * best ** -alpha) / mean)}
+        for method in ("rc", *POLICIES[1:]):
+            own = seed_rows[seed_rows["method"] == method].sort_values("region")
+            if len(own) == len(uniform):
+                row[f"{method}_predicted"] = float(np.mean(c * own["switched"].to_numpy(float) ** -alpha) / mean)
+                row[f"{method}_measured"] = float(own["discrepancy"].mean() / mean)
+        table.append(row)
+    return pd.DataFrame(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pandas as pd
+
+    parser = argparse.ArgumentParser(prog="python -m simulations.headroom", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="*", type=Path,
+                        help="one cell: an experiment folder, then folders run beside it (default: the committed "
+                             "12-region cells under experiments/results, each a cell)")
+    parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    cells = [args.folders] if args.folders else [[root / name for name in cell] for cell in CELLS]
+    for cell in cells:
+        missing = [str(f) for f in cell if not (f / "eval" / "discrepancy.csv").is_file()]
+        if missing:
+            parser.error(f"not an evaluated experiment folder: {', '.join(missing)}")
+    table = pd.concat([headroom(cell) for cell in cells], ignore_index=True)
+    print(table.round(3).to_string(index=False))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
