@@ -167,6 +167,7 @@ FIGURE_CONFIGS = {
     "fig_testbed_map": lambda m: m.CONFIG,
     "fig_testbed_words": lambda m: m.CONFIG,
     "fig_testbed_zipf": lambda m: m.CONFIG,
+    "fig_testbed_response": lambda m: m.CONFIG,
     "fig_testbed_pi": lambda m: m.CONFIG,
     "fig_testbed_regions": lambda m: m.CONFIG,
 }
