@@ -47,7 +47,8 @@ class GlyphChecker:
         self._counts = self._sets.sum(axis=1)
         self._colours = np.array([COLOURS[v] for v in config.colours], np.float64) / 255.0  # (Cc, 3)
         self._backgrounds = np.array([BACKGROUNDS[v] for v in config.backgrounds], np.float64) / 255.0  # (B, 3)
-        self._shared = self.world.cell_roles != SPECIFIC
+        # (K, C): cells a region shares with others -- part cells, and an easy region's template cells
+        self._shared = (self.world.cell_roles != SPECIFIC)[None, :] | self.world.template_cells
 
     def read_bits(self, images: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
         """(colour / position / background / word / region per image, glyph bits bool (N, C))."""
@@ -105,8 +106,9 @@ class GlyphChecker:
     def score(self, images: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
         """Per image (row i of ``table`` holds image i's intended attributes): 1.0 / 0.0 for each
         of colour, position, background and region_correct (nearest glyph is the true region's);
-        shared_bit_acc and specific_bit_acc, the fraction of shared / specific cells read as the
-        true glyph (NaN where the world has no such cells: tau = 0 or 1); all (every 0/1 check)."""
+        shared_bit_acc and specific_bit_acc, the fraction of shared / specific cells of the true
+        region read as its glyph (NaN where the region has no such cells: tau = 0 or 1; an easy
+        region's template cells count as shared); all (every 0/1 check)."""
         missing = [a for a in GLYPH_ATTRIBUTES if a not in table]
         if missing:
             raise ValueError(f"glyph checks need the attribute columns {missing} in the prompt table")
@@ -117,8 +119,10 @@ class GlyphChecker:
         out = {a: (read[a].to_numpy() == table[a].to_numpy()).astype(np.float64) for a in NUISANCES}
         out["region_correct"] = (read["region"].to_numpy() == truth).astype(np.float64)
         right = bits == self.world.glyphs[truth]
-        for name, cells in (("shared_bit_acc", self._shared), ("specific_bit_acc", ~self._shared)):
-            out[name] = right[:, cells].mean(axis=1) if cells.any() else np.full(len(images), np.nan)
+        shared = self._shared[truth]  # (N, C)
+        for name, cells in (("shared_bit_acc", shared), ("specific_bit_acc", ~shared)):
+            count = cells.sum(axis=1)
+            out[name] = np.where(count > 0, (right & cells).sum(axis=1) / np.maximum(count, 1), np.nan)
         out["all"] = np.logical_and.reduce([out[k] == 1.0 for k in (*NUISANCES, "region_correct")]).astype(np.float64)
         return pd.DataFrame(out)
 

@@ -31,7 +31,7 @@ SPECIFIC, FIRST, SECOND = 0, 1, 2  # cell roles
 CONSONANTS, VOWELS, FINALS = "bdfgklmnprstvz", "aeiou", "kvz"
 WORD_STREAM = 20_241_111  # fixed seed of the word list
 # Seed-stream tags: each random quantity has its own stream, so adding one never moves another.
-MASK_STREAM, PART_STREAM, SPECIFIC_STREAM = 2, 3, 4
+MASK_STREAM, PART_STREAM, SPECIFIC_STREAM, EASY_STREAM = 2, 3, 4, 5
 MAX_REDRAWS = 100  # part-pattern draws tried before a world is refused as too small for distinct glyphs
 
 
@@ -90,6 +90,29 @@ def specific_patterns(config: GlyphWorldConfig) -> np.ndarray:
                      for k in range(config.num_regions)]).astype(bool)
 
 
+def easy_layout(config: GlyphWorldConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(easy regions (sorted ids), the template's bits (C,), the easy cells (sorted), each easy region's
+    bits on them (easy_regions, easy_cells), distinct rows) of a world with ``easy_regions`` > 0; all
+    from their own stream, so worlds without easy regions draw nothing more."""
+    rng = np.random.default_rng([config.seed, EASY_STREAM])
+    regions = np.sort(rng.permutation(config.num_regions)[: config.easy_regions])
+    template = rng.integers(0, 2, config.num_cells).astype(bool)
+    cells = np.sort(rng.permutation(config.num_cells)[: config.easy_cells])
+    codes = rng.choice(2**config.easy_cells, size=config.easy_regions, replace=False)
+    own = (codes[:, None] >> np.arange(config.easy_cells)[None, :]) & 1
+    return regions, template, cells, own.astype(bool)
+
+
+def template_cells(config: GlyphWorldConfig) -> np.ndarray:
+    """bool (K, C): the cells where a region shows the world-wide template (easy regions only)."""
+    mask = np.zeros((config.num_regions, config.num_cells), bool)
+    if config.easy_regions:
+        regions, _, cells, _ = easy_layout(config)
+        mask[regions] = True
+        mask[np.ix_(regions, cells)] = False
+    return mask
+
+
 def glyph_bits(config: GlyphWorldConfig) -> np.ndarray:
     """Every region's glyph, bool (K, C), cells row-major; region k = (i, j) = divmod(k, second_parts).
 
@@ -98,13 +121,18 @@ def glyph_bits(config: GlyphWorldConfig) -> np.ndarray:
     owns when most cells are shared (the seed-0 worlds of 16 cells at tau = 1 had three pairs of
     identical glyphs); then the part patterns are redrawn from the next stream until all glyphs
     differ. Only such worlds change: a world whose first draw is distinct keeps it, and so do the
-    specific patterns and the cell mask."""
+    specific patterns and the cell mask. Easy regions (``easy_layout``) show the template with
+    their own distinct bits on the easy cells."""
     roles = cell_roles(config)
     specific = specific_patterns(config)
     i, j = np.divmod(np.arange(config.num_regions), config.second_parts)
     for draw in range(MAX_REDRAWS):
         first, second = part_patterns(config, draw)
         glyphs = np.where(roles == FIRST, first[i], np.where(roles == SECOND, second[j], specific))
+        if config.easy_regions:  # the template, and their own bits on the easy cells
+            regions, template, cells, own = easy_layout(config)
+            glyphs[regions] = template
+            glyphs[np.ix_(regions, cells)] = own
         if len(np.unique(glyphs, axis=0)) == config.num_regions:
             return glyphs
     raise ValueError(f"no {config.num_regions} distinct glyphs of {config.num_cells} cells at glyph_transfer "

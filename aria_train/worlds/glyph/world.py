@@ -41,6 +41,7 @@ class GlyphWorld:
         self.glyphs = codes.glyph_bits(self.config)  # bool (K, C), shared with the checker: read-only
         self.glyphs.setflags(write=False)
         self.cell_roles = codes.cell_roles(self.config)  # int8 (C,): codes.SPECIFIC / FIRST / SECOND
+        self.template_cells = codes.template_cells(self.config)  # bool (K, C): an easy region's template cells
         need = self.split.pool + self.config.heldout_per_region
         if need.max() > self.grammar.per_region:
             raise ValueError(f"region {self.region_names[int(need.argmax())]!r} needs {need.max()} distinct prompts "

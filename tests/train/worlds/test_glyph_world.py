@@ -324,3 +324,35 @@ def test_aria_world_command_writes_a_glyph_world(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "world: 8 regions (2 head, 2 mid, 2 under, 1 unseen-head, 1 unseen-tail)" in printed
     assert "checker on 50 clean renders" in printed
+
+
+def test_easy_regions_show_the_template_with_few_bits_of_their_own():
+    """easy_regions: a seeded set of regions shows one template glyph except on easy_cells cells,
+    where each has distinct bits; every other region's glyph, and the prompts, are the world
+    without easy regions'; the checker reads all glyphs and scores an easy region's own bits only
+    as its specific cells."""
+    plain, easy = world_at(0.0), world_at(0.0, easy_regions=12, easy_cells=4)
+    regions, template, cells, own = codes.easy_layout(easy.config)
+    assert len(regions) == 12 and len(cells) == 4
+    hard = np.setdiff1d(np.arange(easy.num_regions), regions)
+    np.testing.assert_array_equal(easy.glyphs[hard], plain.glyphs[hard])
+    others = np.setdiff1d(np.arange(easy.config.num_cells), cells)
+    assert (easy.glyphs[np.ix_(regions, others)] == template[others]).all()
+    assert len(np.unique(easy.glyphs[np.ix_(regions, cells)], axis=0)) == 12  # distinct on their own cells
+    assert len(np.unique(easy.glyphs, axis=0)) == easy.num_regions
+    assert (easy.template_cells.sum(axis=1) == np.where(np.isin(np.arange(easy.num_regions), regions),
+                                                        easy.config.num_cells - 4, 0)).all()
+    pd.testing.assert_frame_equal(easy.tables()["pool"], plain.tables()["pool"])
+    attrs = easy.sample_attributes(2 * easy.num_regions, np.random.default_rng(0),
+                                   regions=np.repeat(np.arange(easy.num_regions), 2))
+    score = easy.checker().score(easy.render(attrs), attrs)
+    assert score["region_correct"].all() and score["specific_bit_acc"].eq(1.0).all()
+    # an easy region's template cells are scored as shared; the other regions have none at tau = 0
+    is_easy = np.isin(attrs["word"].map({w: k for k, w in enumerate(easy.region_names)}), regions)
+    assert score["shared_bit_acc"][is_easy].eq(1.0).all() and score["shared_bit_acc"][~is_easy].isna().all()
+
+
+def test_easy_regions_need_enough_cells_for_distinct_glyphs():
+    with pytest.raises(ValueError, match="at most 2\\^easy_cells easy regions"):
+        GlyphWorldConfig(**{**SMALL, "easy_regions": 5, "easy_cells": 2})
+    assert GlyphWorldConfig(**{**SMALL, "easy_regions": 4, "easy_cells": 2}).easy_regions == 4
