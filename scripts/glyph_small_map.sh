@@ -20,6 +20,11 @@
 #             phrasings whatever s is, and the glyphs do not depend on s); the paired caches are new
 #             (the paired sets differ). rc, region-uniform, aria beta 1, 2, progress x 3 seeds per s
 #             (30 runs at once, ~6 min estimated) -> runs/glyph_zipf_s{0,16}/
+#   easy      the difficulty spread (issue 11, README "How much could any allocation gain"): the tau = 0
+#             demo world with 6 easy regions (glyph_small_easy.json: a template glyph with 4 cells of
+#             their own, spread over the rarity order), its teacher and cache, then rc, region-uniform,
+#             aria beta 1 / 2 and progress x 3 seeds (15 runs at once) -> runs/glyph_easy_tau0/;
+#             ~9 min estimated (teacher ~5, runs ~4): with TEACHER_SECONDS=300 run it twice if cut
 #   words-teachers  teachers of the same three worlds with prompts that name the glyph's parts
 #             (glyph_small_words_tau{0,05,1}.json: word_parts, e.g. "tegiz govok"), and their caches
 #   words-map rc, region-uniform, aria (beta 1, 2) x 3 seeds on those worlds (36 runs at once)
@@ -44,6 +49,10 @@ for part in "$@"; do
          done; wait ;;
     floor) $ARIA experiment experiments/glyph_floor_tau0.json --out runs/glyph_floor_tau0 ;;
     blind) $ARIA experiment experiments/glyph_blind_tau0.json --out runs/glyph_blind_tau0 ;;
+    easy) bash scripts/glyph_teachers.sh runs/glyph_teachers "${TEACHER_STEPS:-1000}" small_easy
+          if [ -d runs/glyph_teachers/small_easy/cache ]; then
+            $ARIA experiment experiments/glyph_easy_tau0.json --out runs/glyph_easy_tau0
+          else echo "easy: the teacher is not finished; run the part again"; fi ;;
     zipf) for s in 0 16; do
             dir=runs/glyph_teachers/small_s$s
             [ -f $dir/world/world.json ] || \
@@ -73,6 +82,6 @@ for part in "$@"; do
     words-map) for tau in 0 05 1; do
                  $ARIA experiment "experiments/glyph_words_map_tau$tau.json" --out "runs/glyph_words_map_tau$tau" &
                done; wait ;;
-    *) echo "unknown part $part (teachers, map, floor, blind, zipf, policies, words-teachers, words-map, gate-teachers)" >&2; exit 2 ;;
+    *) echo "unknown part $part (teachers, map, floor, blind, easy, zipf, policies, words-teachers, words-map, gate-teachers)" >&2; exit 2 ;;
   esac
 done

@@ -252,7 +252,7 @@ DEFAULT_SCENARIOS = ("imbalanced", "high_floor", "balanced", "strong_transfer")
 def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: float = 0.0,
                   unseen_tail: int = 3, unseen_head: int = 1, under: int = 3, under_pairs: float = 0.2,
                   high_floors: int = 0, tail_floors: int = 0, base_rate: float = 0.1,
-                  observe: str = "switched") -> World:
+                  observe: str = "switched", easy: int = 0, easy_frac: float = 1.0) -> World:
     """The test-bed world: the knobs of a real distillation run, one at a time.
 
     Shares: Zipf, q ~ (rank + 1)^-zipf (zipf = 0: equal), over a seeded permutation of the
@@ -268,13 +268,16 @@ def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: f
     shared (compositional) part that every trained sample reduces at rate `base_rate`, the rest
     is region-specific (rate `base_rate` * lognormal(sd 0.3), no transfer between regions).
     Forgetting 5e-4 and process noise 0.01 per step as in the other scenarios. `observe`:
-    which losses the tracker sees ("switched", what the trainer does by default, or "all")."""
+    which losses the tracker sees ("switched", what the trainer does by default, or "all").
+    `easy` regions spread evenly over the rarity order (the glyph world's easy_regions) start at
+    `easy_frac` of their drawn discrepancy, floor included: only their own bits (easy_cells / C
+    of the glyph) are left to learn, their template being assumed learnt like a shared attribute."""
     k = int(num_regions)
     if not (k >= 2 and zipf >= 0 and 0 <= tau <= 1 and min(unseen_tail, unseen_head, under, high_floors) >= 0
             and unseen_head + unseen_tail + under < k - 1 and 0 < under_pairs <= 1
-            and 0 <= tail_floors <= unseen_tail):
+            and 0 <= tail_floors <= unseen_tail and 0 <= easy <= k and 0 < easy_frac <= 1):
         raise ValueError(f"bad test-bed world: k={k}, zipf={zipf}, tau={tau}, unseen_tail={unseen_tail}, "
-                         f"unseen_head={unseen_head}, under={under}, under_pairs={under_pairs}")
+                         f"unseen_head={unseen_head}, under={under}, under_pairs={under_pairs}, easy={easy}, easy_frac={easy_frac}")
     rng = np.random.default_rng([seed, 202])
     rank = rng.permutation(k)
     shares = (1.0 + rank) ** -float(zipf)
@@ -297,6 +300,10 @@ def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: f
     if tail_floors:  # drawn after everything else, so the other knobs' worlds do not change
         stuck = rng.choice(np.flatnonzero(np.array(labels) == "unseen_tail"), size=tail_floors, replace=False)
         floor[stuck] = 0.9 * initial[stuck]
+    if easy:  # spread evenly over the rarity order, as the glyph world's easy regions; no draw
+        chosen = np.argsort(rank)[np.floor((np.arange(easy) + 0.5) * k / easy).astype(int)]
+        initial[chosen] *= easy_frac
+        floor[chosen] *= easy_frac
     return World(shares, seen, initial, floor, rate, np.eye(k), forget=5e-4, process_noise=0.01,
                  shared=float(tau), shared_rate=base_rate, paired_weight=paired_weight, labels=labels,
                  observe=observe)
@@ -304,12 +311,12 @@ def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: f
 
 _TESTBED_KEYS = {"k": "num_regions", "s": "zipf", "tau": "tau", "tail": "unseen_tail", "head": "unseen_head",
                  "under": "under", "pairs": "under_pairs", "floors": "high_floors", "tailfloors": "tail_floors",
-                 "rate": "base_rate", "observe": "observe"}
+                 "rate": "base_rate", "observe": "observe", "easy": "easy", "easyfrac": "easy_frac"}
 
 
 def parse_testbed(scenario: str) -> dict:
     """Keyword arguments of `testbed_world` from "testbed[:key=value...]" (keys: k, s, tau, tail,
-    head, under, pairs, floors, tailfloors, rate, observe=all|switched)."""
+    head, under, pairs, floors, tailfloors, rate, observe=all|switched, easy, easyfrac)."""
     name, *pairs = scenario.split(":")
     if name != "testbed":
         raise ValueError(f"not a test-bed scenario: {scenario!r}")
@@ -320,7 +327,7 @@ def parse_testbed(scenario: str) -> dict:
             raise ValueError(f"test-bed scenarios take {', '.join(_TESTBED_KEYS)} as key=value, got {pair!r}")
         if key == "observe":
             kwargs["observe"] = value
-        elif key in ("k", "tail", "head", "under", "floors", "tailfloors"):
+        elif key in ("k", "tail", "head", "under", "floors", "tailfloors", "easy"):
             kwargs[_TESTBED_KEYS[key]] = int(value)
         else:
             kwargs[_TESTBED_KEYS[key]] = float(value)

@@ -32,8 +32,12 @@ def scenario_of(world: dict) -> str:
     if world.get("kind") != "glyph":
         raise ValueError(f"the simulator models glyph worlds (kind 'glyph'), got kind {world.get('kind')!r}")
     k = int(world["first_parts"]) * int(world["second_parts"])
-    return (f"testbed:k={k}:s={world['zipf_exponent']:g}:tau={world['glyph_transfer']:g}:"
-            f"tail={world['unseen_tail']}:head={len(world['unseen_head_ranks'])}:under={world['under_regions']}")
+    scenario = (f"testbed:k={k}:s={world['zipf_exponent']:g}:tau={world['glyph_transfer']:g}:"
+                f"tail={world['unseen_tail']}:head={len(world['unseen_head_ranks'])}:under={world['under_regions']}")
+    if world.get("easy_regions"):  # easy regions keep easy_cells of the C cells to learn
+        cells = int(world["glyph_cells"]) ** 2
+        scenario += f":easy={world['easy_regions']}:easyfrac={int(world.get('easy_cells', 4)) / cells:g}"
+    return scenario
 
 
 def seed_ratios(rows, value: str = "mean", keys: tuple[str, ...] = ("group",)):

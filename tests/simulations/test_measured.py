@@ -35,6 +35,8 @@ def _experiment(folder, methods: list[str], values: dict[str, list[float]]):
 
 def test_scenario_of_a_glyph_world():
     assert scenario_of(WORLD) == "testbed:k=12:s=1.2:tau=0.5:tail=2:head=1:under=3"
+    easy = {**WORLD, "glyph_cells": 4, "easy_regions": 6, "easy_cells": 4}  # 4 of the 16 cells left to learn
+    assert scenario_of(easy) == "testbed:k=12:s=1.2:tau=0.5:tail=2:head=1:under=3:easy=6:easyfrac=0.25"
     with pytest.raises(ValueError, match="glyph"):
         scenario_of({"kind": "attributes"})
 

@@ -95,8 +95,14 @@ def test_testbed_parsing_and_validation():
     high = stuck.floor > 0.5 * stuck.initial
     assert high.sum() == 2 and set(labels[high]) == {"unseen_tail"}
     np.testing.assert_array_equal(sim.build_world("testbed", 1).shares, stuck.shares)  # only the floors differ
+    easy = sim.build_world("testbed:easy=4:easyfrac=0.25", 1)
+    scaled = easy.initial != sim.build_world("testbed", 1).initial
+    assert scaled.sum() == 4 and np.allclose(easy.initial[scaled], 0.25 * sim.build_world("testbed", 1).initial[scaled])
+    np.testing.assert_allclose(easy.floor[scaled], 0.05 * easy.initial[scaled])  # the floor scales with it
+    ranks = np.argsort(np.argsort(-easy.shares))[scaled]  # 0 = commonest: spread over the order, 16 regions
+    assert sorted(ranks) == [2, 6, 10, 14]
     for bad in ("testbed:tau=1.5", "testbed:tail=20", "testbed:s", "testbed:observe=some", "tested",
-                "testbed:tail=1:tailfloors=2"):
+                "testbed:tail=1:tailfloors=2", "testbed:easy=17", "testbed:easy=2:easyfrac=0"):
         with pytest.raises(ValueError):
             sim.build_world(bad, 0)
     with pytest.raises(ValueError):

@@ -31,7 +31,8 @@ SPECIFIC, FIRST, SECOND = 0, 1, 2  # cell roles
 CONSONANTS, VOWELS, FINALS = "bdfgklmnprstvz", "aeiou", "kvz"
 WORD_STREAM = 20_241_111  # fixed seed of the word list
 # Seed-stream tags: each random quantity has its own stream, so adding one never moves another.
-MASK_STREAM, PART_STREAM, SPECIFIC_STREAM, EASY_STREAM = 2, 3, 4, 5
+MASK_STREAM, PART_STREAM, SPECIFIC_STREAM = 2, 3, 4
+EASY_STREAM = 6  # (5 is split.RANK_STREAM)
 MAX_REDRAWS = 100  # part-pattern draws tried before a world is refused as too small for distinct glyphs
 
 
@@ -92,10 +93,18 @@ def specific_patterns(config: GlyphWorldConfig) -> np.ndarray:
 
 def easy_layout(config: GlyphWorldConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(easy regions (sorted ids), the template's bits (C,), the easy cells (sorted), each easy region's
-    bits on them (easy_regions, easy_cells), distinct rows) of a world with ``easy_regions`` > 0; all
-    from their own stream, so worlds without easy regions draw nothing more."""
+    bits on them (easy_regions, easy_cells), distinct rows) of a world with ``easy_regions`` > 0.
+    The easy regions are spread evenly over the rarity order (n of K: the regions at positions
+    floor((m + 1/2) K / n) of the ranking, m = 0..n-1; 6 of 12: ranks 2, 4, ..., 12), so that
+    difficulty is independent of rarity and every group of rare regions holds easy and hard ones
+    (a random choice can make the rare regions all hard: seed 0 of the demo world did). The rest
+    comes from its own stream, so worlds without easy regions draw nothing more."""
+    from aria_train.worlds.glyph.split import make_split
+
+    by_rank = np.argsort(make_split(config).rank, kind="stable")  # region ids, commonest first
+    k, n = config.num_regions, config.easy_regions
+    regions = np.sort(by_rank[np.floor((np.arange(n) + 0.5) * k / n).astype(int)])
     rng = np.random.default_rng([config.seed, EASY_STREAM])
-    regions = np.sort(rng.permutation(config.num_regions)[: config.easy_regions])
     template = rng.integers(0, 2, config.num_cells).astype(bool)
     cells = np.sort(rng.permutation(config.num_cells)[: config.easy_cells])
     codes = rng.choice(2**config.easy_cells, size=config.easy_regions, replace=False)

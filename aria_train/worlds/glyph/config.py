@@ -9,17 +9,12 @@ and the other cells are *specific*: random bits of that region alone. The prompt
 depends on tau, only the rendering does. Colour, position and background are nuisance
 attributes named by the prompt, as in the default world.
 
-Difficulty spread (``easy_regions``): a seeded set of regions show one world-wide template glyph
-except on ``easy_cells`` fixed cells, where each shows bits of its own (distinct between easy
-regions). An easy region has a few bits to learn where the others have a whole glyph, so at
-equal draws the regions' remaining discrepancy differs severalfold -- the spread that tracker-
-driven allocation needs to beat region-uniform (README, "How much could any allocation gain").
-
-Pool shares follow a Zipf law over a seeded random ranking of the regions (rank 1 commonest),
-so rarity is independent of content. Groups, by rank: "unseen-tail" (the rarest
-``unseen_tail``) and "unseen-head" (``unseen_head_ranks``, a control: common yet unpaired) have
-no paired images; "under" are the rarest ``under_regions`` seen regions; "head" the other seen
-regions of rank <= ``head_ranks``; "mid" all the rest.
+Difficulty spread (``easy_regions``): regions spread evenly over the rarity order show one
+world-wide template glyph except on ``easy_cells`` fixed cells, where each shows bits of its own
+(distinct between easy regions). An easy region has a few bits to learn where the others have a
+whole glyph, so at equal draws the regions' remaining discrepancy should differ severalfold --
+the spread that tracker-driven allocation needs to beat region-uniform (README, "How much could
+any allocation gain"; not yet measured in a run).
 """
 from __future__ import annotations
 
@@ -51,7 +46,7 @@ class GlyphWorldConfig:
     cell_px: int = 2  # pixels per cell side; the tile, glyph plus a one-cell frame, is (glyph_cells + 2) * cell_px px
     glyph_transfer: float = 0.5  # tau in [0, 1]: fraction of the C cells that are shared (round(tau * C) cells)
     word_parts: bool = False  # region (i, j)'s prompt word is two words, one per part ("teg zok"): the text names the parts
-    easy_regions: int = 0  # regions (a seeded choice, independent of rarity) whose glyph is one world-wide template except on easy_cells cells: a spread of difficulty across regions (0: none)
+    easy_regions: int = 0  # regions (spread evenly over the rarity order) whose glyph is one world-wide template except on easy_cells cells: a spread of difficulty across regions (0: none)
     easy_cells: int = 4  # cells (the same for every easy region) where an easy region shows bits of its own, distinct per easy region
     zipf_exponent: float = 1.2  # s >= 0: region of rank r has pool share r^-s / sum_k k^-s (0: uniform)
     pool_total: int = 200_000  # pool prompts over all regions (per region: round(pool_total * share))

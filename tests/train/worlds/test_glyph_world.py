@@ -334,6 +334,7 @@ def test_easy_regions_show_the_template_with_few_bits_of_their_own():
     plain, easy = world_at(0.0), world_at(0.0, easy_regions=12, easy_cells=4)
     regions, template, cells, own = codes.easy_layout(easy.config)
     assert len(regions) == 12 and len(cells) == 4
+    assert sorted(easy.split.rank[regions]) == list(range(3, 49, 4))  # every fourth rank: independent of rarity
     hard = np.setdiff1d(np.arange(easy.num_regions), regions)
     np.testing.assert_array_equal(easy.glyphs[hard], plain.glyphs[hard])
     others = np.setdiff1d(np.arange(easy.config.num_cells), cells)
