@@ -49,11 +49,12 @@ def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, sam
               "distill": {"steps": steps, "batch_size": batch, "log_every": 10, "checkpoint_every": steps,
                           "sample_every": 0, "compile": compile},
               "eval": {"samples_per_region": samples, "guidance": 1.0}}
-    path = work / f"experiment_{parallel}{'_compiled' if compile else ''}.json"
+    name = f"{parallel}{'_compiled' if compile else ''}"
+    path = work / f"experiment_{name}.json"
     path.write_text(json.dumps(config))
     experiment = ExperimentConfig.load(path)
     runs = len(experiment.run_configs())
-    out = work / f"out_{parallel}{'_compiled' if compile else ''}"
+    out = work / f"out_{name}"
     start = time.perf_counter()
     run_experiment(experiment, out, only="runs")
     runs_s = time.perf_counter() - start

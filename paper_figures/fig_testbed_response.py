@@ -37,8 +37,9 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     fig, axes = plt.subplots(2, 3, figsize=(11, 6.5), sharex=True, sharey=True)
     for ax, cell, title in zip(axes.flat, CONFIG.cells, CONFIG.titles):
         folders = [experiment_dir(data_dir, name) for name in cell]
-        rows = region_draws(folders)
-        rows = rows[rows["method"].isin(POLICIES) & (rows["switched_ratio"] > 0)]
+        every = region_draws(folders)
+        best = headroom(every, cell[0])["best_over_uniform"].mean()
+        rows = every[every["method"].isin(POLICIES) & (every["switched_ratio"] > 0)]
         blind = rows["group"] == "unseen-tail" if "blind" in cell[0] else np.zeros(len(rows), bool)
         for method, colour in COLOURS.items():
             for mask, marker in ((~blind, "o"), (blind, "x")):
@@ -49,7 +50,6 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
         x = np.geomspace(rows["switched_ratio"].min(), rows["switched_ratio"].max(), 50)
         y = np.exp(np.polyfit(np.log(rows["switched_ratio"]), np.log(rows["ratio"]), 1)[1]) * x ** -alpha
         ax.plot(x, y, color="black", lw=1)
-        best = headroom(folders)["best_over_uniform"].mean()
         ax.set_title(f"{title}\nalpha {alpha:.2f}, r {corr:.2f}, best split {best:.3f} of uniform", fontsize=9)
         ax.set_xscale("log")
         ax.set_yscale("log")

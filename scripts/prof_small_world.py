@@ -8,7 +8,7 @@ allocations left out) split into forward / backward / optimizer, and on a GPU th
 and their busy time. If the GPU is busy for a small part of the wall time and the operator count
 is large, the step is bound by the host's launches (issue 16, item 5). Writes --out as JSON.
 
-    python scripts/prof_small_world.py [--batch 64] [--steps 20] [--active 6] [--out prof_small_world.json]
+    python -m scripts.prof_small_world [--batch 64] [--steps 20] [--active 6] [--out prof_small_world.json]
 
 Measured on the 2-core CPU (2026-12-03, batch 1, aria): ~2,200 computing operators per step in the
 forward passes and data path, >= 570 in backward, ~2,800 in the optimizer (the CPU's per-tensor
@@ -27,10 +27,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from aria_train.assets import ASSETS
 from aria_train.distill.config import DistillConfig
 from aria_train.distill.loop import train
-from aria_train.worlds import load_world_config, make_world
+from bench.small_world import make_inputs
 
 # operators that only make views or allocate: no kernel of their own
 NO_KERNEL = {"aten::view", "aten::as_strided", "aten::transpose", "aten::t", "aten::reshape", "aten::detach",
@@ -63,13 +62,11 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.active < args.steps:
         parser.error("--active must be >= 1 and below --steps")
-    demo = ASSETS / "glyph_demo"
     cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as work:
-        pool = Path(work) / "pool.parquet"
-        make_world(load_world_config(demo / "teacher" / "world.json")).tables()["pool"].to_parquet(pool)
+        inputs = make_inputs(Path(work))  # as bench/small_world.py: the shipped teacher and cache, the pool
         config = DistillConfig.from_dict({
-            "teacher": str(demo / "teacher"), "paired_cache": str(demo / "paired"), "pool": str(pool),
+            "teacher": inputs["teacher"], "paired_cache": inputs["paired_cache"], "pool": inputs["pool"],
             "method": args.method, "steps": args.steps, "batch_size": args.batch, "log_every": 10,
             "checkpoint_every": 10**6, "sample_every": 0})
         wall = []

@@ -55,13 +55,13 @@ def best_allocation(c: np.ndarray, total: float, alpha: float) -> np.ndarray:
     return total * weights / weights.sum()
 
 
-def headroom(folders: list[str | Path]):
-    """Per seed of one cell: alpha, the fit's correlation, the best allocation's mean over
-    region-uniform's, and per method the model's prediction from its own draws and the measured
-    mean, both over region-uniform's (rc included: the effect of balancing). DataFrame."""
+def headroom(rows, experiment: str):
+    """Per seed of one cell (``region_draws`` rows of the experiment named ``experiment``): alpha,
+    the fit's correlation, the best allocation's mean over region-uniform's, and per method the
+    model's prediction from its own draws and the measured mean, both over region-uniform's (rc
+    included: the effect of balancing). DataFrame."""
     import pandas as pd
 
-    rows = region_draws(folders)
     alpha, corr = fit_alpha(rows)
     table = []
     for seed, seed_rows in rows.groupby("seed"):
@@ -70,7 +70,7 @@ def headroom(folders: list[str | Path]):
         c = uniform["discrepancy"].to_numpy() * draws ** alpha
         mean = uniform["discrepancy"].mean()
         best = best_allocation(c, draws.sum(), alpha)
-        row = {"experiment": Path(folders[0]).name, "seed": int(seed), "alpha": alpha, "fit_correlation": corr,
+        row = {"experiment": experiment, "seed": int(seed), "alpha": alpha, "fit_correlation": corr,
                "best_over_uniform": float(np.mean(c * best ** -alpha) / mean)}
         for method in ("rc", *POLICIES[1:]):
             own = seed_rows[seed_rows["method"] == method].sort_values("region")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(f) for f in cell if not (f / "eval" / "discrepancy.csv").is_file()]
         if missing:
             parser.error(f"not an evaluated experiment folder: {', '.join(missing)}")
-    table = pd.concat([headroom(cell) for cell in cells], ignore_index=True)
+    table = pd.concat([headroom(region_draws(cell), Path(cell[0]).name) for cell in cells], ignore_index=True)
     print(table.round(3).to_string(index=False))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def test_headroom_of_the_committed_cells():
     own draws (which the model reproduces exactly, so this checks the optimiser on real constants)
     and the model predicts RC's loss to region-uniform in direction at Zipf 1.2 and 1.6."""
     for cell in CELLS:
-        table = headroom([RESULTS / name for name in cell])
+        table = headroom(region_draws([RESULTS / name for name in cell]), cell[0])
         assert (table["best_over_uniform"] <= 1).all() and (table["alpha"] > 0).all(), cell
         if cell[0] in ("glyph_demo_gpu", "glyph_zipf_s16"):
             assert (table["rc_predicted"] > 1.1).all() and (table["rc_measured"] > 1.1).all()

@@ -135,11 +135,12 @@ def glyph_bits(config: GlyphWorldConfig) -> np.ndarray:
     roles = cell_roles(config)
     specific = specific_patterns(config)
     i, j = np.divmod(np.arange(config.num_regions), config.second_parts)
+    easy = easy_layout(config) if config.easy_regions else None
     for draw in range(MAX_REDRAWS):
         first, second = part_patterns(config, draw)
         glyphs = np.where(roles == FIRST, first[i], np.where(roles == SECOND, second[j], specific))
-        if config.easy_regions:  # the template, and their own bits on the easy cells
-            regions, template, cells, own = easy_layout(config)
+        if easy is not None:  # the template, and their own bits on the easy cells
+            regions, template, cells, own = easy
             glyphs[regions] = template
             glyphs[np.ix_(regions, cells)] = own
         if len(np.unique(glyphs, axis=0)) == config.num_regions:

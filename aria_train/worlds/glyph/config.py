@@ -9,6 +9,12 @@ and the other cells are *specific*: random bits of that region alone. The prompt
 depends on tau, only the rendering does. Colour, position and background are nuisance
 attributes named by the prompt, as in the default world.
 
+Pool shares follow a Zipf law over a seeded random ranking of the regions (rank 1 commonest),
+so rarity is independent of content. Groups, by rank: "unseen-tail" (the rarest
+``unseen_tail``) and "unseen-head" (``unseen_head_ranks``, a control: common yet unpaired) have
+no paired images; "under" are the rarest ``under_regions`` seen regions; "head" the other seen
+regions of rank <= ``head_ranks``; "mid" all the rest.
+
 Difficulty spread (``easy_regions``): regions spread evenly over the rarity order show one
 world-wide template glyph except on ``easy_cells`` fixed cells, where each shows bits of its own
 (distinct between easy regions). An easy region has a few bits to learn where the others have a
