@@ -12,7 +12,11 @@ is large, the step is bound by the host's launches (issue 16, item 5). Writes --
 
 Measured on the 2-core CPU (2026-12-03, batch 1, aria): ~2,200 computing operators per step in the
 forward passes and data path, >= 570 in backward, ~2,800 in the optimizer (the CPU's per-tensor
-AdamW; a GPU uses the fused kernel). The H200 ran the same step (batch 64) in 128 ms alone.
+AdamW; a GPU uses the fused kernel). On the H200 (batch 64, aria; bench/results/prof_small_world_h200.json):
+130.6 ms per profiled step, 469 computing operators in the forwards and data path and 105 in backward,
+2,311 kernels per step. That run's busy figure (153 ms) summed key_averages and so counted each kernel
+twice; ~77 ms of kernels in a 131 ms step, i.e. the GPU idles ~40% of the step, is the corrected
+reading, not re-measured (the script now sums kernel events and their union).
 """
 from __future__ import annotations
 
@@ -95,7 +99,15 @@ def main() -> None:
     if cuda:
         kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
         result["kernels_per_step"] = round(len(kernels) / args.active)
-        result["gpu_busy_ms_per_step"] = sum(e.self_device_time_total for e in prof.key_averages()) / 1e3 / args.active
+        # kernel events only: summing key_averages' self device time counts each kernel twice (as
+        # itself and under the operator that launched it). Busy time is the union of their intervals.
+        spans = sorted((k.time_range.start, k.time_range.end) for k in kernels)
+        busy, reach = 0.0, float("-inf")
+        for start, end in spans:
+            busy += max(0.0, end - max(start, reach))
+            reach = max(reach, end)
+        result["kernel_ms_per_step"] = sum(end - start for start, end in spans) / 1e3 / args.active
+        result["gpu_busy_ms_per_step"] = busy / 1e3 / args.active
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
