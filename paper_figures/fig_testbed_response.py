@@ -26,7 +26,7 @@ from simulations.measured import region_draws
 class Config:
     cells: tuple[tuple[str, ...], ...] = CELLS + (("glyph_blind_tau0",),)
     titles: tuple[str, ...] = ("tau 0, s 0", "tau 0, s 1.2", "tau 0, s 1.6", "tau 0.5, s 1.2", "tau 1, s 1.2",
-                               "tau 0, s 1.2, two regions blind")
+                               "tau 0, s 1.2, six easy regions", "tau 0, s 1.2, two regions blind")
 
 
 CONFIG = Config()
@@ -34,7 +34,10 @@ COLOURS = {"region-uniform": "#55a868", "aria": "#c44e52", "aria-b2": "#dd8452",
 
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
-    fig, axes = plt.subplots(2, 3, figsize=(11, 6.5), sharex=True, sharey=True)
+    columns = -(-len(CONFIG.cells) // 2)
+    fig, axes = plt.subplots(2, columns, figsize=(3.7 * columns, 6.5), sharex=True, sharey=True)
+    for ax in axes.flat[len(CONFIG.cells):]:
+        ax.set_visible(False)
     for ax, cell, title in zip(axes.flat, CONFIG.cells, CONFIG.titles):
         folders = [experiment_dir(data_dir, name) for name in cell]
         every = region_draws(folders)
@@ -55,8 +58,10 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
         ax.set_yscale("log")
         ax.axhline(1, color="#4c72b0", lw=0.8)
         ax.axvline(1, color="#4c72b0", lw=0.8)
-    for ax in axes[-1]:
-        ax.set_xlabel("switched draws / RC's (same seed, region)")
+    for column in axes.T:  # the lowest panel in use of each column carries the x axis
+        lowest = [ax for ax in column if ax.get_visible()][-1]
+        lowest.xaxis.set_tick_params(labelbottom=True)
+        lowest.set_xlabel("switched draws / RC's (same seed, region)")
     for ax in axes[:, 0]:
         ax.set_ylabel("p(t)-weighted discrepancy / RC's")
     handles, labels = axes.flat[0].get_legend_handles_labels()

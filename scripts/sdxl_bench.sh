@@ -23,12 +23,12 @@
 #               70 transformer blocks to SD's 16). If it is skipped or runs out, run it alone in a
 #               second call: `SDXL_BENCH_BUDGET=580 scripts/sdxl_bench.sh OUT 700m_compiled` (adds
 #               its rows to OUT's CSV; the compiled FLOPs are those of the eager step).
-# Not in the default list -- the largest batch (measured 2026-12-03, 376 s for both items): eager,
-# KOALA-700M 32 fits (128 GiB; 36 would need ~142 GiB of the 139.8 by the 3.5 GiB per image measured),
-# KOALA-1B 24 fits (124 GiB) and 28 does not; checkpointed, KOALA-700M 56 and KOALA-1B 48 were
-# measured and 64 failed for both *in the FLOP-counting step* (the first training step at 64 fit for
-# KOALA-700M), which held 134 GiB: the count is now taken on 8 images and scaled, so max_ckpt
-# starts at 64 again:
+# Not in the default list -- the largest batch (measured 2026-12-03): eager, KOALA-700M 32 fits
+# (128 GiB; 36 would need ~142 GiB of the 139.8 by the 3.5 GiB per image measured), KOALA-1B 24 fits
+# (124 GiB) and 28 does not; checkpointed, KOALA-700M 160 fits (125 GiB) and 176 does not, KOALA-1B
+# 144 fits (128 GiB) and 160 does not (max_ckpt reached 96 for KOALA-700M in its 200 s; 144-176 were
+# run directly with bench.distill_step). FLOPs are counted on 8 images and scaled: counting the
+# whole batch of 64 held 134 GiB and was the out-of-memory an earlier run reported at 64.
 #   max_eager   KOALA-700M and KOALA-1B, eager, batches 28 32 (~30 s per batch size: models are rebuilt)
 #   max_ckpt    KOALA-700M checkpointed 64 80 96 112 128, KOALA-1B checkpointed 64 80 96 112; an oom line
 #               in the log names the phase it happened in (set-up, first step, FLOP count, timed steps)

@@ -36,7 +36,7 @@ from simulations.measured import region_draws
 POLICIES = ("region-uniform", "aria", "aria-b2", "progress")  # students that move draws; rc is the reference
 # the 12-region cells of the test bed: the experiment, then folders run beside it on the same world
 CELLS = (("glyph_zipf_s0",), ("glyph_demo_gpu", "glyph_progress_tau0"), ("glyph_zipf_s16",),
-         ("glyph_small_map_tau05", "glyph_progress_tau05"), ("glyph_small_map_tau1",))
+         ("glyph_small_map_tau05", "glyph_progress_tau05"), ("glyph_small_map_tau1",), ("glyph_easy_tau0",))
 
 
 def fit_alpha(rows) -> tuple[float, float]:
