@@ -17,7 +17,9 @@ memory, FLOPs of one whole step counted with torch.utils.flop_counter, and MFU a
 ``--compile``, ``--channels-last``, ``--gradient-checkpointing`` and ``--teacher-fp8`` set the models up exactly as
 ``aria distill`` does (aria_train.distill.speed). FLOPs are counted on an eager step (the counter sees
 aten ops, not compiled kernels; with checkpointing they include the recomputed forward);
-``warmup_s`` is the time of the ``--warmup`` steps after it, compilation included. torch's FLOP
+``warmup_s`` is the time of the ``--warmup`` steps after it, compilation included; with ``--compile``
+the eager step at the full batch is left out (it would cap the batch at eager's memory), so the
+first warm-up step is the first at that batch and ``--warmup`` must be at least 1. torch's FLOP
 counter does not count the FP8 products of ``--teacher-fp8`` (``torch._scaled_mm``): compare those
 rows by images/s, not MFU.
 
@@ -149,8 +151,9 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    with oom_phase("the first step", device):
-        one_step(False)
+    if not speed["compile"]:  # compiled, the first full step is a warm-up step: an eager one would
+        with oom_phase("the first step", device):  # cap the batch at eager's memory
+            one_step(False)
     # Counted on at most FLOP_BATCH images and scaled: every op the counter sees works per image,
     # so the count is linear in the batch (tests/test_bench_smoke.py checks it), and counting under
     # FlopCounterMode holds far more memory than the step itself (KOALA-700M, checkpointed, batch
@@ -230,8 +233,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                         "order; one that runs out of device memory gives an 'oom' row, and later ones at least as "
                         "large are skipped (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the two eager ones that count "
-                        "FLOPs; compilation happens in the first (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the eager ones (a first step at "
+                        "the batch, left out with --compile, and one that counts FLOPs); compilation happens in "
+                        "the first; at least 1 with --compile (default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help="torch.compile teacher and student (in place)")
     parser.add_argument("--channels-last", action="store_true", help="both UNets in channels-last memory format")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute the student's activations in backward")
@@ -242,6 +246,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
     parser.add_argument("--append", action="store_true", help="keep the rows already in the CSV and add these")
     args = parser.parse_args(argv)
+    if args.compile and args.warmup < 1:
+        parser.error("--compile needs --warmup >= 1: the first step compiles, and must not be timed")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -32,6 +32,10 @@
 #   max_eager   KOALA-700M and KOALA-1B, eager, batches 28 32 (~30 s per batch size: models are rebuilt)
 #   max_ckpt    KOALA-700M checkpointed 64 80 96 112 128, KOALA-1B checkpointed 64 80 96 112; an oom line
 #               in the log names the phase it happened in (set-up, first step, FLOP count, timed steps)
+#   max_compiled  the largest compiled batch, not yet measured: KOALA-700M --compile at 40 (eager's largest is
+#               32; compiled took 27% less memory at 16, so 40 should fit in ~117 GiB) and KOALA-1B at 32
+#               (eager 24). One batch per process: each size is a new compilation (~4 min for both UNets
+#               at 16), so this item takes most of a 10-minute call; a step that does not fit is an oom row.
 # Estimates behind the batch lists (not measured): a step is ~15 TFLOP per image for KOALA-700M
 # (SDXL forward 6.8 TFLOP + 3 x the student's 2.7; KOALA-1B 3.4), i.e. ~0.5 s at batch 8;
 # eager activations ~4-5 GiB per image (KOALA-700M), ~0.5-0.7 GiB with checkpointing.
@@ -68,6 +72,8 @@ for item in $ITEMS; do
                step 100 30 --student koala-1b --batch 28 32 --steps 2 --warmup 0 ;;
     max_ckpt) step 200 30 --student koala-700m --gradient-checkpointing --batch 64 80 96 112 128 --steps 1 --warmup 0
               step 200 30 --student koala-1b --gradient-checkpointing --batch 64 80 96 112 --steps 1 --warmup 0 ;;
+    max_compiled) step 290 240 --student koala-700m --compile --batch 40 --steps 2 --warmup 1
+                  step 290 240 --student koala-1b --compile --batch 32 --steps 2 --warmup 1 ;;
     *) echo "unknown item $item" >&2; status=1 ;;
   esac
 done

@@ -120,6 +120,42 @@ def test_distill_step_sdxl_tiny(tmp_path, monkeypatch, capsys):
     assert scaled[0]["step_tflop"] == pytest.approx(flops[("koala-700m", "2")], rel=1e-9)
 
 
+def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeypatch):
+    """With --compile the step benchmark runs no eager step at the full batch (it would cap the
+    largest compiled batch at eager's memory): FLOPs are counted eagerly on FLOP_BATCH images, then
+    the UNets are compiled and every step at the batch runs compiled. Without --compile the first
+    step is an eager one at the batch. (Compilation stubbed: inductor takes minutes on a CPU.)"""
+    import aria_train.distill.speed as speed
+    import aria_train.distill.step as step
+
+    calls = []
+    real_step = step.train_step
+
+    def train_step(models, data, *args, **kwargs):
+        calls.append(len(data.x0))
+        return real_step(models, data, *args, **kwargs)
+
+    monkeypatch.setattr(step, "train_step", train_step)
+    real_prepare = speed.prepare_unets
+
+    def prepare_unets(*unets, compile=False, **options):  # the set-up as it is, compilation recorded instead
+        if compile:
+            calls.append("compiled")
+        return real_prepare(*unets, compile=False, **options)
+
+    monkeypatch.setattr(speed, "prepare_unets", prepare_unets)
+    monkeypatch.setattr(distill_step, "FLOP_BATCH", 1)
+    argv = ["--size", "sdxl-tiny", "--batch", "2", "--steps", "1", "--warmup", "1", "--regions", "8", "--pool", "1000",
+            "--out", str(tmp_path)]
+    distill_step.main(argv=argv + ["--compile", "--name", "compiled"])
+    assert calls == [1, "compiled", 2, 2, 2, 2, 2]  # FLOP count, compile, warm-up, four timed rows
+    calls.clear()
+    distill_step.main(argv=argv + ["--name", "eager"])
+    assert calls == [2, 1, 2, 2, 2, 2, 2]  # first step, FLOP count, warm-up, four timed rows
+    with pytest.raises(SystemExit):
+        distill_step.main(argv=argv[:-5] + ["--warmup", "0", "--compile", "--out", str(tmp_path)])
+
+
 def test_out_of_memory_names_its_phase():
     """An out-of-memory error inside a phase of the step benchmark names the phase (so a batch
     that does not fit can be told from a set-up step that does not) and still reads as out of
