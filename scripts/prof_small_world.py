@@ -15,8 +15,9 @@ forward passes and data path, >= 570 in backward, ~2,800 in the optimizer (the C
 AdamW; a GPU uses the fused kernel). On the H200 (batch 64, aria; bench/results/prof_small_world_h200.json):
 130.6 ms per profiled step, 469 computing operators in the forwards and data path and 105 in backward,
 2,311 kernels per step. That run's busy figure (153 ms) summed key_averages and so counted each kernel
-twice; ~77 ms of kernels in a 131 ms step, i.e. the GPU idles ~40% of the step, is the corrected
-reading, not re-measured (the script now sums kernel events and their union).
+twice, so ~77 ms of kernels in a 131 ms step -- not re-measured (the script now sums kernel events
+and their union), and at odds with 16 such runs at once doing 16,000 steps in 283 s
+(bench/results/small_world.csv), which leaves <= 17.7 ms of GPU per step if processes take turns.
 """
 from __future__ import annotations
 
