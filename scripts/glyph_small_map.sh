@@ -24,7 +24,7 @@
 #             demo world with 6 easy regions (glyph_small_easy.json: a template glyph with 4 cells of
 #             their own, spread over the rarity order), its teacher and cache, then rc, region-uniform,
 #             aria beta 1 / 2 and progress x 3 seeds (15 runs at once) -> runs/glyph_easy_tau0/;
-#             ~9 min estimated (teacher ~5, runs ~4): with TEACHER_SECONDS=300 run it twice if cut
+#             measured 431 s on one H200 (2026-12-03; the teacher's 1000 steps 145 s)
 #   words-teachers  teachers of the same three worlds with prompts that name the glyph's parts
 #             (glyph_small_words_tau{0,05,1}.json: word_parts, e.g. "tegiz govok"), and their caches
 #   words-map rc, region-uniform, aria (beta 1, 2) x 3 seeds on those worlds (36 runs at once)
