@@ -21,6 +21,11 @@ weighted by base_j / pi_j in the unbiased importance-weighted mode, else 1):
     x_k <- x_k exp(-r_k sum_j T_jk c_j / B)             training, with transfer T (T_kk = 1)
     x_k <- x_k + f (x0_k - x_k)                           forgetting (interference) at rate f
     x_k <- x_k exp(s z_k - s^2/2), z_k ~ N(0, 1)          process noise (mean preserving)
+With a finite response exponent alpha (World.response_alpha) the training factor is instead
+    x_k <- x_k exp(-r_k (x_k / x0_k)^(1/alpha) sum_j T_jk c_j / B)
+so that, without forgetting and noise, x_k = x0_k (1 + r_k N_k / alpha)^-alpha after N_k batches'
+worth of its samples: a power law in the draws, as the trainer's regions respond (exponent 0.2-0.36
+in the glyph test bed, simulations/headroom.py), where the default alpha = inf is exp(-r_k N_k).
 Training helps a region in proportion to its share of the batch; transfer T_jk between regions
 of one cluster (and a weaker one across clusters) lets a region improve without being drawn.
 With a shared fraction tau (World.shared) the reducible part starts split as (1 - tau) x0_k
@@ -113,6 +118,7 @@ class World:
     paired_weight: np.ndarray | None = None  # pairs per region (None: q of the seen regions)
     labels: tuple[str, ...] | None = None    # group of each region (test-bed worlds; see GROUPS)
     observe: str = "all"        # losses the tracker sees: "all" samples or only the "switched" ones
+    response_alpha: float = float("inf")  # alpha > 0: x falls as a power law of the draws; inf: exponentially
 
     def __post_init__(self) -> None:
         k = self.shares.shape[0]
@@ -136,6 +142,8 @@ class World:
             raise ValueError(f"World.labels must be {k} of {GROUPS}")
         if self.observe not in ("all", "switched"):
             raise ValueError(f"World.observe must be 'all' or 'switched', got {self.observe!r}")
+        if not self.response_alpha > 0:
+            raise ValueError(f"World.response_alpha must be > 0 (inf: exponential), got {self.response_alpha}")
 
     @property
     def num_regions(self) -> int:
@@ -252,7 +260,8 @@ DEFAULT_SCENARIOS = ("imbalanced", "high_floor", "balanced", "strong_transfer")
 def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: float = 0.0,
                   unseen_tail: int = 3, unseen_head: int = 1, under: int = 3, under_pairs: float = 0.2,
                   high_floors: int = 0, tail_floors: int = 0, base_rate: float = 0.1,
-                  observe: str = "switched", easy: int = 0, easy_frac: float = 1.0) -> World:
+                  observe: str = "switched", easy: int = 0, easy_frac: float = 1.0,
+                  response_alpha: float = float("inf")) -> World:
     """The test-bed world: the knobs of a real distillation run, one at a time.
 
     Shares: Zipf, q ~ (rank + 1)^-zipf (zipf = 0: equal), over a seeded permutation of the
@@ -271,7 +280,8 @@ def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: f
     which losses the tracker sees ("switched", what the trainer does by default, or "all").
     `easy` regions spread evenly over the rarity order (the glyph world's easy_regions) start at
     `easy_frac` of their drawn discrepancy, floor included: only their own bits (easy_cells / C
-    of the glyph) are left to learn, their template being assumed learnt like a shared attribute."""
+    of the glyph) are left to learn, their template being assumed learnt like a shared attribute.
+    `response_alpha`: World.response_alpha (inf: exponential response to draws)."""
     k = int(num_regions)
     if not (k >= 2 and zipf >= 0 and 0 <= tau <= 1 and min(unseen_tail, unseen_head, under, high_floors) >= 0
             and unseen_head + unseen_tail + under < k - 1 and 0 < under_pairs <= 1
@@ -306,17 +316,18 @@ def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: f
         floor[chosen] *= easy_frac
     return World(shares, seen, initial, floor, rate, np.eye(k), forget=5e-4, process_noise=0.01,
                  shared=float(tau), shared_rate=base_rate, paired_weight=paired_weight, labels=labels,
-                 observe=observe)
+                 observe=observe, response_alpha=float(response_alpha))
 
 
 _TESTBED_KEYS = {"k": "num_regions", "s": "zipf", "tau": "tau", "tail": "unseen_tail", "head": "unseen_head",
                  "under": "under", "pairs": "under_pairs", "floors": "high_floors", "tailfloors": "tail_floors",
-                 "rate": "base_rate", "observe": "observe", "easy": "easy", "easyfrac": "easy_frac"}
+                 "rate": "base_rate", "observe": "observe", "easy": "easy", "easyfrac": "easy_frac",
+                 "alpha": "response_alpha"}
 
 
 def parse_testbed(scenario: str) -> dict:
     """Keyword arguments of `testbed_world` from "testbed[:key=value...]" (keys: k, s, tau, tail,
-    head, under, pairs, floors, tailfloors, rate, observe=all|switched, easy, easyfrac)."""
+    head, under, pairs, floors, tailfloors, rate, observe=all|switched, easy, easyfrac, alpha)."""
     name, *pairs = scenario.split(":")
     if name != "testbed":
         raise ValueError(f"not a test-bed scenario: {scenario!r}")
@@ -450,6 +461,15 @@ class RunResult:
         return self.discrepancy[-1]
 
 
+def response_slowing(x, x0, alpha: float):
+    """(x / x0)^(1/alpha), the factor on a region's training rate that makes its reducible part
+    fall as a power law of its draws (World.response_alpha); 1 for alpha = inf, and for x0 = 0."""
+    if np.isinf(alpha):
+        return 1.0
+    ratio = np.divide(x, x0, out=np.zeros_like(np.asarray(x, float)), where=np.asarray(x0) > 0)
+    return np.maximum(ratio, 0.0) ** (1.0 / alpha)
+
+
 def simulate(world: World, config: SimConfig, spec: PolicySpec, seed: int,
              reference: np.ndarray | None = None) -> RunResult:
     """Run one policy on one world. Random streams are split by purpose and seeded by `seed`
@@ -503,10 +523,10 @@ def simulate(world: World, config: SimConfig, spec: PolicySpec, seed: int,
         trained = np.bincount(ids, weight, minlength=k)
         counts += np.bincount(ids, minlength=k)
         samples += ids.size
-        excess *= np.exp(-world.rate * (trained @ world.transfer) / batch)
+        excess *= np.exp(-world.rate * response_slowing(excess, excess0, world.response_alpha) * (trained @ world.transfer) / batch)
         excess += world.forget * (excess0 - excess)
         if world.shared:  # every trained sample trains the shared part
-            level *= np.exp(-world.shared_rate * trained.sum() / batch)
+            level *= np.exp(-world.shared_rate * response_slowing(level, 1.0, world.response_alpha) * trained.sum() / batch)
             level += world.forget * (1.0 - level)
         if world.process_noise:
             s = world.process_noise
@@ -779,7 +799,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "testbed[:key=value...] with keys k (regions), s (Zipf exponent), tau (shared "
                         "fraction in [0, 1]), tail, head (unseen regions there), under, pairs, floors, "
                         "tailfloors (90%% floors among seen / unseen-tail regions), rate, "
-                        "observe=all|switched; " +
+                        "observe=all|switched, easy, easyfrac (easy regions, spread over the rarity order, and "
+                        "the fraction of the discrepancy they start at), alpha (exponent of a power-law "
+                        "response to draws; default inf: exponential); " +
                         "; ".join(f"{k}: {v[1]}" for k, v in SCENARIOS.items()).replace("%", "%%"))
     parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                         help="comma-separated policies, each kind[:key=value...] with kinds "
@@ -814,6 +836,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: `aria experiment` folders on glyph worlds; simulate each one's world and "
                         "methods at its steps and batch, and print the trainer's ratios to RC per group beside "
                         "the simulator's (simulations.measured); writes measured_vs_predicted.csv (default: none)")
+    parser.add_argument("--measured-alpha", type=float, default=None, metavar="ALPHA",
+                        help="with --measured: simulate every world with a power-law response to draws of this "
+                        "exponent (> 0; the trainer's cells measure 0.2-0.36, python -m simulations.headroom) "
+                        "instead of the default exponential one (default: none)")
 
 
 def sim_config(args: argparse.Namespace) -> SimConfig:
@@ -847,7 +873,10 @@ def run(args: argparse.Namespace) -> int:
 
         from simulations.measured import compare, format_compare
 
-        table = compare(args.measured, list(range(args.seeds)), args.workers or os.cpu_count() or 1)
+        if args.measured_alpha is not None and not args.measured_alpha > 0:
+            raise ValueError(f"--measured-alpha must be > 0, got {args.measured_alpha}")
+        table = compare(args.measured, list(range(args.seeds)), args.workers or os.cpu_count() or 1,
+                        args.measured_alpha)
         args.out.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out / "measured_vs_predicted.csv", index=False, float_format="%.4g")
         print(f"wrote {args.out / 'measured_vs_predicted.csv'}")

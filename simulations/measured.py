@@ -137,14 +137,18 @@ def region_draws(folders: list[str | Path]):
     return rows[["model", "method", "seed", "region", "group", "switched", "discrepancy", "switched_ratio", "ratio"]]
 
 
-def compare(folders: list[str | Path], seeds: list[int], workers: int = 1):
+def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, response_alpha: float | None = None):
     """DataFrame (experiment, scenario, method, group, measured, measured_sd, predicted, predicted_sd):
-    every experiment's measured ratios to RC beside the simulator's for the same world and methods.
+    every experiment's measured ratios to RC beside the simulator's for the same world and methods
+    (with ``response_alpha``, simulated with that power-law response to draws, scenario key alpha).
     A folder without rc students (e.g. a later policy run) is compared with the rc students of
     another given folder on the same world: the runs share seeds and every option but the method."""
     import pandas as pd
 
     settings = [(Path(folder), *experiment_setting(folder)) for folder in folders]
+    if response_alpha is not None:
+        settings = [(folder, f"{scenario}:alpha={response_alpha:g}", config, methods)
+                    for folder, scenario, config, methods in settings]
     summaries = {folder: pd.read_csv(folder / "eval" / "summary.csv") for folder, *_ in settings}
     out, simulated = [], {}  # folders of one world and methods share one simulation
     for folder, scenario, config, methods in settings:
@@ -188,4 +192,22 @@ def format_compare(table) -> str:
             lines.append(f"  {method:<16}" + "".join(
                 f"{cells.loc[g, 'measured']:>7.2f}+-{cells.loc[g, 'measured_sd']:.2f} | "
                 f"{cells.loc[g, 'predicted']:.2f}+-{cells.loc[g, 'predicted_sd']:.2f}" for g in groups))
+        lines.append(f"  {agreement(block)}")
     return "\n".join(lines)
+
+
+def agreement(block) -> str:
+    """One line on how far one experiment's predictions lie from its measurements: the median
+    over methods and groups of |ln(predicted / measured)| (0.10 ~ 10% off), and the all-regions
+    ratio of each method to region-uniform, measured | predicted (what tracking adds to
+    balancing)."""
+    both = block.dropna(subset=["measured", "predicted"])
+    error = float(np.median(np.abs(np.log(both["predicted"] / both["measured"])))) if len(both) else np.nan
+    every = block[block["group"] == "all"].set_index("method")
+    line = f"median |ln(predicted / measured)| {error:.3f}"
+    if "region-uniform" in every.index:
+        uniform = every.loc["region-uniform"]
+        line += "; all regions over region-uniform, measured | predicted: " + ", ".join(
+            f"{m} {every.loc[m, 'measured'] / uniform['measured']:.3f} | {every.loc[m, 'predicted'] / uniform['predicted']:.3f}"
+            for m in every.index if m != "region-uniform")
+    return line

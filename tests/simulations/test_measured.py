@@ -1,6 +1,7 @@
 """The trainer's measured map beside the simulator's (simulations.measured)."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -67,6 +68,17 @@ def test_cli_measured(tmp_path, capsys):
                           "--out", str(tmp_path / "sim")]) == 0
     assert "predicted = simulator" in capsys.readouterr().out
     assert set(pd.read_csv(tmp_path / "sim" / "measured_vs_predicted.csv")["method"]) == {"aria"}
+    assert aria_cli.main(["sim", "allocation", "--measured", str(a), "--seeds", "2", "--workers", "1",
+                          "--measured-alpha", "0.5", "--out", str(tmp_path / "sim_alpha")]) == 0
+    out = capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "sim_alpha" / "measured_vs_predicted.csv")
+    assert set(table["scenario"]) == {"testbed:k=12:s=1.2:tau=0.5:tail=2:head=1:under=3:alpha=0.5"}
+    both = table.dropna(subset=["measured", "predicted"])
+    error = np.median(np.abs(np.log(both["predicted"] / both["measured"])))
+    assert f"median |ln(predicted / measured)| {error:.3f}" in out
+    refused(["sim", "allocation", "--measured", str(a), "--measured-alpha", "0", "--out", str(tmp_path / "y")], capsys,
+            "--measured-alpha must be > 0")
+    assert not (tmp_path / "y").exists()
     refused(["sim", "allocation", "--measured", str(tmp_path), "--out", str(tmp_path / "x")], capsys,
             "not an experiment folder")
     assert not (tmp_path / "x").exists()

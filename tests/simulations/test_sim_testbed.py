@@ -142,3 +142,27 @@ def test_study_cli(tmp_path, capsys):
     assert out.count("testbed:tau=") == 9 and "progress r=0.003" in out
     with pytest.raises(SystemExit):
         aria_cli.main(["sim", "allocation", "--study", "nothing"])
+
+
+def test_power_law_response_follows_its_closed_form():
+    """With response exponent alpha, a region trained alone (no forgetting, no noise, no floor)
+    follows x0 (1 + r N / alpha)^-alpha in N batches' worth of its samples, up to the Euler step's
+    error (the rate is applied once per batch, at the start-of-step level); alpha = inf is the
+    default exponential response, bitwise."""
+    k, batch, steps = 2, 1000, 400
+    base = sim.World(np.array([0.5, 0.5]), np.array([True, True]), np.ones(k), np.zeros(k), np.full(k, 0.02),
+                     np.eye(k))
+    config = sim.SimConfig(steps=steps, batch=batch, switch=0.0, log_every=steps)
+    rc = sim.PolicySpec.parse("rc")
+    exponential = sim.simulate(base, config, rc, 0).final
+    assert np.array_equal(exponential, sim.simulate(dataclasses.replace(base, response_alpha=np.inf), config, rc, 0).final)
+    for alpha in (0.3, 1.0, 3.0):
+        final = sim.simulate(dataclasses.replace(base, response_alpha=alpha), config, rc, 0).final
+        trained = steps * 0.5  # batches' worth of each region's samples (each holds half of every batch)
+        np.testing.assert_allclose(final, (1 + 0.02 * trained / alpha) ** -alpha, rtol=0.02)
+        assert (final > exponential).all()  # a power law falls slower than the exponential at the same rate
+    assert sim.response_slowing(np.array([0.5, 0.0]), np.array([1.0, 0.0]), 0.5).tolist() == [0.25, 0.0]
+    with pytest.raises(ValueError, match="response_alpha"):
+        dataclasses.replace(base, response_alpha=0.0)
+    assert sim.build_world("testbed:alpha=0.3", 0).response_alpha == 0.3
+    assert sim.build_world("testbed", 0).response_alpha == np.inf
