@@ -461,7 +461,7 @@ class RunResult:
         return self.discrepancy[-1]
 
 
-def response_slowing(x, x0, alpha: float):
+def response_slowing(x: np.ndarray | float, x0: np.ndarray | float, alpha: float) -> np.ndarray | float:
     """(x / x0)^(1/alpha), the factor on a region's training rate that makes its reducible part
     fall as a power law of its draws (World.response_alpha); 1 for alpha = inf, and for x0 = 0."""
     if np.isinf(alpha):
@@ -523,10 +523,12 @@ def simulate(world: World, config: SimConfig, spec: PolicySpec, seed: int,
         trained = np.bincount(ids, weight, minlength=k)
         counts += np.bincount(ids, minlength=k)
         samples += ids.size
-        excess *= np.exp(-world.rate * response_slowing(excess, excess0, world.response_alpha) * (trained @ world.transfer) / batch)
+        slowing = response_slowing(excess, excess0, world.response_alpha)
+        excess *= np.exp(-world.rate * slowing * (trained @ world.transfer) / batch)
         excess += world.forget * (excess0 - excess)
         if world.shared:  # every trained sample trains the shared part
-            level *= np.exp(-world.shared_rate * response_slowing(level, 1.0, world.response_alpha) * trained.sum() / batch)
+            slowing = response_slowing(level, 1.0, world.response_alpha)
+            level *= np.exp(-world.shared_rate * slowing * trained.sum() / batch)
             level += world.forget * (1.0 - level)
         if world.process_noise:
             s = world.process_noise
@@ -862,6 +864,8 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = sim_config(args)
+    if args.measured_alpha is not None and not (args.measured and args.measured_alpha > 0):
+        raise ValueError(f"--measured-alpha needs --measured and a value > 0, got {args.measured_alpha}")
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for s in scenarios:
         build_world(s, 0)  # validates the name before any work
@@ -873,8 +877,6 @@ def run(args: argparse.Namespace) -> int:
 
         from simulations.measured import compare, format_compare
 
-        if args.measured_alpha is not None and not args.measured_alpha > 0:
-            raise ValueError(f"--measured-alpha must be > 0, got {args.measured_alpha}")
         table = compare(args.measured, list(range(args.seeds)), args.workers or os.cpu_count() or 1,
                         args.measured_alpha)
         args.out.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ def test_cli_measured(tmp_path, capsys):
     error = np.median(np.abs(np.log(both["predicted"] / both["measured"])))
     assert f"median |ln(predicted / measured)| {error:.3f}" in out
     refused(["sim", "allocation", "--measured", str(a), "--measured-alpha", "0", "--out", str(tmp_path / "y")], capsys,
-            "--measured-alpha must be > 0")
+            "--measured-alpha needs --measured and a value > 0")
     assert not (tmp_path / "y").exists()
     refused(["sim", "allocation", "--measured", str(tmp_path), "--out", str(tmp_path / "x")], capsys,
             "not an experiment folder")
