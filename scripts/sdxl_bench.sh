@@ -26,12 +26,12 @@
 # Not in the default list -- the largest batch (measured 2026-12-03): eager, KOALA-700M 32 fits
 # (128 GiB; 36 would need ~142 GiB of the 139.8 by the 3.5 GiB per image measured), KOALA-1B 24 fits
 # (124 GiB) and 28 does not; checkpointed, KOALA-700M 160 fits (125 GiB) and 176 does not, KOALA-1B
-# 144 fits (128 GiB) and 160 does not (max_ckpt reached 96 for KOALA-700M in its 200 s; 144-176 were
-# run directly with bench.distill_step). FLOPs are counted on 8 images and scaled: counting the
-# whole batch of 64 held 134 GiB and was the out-of-memory an earlier run reported at 64.
+# 144 fits (128 GiB) and 160 does not (64-96 measured too: 20.0-20.2 images/s for KOALA-700M). FLOPs are
+# counted on 8 images and scaled: counting the whole batch of 64 held 134 GiB and was the
+# out-of-memory an earlier run reported at 64.
 #   max_eager   KOALA-700M and KOALA-1B, eager, batches 28 32 (~30 s per batch size: models are rebuilt)
-#   max_ckpt    KOALA-700M checkpointed 64 80 96 112 128, KOALA-1B checkpointed 64 80 96 112; an oom line
-#               in the log names the phase it happened in (set-up, first step, FLOP count, timed steps)
+#   max_ckpt    the bracket of the largest checkpointed batch: KOALA-700M 160 176, KOALA-1B 144 160 (290 s);
+#               an oom line in the log names the phase it happened in (set-up, first step, FLOP count, timed steps)
 #   max_compiled  the largest compiled batch, not yet measured: KOALA-700M --compile at 40 (eager's largest is
 #               32; compiled took 27% less memory at 16, so 40 should fit in ~117 GiB) and KOALA-1B at 32
 #               (eager 24). One batch per process: each size is a new compilation (~4 min for both UNets
@@ -70,8 +70,8 @@ for item in $ITEMS; do
     700m_compiled) step 580 240 --student koala-700m --compile --batch 16 --steps 2 --warmup 2 ;;
     max_eager) step 100 30 --student koala-700m --batch 28 32 --steps 2 --warmup 0
                step 100 30 --student koala-1b --batch 28 32 --steps 2 --warmup 0 ;;
-    max_ckpt) step 200 30 --student koala-700m --gradient-checkpointing --batch 64 80 96 112 128 --steps 1 --warmup 0
-              step 200 30 --student koala-1b --gradient-checkpointing --batch 64 80 96 112 --steps 1 --warmup 0 ;;
+    max_ckpt) step 210 30 --student koala-700m --gradient-checkpointing --batch 160 176 --steps 1 --warmup 0
+              step 210 30 --student koala-1b --gradient-checkpointing --batch 144 160 --steps 1 --warmup 0 ;;
     max_compiled) step 290 240 --student koala-700m --compile --batch 40 --steps 2 --warmup 1
                   step 290 240 --student koala-1b --compile --batch 32 --steps 2 --warmup 1 ;;
     *) echo "unknown item $item" >&2; status=1 ;;
