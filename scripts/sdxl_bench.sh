@@ -32,10 +32,16 @@
 #   max_eager   KOALA-700M and KOALA-1B, eager, batches 28 32 (~30 s per batch size: models are rebuilt)
 #   max_ckpt    the bracket of the largest checkpointed batch: KOALA-700M 160 176, KOALA-1B 144 160 (290 s);
 #               an oom line in the log names the phase it happened in (set-up, first step, FLOP count, timed steps)
-#   max_compiled  the largest compiled batch, not yet measured: KOALA-700M --compile at 40 (eager's largest is
-#               32; compiled took 27% less memory at 16, so 40 should fit in ~117 GiB) and KOALA-1B at 32
-#               (eager 24). One batch per process: each size is a new compilation (~4 min for both UNets
-#               at 16), so this item takes most of a 10-minute call; a step that does not fit is an oom row.
+#   700m_max_compiled  KOALA-700M --compile at 48, the largest batch the memory lines predict to fit
+#               (eager: 15.3 GiB + 3.53 GiB per image; compiled held 52.7 GiB at 16, i.e. ~2.33 GiB per
+#               image on eager's intercept, 0.66 of eager's: 48 -> ~127 GiB, 56 -> ~146 of the 139.8)
+#   1b_max_compiled    KOALA-1B --compile at 36 (eager: 20.2 + 4.32 GiB per image; at 700M's ratio ~2.85
+#               compiled: 36 -> ~123 GiB, 40 -> ~134, too close to call)
+#               Each is one compilation of both UNets at a new shape and needs a call of its own
+#               (SDXL_BENCH_BUDGET=580): on 2026-12-04 both in one call at 290 s each ran out of
+#               their time while compiling on a fresh machine (the batch-16 compilation took 227 s
+#               of warm-up after building the models and counting FLOPs). A step that does not fit
+#               is an oom row.
 # Estimates behind the batch lists (not measured): a step is ~15 TFLOP per image for KOALA-700M
 # (SDXL forward 6.8 TFLOP + 3 x the student's 2.7; KOALA-1B 3.4), i.e. ~0.5 s at batch 8;
 # eager activations ~4-5 GiB per image (KOALA-700M), ~0.5-0.7 GiB with checkpointing.
@@ -72,8 +78,8 @@ for item in $ITEMS; do
                step 100 30 --student koala-1b --batch 28 32 --steps 2 --warmup 0 ;;
     max_ckpt) step 210 30 --student koala-700m --gradient-checkpointing --batch 160 176 --steps 1 --warmup 0
               step 210 30 --student koala-1b --gradient-checkpointing --batch 144 160 --steps 1 --warmup 0 ;;
-    max_compiled) step 290 240 --student koala-700m --compile --batch 40 --steps 2 --warmup 1
-                  step 290 240 --student koala-1b --compile --batch 32 --steps 2 --warmup 1 ;;
+    700m_max_compiled) step 580 240 --student koala-700m --compile --batch 48 --steps 2 --warmup 1 ;;
+    1b_max_compiled) step 580 240 --student koala-1b --compile --batch 36 --steps 2 --warmup 1 ;;
     *) echo "unknown item $item" >&2; status=1 ;;
   esac
 done
