@@ -17,13 +17,21 @@ batch, no data path) with the same folder, batch and speed options. Per method o
 step's and the loop's images/s, their ratio (issue 16's target: >= 0.97), MFU of both by the
 step's FLOP count, and ARIA's loop time over RC's (target <= 1.01).
 
+``--profile N`` profiles each loop's last N steps (bench/loop_profile.py: the device's busy and
+idle time per step, its idle gaps by length, the top kernels and host operators; NVML's
+utilisation and SM clock over the steps before) into OUT/distill_e2e_profile_SIZE_METHOD.json:
+what stands between the loop and its step benchmark. The profiled steps are left out of the
+loop's rate (the profiler slows them), so --steps must leave --warmup + 1 steps before them.
+
 ``python -m bench.distill_e2e [--size sd14|tiny] [--batch B] [--steps S] [--compile]
-[--channels-last] [--quick] [--out DIR] [--work DIR]``; the default size is sd14 on a GPU, tiny
+[--channels-last] [--profile N] [--quick] [--out DIR] [--work DIR]``; the default size is sd14 on a GPU, tiny
 on the CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
 import math
 import os
 import sys
@@ -59,22 +67,36 @@ def write_inputs(work: Path, folder: Path, paired: int, pool_size: int, regions:
     return pool, cache
 
 
-def loop_rate(run: Path, warmup: int) -> float:
-    """Images/s of a run's metrics records that start after step `warmup`: all their images over
-    all their seconds (each record's rate covers the steps since the record before)."""
-    import json
-
+def loop_rate(run: Path, warmup: int, last: int | None = None) -> float:
+    """Images/s of a run's metrics records that start after step `warmup` (and end by step
+    `last`, if given): all their images over all their seconds (each record's rate covers the
+    steps since the record before)."""
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
     intervals = np.diff([0] + [r["step"] for r in records])
-    kept = [(n, r["images_per_s"]) for n, r in zip(intervals, records) if r["step"] - n >= warmup and r["images_per_s"]]
+    kept = [(n, r["images_per_s"]) for n, r in zip(intervals, records)
+            if r["step"] - n >= warmup and (last is None or r["step"] <= last) and r["images_per_s"]]
     if not kept:
-        raise ValueError(f"{run}: no metrics record starts after step {warmup}: run more --steps")
+        raise ValueError(f"{run}: no metrics record starts after step {warmup}"
+                         f"{'' if last is None else f' and ends by step {last}'}: run more --steps")
     return float(sum(n for n, _ in kept) / sum(n / rate for n, rate in kept))  # the batch size cancels
 
 
+def unprofiled_steps(steps: int, profile: int) -> int | None:
+    """The last step the loop's rate may use: before the profiler's warm-up step and the
+    ``profile`` profiled ones (None: no profile, all steps)."""
+    return steps - profile - 1 if profile else None
+
+
+def record_interval(warmup: int) -> int:
+    """The loop's metrics interval [steps]: records start at the end of warm-up."""
+    return max(1, warmup // 2)
+
+
 def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, batch: int, steps: int, log_every: int,
-             speed: dict, device: torch.device) -> tuple[float, float]:
-    """One `aria distill` run in this process: (seconds of the whole call, peak GPU GiB)."""
+             speed: dict, device: torch.device, profile: int = 0) -> tuple[float, float, dict | None]:
+    """One `aria distill` run in this process: (seconds of the whole call, peak GPU GiB, the
+    profile of its last ``profile`` steps or None)."""
+    from bench.loop_profile import DeviceSampler, LoopProfiler
     from aria_train.conditioning.aria import AriaOptions
     from aria_train.distill.config import DistillConfig
     from aria_train.distill.loop import train
@@ -86,13 +108,22 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
 
+    profiler = LoopProfiler(steps, profile) if profile else None
+
     def progress(step: int, total: int) -> None:
         if step % log_every == 0 or step == total:
             print(f"  {method} loop: step {step}/{total}, {time.perf_counter() - start:.0f} s", flush=True)
+        if profiler is not None:
+            if step == total - profile - 1:  # profiling starts with the next step: NVML's view ends here
+                sampler.close()
+            profiler.on_step(step, total)
 
-    train(config, out, progress=False, on_step=progress)
+    with DeviceSampler() as sampler, profiler or contextlib.nullcontext():
+        train(config, out, progress=False, on_step=progress)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
-    return time.perf_counter() - start, peak
+    summary = None if profiler is None else {"method": method, "batch": batch, **speed, **profiler.summary(),
+                                             **sampler.summary()}
+    return time.perf_counter() - start, peak, summary
 
 
 def free_memory(device: torch.device) -> None:
@@ -102,7 +133,8 @@ def free_memory(device: torch.device) -> None:
 
 
 def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired: int, pool_size: int, regions: int,
-        speed: dict, device: torch.device, work: Path, out: Path, methods: tuple[str, ...] = ("rc", "aria")) -> list[dict]:
+        speed: dict, device: torch.device, work: Path, out: Path, methods: tuple[str, ...] = ("rc", "aria"),
+        profile: int = 0) -> list[dict]:
     from bench.distill_step import make_setup, matmul_tflops, run_rows
 
     folder = sd_folder(work, size)
@@ -119,9 +151,14 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         step_rate = float(np.mean([r["images_per_s"] for r in measured]))
         print(f"{method}: step {step_rate:.4g} img/s; the loop, {steps} steps:", flush=True)
         with tempfile.TemporaryDirectory(dir=work) as scratch:
-            seconds, peak = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch, steps,
-                                     max(1, warmup // 2), speed, device)
-            rate = loop_rate(Path(scratch) / "run", warmup)
+            seconds, peak, profiled = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch, steps,
+                                               record_interval(warmup), speed, device, profile)
+            rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
+        if profiled is not None:
+            path = Path(out) / f"distill_e2e_profile_{size}_{method}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(profiled, indent=1))
+            print(f"{method}: profile of the last {profile} steps in {path}", flush=True)
         free_memory(device)
         flops = measured[0]["step_tflop"]
         rows.append({"size": size, "device": name, **speed, "method": method, "batch": batch,
@@ -158,6 +195,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--methods", nargs="+", choices=["rc", "aria"], default=["rc", "aria"],
                         help="loops run, each beside the step benchmark (default: %(default)s; compiled, one "
                              "method alone saves a compilation)")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="profile each loop's last N steps into distill_e2e_profile_SIZE_METHOD.json, left "
+                             "out of the loop's rate (default: 0, no profile)")
     args = parse_args(parser, [] if argv is None else argv,
                       {"size": "tiny", "batch": 4, "steps": 6, "warmup": 2, "step_steps": 2, "paired": 64, "pool": 200,
                        "regions": 8})
@@ -169,9 +209,14 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         torch.backends.cudnn.benchmark = True
     speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False,
              "teacher_fp8": args.teacher_fp8}
+    steps = max(args.warmup + 1, int(args.steps * scale))
+    every = record_interval(args.warmup)
+    if args.profile and (unprofiled_steps(steps, args.profile) or 0) < -(-args.warmup // every) * every + every:
+        parser.error(f"--profile {args.profile} leaves too few of the {steps} steps after --warmup {args.warmup} "
+                     f"for the loop's rate: run more --steps")
     with work_folder(args.work) as work:
-        return run(args.size, args.batch, max(args.warmup + 1, int(args.steps * scale)), args.warmup, args.step_steps,
-                   args.paired, args.pool, args.regions, speed, device, work, args.out, tuple(args.methods))
+        return run(args.size, args.batch, steps, args.warmup, args.step_steps, args.paired, args.pool, args.regions,
+                   speed, device, work, args.out, tuple(args.methods), args.profile)
 
 
 if __name__ == "__main__":

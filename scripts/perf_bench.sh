@@ -7,10 +7,11 @@
 #                       BK-SDM-Small, batch 64, 32 steps, bf16 autocast, $E2E_FLAGS (default --channels-last:
 #                       eager, since compiling SD takes minutes; for the compiled loop in one 10-minute call,
 #                       one method: E2E_FLAGS="--channels-last --compile --methods rc" E2E_LIMIT=560 (two
-#                       compilations of ~163 s, step benchmark and loop; add --teacher-fp8 for the FP8 teacher)
+#                       compilations of ~163 s, step benchmark and loop: 404 s on 2026-12-04; add --teacher-fp8
+#                       for the FP8 teacher; --profile 5 --steps 40 profiles the loop's last 5 steps, not yet run)
 #   cache_vs_diffusers  the library's sampling (bf16, fp16) vs diffusers' fp16 StableDiffusionPipeline,
 #                       25 DDIM steps, CFG 7.5, 128 samples in batches of 64; CACHE_FLAGS=--compile
-#                       CACHE_LIMIT=400 adds the compiled UNet's rows (`aria cache --compile`; not yet run)
+#                       CACHE_LIMIT=400 adds the compiled UNet's rows (`aria cache --compile`; ~4 min alone)
 # One random SD v1.4-size folder (bench/sd_folder.py) is built once in a temporary work folder
 # and shared; each benchmark has its own time limit, so one that stalls cannot take the others.
 set -uo pipefail

@@ -193,3 +193,20 @@ def test_fp8_teacher(tmp_path):
     assert [(r["timestep"], r["way"]) for r in written] == [(t, w) for t in ("500", "980") for w in ("float32", "float32+fp8")]
     fp8 = [float(r["rel_rms_vs_float32"]) for r in written if r["way"] == "float32+fp8"]
     assert all(0 < v < 0.15 for v in fp8) and int(written[0]["fp8_layers"]) > 0
+
+
+def test_distill_e2e_profile(work, tmp_path):
+    """--profile N: each loop's last N steps profiled into a JSON beside the CSV, left out of the
+    loop's rate; too few steps before them is a usage error."""
+    import json
+
+    rows = distill_e2e.main(argv=["--quick", "--batch", "2", "--steps", "8", "--warmup", "2", "--step-steps", "1",
+                                  "--methods", "rc", "--profile", "2", "--work", str(work), "--out", str(tmp_path)])
+    assert [r["method"] for r in rows] == ["rc"] and rows[0]["loop_images_per_s"] > 0
+    profile = json.loads((tmp_path / "distill_e2e_profile_tiny_rc.json").read_text())
+    assert profile["method"] == "rc" and profile["profiled_steps"] == 2
+    assert profile["wall_ms_per_step"] > 0 and profile["unprofiled_ms_per_step"] > 0
+    assert profile["computing_ops_per_step"]["backward"] > 0 and profile["top_host_ops"]
+    with pytest.raises(SystemExit) as error:
+        distill_e2e.main(argv=["--quick", "--steps", "6", "--warmup", "2", "--profile", "3"])
+    assert error.value.code == 2

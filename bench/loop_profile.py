@@ -1,0 +1,196 @@
+"""Where a training loop's time goes: torch.profiler over a window of its optimizer steps.
+
+``LoopProfiler`` wraps a call of `aria_train.distill.loop.train` (through its ``on_step``
+callback) and profiles its last ``active`` steps; ``summary()`` says per step
+
+- ``wall_ms_per_step``: between the ends of the profiled steps (each end waits for the device,
+  so a step's work is inside its own interval); ``unprofiled_ms_per_step``: the median interval
+  of the steps before profiling starts (the first left out: allocation, compilation);
+- ``host_op_ms_per_step`` and ``top_host_ops``: the host's time inside PyTorch operators, the
+  operators with the most of it;
+- ``computing_ops_per_step``: operators that launch work (views and allocations left out), split
+  into forward-and-data, backward and optimizer;
+- on a GPU: ``kernels_per_step``, ``kernel_ms_per_step`` (their durations summed),
+  ``gpu_busy_ms_per_step`` (the union of their intervals), ``gpu_idle_ms_per_step`` (the time
+  between the first and the last kernel that no kernel covers), ``idle_gaps`` (the idle intervals between kernels by length: how many per step and
+  their ms per step; one long gap per step is a wait on the host, thousands of short ones are
+  launches the device outruns) and ``top_kernels`` (by device time).
+
+Under the profiler a step is slower than without it (a GPU's activity tracing adds to every
+kernel), so the profile says where the time goes, not how long a step takes: ``DeviceSampler``
+reads NVML's utilisation (the percentage of time a kernel was running) and SM clock while a loop
+runs unprofiled, the cross-check that needs no tracing.
+"""
+from __future__ import annotations
+
+import collections
+import statistics
+import threading
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile, schedule
+
+# operators that only make views or allocate: no kernel of their own
+NO_KERNEL = {"aten::view", "aten::as_strided", "aten::transpose", "aten::t", "aten::reshape", "aten::detach",
+             "aten::expand", "aten::permute", "aten::unsqueeze", "aten::squeeze", "aten::slice", "aten::select",
+             "aten::_unsafe_view", "aten::resolve_conj", "aten::alias", "aten::empty", "aten::empty_strided",
+             "aten::empty_like", "aten::split", "aten::chunk", "aten::contiguous", "aten::unbind",
+             "aten::lift_fresh", "aten::result_type"}
+GAP_EDGES_MS = (0.01, 0.1, 1.0, 10.0)  # idle gaps grouped as < 10 us, 10-100 us, 0.1-1 ms, 1-10 ms, >= 10 ms
+
+
+def phase(event) -> str:
+    """forward_and_data, backward or optimizer: from the names of the event's enclosing ranges."""
+    names = []
+    while event is not None:
+        names.append(event.name)
+        event = event.cpu_parent
+    if any("Optimizer.step" in n for n in names):
+        return "optimizer"
+    if any("autograd::engine" in n or "Backward" in n for n in names):
+        return "backward"
+    return "forward_and_data"
+
+
+def idle_gaps(spans: list[tuple[float, float]], start: float, end: float) -> list[float]:
+    """The intervals (us) in [start, end] that no span covers, spans given as (start, end) in us."""
+    gaps, reach = [], start
+    for lo, hi in sorted(spans):
+        if lo > reach:
+            gaps.append(min(lo, end) - reach)
+        reach = max(reach, hi)
+        if reach >= end:
+            break
+    if reach < end:
+        gaps.append(end - reach)
+    return [g for g in gaps if g > 0]
+
+
+def gap_histogram(gaps_us: list[float], steps: int) -> list[dict]:
+    """Per length class of GAP_EDGES_MS: gaps per step and their ms per step."""
+    edges = (0.0, *GAP_EDGES_MS, float("inf"))
+    rows = []
+    for lo, hi in zip(edges, edges[1:]):
+        inside = [g for g in gaps_us if lo <= g / 1e3 < hi]
+        rows.append({"from_ms": lo, "to_ms": hi, "per_step": len(inside) / steps, "ms_per_step": sum(inside) / 1e3 / steps})
+    return rows
+
+
+class LoopProfiler:
+    """Profiles the last ``active`` of ``steps`` optimizer steps of a loop that calls ``on_step``
+    after each (`train(..., on_step=profiler.on_step)`), inside ``with profiler:``. Each profiled
+    step's end waits for the device (``torch.cuda.synchronize``): one more wait than the loop has,
+    after a step whose feedback it has already waited for."""
+
+    def __init__(self, steps: int, active: int, top: int = 12):
+        if not 1 <= active < steps:
+            raise ValueError(f"active must be >= 1 and below steps ({steps}), got {active}")
+        self.steps, self.active, self.top = steps, active, top
+        self.cuda = torch.cuda.is_available()
+        self.ends: list[float] = []  # perf_counter at the end of every step
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        self.prof = profile(activities=activities, schedule=schedule(wait=steps - active - 1, warmup=1, active=active))
+
+    def __enter__(self) -> "LoopProfiler":
+        self.prof.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.prof.__exit__(*exc)
+
+    def on_step(self, step: int, steps: int) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.ends.append(time.perf_counter())
+        self.prof.step()
+
+    def summary(self) -> dict:
+        if len(self.ends) < self.active + 1:
+            raise ValueError(f"the loop ended after {len(self.ends)} steps: profiling needs {self.active + 1}")
+        n = self.active
+        events = self.prof.events()
+        ops = collections.Counter(phase(e) for e in events
+                                  if e.name.startswith("aten::") and not e.cpu_children and e.name not in NO_KERNEL)
+        host = collections.defaultdict(lambda: [0.0, 0])
+        for e in events:
+            if e.device_type == torch.autograd.DeviceType.CPU:
+                host[e.name][0] += e.self_cpu_time_total
+                host[e.name][1] += 1
+        top_host = sorted(host.items(), key=lambda item: -item[1][0])[:self.top]
+        before = [b - a for a, b in zip(self.ends[:-n - 1], self.ends[1:-n - 1])]  # steps 2 .. before profiling
+        result = {
+            "device": torch.cuda.get_device_name() if self.cuda else "cpu", "profiled_steps": n,
+            "wall_ms_per_step": (self.ends[-1] - self.ends[-n - 1]) / n * 1e3,
+            "unprofiled_ms_per_step": statistics.median(before) * 1e3 if before else None,
+            "host_op_ms_per_step": sum(e.self_cpu_time_total for e in events) / 1e3 / n,
+            "computing_ops_per_step": {k: round(v / n) for k, v in sorted(ops.items())},
+            "top_host_ops": [{"name": name, "ms_per_step": us / 1e3 / n, "calls_per_step": calls / n}
+                             for name, (us, calls) in top_host],
+        }
+        if self.cuda:
+            result.update(self.kernel_summary([e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]))
+        return result
+
+    def kernel_summary(self, kernels: list) -> dict:
+        """Kernel events only: key_averages' self device time would count each kernel twice (as
+        itself and under the operator that launched it)."""
+        n = self.active
+        spans = [(k.time_range.start, k.time_range.end) for k in kernels]
+        start, end = min(s for s, _ in spans), max(e for _, e in spans)
+        gaps = idle_gaps(spans, start, end)
+        by_name = collections.Counter()
+        for k in kernels:
+            by_name[k.name] += k.time_range.end - k.time_range.start
+        return {
+            "kernels_per_step": round(len(kernels) / n),
+            "kernel_ms_per_step": sum(e - s for s, e in spans) / 1e3 / n,
+            "gpu_busy_ms_per_step": (end - start - sum(gaps)) / 1e3 / n,
+            "gpu_idle_ms_per_step": sum(gaps) / 1e3 / n,
+            "idle_gaps": gap_histogram(gaps, n),
+            "top_kernels": [{"name": name[:120], "ms_per_step": us / 1e3 / n} for name, us in by_name.most_common(self.top)],
+        }
+
+
+class DeviceSampler:
+    """NVML's GPU utilisation (%) and SM clock (MHz), read every ``interval`` seconds in a thread
+    while ``with DeviceSampler():`` runs; ``summary()`` gives their means, or {} where NVML is not
+    there (a CPU, no pynvml)."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.samples = interval, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def read(self) -> tuple[float, float] | None:
+        try:
+            return float(torch.cuda.utilization()), float(torch.cuda.clock_rate())
+        except Exception:  # no GPU, no pynvml, or NVML not answering: no samples
+            return None
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            sample = self.read()
+            if sample is None:
+                return
+            self.samples.append(sample)
+
+    def __enter__(self) -> "DeviceSampler":
+        if torch.cuda.is_available():
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops sampling (again: nothing)."""
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {}
+        used, clock = zip(*self.samples)
+        return {"nvml_samples": len(used), "gpu_utilization_pct": sum(used) / len(used), "sm_clock_mhz": sum(clock) / len(clock)}

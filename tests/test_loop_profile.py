@@ -1,0 +1,32 @@
+"""bench/loop_profile.py: the device's idle gaps between kernel intervals, exactly."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # bench/ is the repository's folder of benchmarks, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from bench.loop_profile import LoopProfiler, gap_histogram, idle_gaps  # noqa: E402
+
+
+def test_idle_gaps_between_overlapping_and_disjoint_spans():
+    # overlapping spans merge; the window's edges count where no span reaches them
+    assert idle_gaps([(30, 40), (0, 10), (5, 20)], 0, 50) == [10, 10]
+    assert idle_gaps([(10, 20)], 0, 30) == [10, 10]
+    assert idle_gaps([(0, 30), (10, 20)], 0, 30) == []
+    assert idle_gaps([], 0, 5) == [5]
+
+
+def test_gap_histogram_classes_per_step():
+    # gaps in microseconds: 5 us, 50 us, 500 us, 5 ms, 50 ms over 2 steps
+    rows = gap_histogram([5, 50, 500, 5_000, 50_000], steps=2)
+    assert [r["per_step"] for r in rows] == [0.5] * 5
+    assert [r["ms_per_step"] for r in rows] == pytest.approx([0.0025, 0.025, 0.25, 2.5, 25.0])
+    assert sum(r["ms_per_step"] for r in rows) == pytest.approx(55.555 / 2)
+
+
+def test_profiler_window_must_fit_the_run():
+    with pytest.raises(ValueError, match="active"):
+        LoopProfiler(steps=5, active=5)
