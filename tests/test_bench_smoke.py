@@ -178,10 +178,28 @@ def test_small_world(tmp_path):
     (a 2-step run and no samples here), its row with the runs' and the evaluation's seconds."""
     rows = small_world.main(["--parallel", "1", "--steps", "2", "--samples-per-region", "0", "--out", str(tmp_path),
                              "--work", str(tmp_path / "work")])
-    written = check(rows, tmp_path / "small_world.csv", {"parallel", "runs", "steps", "runs_s", "eval_s", "s_per_run"},
-                    ("runs_s", "eval_s", "s_per_run"))
+    written = check(rows, tmp_path / "small_world.csv",
+                    {"parallel", "runs", "steps", "runs_s", "eval_s", "s_per_run", "step_ms", "first_record_s"},
+                    ("runs_s", "eval_s", "s_per_run", "first_record_s"))
     assert [(r["parallel"], r["runs"], r["steps"]) for r in written] == [("1", "1", "2")]
+    assert written[0]["step_ms"] == "nan"  # one record: nothing after the first
     assert (tmp_path / "work" / "out_1" / "eval" / "summary.csv").is_file()
+
+
+def test_small_world_record_times(tmp_path):
+    """Steady ms per step: the median over runs of each run's median record after the first;
+    the first record's seconds apart (where a compilation lands)."""
+    import json
+
+    def write(name: str, rates: list[float]) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"step": 10 * (i + 1), "images_per_s": r}) + "\n" for i, r in enumerate(rates)))
+        return path
+
+    # batch 64: 6.4 img/s over the first 10 steps = 100 s; then 640 / 320 / 640 img/s = 100 / 200 / 100 ms per step
+    runs = [write("a", [6.4, 640, 320, 640]), write("b", [3.2, 320, 320]), write("c", [64.0, 640])]
+    step_ms, first_s = small_world.record_times(runs, 64)
+    assert step_ms == pytest.approx(100.0) and first_s == pytest.approx(100.0)  # medians of (100, 200, 100), (100, 200, 10)
 
 
 def test_fp8_teacher(tmp_path):
