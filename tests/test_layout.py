@@ -7,7 +7,7 @@ import aria_train
 
 ROOT = Path(aria_train.__file__).parent
 # low to high; a module may import its own stage and the stages listed before it
-STAGES = [("console", "options", "assets"), ("runs", "worlds"), ("diffusion",), ("data",), ("conditioning",),
+STAGES = [("console", "options", "assets", "device"), ("runs", "worlds"), ("diffusion",), ("data",), ("conditioning",),
           ("evaluation",), ("distill",), ("teacher",), ("experiment",), ("cli",)]
 RANK = {name: rank for rank, names in enumerate(STAGES) for name in names}
 

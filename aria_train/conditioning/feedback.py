@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from aria_train.conditioning.samplers import ConditionSampler
+from aria_train.device import to_device
 
 HOST_FIELDS = ("regions", "switched", "nulled")  # per sample, known on the host
 DEVICE_FIELDS = ("timesteps", "discrepancy")  # per sample, on the device
@@ -93,9 +94,7 @@ def gather_feedback(
     device = losses["discrepancy"].device
     fields = {"regions": regions, "switched": switched, "nulled": nulled}
     host = torch.from_numpy(np.concatenate([np.asarray(fields[name], dtype=np.float64) for name in HOST_FIELDS]))
-    if device.type == "cuda":  # pinned: the copy is queued, the host does not wait for the device
-        host = host.pin_memory().to(device, non_blocking=True)
-    packed = torch.cat([host.to(device), timesteps.to(device, torch.float64),
+    packed = torch.cat([to_device(host, device), timesteps.to(device, torch.float64),
                         losses["discrepancy"].detach().to(torch.float64),
                         torch.stack([losses[name].detach().to(torch.float64) for name in loss_names]),
                         losses["finite"].to(device, torch.float64).reshape(1)])

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from aria_train.device import to_device
 from aria_train.diffusion.text import _check_device, _padded_ids, encode_prompts, pooled_vector, pooled_width
 
 HIDDEN, TEXT_EMBEDS = "hidden", "text_embeds"  # tensor names in a text-embedding cache
@@ -198,7 +199,7 @@ class PromptEncoder:
                 chunk = texts[start:start + batch_size]
                 states = []
                 for tokenizer, encoder in zip(self.tokenizers, self.encoders):
-                    out = encoder(input_ids=_padded_ids(tokenizer, chunk).to(device), output_hidden_states=True)
+                    out = encoder(input_ids=to_device(_padded_ids(tokenizer, chunk), device), output_hidden_states=True)
                     states.append(out.hidden_states[-2].float())  # SDXL conditions on the penultimate layer
                 hidden.append(torch.cat(states, dim=-1))
                 pooled.append(pooled_vector(out).float())  # the last encoder's, as diffusers takes it

@@ -27,6 +27,8 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from aria_train.device import to_device
+
 # Special tokens of the word-level tokenizer, in id order. The end-of-text id must not be 2:
 # CLIPTextModel treats eos_token_id == 2 as a legacy config and pools at the *largest* token id
 # instead of at the first end-of-text token.
@@ -176,7 +178,7 @@ def encode_prompts(
     length = tokenizer.model_max_length
     hidden_parts, pooled_parts = [], []
     for start in range(0, len(texts), batch_size):
-        ids = _padded_ids(tokenizer, texts[start : start + batch_size]).to(device)
+        ids = to_device(_padded_ids(tokenizer, texts[start : start + batch_size]), device)
         out = text_encoder(input_ids=ids)
         hidden_parts.append(out.last_hidden_state.float())
         pooled_parts.append(pooled_vector(out).float())

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from aria_train.conditioning.samplers import NULL_PROMPT, ConditionSampler, random_conditioning
+from aria_train.device import to_device
 from aria_train.distill.config import DistillConfig
 from aria_train.data.cache import TensorCache
 from aria_train.data.pool import PromptPool
@@ -75,15 +76,6 @@ class StreamPosition:
     cursor: int
     numpy_state: dict
     torch_state: torch.Tensor
-
-
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A CPU tensor on ``device`` without waiting for the device. A blocking host->CUDA copy
-    synchronises its stream, i.e. waits until every step queued before it has run; from pinned
-    memory with ``non_blocking`` the copy is queued behind them instead."""
-    if device.type != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def make_generators(seed: int, rank: int) -> tuple[np.random.Generator, torch.Generator]:

@@ -59,10 +59,13 @@ class StepModels:
 def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerator=None) -> dict[str, torch.Tensor]:
     """Forward both models on ``batch`` and backpropagate the distillation loss.
 
-    The backward pass runs only if the loss is finite on every process (decided together, so a
-    data-parallel group never diverges); ``finite`` in the result says whether it ran. With an
-    Accelerator, its ``backward`` is used (loss scaling, accumulation); without one, plain
-    ``loss.backward()``. Returns the loss dict of ``distillation_loss`` plus ``finite``.
+    The backward pass always runs, so the host never waits here for the device: ``finite`` in the
+    result (a device tensor, true where the loss is finite on every process) tells the caller
+    whether the gradients may be used, and the loop skips the optimizer step of a non-finite
+    micro-batch (its gradients are discarded; every process of a data-parallel group runs the same
+    backward and takes the same decision). With an Accelerator, its ``backward`` is used (loss
+    scaling, accumulation); without one, plain ``loss.backward()``. Returns the loss dict of
+    ``distillation_loss`` plus ``finite``.
     """
     noisy = models.scheduler.add_noise(batch.x0, batch.noise, batch.timesteps)
     use_feat = weights.feat != 0
@@ -94,14 +97,13 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
     if accelerator is not None:
         finite = accelerator.gather(finite).all()
     losses["finite"] = finite.all()
-    if losses["finite"]:
-        if accelerator is not None:
-            accelerator.backward(losses["loss"])
-        else:
-            losses["loss"].backward()
-        # with gradient checkpointing, backward recomputes hooked modules inside checkpointed
-        # blocks (self-attention feature KD), and the hooks keep those outputs and their graphs
-        models.student_features.clear()
+    if accelerator is not None:
+        accelerator.backward(losses["loss"])
+    else:
+        losses["loss"].backward()
+    # with gradient checkpointing, backward recomputes hooked modules inside checkpointed
+    # blocks (self-attention feature KD), and the hooks keep those outputs and their graphs
+    models.student_features.clear()
     return losses
 
 
