@@ -137,6 +137,8 @@ class LoopProfiler:
         itself and under the operator that launched it)."""
         n = self.active
         spans = [(k.time_range.start, k.time_range.end) for k in kernels]
+        if not spans:
+            return {"kernels_per_step": 0}
         start, end = min(s for s, _ in spans), max(e for _, e in spans)
         gaps = idle_gaps(spans, start, end)
         by_name = collections.Counter()
