@@ -17,14 +17,17 @@ TINY = sim.SimConfig(steps=40, batch=16, log_every=10)
 
 def test_existing_scenarios_are_unchanged():
     """Final true discrepancy summed over regions, seed 3, 50 steps of 8, for three policies: the
-    values of the simulator before the test-bed knobs were added (bitwise the same runs)."""
+    values of the simulator before the test-bed knobs were added. Equal to 1e-12, not bitwise:
+    numpy's exp and log take different SIMD paths on CPUs with and without AVX-512, and the exp3
+    run on "imbalanced" differs in its last bit between the two (11.463948747089827 on a 2-core
+    AVX2 machine, ...820 where the value was recorded); any change of the runs' logic moves it by far more."""
     golden = {"imbalanced": 11.46394874708982, "high_floor": 12.357993709969, "balanced": 12.224705695307234,
               "strong_transfer": 1.9884663906739688}
     config = sim.SimConfig(steps=50, batch=8, log_every=50)
     for scenario, value in golden.items():
         finals = [sim.simulate(sim.build_world(scenario, 3), config, sim.PolicySpec.parse(p), 3).final
                   for p in ("rc", "aria:beta=2:eps=0.1:a=0.2", "exp3")]
-        assert float(finals[-1].sum()) == value
+        assert float(finals[-1].sum()) == pytest.approx(value, rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("zipf", [0.0, 1.2, 1.6])
