@@ -20,11 +20,10 @@ micro-batch, for that feedback (PendingFeedback.wait: one packed copy): it says 
 gradients may be used (a non-finite loss skips the optimizer step) and feeds the tracker before
 the next draw. Its copies to the device do not wait, and nothing else is read back but what
 the held-out measurement, sample grids and checkpoints need (train_step runs its backward
-without looking at ``finite``: the optimizer step, after the wait, does). Waits outside the
-loop: encode_prompts copies token ids with a blocking copy when there is no text cache
-(aria_train.diffusion.text), the L_sd term
-selects its paired rows with a boolean mask (aria_train.distill.losses, only with l_sd > 0),
-and fp16 loss scaling checks the gradients for inf before each optimizer step (not bf16).
+without looking at ``finite``: the optimizer step, after the wait, does; token ids go to the
+device from pinned memory, aria_train.device). Waits outside the loop: the L_sd term selects its
+paired rows with a boolean mask (aria_train.distill.losses, only with l_sd > 0), and fp16 loss
+scaling checks the gradients for inf before each optimizer step (not bf16).
 """
 from __future__ import annotations
 
