@@ -96,7 +96,7 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
              speed: dict, device: torch.device, profile: int = 0) -> tuple[float, float, dict | None]:
     """One `aria distill` run in this process: (seconds of the whole call, peak GPU GiB, the
     profile of its last ``profile`` steps or None)."""
-    from bench.loop_profile import DeviceSampler, LoopProfiler
+    from bench.loop_profile import LoopProfiler
     from aria_train.conditioning.aria import AriaOptions
     from aria_train.distill.config import DistillConfig
     from aria_train.distill.loop import train
@@ -114,15 +114,12 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
         if step % log_every == 0 or step == total:
             print(f"  {method} loop: step {step}/{total}, {time.perf_counter() - start:.0f} s", flush=True)
         if profiler is not None:
-            if step == total - profile - 1:  # profiling starts with the next step: NVML's view ends here
-                sampler.close()
             profiler.on_step(step, total)
 
-    with DeviceSampler() as sampler, profiler or contextlib.nullcontext():
+    with profiler or contextlib.nullcontext():
         train(config, out, progress=False, on_step=progress)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
-    summary = None if profiler is None else {"method": method, "batch": batch, **speed, **profiler.summary(),
-                                             **sampler.summary()}
+    summary = None if profiler is None else {"method": method, "batch": batch, **speed, **profiler.summary()}
     return time.perf_counter() - start, peak, summary
 
 

@@ -18,9 +18,9 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
 
 Under the profiler a step is slower than without it (tracing slowed the glyph demo world's step
 from 128 ms to 160-180 ms on an H200), so the profile says where the time goes, not how long a
-step takes: ``DeviceSampler``
-reads NVML's utilisation (the percentage of time a kernel was running) and SM clock while a loop
-runs unprofiled, the cross-check that needs no tracing.
+step takes. The cross-check that needs no tracing: ``LoopProfiler`` reads NVML's utilisation (the
+percentage of time a kernel was running) and SM clock (``DeviceSampler``) while the steps before
+the profiled ones run, and ``summary()`` includes their means.
 """
 from __future__ import annotations
 
@@ -89,21 +89,27 @@ class LoopProfiler:
             raise ValueError(f"active must be >= 1 and below steps ({steps}), got {active}")
         self.steps, self.active, self.top = steps, active, top
         self.cuda = torch.cuda.is_available()
+        self.sampler = DeviceSampler()  # NVML over the untraced steps
         self.ends: list[float] = []  # perf_counter at the end of every step
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
         self.prof = profile(activities=activities, schedule=schedule(wait=steps - active - 1, warmup=1, active=active))
 
     def __enter__(self) -> "LoopProfiler":
+        if self.steps - self.active - 1 >= 1:  # there are untraced steps to sample
+            self.sampler.__enter__()
         self.prof.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         self.prof.__exit__(*exc)
+        self.sampler.close()
 
     def on_step(self, step: int, steps: int) -> None:
         if self.cuda:
             torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
+        if len(self.ends) == self.steps - self.active - 1:  # tracing starts with the next step
+            self.sampler.close()
         self.prof.step()
 
     def summary(self) -> dict:
@@ -131,7 +137,7 @@ class LoopProfiler:
         }
         if self.cuda:
             result.update(self.kernel_summary([e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]))
-        return result
+        return {**result, **self.sampler.summary()}
 
     def kernel_summary(self, kernels: list) -> dict:
         """Kernel events only: key_averages' self device time would count each kernel twice (as

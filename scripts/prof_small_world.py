@@ -33,7 +33,7 @@ from pathlib import Path
 
 from aria_train.distill.config import DistillConfig
 from aria_train.distill.loop import train
-from bench.loop_profile import DeviceSampler, LoopProfiler
+from bench.loop_profile import LoopProfiler
 from bench.small_world import make_inputs
 
 
@@ -54,16 +54,10 @@ def main() -> None:
             "method": args.method, "steps": args.steps, "batch_size": args.batch, "log_every": 10,
             "checkpoint_every": 10**6, "sample_every": 0})
         profiler = LoopProfiler(args.steps, args.active)
-
-        def on_step(step: int, steps: int) -> None:
-            if step == steps - args.active - 1:  # profiling starts with the next step: NVML's view ends here
-                sampler.close()
-            profiler.on_step(step, steps)
-
-        with DeviceSampler() as sampler, profiler:
-            train(config, Path(work) / "run", None, progress=False, on_step=on_step)
+        with profiler:
+            train(config, Path(work) / "run", None, progress=False, on_step=profiler.on_step)
         shutil.rmtree(Path(work) / "run", ignore_errors=True)
-    result = {"batch": args.batch, "method": args.method, **profiler.summary(), **sampler.summary()}
+    result = {"batch": args.batch, "method": args.method, **profiler.summary()}
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

@@ -30,3 +30,25 @@ def test_gap_histogram_classes_per_step():
 def test_profiler_window_must_fit_the_run():
     with pytest.raises(ValueError, match="active"):
         LoopProfiler(steps=5, active=5)
+
+
+def test_device_sampler_means_and_stops(monkeypatch):
+    """NVML's readings (faked: no GPU here) are averaged; close() ends the sampling, twice is harmless;
+    where NVML does not answer there is no summary."""
+    import time
+
+    import torch
+
+    from bench.loop_profile import DeviceSampler
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    readings = iter([(20.0, 1000.0), (40.0, 2000.0)] + [None] * 1000)
+    monkeypatch.setattr(DeviceSampler, "read", lambda self: next(readings))
+    sampler = DeviceSampler(interval=0.001)
+    with sampler:
+        deadline = time.monotonic() + 5
+        while sampler.thread.is_alive() and time.monotonic() < deadline:  # it stops at the first None
+            time.sleep(0.001)
+    sampler.close()
+    assert sampler.summary() == {"nvml_samples": 2, "gpu_utilization_pct": 30.0, "sm_clock_mhz": 1500.0}
+    assert DeviceSampler().summary() == {}
