@@ -201,39 +201,13 @@ def test_too_many_nonfinite_aborts(paths, tmp_path, capsys):
 # ---------------------------------------------------------------- the step function
 
 
-def test_train_step_without_accelerator(paths):
-    from aria_train.distill.batches import BatchStream, ConditionEncoder
-    from aria_train.conditioning.samplers import make_sampler
-    from aria_train.distill.inputs import load_inputs
-    from aria_train.diffusion.models.students import feature_layer_map, make_student
-    from aria_train.distill.step import StepModels, Student, train_step
-
-    config = DistillConfig(teacher=str(paths.teacher), paired_cache=str(paths.paired), pool=str(paths.pool),
-                           batch_size=3, student_variant="base")
-    inputs = load_inputs(config)
-    unet = make_student(inputs.teacher, "base")
-    models = StepModels(inputs.teacher, Student(unet), inputs.scheduler,
-                        feature_layer_map(dict(inputs.teacher.config), dict(unet.config)))
-    sampler = make_sampler("uniform", len(inputs.pool), None)
-    stream = BatchStream(config, inputs, sampler, ConditionEncoder(inputs, torch.device("cpu")), 0, 1, torch.device("cpu"))
-    batch = stream.next()
-    assert batch.x0.shape == (3, 3, 16, 16) and batch.hidden.shape == (3, MAX_TOKENS, TEXT_WIDTH)
-    losses = train_step(models, batch, LossWeights(1.0, 1.0, 0.0))
-    assert bool(losses["finite"]) and losses["discrepancy"].shape == (3,)
-    assert all(p.grad is not None for p in unet.parameters() if p.requires_grad)
-    assert all(p.grad is None for p in inputs.teacher.parameters())
-
-
-def test_train_step_never_reads_a_tensor_on_the_host(paths, monkeypatch):
-    """No value of the step's tensors is turned into a Python number or bool inside train_step
-    (on a GPU each would wait for the device): the forward, the loss, ``finite`` and the backward
-    are queued; the loop reads ``finite`` once, with the feedback. Tensors' ``__bool__``, ``item``
-    and ``tolist`` raise while it runs."""
+def _step_setup(paths):
+    """(StepModels, the student UNet, the teacher, one micro-batch of 3) from the tiny fixtures."""
     from aria_train.conditioning.samplers import make_sampler
     from aria_train.diffusion.models.students import feature_layer_map, make_student
     from aria_train.distill.batches import BatchStream, ConditionEncoder
     from aria_train.distill.inputs import load_inputs
-    from aria_train.distill.step import StepModels, Student, train_step
+    from aria_train.distill.step import StepModels, Student
 
     config = DistillConfig(teacher=str(paths.teacher), paired_cache=str(paths.paired), pool=str(paths.pool),
                            batch_size=3, student_variant="base")
@@ -243,7 +217,28 @@ def test_train_step_never_reads_a_tensor_on_the_host(paths, monkeypatch):
                         feature_layer_map(dict(inputs.teacher.config), dict(unet.config)))
     stream = BatchStream(config, inputs, make_sampler("uniform", len(inputs.pool), None),
                          ConditionEncoder(inputs, torch.device("cpu")), 0, 1, torch.device("cpu"))
-    batch = stream.next()
+    return models, unet, inputs.teacher, stream.next()
+
+
+def test_train_step_without_accelerator(paths):
+    from aria_train.distill.step import train_step
+
+    models, unet, teacher, batch = _step_setup(paths)
+    assert batch.x0.shape == (3, 3, 16, 16) and batch.hidden.shape == (3, MAX_TOKENS, TEXT_WIDTH)
+    losses = train_step(models, batch, LossWeights(1.0, 1.0, 0.0))
+    assert bool(losses["finite"]) and losses["discrepancy"].shape == (3,)
+    assert all(p.grad is not None for p in unet.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_train_step_never_reads_a_tensor_on_the_host(paths, monkeypatch):
+    """No value of the step's tensors is turned into a Python number or bool inside train_step
+    (on a GPU each would wait for the device): the forward, the loss, ``finite`` and the backward
+    are queued; the loop reads ``finite`` once, with the feedback. Tensors' ``__bool__``, ``item``
+    and ``tolist`` raise while it runs."""
+    from aria_train.distill.step import train_step
+
+    models, unet, _, batch = _step_setup(paths)
 
     def host_read(*args, **kwargs):
         raise AssertionError("train_step read a tensor's value on the host")
