@@ -208,7 +208,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
              "teacher_fp8": args.teacher_fp8}
     steps = max(args.warmup + 1, int(args.steps * scale))
     every = record_interval(args.warmup)
-    if args.profile and (unprofiled_steps(steps, args.profile) or 0) < -(-args.warmup // every) * every + every:
+    first_record_after_warmup = math.ceil(args.warmup / every) * every + every
+    if args.profile and unprofiled_steps(steps, args.profile) < first_record_after_warmup:
         parser.error(f"--profile {args.profile} leaves too few of the {steps} steps after --warmup {args.warmup} "
                      f"for the loop's rate: run more --steps")
     with work_folder(args.work) as work:
