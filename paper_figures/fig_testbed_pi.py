@@ -2,9 +2,9 @@
 
 One panel per test-bed world (12 regions, Zipf 1.2; tau = 0, 0.5, 1, and tau = 0 with teacher
 noise on the two unseen-tail regions, a floor of the training loss, or with them blind to the
-student, a floor of the evaluated error: stage 2); solid: ARIA beta 1,
+student, a floor of the evaluated error: stage 2; then the 48-region world at tau = 0); solid: ARIA beta 1,
 dashed: the progress policy where it ran; mean over 3 seeds. Thin dotted: the group's share under
-region-uniform sampling (regions in the group / 12). Data: the "pi" of every metrics record in
+region-uniform sampling (regions in the group / all regions). Data: the "pi" of every metrics record in
 the committed experiments/results/<cell>/runs/<method>-seed<N>/metrics.jsonl, region groups from
 the cell's eval/discrepancy.csv (or the same folders under --data).
 """
@@ -33,6 +33,7 @@ class Config:
         ("tau = 1", "glyph_small_map_tau1", ""),
         ("tau = 0, noisy unseen-tail (floor)", "glyph_floor_tau0", "glyph_progress_floor"),
         ("tau = 0, blind unseen-tail (floor)", "glyph_blind_tau0", "glyph_blind_tau0"),
+        ("tau = 0, 48 regions", "glyph_map_tau0", "glyph_map_tau0"),
     )
     seeds: tuple[int, ...] = (0, 1, 2)
 

@@ -32,26 +32,39 @@ class Config:
 CONFIG = Config()
 
 
-def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
-    folder = experiment_dir(data_dir, CONFIG.experiment)
+def plot_region_ratios(ax, folder: Path, methods: tuple[tuple[str, str, str], ...]) -> None:
+    """Bars per region, most common prompt first: each of ``methods`` (name, label, colour)'s
+    p(t)-weighted discrepancy over RC's on the same seed, mean over seeds, error bars min to max;
+    the experiment ``folder``'s eval/discrepancy.csv and world.json. With more than 16 regions the
+    tick labels shrink to the word and group, turned upright."""
     table = pd.read_csv(folder / "eval" / "discrepancy.csv")
     ratios = seed_ratios(table[table["t"] == "pt"], value="discrepancy", keys=("region",))
     pool = make_world(load_world_config(folder / "world.json")).tables()["pool"]
     shares = pool["region"].value_counts(normalize=True)
     names = table.drop_duplicates("region").set_index("region")
     order = shares.sort_values(ascending=False).index.tolist()
-    fig, ax = plt.subplots(figsize=(11, 3.8))
     x = np.arange(len(order))
-    width = 0.8 / len(CONFIG.methods)
-    for i, (method, label, colour) in enumerate(CONFIG.methods):
+    width = 0.8 / len(methods)
+    for i, (method, label, colour) in enumerate(methods):
         stats = ratios[ratios["method"] == method].groupby("region")["ratio"].agg(["mean", "min", "max"]).loc[order]
-        ax.bar(x + (i - (len(CONFIG.methods) - 1) / 2) * width, stats["mean"], width, color=colour, label=label,
-               yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]], capsize=2, error_kw={"lw": 0.7})
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, stats["mean"], width, color=colour, label=label,
+               yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]], capsize=2 if len(order) <= 16 else 0,
+               error_kw={"lw": 0.7 if len(order) <= 16 else 0.4})
     ax.axhline(1.0, color="#4c72b0", lw=1, label="RC")
-    ax.set_xticks(x, [f"{names.loc[r, 'region_name']}\n{names.loc[r, 'group']}\n{shares[r]:.1%}" for r in order],
-                  fontsize=7)
+    if len(order) <= 16:
+        ax.set_xticks(x, [f"{names.loc[r, 'region_name']}\n{names.loc[r, 'group']}\n{shares[r]:.1%}" for r in order],
+                      fontsize=7)
+    else:
+        ax.set_xticks(x, [f"{names.loc[r, 'region_name']} {names.loc[r, 'group']}" for r in order], fontsize=6,
+                      rotation=90)
+    ax.set_xlim(-0.6, len(order) - 0.4)
     ax.set_ylabel("p(t)-weighted discrepancy / RC's")
-    ax.set_xlabel("region (word, group, pool share), most common first")
+    ax.set_xlabel("region (word, group" + (", pool share" if len(order) <= 16 else "") + "), most common first")
+
+
+def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(11, 3.8))
+    plot_region_ratios(ax, experiment_dir(data_dir, CONFIG.experiment), CONFIG.methods)
     ax.set_title("tau = 0: allocation moves discrepancy from the common regions to the rare ones")
     ax.legend(loc="upper left", frameon=False, ncol=4)
     fig.tight_layout()

@@ -2,8 +2,9 @@
 # The test bed's whole map in one command (issue 11, stage 1): the three 48-region glyph worlds
 # (tau = 0, 0.5, 1; Zipf 1.2), a teacher per world, then kd / rc / region-uniform / aria beta 1, 2 /
 # progress x 3 seeds per world at equal steps and paired images, and the simulator's map beside it.
-# Usage: scripts/glyph_map.sh [TEACHER_STEPS]   (default 5000; about 25 min for the teachers and
-# ~10 min per world's experiment on one H200 -- more than one 10-minute device call, so run it on
+# Usage: scripts/glyph_map.sh [TEACHER_STEPS]   (default 5000. Measured on one H200, 2026-12-04, at
+# tau = 0: the teacher alone 794 s (6.3 steps/s; three at once share the GPU), the experiment with 18
+# students at once ~8 min with its evaluation -- more than one 10-minute device call, so run it on
 # a machine you hold, or the teachers first in parts: `TEACHER_SECONDS=480 scripts/glyph_teachers.sh
 # runs/glyph_teachers 5000 tau0 tau05 tau1`, repeated until all three have finished). Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
 # report.html each), runs/glyph_map_sim/.
@@ -13,6 +14,6 @@ set -euo pipefail
 STEPS=${1:-5000}
 bash scripts/glyph_teachers.sh runs/glyph_teachers "$STEPS" tau0 tau05 tau1
 for tau in 0 05 1; do
-  python3 -m aria_cli experiment "experiments/glyph_map_tau$tau.json" --out "runs/glyph_map_tau$tau"
+  python3 -m aria_cli experiment "experiments/glyph_map_tau$tau.json" --out "runs/glyph_map_tau$tau" --parallel 18
 done
 python3 -m aria_cli sim allocation --study map --out runs/glyph_map_sim

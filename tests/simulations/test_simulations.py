@@ -170,6 +170,7 @@ FIGURE_CONFIGS = {
     "fig_testbed_response": lambda m: m.CONFIG,
     "fig_testbed_pi": lambda m: m.CONFIG,
     "fig_testbed_regions": lambda m: m.CONFIG,
+    "fig_testbed_map48": lambda m: m.CONFIG,
 }
 
 

@@ -1,0 +1,68 @@
+"""The 48-region tau = 0 cell: each method's p(t)-weighted discrepancy over RC's, per group and per region.
+
+The glyph world with 48 regions and no transfer (Zipf 1.2, 1000 steps of 64, 3 seeds; teacher of
+5000 steps, glyph accuracy 1.00 in every region). Top: per region group, the trainer's ratio to RC
+on the same seed (filled, mean +- sd over seeds) beside the allocation simulator's prediction for
+the same world (open; power-law response with alpha = 1, 5 seeds). Bottom: per region, most common
+prompt first, bars as in fig_testbed_regions. Below 1: better than RC. Data: the committed
+experiments/results/glyph_map_tau0/ (eval/discrepancy.csv, world.json) and
+glyph_map_sim/measured_48_regions/measured_vs_predicted_alpha1.csv, written by `aria sim allocation
+--measured experiments/results/glyph_map_tau0 --measured-alpha 1` (README, "The 48-region map"),
+or the same folders under --data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from paper_figures.common import plt, save
+from paper_figures.fig_experiment_groups import experiment_dir
+from paper_figures.fig_testbed_regions import plot_region_ratios
+
+
+@dataclass(frozen=True)
+class Config:
+    experiment: str = "glyph_map_tau0"
+    predicted: str = "glyph_map_sim/measured_48_regions"  # folder of measured_vs_predicted_alpha1.csv
+    groups: tuple[str, ...] = ("head", "mid", "under", "unseen-head", "unseen-tail", "all", "weighted")
+    methods: tuple[tuple[str, str, str], ...] = (("region-uniform", "region-uniform", "#55a868"),
+                                                 ("aria", "ARIA beta 1", "#c44e52"),
+                                                 ("aria-b2", "ARIA beta 2", "#dd8452"),
+                                                 ("progress", "progress policy", "#8172b2"))
+
+
+CONFIG = Config()
+
+
+def plot_groups(ax, table: pd.DataFrame, groups: tuple[str, ...], methods: tuple[tuple[str, str, str], ...]) -> None:
+    """Per group (x) and method: measured ratio to RC with its sd (filled) and the prediction (open),
+    from one experiment's rows of measured_vs_predicted.csv."""
+    x = np.arange(len(groups))
+    width = 0.8 / len(methods)
+    for i, (method, label, colour) in enumerate(methods):
+        rows = table[table["method"] == method].set_index("group").reindex(list(groups))
+        offset = (i - (len(methods) - 1) / 2) * width
+        ax.errorbar(x + offset, rows["measured"], rows["measured_sd"], fmt="o", color=colour, ms=5, capsize=2,
+                    label=f"{label}, trainer")
+        ax.plot(x + offset, rows["predicted"], "o", mfc="none", color=colour, ms=7, label=f"{label}, simulator")
+    ax.axhline(1.0, color="#4c72b0", lw=1, label="RC")
+    ax.set_xticks(x, list(groups))
+    ax.set_ylabel("p(t)-weighted discrepancy / RC's")
+
+
+def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
+    folder = experiment_dir(data_dir, CONFIG.experiment)
+    predicted = pd.read_csv(experiment_dir(data_dir, CONFIG.predicted) / "measured_vs_predicted_alpha1.csv")
+    predicted = predicted[predicted["experiment"] == CONFIG.experiment]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 8), gridspec_kw={"height_ratios": [1, 1.3]})
+    plot_groups(top, predicted, CONFIG.groups, CONFIG.methods)
+    top.set_title("48 regions, tau = 0: per group (filled: trainer, mean +- sd of 3 seeds; open: simulator)")
+    top.legend(loc="upper left", frameon=False, ncol=3, fontsize=7)
+    plot_region_ratios(bottom, folder, CONFIG.methods[:3])
+    bottom.set_title("per region (mean of 3 seeds, bars min to max)")
+    bottom.legend(loc="upper left", frameon=False, ncol=4, fontsize=7)
+    fig.tight_layout()
+    return save(fig, out_dir, "fig_testbed_map48")
