@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test bed's whole map in one command (issue 11, stage 1): the three 48-region glyph worlds
-# (tau = 0, 0.5, 1; Zipf 1.2), a teacher per world, then kd / rc / region-uniform / aria beta 1, 2 /
-# progress x 3 seeds per world at equal steps and paired images, and the simulator's map beside it.
+# (tau = 0, 0.5, 1; Zipf 1.2), a teacher per world, then rc / region-uniform / aria beta 1, 2 x 3 seeds
+# per world at equal steps and paired images (kd too at tau = 0 and 1, the stage-0 gate; the progress
+# policy at tau = 0 only: it tied with region-uniform there), and the simulator's map beside it.
 # Usage: scripts/glyph_map.sh [TEACHER_STEPS]   (default 5000. Measured on one H200, 2026-12-04, at
 # tau = 0: the teacher alone 794 s (6.3 steps/s; three at once share the GPU), the experiment with 18
 # students at once ~8 min with its evaluation -- more than one 10-minute device call, so run it on
