@@ -7,7 +7,7 @@ the same world (open; power-law response with alpha = 1, 5 seeds). Bottom: per r
 prompt first, bars as in fig_testbed_regions. Below 1: better than RC. Data: the committed
 experiments/results/glyph_map_tau0/ (eval/discrepancy.csv, world.json) and
 glyph_map_sim/measured_48_regions/measured_vs_predicted_alpha1.csv, written by `aria sim allocation
---measured experiments/results/glyph_map_tau0 --measured-alpha 1` (README, "The 48-region map"),
+--measured experiments/results/glyph_map_tau0 --measured-alpha 1` (README, "The 48-region map's tau = 0 cell"),
 or the same folders under --data.
 """
 from __future__ import annotations
