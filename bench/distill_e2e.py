@@ -93,9 +93,9 @@ def record_interval(warmup: int) -> int:
 
 
 def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, batch: int, steps: int, log_every: int,
-             speed: dict, device: torch.device, profile: int = 0) -> tuple[float, float, dict | None]:
+             speed: dict, device: torch.device, profile: int = 0, warmup: int = 1) -> tuple[float, float, dict | None]:
     """One `aria distill` run in this process: (seconds of the whole call, peak GPU GiB, the
-    profile of its last ``profile`` steps or None)."""
+    profile of its last ``profile`` steps, NVML read from step ``warmup`` on, or None)."""
     from bench.loop_profile import LoopProfiler
     from aria_train.conditioning.aria import AriaOptions
     from aria_train.distill.config import DistillConfig
@@ -108,7 +108,7 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
 
-    profiler = LoopProfiler(steps, profile) if profile else None
+    profiler = LoopProfiler(steps, profile, skip=warmup) if profile else None
 
     def progress(step: int, total: int) -> None:
         if step % log_every == 0 or step == total:
@@ -149,7 +149,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         print(f"{method}: step {step_rate:.4g} img/s; the loop, {steps} steps:", flush=True)
         with tempfile.TemporaryDirectory(dir=work) as scratch:
             seconds, peak, profiled = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch, steps,
-                                               record_interval(warmup), speed, device, profile)
+                                               record_interval(warmup), speed, device, profile, warmup)
             rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
         if profiled is not None:
             path = Path(out) / f"distill_e2e_profile_{size}_{method}.json"

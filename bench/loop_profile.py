@@ -5,12 +5,14 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
 
 - ``wall_ms_per_step``: between the ends of the profiled steps (each end waits for the device,
   so a step's work is inside its own interval); ``unprofiled_ms_per_step``: the median interval
-  of the steps before profiling starts (the first left out: allocation, compilation);
+  of the steps before profiling starts (the first ``skip`` left out: allocation, compilation);
 - ``host_op_ms_per_step`` and ``top_host_ops``: the host's time inside PyTorch operators, the
   operators with the most of it;
 - ``computing_ops_per_step``: operators that launch work (views and allocations left out), split
   into forward-and-data, backward and optimizer;
-- on a GPU: ``kernels_per_step``, ``kernel_ms_per_step`` (their durations summed),
+- on a GPU: ``kernels_per_step``, ``kernel_ms_per_step`` (their durations summed; the device-side
+  copies of annotated ranges, such as the profiler's own ``ProfilerStep#`` spanning each step, are
+  not kernels and are left out: counted, they made the device look busy for the whole step),
   ``gpu_busy_ms_per_step`` (the union of their intervals), ``gpu_idle_ms_per_step`` (the time
   between the first and the last kernel that no kernel covers), ``idle_gaps`` (the idle intervals between kernels by length: how many per step and
   their ms per step; one long gap per step is a wait on the host, thousands of short ones are
@@ -19,8 +21,9 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
 Under the profiler a step is slower than without it (tracing slowed the glyph demo world's step
 from 128 ms to 160-180 ms on an H200), so the profile says where the time goes, not how long a
 step takes. The cross-check that needs no tracing: ``LoopProfiler`` reads NVML's utilisation (the
-percentage of time a kernel was running) and SM clock (``DeviceSampler``) while the steps before
-the profiled ones run, and ``summary()`` includes their means.
+percentage of time a kernel was running) and SM clock (``DeviceSampler``) while the steps between
+its ``skip`` first ones (compilation, where the device waits for the host) and the profiled ones
+run, and ``summary()`` includes their means.
 """
 from __future__ import annotations
 
@@ -84,18 +87,20 @@ class LoopProfiler:
     step's end waits for the device (``torch.cuda.synchronize``): one more wait than the loop has,
     after a step whose feedback it has already waited for."""
 
-    def __init__(self, steps: int, active: int, top: int = 12):
+    def __init__(self, steps: int, active: int, top: int = 12, skip: int = 1):
         if not 1 <= active < steps:
             raise ValueError(f"active must be >= 1 and below steps ({steps}), got {active}")
-        self.steps, self.active, self.top = steps, active, top
+        if skip < 0:
+            raise ValueError(f"skip must be >= 0, got {skip}")
+        self.steps, self.active, self.top, self.skip = steps, active, top, skip
         self.cuda = torch.cuda.is_available()
-        self.sampler = DeviceSampler()  # NVML over the untraced steps
+        self.sampler = DeviceSampler()  # NVML over the untraced steps after the first `skip`
         self.ends: list[float] = []  # perf_counter at the end of every step
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
         self.prof = profile(activities=activities, schedule=schedule(wait=steps - active - 1, warmup=1, active=active))
 
     def __enter__(self) -> "LoopProfiler":
-        if self.steps - self.active - 1 >= 1:  # there are untraced steps to sample
+        if self.skip == 0:
             self.sampler.__enter__()
         self.prof.__enter__()
         return self
@@ -108,6 +113,8 @@ class LoopProfiler:
         if self.cuda:
             torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
+        if len(self.ends) == self.skip and self.skip:
+            self.sampler.__enter__()
         if len(self.ends) == self.steps - self.active - 1:  # tracing starts with the next step
             self.sampler.close()
         self.prof.step()
@@ -125,7 +132,8 @@ class LoopProfiler:
                 host[e.name][0] += e.self_cpu_time_total
                 host[e.name][1] += 1
         top_host = sorted(host.items(), key=lambda item: -item[1][0])[:self.top]
-        before = [b - a for a, b in zip(self.ends[:-n - 1], self.ends[1:-n - 1])]  # steps 2 .. before profiling
+        untraced = self.ends[max(self.skip - 1, 0):-n - 1]  # the ends of the steps from `skip` on
+        before = [b - a for a, b in zip(untraced, untraced[1:])]  # steps skip + 1 .. before profiling
         result = {
             "device": torch.cuda.get_device_name() if self.cuda else "cpu", "profiled_steps": n,
             "wall_ms_per_step": (self.ends[-1] - self.ends[-n - 1]) / n * 1e3,
@@ -141,8 +149,9 @@ class LoopProfiler:
 
     def kernel_summary(self, kernels: list) -> dict:
         """Kernel events only: key_averages' self device time would count each kernel twice (as
-        itself and under the operator that launched it)."""
+        itself and under the operator that launched it), and annotations are ranges, not kernels."""
         n = self.active
+        kernels = [k for k in kernels if not getattr(k, "is_user_annotation", False)]
         spans = [(k.time_range.start, k.time_range.end) for k in kernels]
         if not spans:
             return {"kernels_per_step": 0}

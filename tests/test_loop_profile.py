@@ -52,3 +52,62 @@ def test_device_sampler_means_and_stops(monkeypatch):
     sampler.close()
     assert sampler.summary() == {"nvml_samples": 2, "gpu_utilization_pct": 30.0, "sm_clock_mhz": 1500.0}
     assert DeviceSampler().summary() == {}
+
+
+def test_annotations_on_the_device_timeline_are_not_kernels():
+    """torch.profiler mirrors each ``ProfilerStep#`` range onto the device timeline; counted as a
+    kernel it spans the whole step and the device looks busy all the time (as the first H200
+    profiles of 2026-12-04 did). Two 10 us kernels with a 30 us gap inside a 100 us step."""
+    from types import SimpleNamespace
+
+    def event(name, start, end, annotation=False):
+        return SimpleNamespace(name=name, time_range=SimpleNamespace(start=start, end=end), is_user_annotation=annotation)
+
+    profiler = LoopProfiler(steps=3, active=1)
+    summary = profiler.kernel_summary([event("ProfilerStep#2", 0, 100, annotation=True),
+                                       event("gemm", 10, 20), event("softmax", 50, 60)])
+    assert summary["kernels_per_step"] == 2
+    assert summary["kernel_ms_per_step"] == pytest.approx(0.020)
+    assert summary["gpu_busy_ms_per_step"] == pytest.approx(0.020)
+    assert summary["gpu_idle_ms_per_step"] == pytest.approx(0.030)
+    assert [k["name"] for k in summary["top_kernels"]] == ["gemm", "softmax"]
+
+
+def test_nvml_is_read_after_the_skipped_steps_until_tracing(monkeypatch):
+    """The sampler starts after the first `skip` steps (compilation: the device waits for the host)
+    and stops before the traced ones; the unprofiled step time leaves the skipped steps out."""
+    from bench.loop_profile import DeviceSampler
+
+    calls = []
+    monkeypatch.setattr(DeviceSampler, "__enter__", lambda self: calls.append("start") or self)
+    monkeypatch.setattr(DeviceSampler, "close", lambda self: calls.append("stop"))
+    profiler = LoopProfiler(steps=8, active=2, skip=3)
+    monkeypatch.setattr(profiler, "prof", SimpleProf())
+    ticks = iter([0.0, 10.0, 11.0, 12.0, 12.5, 13.0, 14.0, 15.0])  # step 1 compiles for 10 s
+    monkeypatch.setattr("bench.loop_profile.time.perf_counter", lambda: next(ticks))
+    with profiler:
+        for step in range(1, 9):
+            profiler.on_step(step, 8)
+            if step == 3:
+                assert calls == ["start"]
+            if step == 5:  # tracing (its warm-up step) starts after step 5
+                assert calls == ["start", "stop"]
+    # steps 4 and 5 (1 s, 0.5 s) are the untraced steps after the skipped three; with skip=1
+    # steps 2 and 3 (10 s, 1 s) would count too and the median would be 1 s
+    assert profiler.summary()["unprofiled_ms_per_step"] == pytest.approx(750.0)
+
+
+class SimpleProf:
+    """Stands in for torch.profiler.profile: the window logic only calls these."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def step(self):
+        return None
+
+    def events(self):
+        return []
