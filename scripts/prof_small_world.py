@@ -15,13 +15,11 @@ Measured on the 2-core CPU (2026-12-03, batch 1, aria): ~2,200 computing operato
 forward passes and data path, >= 570 in backward, ~2,800 in the optimizer (the CPU's per-tensor
 AdamW; a GPU uses the fused kernel). On one H200 (batch 64, aria; before NVML and the gap
 histogram were added): 469 computing operators in the forwards and data path and 105 in backward,
-2,311 kernels per step; 2026-12-04, steps 15-20 of 20 profiled: 180 ms per step, the kernels' union
-179 ms (bench/results/prof_small_world_h200.json); steps 71-80 of 80: 160 ms and 159 ms
-(prof_small_world_h200_80steps.json), the same step taking 128 ms unprofiled in
-bench.small_world. Under the profiler the device is never idle -- but 16 such runs at once did
-16,000 steps in 283 s (bench/results/small_world.csv), <= 17.7 ms of device time per step if the
-processes' kernels take turns. The traced kernel times cannot both be right, so this script now
-reads NVML beside them (not yet run on a GPU).
+2,311 kernels per step (bench/results/prof_small_world_h200{,_80steps}.json: their busy and gap
+fields count the profiler's own step range as a kernel, since fixed). With NVML, 2026-12-04
+(`--steps 80 --active 10`, prof_small_world_h200_nvml.json): an untraced step 92 ms, the GPU busy
+11.9% of it by NVML; traced, 2,310 kernels take 12.0 ms of a 155 ms step. The step is the host's:
+16 such runs at once share the host's cores (bench/results/small_world.csv), not the GPU.
 """
 from __future__ import annotations
 

@@ -37,6 +37,10 @@
 #               image on eager's intercept, 0.66 of eager's: 48 -> ~127 GiB, 56 -> ~146 of the 139.8)
 #   1b_max_compiled    KOALA-1B --compile at 36 (eager: 20.2 + 4.32 GiB per image; at 700M's ratio ~2.85
 #               compiled: 36 -> ~123 GiB, 40 -> ~134, too close to call)
+#   1b_compiled_40     KOALA-1B --compile at 40
+#               Measured 2026-12-04, one call each on a warm machine: KOALA-700M 48 fits (127.8 GiB,
+#               30.4 images/s, 334 s); KOALA-1B 36 fits (124.6 GiB, 341 s) and 40 fits (136.2 GiB,
+#               26.4 images/s, 357 s), 2.9 GiB per image between them, so 44 would need ~148 GiB.
 #               Each is one compilation of both UNets at a new shape and needs a call of its own
 #               (SDXL_BENCH_BUDGET=580): on 2026-12-04 both in one call at 290 s each ran out of
 #               their time while compiling on a fresh machine (the batch-16 compilation took 227 s
@@ -80,6 +84,7 @@ for item in $ITEMS; do
               step 210 30 --student koala-1b --gradient-checkpointing --batch 144 160 --steps 1 --warmup 0 ;;
     700m_max_compiled) step 580 240 --student koala-700m --compile --batch 48 --steps 2 --warmup 1 ;;
     1b_max_compiled) step 580 240 --student koala-1b --compile --batch 36 --steps 2 --warmup 1 ;;
+    1b_compiled_40) step 580 240 --student koala-1b --compile --batch 40 --steps 2 --warmup 1 ;;
     *) echo "unknown item $item" >&2; status=1 ;;
   esac
 done
