@@ -13,9 +13,11 @@ records (training time only, checkpoints and logging excluded), leaving out thos
 whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured step.
 
 Beside it, in the same process: bench.distill_step's step (``train_step`` + AdamW on a fixed
-batch, no data path) with the same folder, batch and speed options. Per method one row: the
-step's and the loop's images/s, their ratio (issue 16's target: >= 0.97), MFU of both by the
-step's FLOP count, and ARIA's loop time over RC's (target <= 1.01).
+batch, no data path) with the same folder, batch and speed options. Per method and
+``--feedback-lags`` value one row: the step's and the loop's images/s, their ratio (issue 16's
+target: >= 0.97), MFU of both by the step's FLOP count, and ARIA's loop time over RC's at the same
+lag (target <= 1.01). Lag 1 moves the loop's one wait per micro-batch behind the next
+micro-batch's launch (aria_train.distill.lagged_feedback).
 
 ``--profile N`` profiles each loop's last N steps (bench/loop_profile.py: the device's busy and
 idle time per step, its idle gaps by length, the top kernels and host operators; NVML's
@@ -93,9 +95,11 @@ def record_interval(warmup: int) -> int:
 
 
 def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, batch: int, steps: int, log_every: int,
-             speed: dict, device: torch.device, profile: int = 0, warmup: int = 1) -> tuple[float, float, dict | None]:
-    """One `aria distill` run in this process: (seconds of the whole call, peak GPU GiB, the
-    profile of its last ``profile`` steps, NVML read from step ``warmup`` on, or None)."""
+             speed: dict, device: torch.device, profile: int = 0, warmup: int = 1,
+             feedback_lag: int = 0) -> tuple[float, float, dict | None]:
+    """One `aria distill --feedback-lag FEEDBACK_LAG` run in this process: (seconds of the whole
+    call, peak GPU GiB, the profile of its last ``profile`` steps, NVML read from step ``warmup``
+    on, or None)."""
     from bench.loop_profile import LoopProfiler
     from aria_train.conditioning.aria import AriaOptions
     from aria_train.distill.config import DistillConfig
@@ -103,7 +107,8 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
 
     config = DistillConfig(teacher=str(folder), paired_cache=str(paired), pool=str(pool), method=method,
                            aria=AriaOptions(warmup=0), batch_size=batch, steps=steps, log_every=log_every,
-                           checkpoint_every=0, checkpoint_limit=1, sample_every=0, seed=0, **speed)
+                           checkpoint_every=0, checkpoint_limit=1, sample_every=0, seed=0, feedback_lag=feedback_lag,
+                           **speed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -119,7 +124,8 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
     with profiler or contextlib.nullcontext():
         train(config, out, progress=False, on_step=progress)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
-    summary = None if profiler is None else {"method": method, "batch": batch, **speed, **profiler.summary()}
+    summary = None if profiler is None else {"method": method, "batch": batch, **speed, "feedback_lag": feedback_lag,
+                                             **profiler.summary()}
     return time.perf_counter() - start, peak, summary
 
 
@@ -131,7 +137,7 @@ def free_memory(device: torch.device) -> None:
 
 def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired: int, pool_size: int, regions: int,
         speed: dict, device: torch.device, work: Path, out: Path, methods: tuple[str, ...] = ("rc", "aria"),
-        profile: int = 0) -> list[dict]:
+        profile: int = 0, lags: tuple[int, ...] = (0,)) -> list[dict]:
     from bench.distill_step import make_setup, matmul_tflops, run_rows
 
     folder = sd_folder(work, size)
@@ -143,22 +149,22 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
                          peak_tflops)
     free_memory(device)
     rows = []
-    for method in methods:
+    for method, lag in [(method, lag) for method in methods for lag in lags]:
         measured = [r for r in step_rows if r["method"] == method]
         step_rate = float(np.mean([r["images_per_s"] for r in measured]))
-        print(f"{method}: step {step_rate:.4g} img/s; the loop, {steps} steps:", flush=True)
+        print(f"{method}: step {step_rate:.4g} img/s; the loop with feedback lag {lag}, {steps} steps:", flush=True)
         with tempfile.TemporaryDirectory(dir=work) as scratch:
             seconds, peak, profiled = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch, steps,
-                                               record_interval(warmup), speed, device, profile, warmup)
+                                               record_interval(warmup), speed, device, profile, warmup, lag)
             rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
         if profiled is not None:
-            path = Path(out) / f"distill_e2e_profile_{size}_{method}.json"
+            path = Path(out) / f"distill_e2e_profile_{size}_{method}{'_lag1' if lag else ''}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(profiled, indent=1))
             print(f"{method}: profile of the last {profile} steps in {path}", flush=True)
         free_memory(device)
         flops = measured[0]["step_tflop"]
-        rows.append({"size": size, "device": name, **speed, "method": method, "batch": batch,
+        rows.append({"size": size, "device": name, **speed, "method": method, "feedback_lag": lag, "batch": batch,
                      "step_images_per_s": step_rate, "loop_images_per_s": rate, "loop_over_step": rate / step_rate,
                      "step_mfu": float(np.mean([r["mfu"] for r in measured])),
                      "loop_mfu": flops * rate / batch / peak_tflops,  # nan on the CPU, as the step's
@@ -166,8 +172,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
                      "loop_steps": steps, "warmup_steps": warmup, "loop_wall_s": seconds, "step_tflop": flops,
                      "regions": regions, "pool": pool_size, "paired": paired})
         print(f"{method}: loop {rate:.4g} img/s = {rate / step_rate:.3f} of the step", flush=True)
-    rc = [row for row in rows if row["method"] == "rc"]
-    for row in rows:  # nan without an rc loop in this run
+    for row in rows:  # against the rc loop of the same lag; nan without one in this run
+        rc = [r for r in rows if r["method"] == "rc" and r["feedback_lag"] == row["feedback_lag"]]
         row["loop_time_over_rc"] = rc[0]["loop_images_per_s"] / row["loop_images_per_s"] if rc else math.nan
     report(f"distill_e2e_{size}", rows, out)  # by size: a CPU run leaves the GPU results alone
     return rows
@@ -192,6 +198,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--methods", nargs="+", choices=["rc", "aria"], default=["rc", "aria"],
                         help="loops run, each beside the step benchmark (default: %(default)s; compiled, one "
                              "method alone saves a compilation)")
+    parser.add_argument("--feedback-lags", type=int, nargs="+", choices=[0, 1], default=[0],
+                        help="a loop per method and lag, as `aria distill --feedback-lag` (default: %(default)s)")
     parser.add_argument("--profile", type=int, default=0,
                         help="profile each loop's last N steps into distill_e2e_profile_SIZE_METHOD.json, left "
                              "out of the loop's rate (default: 0, no profile)")
@@ -214,7 +222,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                      f"for the loop's rate: run more --steps")
     with work_folder(args.work) as work:
         return run(args.size, args.batch, steps, args.warmup, args.step_steps, args.paired, args.pool, args.regions,
-                   speed, device, work, args.out, tuple(args.methods), args.profile)
+                   speed, device, work, args.out, tuple(args.methods), args.profile, tuple(args.feedback_lags))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,19 @@ class Feedback:
     losses: dict[str, np.ndarray]  # loss name -> (P,) float64, one value per process
     finite: bool  # the loss was finite on every process (the step's gradients were used)
 
+    def state_dict(self) -> dict:
+        """Every field, exactly (float64 arrays survive the checkpoint's JSON unchanged)."""
+        return {"regions": self.regions, "switched": self.switched, "nulled": self.nulled, "timesteps": self.timesteps,
+                "discrepancy": self.discrepancy, "losses": self.losses, "finite": self.finite}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Feedback":
+        return cls(regions=np.asarray(state["regions"], dtype=np.int64), switched=np.asarray(state["switched"], dtype=bool),
+                   nulled=np.asarray(state["nulled"], dtype=bool), timesteps=np.asarray(state["timesteps"], dtype=np.int64),
+                   discrepancy=np.asarray(state["discrepancy"], dtype=np.float64),
+                   losses={k: np.asarray(v, dtype=np.float64) for k, v in state["losses"].items()},
+                   finite=bool(state["finite"]))
+
     def observe(self, sampler: ConditionSampler) -> None:
         """Feed the samples with a region and a finite discrepancy to ``sampler``, and the regions
         trained on: every sample with a region (null-text samples have none; paired ones count),

@@ -81,6 +81,7 @@ class DistillConfig(Options):
     noise_std: float = option(0.0, 'prediction units', "std of the noise added to the teacher's prediction on noisy_regions' prompts")
     blind_regions: list[int] = option(unit="region ids", default_factory=list, help="test bed (issue 11, stage 2): regions the student cannot tell apart -- it is shown the null text wherever a prompt of one of them is shown to the teacher, in training, in the held-out monitor and in `aria eval` of its run -- so their discrepancy has a floor no training removes (how far the teacher's predictions for them lie from one shared answer) (default: none)")
     max_nonfinite: int = option(10, 'optimizer steps', 'skipped for a non-finite loss that are tolerated; one more aborts the run')
+    feedback_lag: int = option(0, 'micro-batches', "how late the condition sampler (ARIA's tracker) sees a micro-batch's feedback: 0 = before the next micro-batch is drawn (the loop waits for the device once per micro-batch, and the device runs dry while the host prepares the next batch); 1 = one micro-batch later, so the next batch is prepared while the device still trains; a non-finite step is then skipped on the device (fused AdamW's found_inf). Exact on resume either way; needs bf16 or no mixed precision")
 
     WHAT = "distillation config"
     # Fields that may change between a checkpoint and its resumption without breaking the
@@ -123,6 +124,8 @@ class DistillConfig(Options):
             raise ValueError("noise_std needs noisy_regions")
         if self.blind_regions and min(self.blind_regions) < 0:
             raise ValueError(f"blind_regions must be region ids >= 0, got {self.blind_regions}")
+        if self.feedback_lag not in (0, 1):
+            raise ValueError(f"feedback_lag must be 0 or 1, got {self.feedback_lag}")
         if self.l_out + self.l_feat + self.l_sd == 0:
             raise ValueError("all loss weights are 0: nothing to train")
         return self

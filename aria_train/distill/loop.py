@@ -18,12 +18,14 @@ micro-batch's feedback, because ARIA's pi depends on it -- so a run is bitwise t
 sequential loop, and resumes exactly. The loop itself waits on the device once per
 micro-batch, for that feedback (PendingFeedback.wait: one packed copy): it says whether the
 gradients may be used (a non-finite loss skips the optimizer step) and feeds the tracker before
-the next draw. Its copies to the device do not wait, and nothing else is read back but what
-the held-out measurement, sample grids and checkpoints need (train_step runs its backward
-without looking at ``finite``: the optimizer step, after the wait, does; token ids go to the
-device from pinned memory, aria_train.device). Waits outside the loop: the L_sd term selects its
-paired rows with a boolean mask (aria_train.distill.losses, only with l_sd > 0), and fp16 loss
-scaling checks the gradients for inf before each optimizer step (not bf16).
+the next draw. ``--feedback-lag 1`` moves that wait one micro-batch later, behind the next
+micro-batch's launch, and skips a non-finite step on the device instead
+(aria_train.distill.lagged_feedback). Its copies to the device do not wait, and nothing else is
+read back but what the held-out measurement, sample grids and checkpoints need (train_step runs
+its backward without looking at ``finite``: the optimizer step, after the wait, does; token ids
+go to the device from pinned memory, aria_train.device). Waits outside the loop: the L_sd term
+selects its paired rows with a boolean mask (aria_train.distill.losses, only with l_sd > 0), and
+fp16 loss scaling checks the gradients for inf before each optimizer step (not bf16).
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     from aria_train.diffusion.models.students import feature_layer_channels, feature_layer_map, make_student
     from aria_train.distill.batches import BatchStream, ConditionEncoder, Prefetcher
     from aria_train.distill.inputs import load_inputs
+    from aria_train.distill.lagged_feedback import LaggedFeedback
     from aria_train.distill.losses import LOSS_NAMES, LossWeights
     from aria_train.distill.speed import make_optimizer, prepare_text_encoder, prepare_unets
     from aria_train.distill.state import TrainingState
@@ -79,6 +82,9 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
             raise ValueError(f"cannot resume {start.checkpoint} exactly with a changed config: {'; '.join(changed)}")
     inputs = load_inputs(config)
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum)
+    if config.feedback_lag and accelerator.mixed_precision == "fp16":
+        raise ValueError("feedback_lag 1 needs bf16 or no mixed precision: fp16's loss scaler decides on the host "
+                         "whether to skip a step")
     pool = inputs.pool
     if config.method == "aria":
         sampler = AriaSampler(pool.regions, int(inputs.scheduler.config.num_train_timesteps), config.aria,
@@ -108,7 +114,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     # launches the GPU would wait for after every step
     ema = EMAModel(student_unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel,
                    model_config=student_unet.config, foreach=True)
-    optimizer = make_optimizer(student.parameters(), config.lr, config.weight_decay, device)
+    optimizer = make_optimizer(student.parameters(), config.lr, config.weight_decay, device,
+                               fused=bool(config.feedback_lag))
     student, optimizer = accelerator.prepare(student, optimizer)
     bare = accelerator.unwrap_model(student)
     models = StepModels(teacher, student, inputs.scheduler, layer_map if config.l_feat else {})
@@ -151,49 +158,72 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         run_dir.export_csv()
         run_dir.log(f"checkpoint {path}")
 
+    def close_step(number: int, finite: bool) -> None:
+        """Optimizer step ``number`` is done: count it if its loss was not finite, else update the EMA."""
+        if not finite:
+            state.nonfinite += 1
+            state.tally.skipped += 1
+            run_dir.log(f"step {number}: non-finite loss, step skipped ({state.nonfinite} so far)")
+            if state.nonfinite > config.max_nonfinite:
+                raise NonFiniteAbort(f"{state.nonfinite} steps had a non-finite loss (max_nonfinite = "
+                                     f"{config.max_nonfinite}); last good checkpoint in {run_dir.checkpoints}")
+            if number == config.steps and state.nonfinite == number:
+                raise NonFiniteAbort(f"every step had a non-finite loss: the student never trained "
+                                     f"(are the paired cache's samples finite? {config.paired_cache})")
+        elif not accelerator.optimizer_step_was_skipped:
+            ema.step(bare.unet.parameters())
+
+    lagged = LaggedFeedback(state, sampler if pool.regions is not None else None, close_step) \
+        if config.feedback_lag else None
     interval_start = time.perf_counter()
     run_dir.progress(config.steps, state.step, enabled=progress)
     batches = Prefetcher(stream, background=prefetch)
     try:
         while state.step < config.steps:
             skipped = False
-            for _ in range(config.grad_accum):
+            not_finite = None  # lag 1: whether a micro-batch of this step was not finite, on the device
+            for micro in range(config.grad_accum):
                 batch = batches.next()
                 with accelerator.accumulate(student):
                     losses = train_step(models, batch, weights, accelerator)
-                    # the one wait on the device: the optimizer step below depends on `finite`,
-                    # the next micro-batch's draw on the tracker that observes this one
-                    feedback = gather_feedback(accelerator.gather, batch.regions, batch.switched, batch.nulled,
-                                               batch.timesteps, losses, LOSS_NAMES).wait()
-                    skipped |= not feedback.finite
+                    pending = gather_feedback(accelerator.gather, batch.regions, batch.switched, batch.nulled,
+                                              batch.timesteps, losses, LOSS_NAMES)
+                    if lagged is not None:  # the wait, for the micro-batch before, while this one trains
+                        lagged.push(pending, state.step + 1, micro == config.grad_accum - 1)
+                        bad = ~losses["finite"]
+                        not_finite = bad if not_finite is None else not_finite | bad
+                    else:
+                        # the one wait on the device: the optimizer step below depends on `finite`,
+                        # the next micro-batch's draw on the tracker that observes this one
+                        feedback = pending.wait()
+                        skipped |= not feedback.finite
                     if accelerator.sync_gradients:
+                        if lagged is not None:
+                            bare_optimizer = getattr(optimizer, "optimizer", optimizer)
+                            bare_optimizer.found_inf = not_finite.float()  # fused AdamW skips the step on the device
                         if not skipped:
                             if config.max_grad_norm:
                                 accelerator.clip_grad_norm_(student.parameters(), config.max_grad_norm)
                             optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
-                state.tally.add(feedback)
-                if pool.regions is not None:
-                    feedback.observe(sampler)
+                if lagged is None:
+                    state.tally.add(feedback)
+                    if pool.regions is not None:
+                        feedback.observe(sampler)
             state.step += 1
             step = state.step
             last = step == config.steps
-            if skipped:
-                state.nonfinite += 1
-                state.tally.skipped += 1
-                run_dir.log(f"step {step}: non-finite loss, step skipped ({state.nonfinite} so far)")
-                if state.nonfinite > config.max_nonfinite:
-                    raise NonFiniteAbort(f"{state.nonfinite} steps had a non-finite loss (max_nonfinite = "
-                                         f"{config.max_nonfinite}); last good checkpoint in {run_dir.checkpoints}")
-                if last and state.nonfinite == step:
-                    raise NonFiniteAbort(f"every step had a non-finite loss: the student never trained "
-                                         f"(are the paired cache's samples finite? {config.paired_cache})")
-            elif not accelerator.optimizer_step_was_skipped:
-                ema.step(bare.unet.parameters())
+            record_now = step % config.log_every == 0 or last
+            grid_now = config.sample_every and (step % config.sample_every == 0 or last)
+            checkpoint_now = (config.checkpoint_every and step % config.checkpoint_every == 0) or last
+            if lagged is None:
+                close_step(step, not skipped)
+            elif record_now or grid_now or checkpoint_now:
+                lagged.drain()  # the step complete: its tally, EMA update and non-finite count
             run_dir.advance()
             if on_step is not None and accelerator.is_main_process:
                 on_step(step, config.steps)
-            if step % config.log_every == 0 or last:
+            if record_now:
                 now = time.perf_counter()
                 peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
                 record = state.tally.record(step, optimizer.param_groups[0]["lr"], state.nonfinite,
@@ -204,12 +234,12 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
                 run_dir.write_metrics(record)
                 state.tally.reset()
                 interval_start = time.perf_counter()  # held-out measurement and IO are not training time
-            if config.sample_every and (step % config.sample_every == 0 or last):
+            if grid_now:
                 if grid is not None:
                     run_dir.status(f"step {step}: writing the sample grid")
                     grid.save(run_dir.samples, step, bare.unet, ema)
                 accelerator.wait_for_everyone()
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or last:
+            if checkpoint_now:
                 run_dir.status(f"step {step}: writing the checkpoint")
                 write_checkpoint()
     finally:

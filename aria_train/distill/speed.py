@@ -58,6 +58,7 @@ def prepare_text_encoder(text_encoder: nn.Module, *, compile: bool = False) -> N
 
 
 def make_optimizer(parameters: Iterable[nn.Parameter], lr: float, weight_decay: float,
-                   device: torch.device) -> torch.optim.AdamW:
-    """AdamW (decoupled weight decay), the fused CUDA kernel on a GPU."""
-    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+                   device: torch.device, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW (decoupled weight decay), the fused kernel on a GPU or where ``fused`` is asked for
+    (the only one that can skip a step on the device: its ``found_inf``)."""
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=fused or device.type == "cuda")

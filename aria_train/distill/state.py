@@ -3,8 +3,9 @@
 ``TrainingState`` gathers everything of a run besides the weights, the optimizer, the EMA and
 the random generators (aria_train.runs.checkpoint stores those): the optimizer step, the count
 of steps skipped for a non-finite loss, the condition sampler (ARIA's tracker), the data cursor,
-the running tally of the current logging interval, the byte length of metrics.jsonl and the
-config. ``state_dict`` is what a checkpoint's trainer_state.json holds; ``load_state_dict``
+the running tally of the current logging interval, the byte length of metrics.jsonl, the
+config, and with ``--feedback-lag 1`` the last micro-batch's feedback, read but not yet observed
+by the sampler (aria_train.distill.lagged_feedback). ``state_dict`` is what a checkpoint's trainer_state.json holds; ``load_state_dict``
 restores it.
 
 ``RunStart.resolve`` decides, once per run, whether OUT starts fresh or continues a checkpoint:
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aria_train.conditioning.feedback import Feedback
 from aria_train.conditioning.samplers import ConditionSampler
 from aria_train.distill.batches import BatchStream
 from aria_train.distill.config import DistillConfig
@@ -25,6 +27,7 @@ from aria_train.runs.checkpoint import list_checkpoints, read_trainer_state, res
 from aria_train.runs.run_dir import LOCK_FILE
 
 STATE_KEYS = ("step", "nonfinite", "sampler", "data_cursor", "tally", "metrics_position", "config")
+OPTIONAL_STATE_KEYS = ("unobserved_feedback",)  # absent in checkpoints written before --feedback-lag
 
 
 @dataclass
@@ -36,12 +39,14 @@ class TrainingState:
     step: int = 0  # optimizer steps done
     nonfinite: int = 0  # steps skipped for a non-finite loss
     metrics_position: int | None = None  # metrics.jsonl bytes to keep when resuming in place
+    unobserved: Feedback | None = None  # --feedback-lag 1: read, to be observed at the next micro-batch
 
     def state_dict(self, metrics_position: int) -> dict[str, Any]:
         """The JSON state of a checkpoint; ``metrics_position`` = metrics.jsonl's length now."""
         return {"step": self.step, "nonfinite": self.nonfinite, "sampler": self.sampler.state_dict(),
                 "data_cursor": self.stream.state(), "tally": self.tally.state_dict(),
-                "metrics_position": metrics_position, "config": self.config.to_dict()}
+                "metrics_position": metrics_position, "config": self.config.to_dict(),
+                "unobserved_feedback": None if self.unobserved is None else self.unobserved.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any], same_run: bool) -> None:
         """Restore from a checkpoint's state. ``same_run``: the checkpoint lies in this run's
@@ -52,6 +57,8 @@ class TrainingState:
         self.stream.load_state(state["data_cursor"])
         self.tally.load_state_dict(state["tally"])
         self.metrics_position = int(state["metrics_position"]) if same_run else None
+        unobserved = state.get("unobserved_feedback")
+        self.unobserved = None if unobserved is None else Feedback.from_state(unobserved)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""``--feedback-lag 1`` (aria_train.distill.lagged_feedback): the sampler sees each micro-batch's
+feedback one micro-batch late and a non-finite step is skipped on the device. The overlapped
+loop is still the sequential one bitwise, a run does not depend on how often it logs (the drains
+at records and checkpoints read the feedback early but observe it on time), it resumes exactly,
+and a non-finite step is skipped and counted as with lag 0."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import aria_cli
+from aria_train.conditioning.aria import AriaOptions
+from aria_train.distill.loop import train
+from test_distill import _nan_cache
+from test_prefetch import aria_config, assert_same_run, run_files
+
+
+def final_tensors(out, step: int) -> dict[str, dict[str, torch.Tensor]]:
+    folder = out / "checkpoints" / f"step-{step:07d}"
+    return {part: load_file(next((folder / part).glob("*.safetensors"))) for part in ("student", "student_ema")}
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for part in a:
+        assert a[part].keys() == b[part].keys()
+        assert all(torch.equal(a[part][name], b[part][name]) for name in a[part]), part
+
+
+def lagged(paths, **fields):
+    """ARIA, 5 steps of 2 micro-batches, lag 1; ``fields`` override."""
+    return aria_config(paths, **{"aria": AriaOptions(warmup=1, unbiased=True), "batch_size": 4, "grad_accum": 2,
+                                 "steps": 5, "log_every": 5, "checkpoint_every": 2, "checkpoint_limit": 0,
+                                 "sample_every": 0, "channel_scale": 0.5, "feedback_lag": 1, **fields})
+
+
+def test_lagged_loop_is_its_sequential_loop_and_resumes_exactly(paths, tmp_path):
+    config = lagged(paths)
+    train(config, tmp_path / "sequential", progress=False, prefetch=False)
+    train(config, tmp_path / "overlapped", progress=False)
+    assert_same_run(tmp_path / "sequential", tmp_path / "overlapped")
+    # checkpoints at 2 and 4 hold the last micro-batch's feedback, read but not yet observed
+    state = json.loads((tmp_path / "overlapped" / "checkpoints" / "step-0000002" / "trainer_state.json").read_text())
+    assert len(state["unobserved_feedback"]["regions"]["__ndarray__"]) == 4
+    # interrupted after step 3 with step 2's checkpoint left: resumed, it ends where the straight run did
+    split = tmp_path / "split"
+    train(dataclasses.replace(config, steps=3), split, progress=False)
+    shutil.rmtree(split / "checkpoints" / "step-0000003")
+    train(config, split, "latest", progress=False)
+    assert_same_run(tmp_path / "overlapped", split, "step-0000005")
+
+
+def test_lagged_run_does_not_depend_on_how_often_it_logs(paths, tmp_path):
+    """A record or checkpoint drains the feedback in flight; the sampler still observes it one
+    micro-batch late, so logging every step trains the same student as logging once."""
+    train(lagged(paths, log_every=1, checkpoint_every=1), tmp_path / "often", progress=False)
+    train(lagged(paths, checkpoint_every=0), tmp_path / "once", progress=False)
+    assert_same_tensors(final_tensors(tmp_path / "often", 5), final_tensors(tmp_path / "once", 5))
+    often = [json.loads(line) for line in (tmp_path / "often" / "metrics.jsonl").read_text().splitlines()]
+    once = [json.loads(line) for line in (tmp_path / "once" / "metrics.jsonl").read_text().splitlines()]
+    assert once[-1]["pi"] == often[-1]["pi"]
+    assert sum(np.array(r["region_counts"]) for r in often).tolist() == once[-1]["region_counts"]  # every micro-batch tallied
+
+
+def test_the_lag_changes_what_aria_draws_and_not_what_rc_draws(paths, tmp_path):
+    """ARIA's draws depend on its tracker, which now learns one micro-batch later; RC's uniform
+    draws do not depend on the feedback at all, so its batches are the lag-0 run's."""
+    runs = {}
+    for method in ("aria", "rc"):
+        for lag in (0, 1):
+            out = tmp_path / f"{method}{lag}"
+            train(lagged(paths, log_every=1, checkpoint_every=0, feedback_lag=lag,
+                         **({} if method == "aria" else {"method": "rc", "aria": AriaOptions(),
+                                                        "noisy_regions": [], "noise_std": 0.0})), out, progress=False)
+            runs[method, lag] = run_files(out, "none")["metrics"]
+    counts = {key: [r["switched_region_counts"] for r in records] for key, records in runs.items()}
+    assert counts["rc", 0] == counts["rc", 1]
+    assert counts["aria", 0] != counts["aria", 1]
+
+
+@pytest.mark.parametrize("lag", ["0", "1"])
+def test_nonfinite_step_leaves_weights_and_ema_as_they_were(paths, tmp_path, lag):
+    """One NaN sample in one of 4 steps: that step is counted and skipped -- its weights and EMA are
+    the step before's, bitwise -- whether the host decides the skip (lag 0) or the device does
+    (lag 1, fused AdamW's found_inf)."""
+    out = tmp_path / "run"
+    cache = _nan_cache(paths, tmp_path, [5])
+    assert aria_cli.main(paths.options(out, "--steps", "4", "--paired-cache", str(cache), "--checkpoint-every", "1",
+                                       "--checkpoint-limit", "0", "--feedback-lag", lag)) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["nonfinite"] == 1 and sum(r["skipped"] for r in records) == 1
+    (bad,) = [r["step"] for r in records if r["loss"] is None]
+    assert bad > 1  # the seed puts the NaN sample after the first step: there is a step before to compare with
+    assert_same_tensors(final_tensors(out, bad), final_tensors(out, bad - 1))
+    assert all(torch.isfinite(v).all() for part in final_tensors(out, 4).values() for v in part.values())
+
+
+def test_lagged_too_many_nonfinite_aborts(paths, tmp_path, capsys):
+    out = tmp_path / "run"
+    cache = _nan_cache(paths, tmp_path, range(16))
+    assert aria_cli.main(paths.options(out, "--steps", "10", "--paired-cache", str(cache), "--max-nonfinite", "2",
+                                       "--feedback-lag", "1")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("aria: error: 3 steps had a non-finite loss")
+    assert "step 3: non-finite loss" in (out / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("lag", ["2", "-1"])
+def test_feedback_lag_other_than_0_or_1_is_refused(paths, tmp_path, capsys, lag):
+    assert aria_cli.main(paths.options(tmp_path / "run", "--feedback-lag", lag)) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "feedback_lag must be 0 or 1" in err[0]
+    assert not (tmp_path / "run").exists()
