@@ -117,3 +117,19 @@ def test_feedback_lag_other_than_0_or_1_is_refused(paths, tmp_path, capsys, lag)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "feedback_lag must be 0 or 1" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_lagged_data_parallel_resume_is_exact(paths, tmp_path):
+    """Two CPU processes (gloo): every rank reads the same gathered feedback one micro-batch late
+    and skips alike; killing after step 4 and resuming from step 2 reproduces step 4 bitwise."""
+    from fixtures_train import run_metrics, run_two_processes
+
+    out = tmp_path / "run"
+    run_two_processes(*paths.options(out, "--steps", "4", "--method", "aria", "--grad-accum", "2", "--log-every", "3",
+                                     "--channel-scale", "0.5", "--feedback-lag", "1"))
+    expected, expected_metrics = final_tensors(out, 4), run_metrics(out)
+    shutil.rmtree(out / "checkpoints" / "step-0000004")
+    run_two_processes("distill", "--out", str(out), "--resume", "latest", "--steps", "4")
+    assert_same_tensors(final_tensors(out, 4), expected)
+    assert run_metrics(out) == expected_metrics
