@@ -80,7 +80,7 @@ def test_the_lag_changes_what_aria_draws_and_not_what_rc_draws(paths, tmp_path):
                                                         "noisy_regions": [], "noise_std": 0.0})), out, progress=False)
             runs[method, lag] = run_files(out, "none")["metrics"]
     counts = {key: [r["switched_region_counts"] for r in records] for key, records in runs.items()}
-    assert counts["rc", 0] == counts["rc", 1]
+    assert counts["rc", 0] == counts["rc", 1] and np.sum(counts["rc", 0]) > 0  # RC switched, alike
     assert counts["aria", 0] != counts["aria", 1]
 
 
