@@ -6,8 +6,9 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
 - ``wall_ms_per_step``: between the ends of the profiled steps (each end waits for the device,
   so a step's work is inside its own interval); ``unprofiled_ms_per_step``: the median interval
   of the steps before profiling starts (the first ``skip`` left out: allocation, compilation);
-- ``host_op_ms_per_step`` and ``top_host_ops``: the host's time inside PyTorch operators, the
-  operators with the most of it;
+- ``host_op_ms_per_step`` and ``top_host_ops``: the host's time inside PyTorch operators and
+  annotated ranges (the Python frames that ``with_stack`` records are left out: a thread's wait
+  would count), the operators with the most of it;
 - ``computing_ops_per_step``: operators that launch work (views and allocations left out), split
   into forward-and-data, backward and optimizer;
 - on a GPU: ``kernels_per_step``, ``kernel_ms_per_step`` (their durations summed; the device-side
@@ -16,7 +17,9 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
   ``gpu_busy_ms_per_step`` (the union of their intervals), ``gpu_idle_ms_per_step`` (the time
   between the first and the last kernel that no kernel covers), ``idle_gaps`` (the idle intervals between kernels by length: how many per step and
   their ms per step; one long gap per step is a wait on the host, thousands of short ones are
-  launches the device outruns) and ``top_kernels`` (by device time).
+  launches the device outruns), ``top_kernels`` (by device time) and ``kernel_sources``: for
+  the top kernels, the operators that launched them and the innermost Python frame outside torch
+  (diffusers', the trainer's) by device time -- e.g. which conversions a copy kernel is.
 
 Under the profiler a step is slower than without it (tracing slowed the glyph demo world's step
 from 128 ms to 160-180 ms on an H200), so the profile says where the time goes, not how long a
@@ -28,6 +31,7 @@ run, and ``summary()`` includes their means.
 from __future__ import annotations
 
 import collections
+import re
 import statistics
 import threading
 import time
@@ -97,7 +101,8 @@ class LoopProfiler:
         self.sampler = DeviceSampler()  # NVML over the untraced steps after the first `skip`
         self.ends: list[float] = []  # perf_counter at the end of every step
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
-        self.prof = profile(activities=activities, schedule=schedule(wait=steps - active - 1, warmup=1, active=active))
+        self.prof = profile(activities=activities, schedule=schedule(wait=steps - active - 1, warmup=1, active=active),
+                            with_stack=True)  # for kernel_sources; only the traced steps pay for it
 
     def __enter__(self) -> "LoopProfiler":
         if self.skip == 0:
@@ -128,7 +133,7 @@ class LoopProfiler:
                                   if e.name.startswith("aten::") and not e.cpu_children and e.name not in NO_KERNEL)
         host = collections.defaultdict(lambda: [0.0, 0])
         for e in events:
-            if e.device_type == torch.autograd.DeviceType.CPU:
+            if e.device_type == torch.autograd.DeviceType.CPU and not PYTHON_FRAME.search(e.name):
                 host[e.name][0] += e.self_cpu_time_total
                 host[e.name][1] += 1
         top_host = sorted(host.items(), key=lambda item: -item[1][0])[:self.top]
@@ -138,13 +143,14 @@ class LoopProfiler:
             "device": torch.cuda.get_device_name() if self.cuda else "cpu", "profiled_steps": n,
             "wall_ms_per_step": (self.ends[-1] - self.ends[-n - 1]) / n * 1e3,
             "unprofiled_ms_per_step": statistics.median(before) * 1e3 if before else None,
-            "host_op_ms_per_step": sum(e.self_cpu_time_total for e in events) / 1e3 / n,
+            "host_op_ms_per_step": sum(e.self_cpu_time_total for e in events if not PYTHON_FRAME.search(e.name)) / 1e3 / n,
             "computing_ops_per_step": {k: round(v / n) for k, v in sorted(ops.items())},
             "top_host_ops": [{"name": name, "ms_per_step": us / 1e3 / n, "calls_per_step": calls / n}
                              for name, (us, calls) in top_host],
         }
         if self.cuda:
             result.update(self.kernel_summary([e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]))
+            result["kernel_sources"] = kernel_sources(events, [k["name"] for k in result["top_kernels"][:6]], n)
         return {**result, **self.sampler.summary()}
 
     def kernel_summary(self, kernels: list) -> dict:
@@ -168,6 +174,38 @@ class LoopProfiler:
             "idle_gaps": gap_histogram(gaps, n),
             "top_kernels": [{"name": name[:120], "ms_per_step": us / 1e3 / n} for name, us in by_name.most_common(self.top)],
         }
+
+
+PYTHON_FRAME = re.compile(r"\(\d+\): |^<built-in")  # with_stack: Python calls are events named "file(line): func"
+
+
+def launch_site(event) -> tuple[str, str]:
+    """(operator, frame) of a kernel-launching operator: the outermost aten operator it runs under
+    (``aten::to`` rather than its ``aten::copy_``) and the innermost Python frame above it that is
+    not torch's own (where a model or the trainer called it; "-" if none)."""
+    op, parent = event.name, event.cpu_parent
+    while parent is not None and parent.name.startswith("aten::"):
+        op, parent = parent.name, parent.cpu_parent
+    while parent is not None:
+        if PYTHON_FRAME.search(parent.name) and "torch/" not in parent.name and not parent.name.startswith("<built-in"):
+            return op, parent.name
+        parent = parent.cpu_parent
+    return op, "-"
+
+
+def kernel_sources(events, names: list[str], steps: int, top: int = 3) -> list[dict]:
+    """For each kernel name in ``names`` (``top_kernels`` are cut to 120 characters, so prefixes
+    match): its launch sites (``launch_site``) by device ms per step, the ``top`` largest. Kernels
+    hang off the operator that launched them (``event.kernels``)."""
+    by_source = {name: collections.Counter() for name in names}
+    for event in events:
+        for kernel in getattr(event, "kernels", ()):
+            for name in names:
+                if kernel.name.startswith(name):
+                    by_source[name][launch_site(event)] += kernel.duration
+    return [{"kernel": name, "sources": [{"op": op, "frame": frame, "ms_per_step": us / 1e3 / steps}
+                                         for (op, frame), us in counts.most_common(top)]}
+            for name, counts in by_source.items()]
 
 
 class DeviceSampler:

@@ -111,3 +111,30 @@ class SimpleProf:
 
     def events(self):
         return []
+
+
+def test_kernel_sources_name_the_operator_and_the_callers_frame():
+    """Copy kernels launched from two call sites are told apart by the innermost Python frame
+    outside torch above their operator, named by its outermost aten operator; kernel names match
+    by prefix (top_kernels cuts them to 120 characters)."""
+    from types import SimpleNamespace
+
+    from bench.loop_profile import kernel_sources
+
+    def event(name, parent=None, *kernels):
+        return SimpleNamespace(name=name, cpu_parent=parent,
+                               kernels=[SimpleNamespace(name=k, duration=d) for k, d in kernels])
+
+    attention = event("diffusers/models/attention_processor.py(2750): __call__")
+    loss = event("aria_train/distill/losses.py(40): feature_loss")
+    module = event("torch/nn/modules/module.py(1775): _call_impl", attention)  # torch's own: skipped
+    to = event("aten::to", event("<built-in method to of Tensor object at 0x1>", module))
+    events = [event("aten::copy_", event("aten::_to_copy", to), ("direct_copy_kernel<float>", 300.0)),
+              event("aten::copy_", event("aten::contiguous", loss), ("direct_copy_kernel<float>", 200.0)),
+              event("aten::copy_", to, ("direct_copy_kernel<float>", 100.0)),
+              event("aten::mm", loss, ("gemm", 1000.0)), event("aten::view", loss)]
+    (copies,) = kernel_sources(events, ["direct_copy_kernel"], steps=2)
+    assert copies == {"kernel": "direct_copy_kernel", "sources": [
+        {"op": "aten::to", "frame": attention.name, "ms_per_step": 0.2},
+        {"op": "aten::contiguous", "frame": loss.name, "ms_per_step": 0.1}]}
+    assert kernel_sources([event("aten::mm", None, ("gemm", 10.0))], ["gemm"], 1)[0]["sources"][0]["frame"] == "-"
