@@ -42,7 +42,8 @@ rule fed the true D instead of the tracker's estimates: it shows what tracking e
 
 Policies (`PolicySpec`): ``rc`` (PromptSharePolicy(q): RC), ``uniform`` (region-uniform),
 ``aria`` (AriaPolicy(beta, eps) on the tracker with step a; ``iw=1`` adds importance weights
-q/pi, which keep RC's expected update), ``exp3`` (Exp3Policy), ``doremi`` (DoReMiPolicy whose
+q/pi, which keep RC's expected update; ``lag=L`` shows the tracker each step's losses L steps
+late, as `aria distill --feedback-lag`), ``exp3`` (Exp3Policy), ``doremi`` (DoReMiPolicy whose
 reference is the final discrepancy of an RC run with the same seed: a reference model trained on
 RC's mixture, which costs a second run that the budget here does not charge), ``oracle``,
 ``progress`` (ProgressPolicy(rate, fast, slow, beta, eps): allocation by estimated reducible
@@ -367,12 +368,12 @@ def describe(scenario: str) -> str:
 
 # --- policies ----------------------------------------------------------------------------------
 
-_KINDS = {"rc": (), "uniform": (), "aria": ("beta", "eps", "a", "iw"), "exp3": ("gamma", "eta"),
+_KINDS = {"rc": (), "uniform": (), "aria": ("beta", "eps", "a", "iw", "lag"), "exp3": ("gamma", "eta"),
           "doremi": ("eta", "eps"), "oracle": ("beta", "eps"),
           "oracle_reducible": ("beta", "eps"), "count": ("beta", "eps", "rate"),
           "progress": ("rate", "fast", "slow", "beta", "eps")}
 _DEFAULTS = {"beta": 1.0, "eps": 0.2, "a": 0.05, "iw": 0.0, "gamma": 0.1, "eta": None, "fast": 0.05,
-             "slow": 0.0, "rate": 0.003}
+             "slow": 0.0, "rate": 0.003, "lag": 0.0}
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,9 @@ class PolicySpec:
                 raise ValueError(f"policy {kind!r} takes {', '.join(_KINDS[kind]) or 'no'} parameters "
                                  f"as key=value, got {pair!r}")
             params[key] = float(value)
+        lag = params.get("lag", 0.0)
+        if lag < 0 or lag != int(lag):
+            raise ValueError(f"policy {kind!r}: lag is a whole number of steps >= 0, got {lag:g}")
         return cls(kind, params)
 
     def get(self, key: str) -> float | None:
@@ -403,7 +407,8 @@ class PolicySpec:
     def label(self) -> str:
         if self.kind == "aria":
             iw = "-IW" if self.get("iw") else ""
-            return f"ARIA{iw} b={self.get('beta'):g} e={self.get('eps'):g} a={self.get('a'):g}"
+            lag = f" lag={self.get('lag'):g}" if self.get("lag") else ""
+            return f"ARIA{iw} b={self.get('beta'):g} e={self.get('eps'):g} a={self.get('a'):g}{lag}"
         if self.kind == "oracle_reducible":
             return f"oracle-reducible b={self.get('beta'):g} e={self.get('eps'):g}"
         if self.kind == "count":
@@ -479,6 +484,9 @@ def simulate(world: World, config: SimConfig, spec: PolicySpec, seed: int,
     policy = spec.build(world, reference)
     tracker = RegionTracker(k, step=spec.get("a"))
     use_iw = spec.kind == "aria" and bool(spec.get("iw"))
+    # aria:lag=L: the tracker sees a step's losses L steps late (`aria distill --feedback-lag`)
+    lag = int(spec.get("lag")) if spec.kind == "aria" else 0
+    in_flight: list[tuple[np.ndarray, np.ndarray]] = []  # observations the tracker has not seen yet
     paired_p = world.paired_shares
     excess0 = world.initial - world.floor
     shared0 = excess0 * world.shared  # each region's shared part at level 1
@@ -512,7 +520,9 @@ def simulate(world: World, config: SimConfig, spec: PolicySpec, seed: int,
         ids = np.concatenate([switched, paired])
         losses = disc[ids] * obs_rng.gamma(world.obs_shape, 1.0 / world.obs_shape, batch)
         seen_ids, seen_losses = (ids, losses) if world.observe == "all" else (switched, losses[:n_switch])
-        tracker.update(seen_ids, seen_losses)
+        in_flight.append((seen_ids, seen_losses))
+        if len(in_flight) > lag:
+            tracker.update(*in_flight.pop(0))
         if spec.kind == "progress":  # the tracker's observations, and which regions were trained
             policy.observe(seen_ids, seen_losses, pi, trained=ids)
         else:

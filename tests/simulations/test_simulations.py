@@ -101,10 +101,25 @@ def test_help_shows_units_and_defaults(command, capsys):
 @pytest.mark.parametrize("argv", [["--scenarios", "nowhere"], ["--policies", "aria:gamma=1"],
                                   ["--policies", "bandit"], ["--seeds", "0"],
                                   ["--scenarios", "testbed:tau=2"], ["--scenarios", "testbed:zipf=1"],
-                                  ["--policies", "progress:rate=0"], ["--study", "map", "--workers", "-1"]])
+                                  ["--policies", "progress:rate=0"], ["--study", "map", "--workers", "-1"],
+                                  ["--policies", "aria:lag=-1"], ["--policies", "aria:lag=0.5"]])
 def test_allocation_cli_rejects_bad_input(argv, tmp_path, capsys):
     assert aria_cli.main(["sim", "allocation", *argv, "--out", str(tmp_path)]) == 2
     assert "aria: error:" in capsys.readouterr().err
+
+
+def test_aria_lag_delays_what_the_tracker_sees():
+    """aria:lag=L (`aria distill --feedback-lag`): the draw of step t knows the losses up to step
+    t - 1 - L. With lag 1 the second step's pi is still the first's (nothing seen yet); with lag 0
+    it has moved; a lag past the run's end never shows the tracker anything."""
+    world = sim.build_world("testbed:k=12:s=1.2:tau=0", 0)
+    config = sim.SimConfig(steps=6, batch=64, log_every=1)
+    runs = {lag: sim.simulate(world, config, sim.PolicySpec.parse(f"aria:beta=1:eps=0.2:a=0.5:lag={lag}"), 0)
+            for lag in (0, 1, 10)}
+    assert not np.allclose(runs[0].pi[1], runs[0].pi[0])
+    assert np.array_equal(runs[1].pi[1], runs[1].pi[0]) and not np.allclose(runs[1].pi[2], runs[1].pi[1])
+    assert (runs[10].pi == runs[10].pi[0]).all() and np.isnan(runs[10].estimates[-1]).all()
+    assert sim.PolicySpec.parse("aria:lag=1").label.endswith("lag=1") and "lag" not in sim.PolicySpec.parse("aria").label
 
 
 RATES_TINY = rates.RatesConfig(paths=200, window=1000, num_steps_grid=7, p_grid=(0.05, 0.1, 0.25, 0.5, 1.0),
