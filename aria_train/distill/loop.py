@@ -150,6 +150,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         run_dir.log("no sample grids: a latent teacher without a vae/ folder")
 
     def write_checkpoint() -> None:
+        if lagged is not None:  # the step complete (a no-op where the loop has drained already)
+            lagged.drain()
         batches.settle()  # the stream's position after the batches trained on, not after the next draft
         path = save_checkpoint(accelerator, run_dir.checkpoints, state.step, bare.unet, ema,
                                state.state_dict(run_dir.metrics_position()),

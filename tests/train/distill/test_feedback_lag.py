@@ -41,6 +41,8 @@ def lagged(paths, **fields):
 
 
 def test_lagged_loop_is_its_sequential_loop_and_resumes_exactly(paths, tmp_path):
+    """The overlapped lag-1 loop is the same lag-1 loop drawn without prefetching (``prefetch=False``),
+    bitwise; an interrupted run resumes exactly."""
     config = lagged(paths)
     train(config, tmp_path / "sequential", progress=False, prefetch=False)
     train(config, tmp_path / "overlapped", progress=False)
@@ -56,11 +58,14 @@ def test_lagged_loop_is_its_sequential_loop_and_resumes_exactly(paths, tmp_path)
     assert_same_run(tmp_path / "overlapped", split, "step-0000005")
 
 
-def test_lagged_run_does_not_depend_on_how_often_it_logs(paths, tmp_path):
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_lagged_run_does_not_depend_on_how_often_it_logs(paths, tmp_path, grad_accum):
     """A record or checkpoint drains the feedback in flight; the sampler still observes it one
-    micro-batch late, so logging every step trains the same student as logging once."""
-    train(lagged(paths, log_every=1, checkpoint_every=1), tmp_path / "often", progress=False)
-    train(lagged(paths, checkpoint_every=0), tmp_path / "once", progress=False)
+    micro-batch late, so logging every step trains the same student (and EMA) as logging once.
+    With one micro-batch per step the EMA update of step s comes from the next step's read, which
+    must precede that step's optimizer update."""
+    train(lagged(paths, grad_accum=grad_accum, log_every=1, checkpoint_every=1), tmp_path / "often", progress=False)
+    train(lagged(paths, grad_accum=grad_accum, checkpoint_every=0), tmp_path / "once", progress=False)
     assert_same_tensors(final_tensors(tmp_path / "often", 5), final_tensors(tmp_path / "once", 5))
     often = [json.loads(line) for line in (tmp_path / "often" / "metrics.jsonl").read_text().splitlines()]
     once = [json.loads(line) for line in (tmp_path / "once" / "metrics.jsonl").read_text().splitlines()]
@@ -101,6 +106,24 @@ def test_nonfinite_step_leaves_weights_and_ema_as_they_were(paths, tmp_path, lag
     assert all(torch.isfinite(v).all() for part in final_tensors(out, 4).values() for v in part.values())
 
 
+@pytest.mark.parametrize("micro", [0, 1])
+def test_lagged_nonfinite_micro_batch_anywhere_in_the_step_skips_it(paths, tmp_path, micro):
+    """Two micro-batches per step, the NaN sample in the first or the second of step 1: the step
+    is skipped on the device either way (found_inf accumulates over the step's micro-batches), and
+    it is closed by the next step's read, not by a drain (records every 10 steps)."""
+    from aria_train.distill.batches import epoch_order
+
+    nan_row = int(epoch_order(0, 0, 16)[4 * micro])  # the first sample of micro-batch `micro` (batch 4, seed 0)
+    out = tmp_path / "run"
+    cache = _nan_cache(paths, tmp_path, [nan_row])
+    assert aria_cli.main(paths.options(out, "--steps", "2", "--grad-accum", "2", "--paired-cache", str(cache),
+                                       "--log-every", "10", "--checkpoint-every", "0", "--feedback-lag", "1")) == 0
+    (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert record["nonfinite"] == 1 and record["skipped"] == 1
+    assert "step 1: non-finite loss" in (out / "log.txt").read_text()
+    assert all(torch.isfinite(v).all() for part in final_tensors(out, 2).values() for v in part.values())
+
+
 def test_lagged_too_many_nonfinite_aborts(paths, tmp_path, capsys):
     out = tmp_path / "run"
     cache = _nan_cache(paths, tmp_path, range(16))
@@ -122,13 +145,19 @@ def test_feedback_lag_other_than_0_or_1_is_refused(paths, tmp_path, capsys, lag)
 @pytest.mark.slow
 def test_lagged_data_parallel_resume_is_exact(paths, tmp_path):
     """Two CPU processes (gloo): every rank reads the same gathered feedback one micro-batch late
-    and skips alike; killing after step 4 and resuming from step 2 reproduces step 4 bitwise."""
+    and skips alike (one NaN sample among 16, steps of 2 x 2 x 2 samples: one step per epoch, i.e. 2
+    of 4, has one rank's non-finite loss and is skipped on both); killing after step 4 and resuming
+    from step 2 reproduces step 4 bitwise."""
     from fixtures_train import run_metrics, run_two_processes
 
     out = tmp_path / "run"
+    cache = _nan_cache(paths, tmp_path, [5])
     run_two_processes(*paths.options(out, "--steps", "4", "--method", "aria", "--grad-accum", "2", "--log-every", "3",
-                                     "--channel-scale", "0.5", "--feedback-lag", "1"))
+                                     "--channel-scale", "0.5", "--feedback-lag", "1", "--paired-cache", str(cache),
+                                     "--batch-size", "2"))
     expected, expected_metrics = final_tensors(out, 4), run_metrics(out)
+    assert expected_metrics[-1]["nonfinite"] == 2
+    assert all(torch.isfinite(v).all() for part in expected.values() for v in part.values())
     shutil.rmtree(out / "checkpoints" / "step-0000004")
     run_two_processes("distill", "--out", str(out), "--resume", "latest", "--steps", "4")
     assert_same_tensors(final_tensors(out, 4), expected)
