@@ -21,7 +21,8 @@ micro-batch's launch (aria_train.distill.lagged_feedback).
 
 ``--profile N`` profiles each loop's last N steps (bench/loop_profile.py: the device's busy and
 idle time per step, its idle gaps by length, the top kernels and host operators; NVML's
-utilisation and SM clock over the steps before) into OUT/distill_e2e_profile_SIZE_METHOD.json:
+utilisation and SM clock over the steps before; each top kernel's launch sites) into
+OUT/distill_e2e_profile_SIZE_METHOD[_lag1].json:
 what stands between the loop and its step benchmark. The profiled steps are left out of the
 loop's rate (the profiler slows them), so --steps must leave --warmup + 1 steps before them.
 
@@ -201,7 +202,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--feedback-lags", type=int, nargs="+", choices=[0, 1], default=[0],
                         help="a loop per method and lag, as `aria distill --feedback-lag` (default: %(default)s)")
     parser.add_argument("--profile", type=int, default=0,
-                        help="profile each loop's last N steps into distill_e2e_profile_SIZE_METHOD.json, left "
+                        help="profile each loop's last N steps into distill_e2e_profile_SIZE_METHOD[_lag1].json, left "
                              "out of the loop's rate (default: 0, no profile)")
     args = parse_args(parser, [] if argv is None else argv,
                       {"size": "tiny", "batch": 4, "steps": 6, "warmup": 2, "step_steps": 2, "paired": 64, "pool": 200,
