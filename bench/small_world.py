@@ -1,7 +1,8 @@
 """Small-world experiment throughput: device seconds per distillation run with its evaluation.
 
 ``python -m bench.small_world --parallel 1 16`` runs, for each N, an experiment of N
-distillations with the code ``aria experiment`` runs (aria_train.experiment.runner.run_experiment):
+distillations with the code ``aria experiment`` runs (aria_train.experiment.runner.run_experiment;
+``--group G``: N processes of G students each, N x G runs, `aria experiment --group`):
 the 12-region glyph demo world (the shipped teacher and paired cache, its pool and held-out
 prompts written into the work folder), the test bed's students (BK-SDM-Small of the teacher,
 batch 64, ``--steps`` steps), rc and aria alternating over seeds, N processes at a time on one
@@ -42,31 +43,33 @@ def make_inputs(work: Path) -> dict:
 
 
 def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, samples: int,
-            mixed_precision: str, compile: bool = False) -> dict:
-    """One experiment of ``parallel`` runs, all at once; its row."""
+            mixed_precision: str, compile: bool = False, group: int = 1) -> dict:
+    """One experiment of ``parallel`` x ``group`` runs, all at once (``parallel`` processes of
+    ``group`` students each); its row."""
     from aria_train.experiment.config import ExperimentConfig
     from aria_train.experiment.runner import run_experiment
 
-    methods = {"rc": {"method": "rc"}, "aria": {"method": "aria"}} if parallel > 1 else {"rc": {"method": "rc"}}
-    seeds = list(range((parallel + len(methods) - 1) // len(methods)))
+    total = parallel * group
+    methods = {"rc": {"method": "rc"}, "aria": {"method": "aria"}} if total > 1 else {"rc": {"method": "rc"}}
+    seeds = list(range((total + len(methods) - 1) // len(methods)))
     config = {**inputs, "seeds": seeds, "methods": methods, "parallel": parallel, "mixed_precision": mixed_precision,
               "distill": {"steps": steps, "batch_size": batch, "log_every": 10, "checkpoint_every": steps,
                           "sample_every": 0, "compile": compile},
               "eval": {"samples_per_region": samples, "guidance": 1.0}}
-    name = f"{parallel}{'_compiled' if compile else ''}"
+    name = f"{parallel}x{group}{'_compiled' if compile else ''}"
     path = work / f"experiment_{name}.json"
     path.write_text(json.dumps(config))
     experiment = ExperimentConfig.load(path)
     runs = len(experiment.run_configs())
     out = work / f"out_{name}"
     start = time.perf_counter()
-    run_experiment(experiment, out, only="runs")
+    run_experiment(experiment, out, only="runs", group=group)
     runs_s = time.perf_counter() - start
     start = time.perf_counter()
     run_experiment(experiment, out, only="eval")
     eval_s = time.perf_counter() - start
     step_ms, first_s = record_times(sorted((out / "runs").glob("*/metrics.jsonl")), batch)
-    return {"parallel": parallel, "runs": runs, "steps": steps, "batch": batch, "samples_per_region": samples,
+    return {"parallel": parallel, "group": group, "runs": runs, "steps": steps, "batch": batch, "samples_per_region": samples,
             "mixed_precision": mixed_precision, "compile": compile, "runs_s": runs_s, "eval_s": eval_s,
             "s_per_run": (runs_s + eval_s) / runs, "step_ms": step_ms, "first_record_s": first_s}
 
@@ -99,18 +102,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="the runs' precision (default: %(default)s, as the map's experiments)")
     parser.add_argument("--compile", action="store_true",
                         help="the runs compile both UNets (`aria distill --compile`; each run compiles its own)")
+    parser.add_argument("--group", type=int, nargs="+", default=[1],
+                        help="runs trained together in each process (`aria experiment --group`), one experiment "
+                             "per --parallel and --group pair (default: %(default)s)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
     parser.add_argument("--name", default="small_world", help="CSV name (default: %(default)s)")
     args = parser.parse_args(argv)
-    if min(args.parallel) < 1 or args.steps < 1 or args.batch < 1 or args.samples_per_region < 0:
-        parser.error("--parallel, --steps and --batch must be >= 1, --samples-per-region >= 0")
+    if min(args.parallel) < 1 or min(args.group) < 1 or args.steps < 1 or args.batch < 1 or args.samples_per_region < 0:
+        parser.error("--parallel, --group, --steps and --batch must be >= 1, --samples-per-region >= 0")
     rows = []
     with work_folder(args.work) as work:
         inputs = make_inputs(work)
         for parallel in args.parallel:
-            rows.append(run_one(inputs, work, parallel, args.steps, args.batch, args.samples_per_region,
-                                args.mixed_precision, args.compile))
+            for group in args.group:
+                rows.append(run_one(inputs, work, parallel, args.steps, args.batch, args.samples_per_region,
+                                    args.mixed_precision, args.compile, group))
             report(args.name, rows, args.out, show=False)  # a run cut short keeps what it measured
     report(args.name, rows, args.out)
     return rows

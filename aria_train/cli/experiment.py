@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment config JSON (ExperimentConfig)")
     parser.add_argument("--out", required=True, help="experiment folder: created, or continued if it holds this experiment")
     parser.add_argument("--parallel", type=int, default=None, help="distillation processes at a time (default: the config's)")
+    parser.add_argument("--group", type=int, default=1,
+                        help="runs trained together in one process (default: %(default)s, each run its own): runs "
+                             "that differ only in method, sampler, ARIA options and seed share one teacher forward "
+                             "and one vmapped student step (aria_train.distill.group), so a GPU launches one kernel "
+                             "where it launched GROUP; results equal separate runs' up to floating-point rounding")
     parser.add_argument("--only", choices=("runs", "eval", "all"), default="all",
                         help="stop after the runs or after the evaluation (default: %(default)s)")
 
@@ -29,11 +34,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.parallel is not None and args.parallel < 1:
         raise ValueError(f"--parallel must be >= 1, got {args.parallel}")
+    if args.group < 1:
+        raise ValueError(f"--group must be >= 1, got {args.group}")
     config = ExperimentConfig.load(args.config)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} exists and is not a folder: choose another --out")
     if (out / "experiment.json").exists():  # the runner compares it with CONFIG; first, that it can be read
         read_json_object(out / "experiment.json", "experiment record")
-    run_experiment(config, out, args.parallel, args.only)
+    run_experiment(config, out, args.parallel, args.only, args.group)
     return 0

@@ -105,3 +105,16 @@ def load_inputs(config: DistillConfig) -> Inputs:
                 raise ValueError(f"text cache {config.text_cache}: {TEXT_EMBEDS} of shape {tuple(pooled)}, the SDXL "
                                  f"teacher needs ({len(pool)}, {width})")
     return Inputs(unet, teacher.scheduler, teacher.prompts, teacher.vae_dir, pool, paired, prompt_ids, text_cache)
+
+
+def make_condition_sampler(config: DistillConfig, inputs: Inputs):
+    """The run's condition sampler: ARIA's tracker-driven one for ``--method aria``, else RC's
+    uniform-over-the-pool or region-uniform draw (kd never draws from it)."""
+    from aria_train.conditioning.aria import AriaSampler
+    from aria_train.conditioning.samplers import make_sampler
+
+    pool = inputs.pool
+    if config.method == "aria":
+        return AriaSampler(pool.regions, int(inputs.scheduler.config.num_train_timesteps), config.aria,
+                           pool.num_regions, batches_per_step=config.grad_accum)
+    return make_sampler(config.sampler, len(pool), pool.regions)

@@ -34,11 +34,9 @@ from pathlib import Path
 from typing import Callable
 
 from aria_train.distill.config import DistillConfig
-from aria_train.distill.state import RunStart
+from aria_train.distill.state import NonFiniteAbort, RunStart
 
-
-class NonFiniteAbort(RuntimeError):
-    """More than max_nonfinite steps were skipped for a non-finite loss."""
+__all__ = ["NonFiniteAbort", "train"]
 
 
 def train(config: DistillConfig, out: Path, resume: str | None = None, *, start: RunStart | None = None,
@@ -56,13 +54,11 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     from diffusers import UNet2DConditionModel
     from diffusers.training_utils import EMAModel
 
-    from aria_train.conditioning.aria import AriaSampler
     from aria_train.conditioning.feedback import gather_feedback
-    from aria_train.conditioning.samplers import make_sampler
     from aria_train.diffusion.models.feature_kd import make_projections
     from aria_train.diffusion.models.students import feature_layer_channels, feature_layer_map, make_student
     from aria_train.distill.batches import BatchStream, ConditionEncoder, Prefetcher
-    from aria_train.distill.inputs import load_inputs
+    from aria_train.distill.inputs import load_inputs, make_condition_sampler
     from aria_train.distill.lagged_feedback import LaggedFeedback
     from aria_train.distill.losses import LOSS_NAMES, LossWeights
     from aria_train.distill.speed import make_optimizer, prepare_text_encoder, prepare_unets
@@ -86,11 +82,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         raise ValueError("feedback_lag 1 needs bf16 or no mixed precision: fp16's loss scaler decides on the host "
                          "whether to skip a step")
     pool = inputs.pool
-    if config.method == "aria":
-        sampler = AriaSampler(pool.regions, int(inputs.scheduler.config.num_train_timesteps), config.aria,
-                              pool.num_regions, batches_per_step=config.grad_accum)
-    else:
-        sampler = make_sampler(config.sampler, len(pool), pool.regions)
+    sampler = make_condition_sampler(config, inputs)
 
     device = accelerator.device
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
@@ -163,15 +155,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     def close_step(number: int, finite: bool) -> None:
         """Optimizer step ``number`` is done: count it if its loss was not finite, else update the EMA."""
         if not finite:
-            state.nonfinite += 1
-            state.tally.skipped += 1
-            run_dir.log(f"step {number}: non-finite loss, step skipped ({state.nonfinite} so far)")
-            if state.nonfinite > config.max_nonfinite:
-                raise NonFiniteAbort(f"{state.nonfinite} steps had a non-finite loss (max_nonfinite = "
-                                     f"{config.max_nonfinite}); last good checkpoint in {run_dir.checkpoints}")
-            if number == config.steps and state.nonfinite == number:
-                raise NonFiniteAbort(f"every step had a non-finite loss: the student never trained "
-                                     f"(are the paired cache's samples finite? {config.paired_cache})")
+            state.skip_step(number, run_dir.log, run_dir.checkpoints)
         elif not accelerator.optimizer_step_was_skipped:
             ema.step(bare.unet.parameters())
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aria_train.conditioning.feedback import Feedback
 from aria_train.conditioning.samplers import ConditionSampler
@@ -28,6 +28,10 @@ from aria_train.runs.run_dir import LOCK_FILE
 
 STATE_KEYS = ("step", "nonfinite", "sampler", "data_cursor", "tally", "metrics_position", "config")
 OPTIONAL_STATE_KEYS = ("unobserved_feedback",)  # absent in checkpoints written before --feedback-lag
+
+
+class NonFiniteAbort(RuntimeError):
+    """More than max_nonfinite steps were skipped for a non-finite loss."""
 
 
 @dataclass
@@ -47,6 +51,19 @@ class TrainingState:
                 "data_cursor": self.stream.state(), "tally": self.tally.state_dict(),
                 "metrics_position": metrics_position, "config": self.config.to_dict(),
                 "unobserved_feedback": None if self.unobserved is None else self.unobserved.state_dict()}
+
+    def skip_step(self, number: int, log: Callable[[str], None], checkpoints: Path) -> None:
+        """Optimizer step ``number`` was skipped for a non-finite loss: count it and ``log`` it;
+        NonFiniteAbort past ``max_nonfinite``, or when every step of the run was skipped."""
+        self.nonfinite += 1
+        self.tally.skipped += 1
+        log(f"step {number}: non-finite loss, step skipped ({self.nonfinite} so far)")
+        if self.nonfinite > self.config.max_nonfinite:
+            raise NonFiniteAbort(f"{self.nonfinite} steps had a non-finite loss (max_nonfinite = "
+                                 f"{self.config.max_nonfinite}); last good checkpoint in {checkpoints}")
+        if number == self.config.steps and self.nonfinite == number:
+            raise NonFiniteAbort(f"every step had a non-finite loss: the student never trained "
+                                 f"(are the paired cache's samples finite? {self.config.paired_cache})")
 
     def load_state_dict(self, state: dict[str, Any], same_run: bool) -> None:
         """Restore from a checkpoint's state. ``same_run``: the checkpoint lies in this run's

@@ -1,9 +1,11 @@
 """Compare distillation methods at equal steps and equal paired images over seeds, then evaluate.
 
 For every method variant and seed of an ExperimentConfig, ``run_experiment`` distils a student
-into OUT/runs/NAME-seedS (``parallel`` runs at a time, each in its own worker process calling
-aria_train.distill.loop.train: a small student's step is bound by the host, so runs share one GPU
-well); then evaluates every student on the very same held-out inputs (OUT/eval); then aggregates
+into OUT/runs/NAME-seedS (``parallel`` worker processes at a time, each calling
+aria_train.distill.loop.train for one run -- a small student's step is bound by the host, so runs
+share one GPU well -- or, with ``group`` > 1, aria_train.distill.group.train_group for up to
+``group`` runs that differ only in method, sampler, ARIA options and seed: one kernel launch
+serves them all); then evaluates every student on the very same held-out inputs (OUT/eval); then aggregates
 over seeds: per method, group and metric the mean and sample standard deviation of the group
 mean and of the worst region (OUT/results.csv, results.json, printed); and writes a report of the
 first seed's runs (OUT/report.html). One progress bar counts the steps of all runs. Every stage
@@ -33,8 +35,10 @@ def _checkpointed_steps(run: Path) -> int:
     return int(STEP_DIR.fullmatch(found[-1].name).group(1)) if found else 0
 
 
-def _worker(name: str, config: dict, run: str, log: str, threads: int, mixed_precision: str, progress) -> None:
-    """One distillation in a fresh process: its output goes to ``log``, its steps to ``progress``."""
+def _worker(names: list[str], configs: list[dict], runs: list[str], log: str, threads: int, mixed_precision: str,
+            progress) -> None:
+    """Distillations in a fresh process: one run (aria_train.distill.loop.train) or a group of
+    runs trained together (aria_train.distill.group); output to ``log``, steps to ``progress``."""
     os.environ.update(ACCELERATE_MIXED_PRECISION=mixed_precision, OMP_NUM_THREADS=str(threads))
     with open(log, "a") as stream:
         os.dup2(stream.fileno(), 1)
@@ -45,27 +49,51 @@ def _worker(name: str, config: dict, run: str, log: str, threads: int, mixed_pre
 
     from aria_train.console import quiet_libraries
     from aria_train.distill.config import DistillConfig
-    from aria_train.distill.loop import train
 
     torch.set_num_threads(threads)
     quiet_libraries()
-    resume = "latest" if _checkpointed_steps(Path(run)) else None
+    resume = bool(_checkpointed_steps(Path(runs[0])))
     try:
-        train(DistillConfig.from_dict(config), Path(run), resume, progress=False,
-              on_step=lambda step, steps: progress.put((name, step)))
+        if len(names) == 1:
+            from aria_train.distill.loop import train
+
+            train(DistillConfig.from_dict(configs[0]), Path(runs[0]), "latest" if resume else None, progress=False,
+                  on_step=lambda step, steps: progress.put((names[0], step)))
+        else:
+            from aria_train.distill.group import train_group
+
+            train_group([DistillConfig.from_dict(config) for config in configs], runs, resume,
+                        on_step=lambda member, step, steps: progress.put((names[member], step)))
     except Exception as err:  # reported by the parent with the log's path
         print(f"aria: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_progress: bool = True) -> None:
-    """Run every distillation not yet finished, ``parallel`` at a time; raise if any fails."""
+def make_jobs(configs: dict, pending: list[str], done: dict[str, int], group: int) -> list[list[str]]:
+    """The pending runs as jobs of up to ``group`` runs each: runs that may train together
+    (aria_train.distill.group.group_key) and stand at the same checkpointed step, in order."""
+    from aria_train.distill.group import check_group, group_key
+
+    if group <= 1:
+        return [[name] for name in pending]
+    together: dict[tuple, list[str]] = {}
+    for name in pending:
+        together.setdefault((group_key(configs[name][1]), done[name]), []).append(name)
+    jobs = [names[i:i + group] for names in together.values() for i in range(0, len(names), group)]
+    for names in jobs:  # here, in one line, rather than in every worker
+        if len(names) > 1:
+            check_group([configs[name][1] for name in names])
+    return jobs
+
+
+def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_progress: bool = True,
+            group: int = 1) -> None:
+    """Run every distillation not yet finished, ``parallel`` processes at a time, each training
+    one run or (``group`` > 1) up to ``group`` runs together; raise if any fails."""
     from tqdm.auto import tqdm
 
     done = {name: _checkpointed_steps(out / "runs" / name) for name in configs}
     pending = [name for name, (_, config) in configs.items() if done[name] < config.steps]
-    print(f"{len(configs) - len(pending)} of {len(configs)} runs already finished; running {len(pending)}, "
-          f"{parallel} at a time")
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     for name in pending:
@@ -73,23 +101,26 @@ def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_
         if run.exists() and not done[name]:
             shutil.rmtree(run)  # started but never checkpointed: start again
         configs[name][1].save(out / "configs" / f"{name}.json")
+    jobs = make_jobs(configs, pending, done, group)
+    print(f"{len(configs) - len(pending)} of {len(configs)} runs already finished; running {len(pending)} in "
+          f"{len(jobs)} process(es), {parallel} at a time")
     context = multiprocessing.get_context("spawn")
     progress = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // parallel)
     total = sum(config.steps for _, config in configs.values())
     bar = tqdm(total=total, initial=sum(done.values()), desc="runs", unit="step", dynamic_ncols=True,
                disable=not show_progress)
-    running: dict[str, multiprocessing.Process] = {}
+    running: dict[str, tuple[list[str], multiprocessing.Process]] = {}
     failed = []
-    while pending or running:
-        while pending and len(running) < parallel:
-            name = pending.pop(0)
-            config = to_dict(configs[name][1])
-            process = context.Process(target=_worker, args=(name, config, str(out / "runs" / name),
-                                                            str(out / "logs" / f"{name}.log"), threads,
-                                                            mixed_precision, progress))
+    while jobs or running:
+        while jobs and len(running) < parallel:
+            names = jobs.pop(0)
+            log = out / "logs" / f"{names[0]}{'-group' if len(names) > 1 else ''}.log"
+            process = context.Process(target=_worker, args=(names, [to_dict(configs[name][1]) for name in names],
+                                                            [str(out / "runs" / name) for name in names],
+                                                            str(log), threads, mixed_precision, progress))
             process.start()
-            running[name] = process
+            running[names[0]] = (names, process)
         try:
             while True:
                 name, step = progress.get(timeout=POLL_S)
@@ -97,13 +128,15 @@ def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_
                 done[name] = step
         except queue.Empty:
             pass
-        for name, process in list(running.items()):
+        for key, (names, process) in list(running.items()):
             if process.exitcode is not None:
-                del running[name]
+                del running[key]
                 if process.exitcode:
-                    failed.append(name)
-                    bar.write(f"run {name} FAILED (exit {process.exitcode}); log {out / 'logs' / (name + '.log')}")
-        bar.set_postfix_str(f"{len(running)} running, {len(pending)} waiting", refresh=False)
+                    failed.extend(names)
+                    log = out / "logs" / f"{names[0]}{'-group' if len(names) > 1 else ''}.log"
+                    bar.write(f"run{'s' if len(names) > 1 else ''} {', '.join(names)} FAILED (exit {process.exitcode}); "
+                              f"log {log}")
+        bar.set_postfix_str(f"{len(running)} running, {len(jobs)} waiting", refresh=False)
     bar.close()
     if failed:
         raise ValueError(f"runs failed: {', '.join(failed)} (see their logs under {out / 'logs'})")
@@ -145,8 +178,10 @@ def print_table(results) -> None:
             print(f"{method:<{name_width}}" + "".join(f"{c:>{width}}" for c in cells))
 
 
-def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = None, only: str = "all") -> Path:
-    """Run, evaluate, aggregate and report one experiment into ``out`` (see the module docstring)."""
+def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = None, only: str = "all",
+                   group: int = 1) -> Path:
+    """Run, evaluate, aggregate and report one experiment into ``out`` (see the module docstring);
+    ``group`` > 1 trains up to that many runs in each process (aria_train.distill.group)."""
     import pandas as pd
 
     from aria_train.evaluation.evaluate import evaluate
@@ -165,7 +200,7 @@ def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = N
     world = Path(config.teacher) / "world.json"
     if world.is_file():  # the teacher's world, kept with the results (the simulator's comparison reads it)
         (out / "world.json").write_text(world.read_text())
-    run_all(configs, out, parallel or config.parallel, config.mixed_precision)
+    run_all(configs, out, parallel or config.parallel, config.mixed_precision, group=group)
     if only == "runs":
         return out
 

@@ -12,6 +12,9 @@
         trainer_state.json   step, sampler state, non-finite counter, metrics position, config
                              (written last)
 
+A student trained in a group (aria_train.distill.group; one process, no accelerator) has
+group_optimizer.pt -- its slices of the group's AdamW state -- in place of accelerator/.
+
 Atomicity: everything is written into ``.tmp-step-XXXXXXX`` beside the final folder, flushed to
 disk (fsync of every file and folder), then renamed into place in one ``os.replace``. A write
 killed midway leaves only the temporary folder, which loaders ignore and the next save deletes,
@@ -38,6 +41,7 @@ TRAINER_STATE = "trainer_state.json"
 ACCELERATOR_DIR = "accelerator"
 EMA_DIR = "student_ema"
 STUDENT_DIR = "student"
+GROUP_OPTIMIZER = "group_optimizer.pt"  # in place of ACCELERATOR_DIR in the checkpoints of a student group
 # EMAModel.state_dict() entries besides the weights; save_pretrained puts them in config.json
 EMA_COUNTERS = ("decay", "min_decay", "optimization_step", "update_after_step", "use_ema_warmup", "inv_gamma", "power")
 
@@ -152,6 +156,9 @@ def read_trainer_state(path: Path, keys: tuple[str, ...]) -> dict:
 
 def check_complete(path: Path, num_processes: int) -> None:
     """ValueError unless ``path`` holds every part a run on ``num_processes`` processes loads."""
+    if (path / GROUP_OPTIMIZER).exists():
+        raise ValueError(f"{path} was written by a student group (aria experiment --group): continue it with the "
+                         f"same experiment command")
     needed = [ACCELERATOR_DIR, EMA_DIR, *(f"rng-rank{r}.json" for r in range(num_processes))]
     missing = [name for name in needed if not (path / name).exists()]
     if missing:
@@ -190,14 +197,69 @@ def save_checkpoint(
         write_json(tmp / TRAINER_STATE, trainer_state)
     accelerator.wait_for_everyone()
     if main:
-        _fsync_tree(tmp)
-        replace_folder(tmp, final)  # an existing one: a step saved again (resumed from an older checkpoint)
-        _fsync_dir(checkpoints)
-        if limit > 0:
-            for stale in list_checkpoints(checkpoints)[:-limit]:
-                shutil.rmtree(stale)
+        _commit(tmp, final, limit)
     accelerator.wait_for_everyone()
     return final
+
+
+def _commit(tmp: Path, final: Path, limit: int) -> None:
+    """Flush the written ``tmp`` folder, rename it to ``final`` in one step, prune to ``limit``."""
+    _fsync_tree(tmp)
+    replace_folder(tmp, final)  # an existing one: a step saved again (resumed from an older checkpoint)
+    _fsync_dir(final.parent)
+    if limit > 0:
+        for stale in list_checkpoints(final.parent)[:-limit]:
+            shutil.rmtree(stale)
+
+
+def save_group_checkpoint(checkpoints: Path, step: int, student: torch.nn.Module, ema, trainer_state: dict,
+                          generators: dict, optimizer_state: dict, limit: int) -> Path:
+    """Write checkpoint ``step`` of one student of a group (aria_train.distill.group) atomically:
+    as ``save_checkpoint``'s, with GROUP_OPTIMIZER (this student's slices of the group's AdamW
+    state, by parameter name) in place of the accelerator's folder."""
+    final = checkpoints / step_dir_name(step)
+    tmp = checkpoints / f".tmp-{final.name}"
+    for debris in checkpoints.glob(".tmp-*"):
+        shutil.rmtree(debris)
+    tmp.mkdir(parents=True)
+    write_json(tmp / "rng-rank0.json", generators)
+    torch.save(optimizer_state, tmp / GROUP_OPTIMIZER)
+    student.save_pretrained(tmp / STUDENT_DIR)
+    with torch.random.fork_rng(devices=[]):
+        ema.save_pretrained(tmp / EMA_DIR)
+    write_json(tmp / TRAINER_STATE, trainer_state)
+    _commit(tmp, final, limit)
+    return final
+
+
+def load_group_checkpoint(path: Path, ema, parameter_names: list[str], sampler_state: dict,
+                          rng: np.random.Generator, noise: torch.Generator) -> tuple[dict, dict]:
+    """Restore one group student's EMA and generators from ``path`` (``save_group_checkpoint``'s);
+    returns (its weights by parameter name, its optimizer state)."""
+    from safetensors.torch import load_file
+
+    missing = [name for name in (GROUP_OPTIMIZER, STUDENT_DIR, EMA_DIR, "rng-rank0.json") if not (path / name).exists()]
+    if missing:
+        raise ValueError(f"{path} is not a complete checkpoint of a student group: missing {', '.join(missing)}")
+    generators = read_json(path / "rng-rank0.json")
+    if not isinstance(generators, dict) or not {"numpy", "torch", "sampler"} <= set(generators):
+        raise ValueError(f"{path}/rng-rank0.json is corrupt")
+    if _encode(generators["sampler"]) != _encode(sampler_state):
+        raise ValueError(f"{path}: the sampler state of rng-rank0.json differs from the trainer state's")
+    try:
+        files = sorted((path / STUDENT_DIR).glob("*.safetensors"))
+        weights = load_file(files[0]) if len(files) == 1 else {}
+        optimizer_state = torch.load(path / GROUP_OPTIMIZER, map_location="cpu", weights_only=True)
+        _load_ema(path / EMA_DIR, ema, parameter_names)
+    except Exception as err:  # torch/safetensors raise many types for a bad file
+        raise ValueError(f"cannot load checkpoint {path}: {first_line(err)}") from None
+    if sorted(weights) != sorted(parameter_names):
+        raise ValueError(f"{path / STUDENT_DIR} does not match the student's architecture")
+    try:
+        restore_generators(generators, rng, noise)
+    except ValueError as err:
+        raise ValueError(f"{path}/rng-rank0.json: {err}") from None
+    return weights, optimizer_state
 
 
 def _load_ema(folder: Path, ema, names: list[str]) -> None:
