@@ -195,6 +195,7 @@ def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = N
     if not saved.is_file() and out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not an experiment folder: choose a new --out")
     config.check_inputs()  # before the folder is made: a wrong path is one line, not a failed run per worker
+    make_jobs(configs, list(configs), dict.fromkeys(configs, 0), group)  # and what a group cannot do
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(to_dict(config), indent=2) + "\n")
     world = Path(config.teacher) / "world.json"

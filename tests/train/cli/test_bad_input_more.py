@@ -81,6 +81,18 @@ def test_experiment_parallel_zero_on_the_command_line_is_refused(paths, heldout,
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("extra, distill, needle", [
+    (["--group", "0"], {}, "--group must be >= 1, got 0"),
+    (["--group", "2"], {"feedback_lag": 1}, "a student group does not support feedback_lag 1"),
+])
+def test_experiment_groups_it_cannot_form_are_refused_before_any_folder(paths, heldout, tmp_path, capsys, extra,
+                                                                       distill, needle):
+    config = write_json(tmp_path / "experiment.json", experiment(paths, heldout, seeds=[0, 1],
+                                                                 distill={"steps": 1, "batch_size": 4, **distill}))
+    refused(["experiment", config, "--out", tmp_path / "out", *extra], capsys, needle)
+    assert not (tmp_path / "out").exists()
+
+
 def test_experiment_paths_are_relative_to_its_file_and_checked_before_any_run(paths, heldout, tmp_path, capsys,
                                                                               monkeypatch):
     """A config written with paths relative to the working directory it was meant for (here

@@ -140,6 +140,13 @@ def test_what_a_group_cannot_do_is_refused_in_one_line(paths, change, needle):
             check_group([dataclasses.replace(c, **change) for c in configs])
 
 
+def test_a_group_of_students_with_feature_projections_is_refused_before_any_folder(paths, tmp_path):
+    configs = members(paths, channel_scale=0.5)
+    with pytest.raises(ValueError, match="feature projections"):
+        train_group(configs, [tmp_path / str(i) for i in range(3)])
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_grouped_checkpoint_is_refused_by_aria_distill(paths, tmp_path):
     configs = members(paths, steps=2)[:2]
     train_group(configs, [tmp_path / "a", tmp_path / "b"])
