@@ -8,13 +8,15 @@
 # students at once ~8 min with its evaluation -- more than one 10-minute device call, so run it on
 # a machine you hold, or the teachers first in parts: `TEACHER_SECONDS=480 scripts/glyph_teachers.sh
 # runs/glyph_teachers 5000 tau0 tau05 tau1`, repeated until all three have finished). Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
-# report.html each), runs/glyph_map_sim/.
+# report.html each), runs/glyph_map_sim/. PARALLEL=P GROUP=G: P processes of G students each
+# (`aria experiment --group`; default 18 processes of one).
 # Check each teacher's gate (glyph accuracy >= 0.95 in every region, printed by glyph_teachers.sh)
 # before reading the map: a teacher that does not know a region cannot teach it.
 set -euo pipefail
 STEPS=${1:-5000}
 bash scripts/glyph_teachers.sh runs/glyph_teachers "$STEPS" tau0 tau05 tau1
 for tau in 0 05 1; do
-  python3 -m aria_cli experiment "experiments/glyph_map_tau$tau.json" --out "runs/glyph_map_tau$tau" --parallel 18
+  python3 -m aria_cli experiment "experiments/glyph_map_tau$tau.json" --out "runs/glyph_map_tau$tau" \
+    --parallel "${PARALLEL:-18}" --group "${GROUP:-1}"
 done
 python3 -m aria_cli sim allocation --study map --out runs/glyph_map_sim
