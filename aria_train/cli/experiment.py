@@ -19,9 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, default=None, help="distillation processes at a time (default: the config's)")
     parser.add_argument("--group", type=int, default=1,
                         help="runs trained together in one process (default: %(default)s, each run its own): runs "
-                             "that differ only in method, sampler, ARIA options and seed share one teacher forward "
-                             "and one vmapped student step (aria_train.distill.group), so a GPU launches one kernel "
-                             "where it launched GROUP; results equal separate runs' up to floating-point rounding")
+                             "that differ only in method, sampler, ARIA options, seed, switch schedule and null-text "
+                             "probability share one teacher forward and one vmapped student step "
+                             "(aria_train.distill.group), so a GPU launches one kernel where it launched GROUP; "
+                             "results equal separate runs' up to floating-point rounding unless a step is skipped "
+                             "for a non-finite loss (skipped for the whole group). Runs started in a group continue "
+                             "in it, whatever --group is then")
     parser.add_argument("--only", choices=("runs", "eval", "all"), default="all",
                         help="stop after the runs or after the evaluation (default: %(default)s)")
 

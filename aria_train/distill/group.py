@@ -23,14 +23,19 @@ floating-point rounding -- grouped convolutions and batched products sum in anot
 attention runs as explicit products (diffusers' AttnProcessor: vmap has no batching rule for
 the fused attention kernels) -- so a grouped run is not bitwise the single run, and a group
 resumes exactly only as the same group. A non-finite loss in any student skips the optimizer
-step of the whole group; each student counts it as a skipped step of its own. Not in a group:
-several processes, gradient accumulation, --feedback-lag 1, ARIA's text signal, feature
-projections (channel_scale below 1 with feature KD), SDXL's conditioning, --compile,
---channels-last and gradient checkpointing, fp16 (``check_group`` says which).
+step of the whole group: each student logs its own loss, counts the step as skipped (against its
+own max_nonfinite) and is from then on no longer its single run; one student's NonFiniteAbort
+ends the group. ``check_group`` refuses what a group does not do: gradient accumulation,
+--feedback-lag 1, ARIA's text signal, feature projections (channel_scale below 1 with feature
+KD), SDXL teachers, --compile, --channels-last, gradient checkpointing, fp16; nor does it run
+on several processes. A member's ``peak_memory_gib`` is the group process's.
 
-Checkpoints: every run folder gets its own (aria_train.runs.checkpoint.save_group_checkpoint:
-student/, student_ema/, generators, trainer state, and its slices of AdamW's state), so `aria
-eval` reads a grouped run like any other; the group resumes from its runs' latest common step.
+Checkpoints: every run folder gets its own (aria_train.runs.checkpoint.stage_group_checkpoint:
+student/, student_ema/, generators, trainer state, and its slices of AdamW's state), all staged
+before any is moved into place and before any run is pruned (commit_group_checkpoints), so a
+group killed midway still has a step all its runs hold: it resumes from its runs' latest common
+step. `aria eval` reads a grouped run like any other; `aria distill --resume` refuses its
+checkpoints, and `aria experiment` continues such runs as groups (aria_train.experiment.runner).
 """
 from __future__ import annotations
 
@@ -60,8 +65,9 @@ def group_key(config: DistillConfig) -> str:
     return json.dumps(_shared_options(config), sort_keys=True)
 
 
-def check_group(configs: Sequence[DistillConfig]) -> None:
-    """ValueError (one line) unless ``configs`` can train as one group."""
+def check_group(configs: Sequence[DistillConfig], mixed_precision: str = "no") -> None:
+    """ValueError (one line) unless ``configs`` can train as one group under accelerate's
+    ``mixed_precision``; reads nothing but the teacher folder's listing."""
     if not configs:
         raise ValueError("a student group needs at least one run")
     first = configs[0]
@@ -74,7 +80,10 @@ def check_group(configs: Sequence[DistillConfig]) -> None:
     unsupported = {"grad_accum > 1": first.grad_accum > 1, "feedback_lag 1": first.feedback_lag,
                    "compile": first.compile, "channels_last": first.channels_last,
                    "gradient_checkpointing": first.gradient_checkpointing,
-                   "aria signal text": any(c.method == "aria" and c.aria.signal == "text" for c in configs)}
+                   "aria signal text": any(c.method == "aria" and c.aria.signal == "text" for c in configs),
+                   "feature projections (channel_scale below 1 with l_feat)": first.l_feat and first.channel_scale < 1,
+                   "SDXL teachers": (Path(first.teacher) / "text_encoder_2").is_dir(),
+                   "fp16": mixed_precision == "fp16"}
     named = [name for name, value in unsupported.items() if value]
     if named:
         raise ValueError(f"a student group does not support {', '.join(named)}: run these with `aria distill`")
@@ -117,9 +126,8 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
     from diffusers.models.attention_processor import AttnProcessor
     from diffusers.training_utils import EMAModel
 
-    from aria_train.diffusion.models.feature_kd import FeatureHooks, make_projections
-    from aria_train.diffusion.models.students import feature_layer_channels, feature_layer_map, make_student
-    from aria_train.diffusion.prompts import TextConditioning
+    from aria_train.diffusion.models.feature_kd import FeatureHooks
+    from aria_train.diffusion.models.students import feature_layer_map, make_student
     from aria_train.distill.batches import BatchStream, ConditionEncoder, Prefetcher
     from aria_train.distill.group_step import GroupModels, group_step
     from aria_train.distill.inputs import load_inputs, make_condition_sampler
@@ -129,30 +137,25 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
     from aria_train.distill.tally import Tally
     from aria_train.conditioning.feedback import gather_feedback
     from aria_train.evaluation.grids import SampleGrid
-    from aria_train.runs.checkpoint import generator_state, load_group_checkpoint, save_group_checkpoint
+    from aria_train.runs.checkpoint import (commit_group_checkpoints, generator_state, load_group_checkpoint,
+                                            stage_group_checkpoint)
     from aria_train.runs.run_dir import RunDir
 
     configs = [config.validate().with_absolute_paths() for config in configs]
     outs = [Path(out) for out in outs]
     if len(outs) != len(configs):
         raise ValueError(f"{len(configs)} configs but {len(outs)} run folders")
-    check_group(configs)
     starts = _resolve_starts(configs, outs, resume)
     first, n = configs[0], len(configs)
-    inputs = load_inputs(first)
-    if isinstance(inputs.prompts.null(), TextConditioning):
-        raise ValueError("a student group does not support SDXL's conditioning: run these with `aria distill`")
     accelerator = Accelerator()
-    if accelerator.num_processes > 1 or accelerator.mixed_precision == "fp16":
-        raise ValueError("a student group runs in one process, in fp32 or bf16")
+    check_group(configs, accelerator.mixed_precision)
+    if accelerator.num_processes > 1:
+        raise ValueError("a student group runs in one process")
+    inputs = load_inputs(first)
     device = accelerator.device
     weight_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
     teacher = inputs.teacher
     template = make_student(teacher, first.student_variant, first.channel_scale)  # every student starts as it
-    if first.l_feat and len(make_projections(feature_layer_channels(dict(teacher.config), dict(template.config),
-                                                                    first.feature_kd))):
-        raise ValueError("a student group does not support feature projections (channel_scale below 1 with "
-                         "feature KD): run these with `aria distill`")
     layer_map = feature_layer_map(dict(teacher.config), dict(template.config), first.feature_kd) if first.l_feat else {}
     for frozen in (teacher, *inputs.prompts.encoders):
         frozen.to(device)
@@ -215,17 +218,20 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
         member.run_dir.progress(first.steps, member.state.step, enabled=False)
         member.batches = Prefetcher(member.stream, background=prefetch)
 
-    def write_checkpoint(i: int, step: int) -> None:
-        member = members[i]
-        load_member(i)
-        member.batches.settle()
-        moments = _member_moments(i, names, stacked, optimizer)
-        path = save_group_checkpoint(member.run_dir.checkpoints, step, scratch, member_ema(i),
-                                     member.state.state_dict(member.run_dir.metrics_position()),
-                                     {**generator_state(member.stream.rng, member.stream.noise_generator),
-                                      "sampler": member.sampler.state_dict()}, moments, first.checkpoint_limit)
-        member.run_dir.export_csv()
-        member.run_dir.log(f"checkpoint {path}")
+    def write_checkpoints(step: int) -> None:
+        staged = []
+        for i, member in enumerate(members):
+            load_member(i)
+            member.batches.settle()
+            staged.append(stage_group_checkpoint(
+                member.run_dir.checkpoints, step, scratch, member_ema(i),
+                member.state.state_dict(member.run_dir.metrics_position()),
+                {**generator_state(member.stream.rng, member.stream.noise_generator),
+                 "sampler": member.sampler.state_dict()}, _member_moments(i, names, stacked, optimizer)))
+        commit_group_checkpoints(staged, first.checkpoint_limit)
+        for member, (_, final) in zip(members, staged):
+            member.run_dir.export_csv()
+            member.run_dir.log(f"checkpoint {final}")
 
     step = members[0].state.step
     interval_start = time.perf_counter()
@@ -243,10 +249,9 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
             optimizer.zero_grad(set_to_none=True)
             step += 1
             for member, feedback in zip(members, feedbacks):
-                feedback = dataclasses.replace(feedback, finite=finite)  # whether its gradients were used
-                member.state.tally.add(feedback)
-                if pool.regions is not None:
-                    feedback.observe(member.sampler)
+                member.state.tally.add(feedback)  # its own loss, logged if finite
+                if pool.regions is not None:  # what was trained: nothing when the group skipped the step
+                    dataclasses.replace(feedback, finite=finite).observe(member.sampler)
                 member.state.step = step
                 if not finite:
                     member.state.skip_step(step, member.run_dir.log, member.run_dir.checkpoints)
@@ -275,8 +280,7 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
                     load_member(i)
                     grid.save(member.run_dir.samples, step, scratch, member_ema(i))
             if (first.checkpoint_every and step % first.checkpoint_every == 0) or last:
-                for i in range(n):
-                    write_checkpoint(i, step)
+                write_checkpoints(step)
     finally:
         for member in members:
             if member.batches is not None:

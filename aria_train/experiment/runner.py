@@ -4,8 +4,9 @@ For every method variant and seed of an ExperimentConfig, ``run_experiment`` dis
 into OUT/runs/NAME-seedS (``parallel`` worker processes at a time, each calling
 aria_train.distill.loop.train for one run -- a small student's step is bound by the host, so runs
 share one GPU well -- or, with ``group`` > 1, aria_train.distill.group.train_group for up to
-``group`` runs that differ only in method, sampler, ARIA options and seed: one kernel launch
-serves them all); then evaluates every student on the very same held-out inputs (OUT/eval); then aggregates
+``group`` runs that differ only in what shapes their draws (method, sampler, ARIA options, seed,
+switch schedule, null-text probability): one kernel launch serves them all; OUT/jobs.json records
+the groups, and a continued experiment keeps them, see ``make_jobs``); then evaluates every student on the very same held-out inputs (OUT/eval); then aggregates
 over seeds: per method, group and metric the mean and sample standard deviation of the group
 mean and of the worst region (OUT/results.csv, results.json, printed); and writes a report of the
 first seed's runs (OUT/report.html). One progress bar counts the steps of all runs. Every stage
@@ -26,6 +27,7 @@ from aria_train.experiment.config import ExperimentConfig
 from aria_train.options import to_dict
 
 POLL_S = 0.5  # how often the parent reads the workers' progress
+JOBS_FILE = "jobs.json"  # OUT/jobs.json: the runs trained as groups, one list of run names per group
 
 
 def _checkpointed_steps(run: Path) -> int:
@@ -52,37 +54,74 @@ def _worker(names: list[str], configs: list[dict], runs: list[str], log: str, th
 
     torch.set_num_threads(threads)
     quiet_libraries()
-    resume = bool(_checkpointed_steps(Path(runs[0])))
+    kind = checkpoint_kind(Path(runs[0]))
     try:
-        if len(names) == 1:
+        if len(names) == 1 and kind != "group":
             from aria_train.distill.loop import train
 
-            train(DistillConfig.from_dict(configs[0]), Path(runs[0]), "latest" if resume else None, progress=False,
-                  on_step=lambda step, steps: progress.put((names[0], step)))
+            train(DistillConfig.from_dict(configs[0]), Path(runs[0]), "latest" if kind == "single" else None,
+                  progress=False, on_step=lambda step, steps: progress.put((names[0], step)))
         else:
             from aria_train.distill.group import train_group
 
-            train_group([DistillConfig.from_dict(config) for config in configs], runs, resume,
+            train_group([DistillConfig.from_dict(config) for config in configs], runs, kind == "group",
                         on_step=lambda member, step, steps: progress.put((names[member], step)))
     except Exception as err:  # reported by the parent with the log's path
         print(f"aria: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def make_jobs(configs: dict, pending: list[str], done: dict[str, int], group: int) -> list[list[str]]:
-    """The pending runs as jobs of up to ``group`` runs each: runs that may train together
-    (aria_train.distill.group.group_key) and stand at the same checkpointed step, in order."""
+def checkpoint_kind(run: Path) -> str:
+    """"fresh" (no checkpoint), "single" (its latest checkpoint is a single run's) or "group"
+    (written by a student group, aria_train.distill.group)."""
+    from aria_train.runs.checkpoint import GROUP_OPTIMIZER, list_checkpoints
+
+    found = list_checkpoints(run / "checkpoints")
+    if not found:
+        return "fresh"
+    return "group" if (found[-1] / GROUP_OPTIMIZER).exists() else "single"
+
+
+def make_jobs(configs: dict, pending: list[str], done: dict[str, int], group: int, kinds: dict[str, str] | None = None,
+              recorded: list[list[str]] = (), mixed_precision: str = "no") -> list[list[str]]:
+    """The pending runs as jobs of one worker process each, in order:
+
+    * a run checkpointed alone continues alone (``kinds``, from ``checkpoint_kind``; default: all
+      fresh);
+    * runs checkpointed in a group continue as the group they were started in (``recorded``,
+      limited to those pending; runs of no recorded group: by group key and checkpointed step),
+      whatever ``group`` is now -- a group resumes exactly only as itself;
+    * fresh runs: up to ``group`` at a time of those that may train together
+      (aria_train.distill.group.group_key).
+
+    Every job of several runs is checked here (``check_group``), in one line."""
     from aria_train.distill.group import check_group, group_key
 
-    if group <= 1:
-        return [[name] for name in pending]
+    kinds = kinds or {}
+    kind = {name: kinds.get(name, "fresh") for name in pending}
+    jobs: list[list[str]] = []
+    placed: set[str] = set()
+    for job in recorded:
+        members = [name for name in job if name in kind and kind[name] == "group"]
+        if members:
+            jobs.append(members)
+            placed.update(members)
     together: dict[tuple, list[str]] = {}
     for name in pending:
-        together.setdefault((group_key(configs[name][1]), done[name]), []).append(name)
-    jobs = [names[i:i + group] for names in together.values() for i in range(0, len(names), group)]
+        if name in placed:
+            continue
+        if kind[name] == "single":
+            jobs.append([name])
+        elif kind[name] == "group":
+            together.setdefault(("group", group_key(configs[name][1]), done[name]), []).append(name)
+        else:
+            together.setdefault(("fresh", group_key(configs[name][1])), []).append(name)
+    for (source, *_), names in together.items():
+        size = len(names) if source == "group" else max(group, 1)
+        jobs.extend(names[i:i + size] for i in range(0, len(names), size))
     for names in jobs:  # here, in one line, rather than in every worker
         if len(names) > 1:
-            check_group([configs[name][1] for name in names])
+            check_group([configs[name][1] for name in names], mixed_precision)
     return jobs
 
 
@@ -93,7 +132,13 @@ def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_
     from tqdm.auto import tqdm
 
     done = {name: _checkpointed_steps(out / "runs" / name) for name in configs}
-    pending = [name for name, (_, config) in configs.items() if done[name] < config.steps]
+    record = out / JOBS_FILE  # the groups runs were started in, so that a continued experiment keeps them
+    recorded = json.loads(record.read_text()) if record.is_file() else []
+    unfinished = {name for name, (_, config) in configs.items() if done[name] < config.steps}
+    for job in recorded:  # a group continues as itself: a run of it that finished trains again with the rest
+        if unfinished & set(job):
+            unfinished.update(name for name in job if name in configs)
+    pending = [name for name in configs if name in unfinished]
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     for name in pending:
@@ -101,7 +146,11 @@ def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_
         if run.exists() and not done[name]:
             shutil.rmtree(run)  # started but never checkpointed: start again
         configs[name][1].save(out / "configs" / f"{name}.json")
-    jobs = make_jobs(configs, pending, done, group)
+    kinds = {name: checkpoint_kind(out / "runs" / name) for name in pending}
+    jobs = make_jobs(configs, pending, done, group, kinds, recorded, mixed_precision)
+    grouped = [names for names in jobs if len(names) > 1 or kinds[names[0]] == "group"]
+    placed = {name for names in grouped for name in names}
+    record.write_text(json.dumps(grouped + [names for names in recorded if not placed & set(names)]) + "\n")
     print(f"{len(configs) - len(pending)} of {len(configs)} runs already finished; running {len(pending)} in "
           f"{len(jobs)} process(es), {parallel} at a time")
     context = multiprocessing.get_context("spawn")
@@ -195,7 +244,8 @@ def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = N
     if not saved.is_file() and out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not an experiment folder: choose a new --out")
     config.check_inputs()  # before the folder is made: a wrong path is one line, not a failed run per worker
-    make_jobs(configs, list(configs), dict.fromkeys(configs, 0), group)  # and what a group cannot do
+    make_jobs(configs, list(configs), dict.fromkeys(configs, 0), group,  # and groups that cannot be formed
+              mixed_precision=config.mixed_precision)
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(to_dict(config), indent=2) + "\n")
     world = Path(config.teacher) / "world.json"

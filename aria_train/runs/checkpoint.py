@@ -212,11 +212,12 @@ def _commit(tmp: Path, final: Path, limit: int) -> None:
             shutil.rmtree(stale)
 
 
-def save_group_checkpoint(checkpoints: Path, step: int, student: torch.nn.Module, ema, trainer_state: dict,
-                          generators: dict, optimizer_state: dict, limit: int) -> Path:
-    """Write checkpoint ``step`` of one student of a group (aria_train.distill.group) atomically:
-    as ``save_checkpoint``'s, with GROUP_OPTIMIZER (this student's slices of the group's AdamW
-    state, by parameter name) in place of the accelerator's folder."""
+def stage_group_checkpoint(checkpoints: Path, step: int, student: torch.nn.Module, ema, trainer_state: dict,
+                           generators: dict, optimizer_state: dict) -> tuple[Path, Path]:
+    """Write checkpoint ``step`` of one student of a group (aria_train.distill.group) into its
+    temporary folder: as ``save_checkpoint``'s, with GROUP_OPTIMIZER (this student's slices of the
+    group's AdamW state, by parameter name) in place of the accelerator's folder. Returns
+    (temporary, final) for ``commit_group_checkpoints``."""
     final = checkpoints / step_dir_name(step)
     tmp = checkpoints / f".tmp-{final.name}"
     for debris in checkpoints.glob(".tmp-*"):
@@ -228,13 +229,24 @@ def save_group_checkpoint(checkpoints: Path, step: int, student: torch.nn.Module
     with torch.random.fork_rng(devices=[]):
         ema.save_pretrained(tmp / EMA_DIR)
     write_json(tmp / TRAINER_STATE, trainer_state)
-    _commit(tmp, final, limit)
-    return final
+    return tmp, final
+
+
+def commit_group_checkpoints(staged: list[tuple[Path, Path]], limit: int) -> None:
+    """Move every staged checkpoint of a group into place, then prune each run to ``limit``. No
+    run loses a checkpoint before every run has the new one, so a group killed midway still has a
+    step all its runs hold (the one it resumes from)."""
+    for tmp, final in staged:
+        _commit(tmp, final, 0)
+    if limit > 0:
+        for _, final in staged:
+            for stale in list_checkpoints(final.parent)[:-limit]:
+                shutil.rmtree(stale)
 
 
 def load_group_checkpoint(path: Path, ema, parameter_names: list[str], sampler_state: dict,
                           rng: np.random.Generator, noise: torch.Generator) -> tuple[dict, dict]:
-    """Restore one group student's EMA and generators from ``path`` (``save_group_checkpoint``'s);
+    """Restore one group student's EMA and generators from ``path`` (``stage_group_checkpoint``'s);
     returns (its weights by parameter name, its optimizer state)."""
     from safetensors.torch import load_file
 

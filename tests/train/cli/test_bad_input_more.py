@@ -81,14 +81,17 @@ def test_experiment_parallel_zero_on_the_command_line_is_refused(paths, heldout,
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("extra, distill, needle", [
+@pytest.mark.parametrize("extra, changes, needle", [
     (["--group", "0"], {}, "--group must be >= 1, got 0"),
-    (["--group", "2"], {"feedback_lag": 1}, "a student group does not support feedback_lag 1"),
+    (["--group", "2"], {"distill": {"feedback_lag": 1}}, "a student group does not support feedback_lag 1"),
+    (["--group", "2"], {"distill": {"channel_scale": 0.5}}, "does not support feature projections"),
+    (["--group", "2"], {"mixed_precision": "fp16"}, "does not support fp16"),
 ])
 def test_experiment_groups_it_cannot_form_are_refused_before_any_folder(paths, heldout, tmp_path, capsys, extra,
-                                                                       distill, needle):
-    config = write_json(tmp_path / "experiment.json", experiment(paths, heldout, seeds=[0, 1],
-                                                                 distill={"steps": 1, "batch_size": 4, **distill}))
+                                                                       changes, needle):
+    distill = {"steps": 1, "batch_size": 4, **changes.get("distill", {})}
+    data = experiment(paths, heldout, seeds=[0, 1], **{**changes, "distill": distill})
+    config = write_json(tmp_path / "experiment.json", data)
     refused(["experiment", config, "--out", tmp_path / "out", *extra], capsys, needle)
     assert not (tmp_path / "out").exists()
 

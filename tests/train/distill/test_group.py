@@ -6,6 +6,8 @@ what a group cannot do is refused in one line; an experiment forms its groups fr
 may train together."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import json
 import shutil
@@ -15,12 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from aria_train.conditioning import feedback as feedback_module
 from aria_train.conditioning.aria import AriaOptions
 from aria_train.distill.config import DistillConfig
 from aria_train.distill.group import check_group, clip_per_student, train_group
 from aria_train.distill.loop import train
 from aria_train.distill.state import NonFiniteAbort
-from aria_train.experiment.runner import make_jobs
+from aria_train.experiment.runner import make_jobs, run_all
+from aria_train.runs import checkpoint as checkpoint_module
 from test_distill import _nan_cache
 from test_prefetch import aria_config, assert_same_run
 
@@ -28,9 +32,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def members(paths, **fields) -> list[DistillConfig]:
-    """rc, ARIA (allocating from step 2, unbiased weights) and kd, seeds 0-2, with the options that
-    touch every part of the group step: teacher noise on a region, the paired L_sd term, a
-    clipping threshold below the gradients' norm."""
+    """rc, ARIA (allocating from step 2; its unbiased weights stay 1 in these few steps: the group
+    step's own test gives other weights) and kd, seeds 0-2, with teacher noise on a region, the
+    paired L_sd term and a clipping threshold below the gradients' norm."""
     shared = {"batch_size": 4, "steps": 4, "log_every": 1, "checkpoint_every": 2, "checkpoint_limit": 0,
               "sample_every": 0, "l_sd": 0.5, "max_grad_norm": 0.05, **fields}
     return [aria_config(paths, method="rc", seed=0, aria=AriaOptions(), **shared),
@@ -93,7 +97,7 @@ def test_a_group_resumes_exactly(paths, tmp_path):
 
 def test_a_nonfinite_student_skips_the_step_of_the_whole_group(paths, tmp_path):
     """One paired sample is NaN: the step in which any student draws it is skipped by all, and every
-    student counts it; the students whose own batches were finite still log their losses."""
+    student counts it; a student whose own batch was finite still logs its loss."""
     bad = _nan_cache(paths, tmp_path, [3])
     configs = [dataclasses.replace(c, paired_cache=str(bad), checkpoint_every=0) for c in members(paths)[:2]]
     outs = [tmp_path / "rc", tmp_path / "aria"]
@@ -102,6 +106,8 @@ def test_a_nonfinite_student_skips_the_step_of_the_whole_group(paths, tmp_path):
     assert skipped[0] == skipped[1] and 0 < sum(skipped[0]) < 4
     for out in outs:
         assert "non-finite loss, step skipped" in (out / "log.txt").read_text()
+    own = [[r["loss"] is not None for r in records(out)] for out in outs]
+    assert any(own[0][i] != own[1][i] for i in range(4))  # one student's batch was finite where the other's was not
     nan_everywhere = _nan_cache(paths, tmp_path / "all", range(16))
     with pytest.raises(NonFiniteAbort, match="every step"):
         train_group([dataclasses.replace(c, paired_cache=str(nan_everywhere), steps=1) for c in configs],
@@ -111,7 +117,9 @@ def test_a_nonfinite_student_skips_the_step_of_the_whole_group(paths, tmp_path):
 def test_per_student_clipping_is_clip_grad_norm_per_student():
     torch.manual_seed(0)
     grads = [torch.randn(3, 4, 5), torch.randn(3, 7)]
-    grads[0][1] *= 1e-3  # student 1 is below the threshold: unchanged
+    for g in grads:
+        g[1] *= 1e-3  # every tensor of student 1: below the threshold, unchanged
+    before = [g.clone() for g in grads]
     expected = []
     for i in range(3):
         own = [torch.nn.Parameter(torch.zeros_like(g[i])) for g in grads]
@@ -123,6 +131,95 @@ def test_per_student_clipping_is_clip_grad_norm_per_student():
     for i in range(3):
         for g, e in zip(grads, expected[i]):
             assert torch.allclose(g[i], e, rtol=1e-6, atol=0)
+    assert all(torch.equal(g[1], b[1]) for g, b in zip(grads, before))
+    for i in (0, 2):
+        assert torch.cat([g[i].flatten() for g in grads]).norm() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_group_step_is_train_step_for_each_student(paths):
+    """The group step's losses and each student's gradient are ``train_step``'s for that student
+    alone, with every per-sample input a batch can carry: loss weights not all 1, a blinded
+    student conditioning, teacher noise."""
+    from diffusers.models.attention_processor import AttnProcessor
+
+    from aria_train.diffusion.models.feature_kd import FeatureHooks
+    from aria_train.diffusion.models.students import feature_layer_map, make_student
+    from aria_train.distill.batches import BatchStream, ConditionEncoder
+    from aria_train.distill.group_step import GroupModels, group_step
+    from aria_train.distill.inputs import load_inputs, make_condition_sampler
+    from aria_train.distill.losses import LossWeights
+    from aria_train.distill.step import StepModels, Student, train_step
+
+    cpu = torch.device("cpu")
+    configs = members(paths)[:2]
+    inputs = load_inputs(configs[0])
+    encoder = ConditionEncoder(inputs, cpu)
+    batches = []
+    for config in configs:
+        batch = BatchStream(config, inputs, make_condition_sampler(config, inputs), encoder, 0, 1, cpu).next()
+        batch.weights = torch.linspace(0.5, 1.5, len(batch.timesteps))
+        batch.student_hidden = inputs.prompts.null().expand_as(batch.hidden).clone()
+        batch.target_noise = 0.5 * torch.randn_like(batch.x0)
+        batches.append(batch)
+    teacher = inputs.teacher
+    template = make_student(teacher, configs[0].student_variant).train()
+    template.set_attn_processor(AttnProcessor())
+    layer_map = feature_layer_map(dict(teacher.config), dict(template.config), configs[0].feature_kd)
+    students = [copy.deepcopy(template) for _ in configs]
+    with torch.no_grad():
+        for p in students[1].parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    names = [n for n, _ in template.named_parameters()]
+    stacked = {n: torch.stack([dict(s.named_parameters())[n].detach() for s in students]).requires_grad_()
+               for n in names}
+    weights_ = LossWeights(1.0, 1.0, 0.5)
+    models = GroupModels(teacher, template, stacked, inputs.scheduler, layer_map,
+                         FeatureHooks(teacher, layer_map.values()).attach(),
+                         FeatureHooks(template, layer_map.keys()).attach(), contextlib.nullcontext)
+    grouped = group_step(models, batches, weights_)
+    for i, (student, batch) in enumerate(zip(students, batches)):
+        single = train_step(StepModels(teacher, Student(student), inputs.scheduler, layer_map), batch, weights_)
+        for key in ("loss", "out", "feat", "sd"):
+            assert grouped[i][key].item() == pytest.approx(single[key].item(), rel=1e-5), (i, key)
+        for name, p in student.named_parameters():
+            assert torch.allclose(stacked[name].grad[i], p.grad, rtol=1e-4, atol=1e-7), (i, name)
+
+
+def test_a_skipped_step_leaves_weights_ema_and_trackers_untouched(paths, tmp_path, monkeypatch):
+    """The tracker is told nothing was trained on a skipped step, the EMA does not move, and the
+    weights stay finite."""
+    bad = _nan_cache(paths, tmp_path, [3])
+    configs = [dataclasses.replace(c, paired_cache=str(bad), checkpoint_every=0) for c in members(paths)[:2]]
+    outs = [tmp_path / "rc", tmp_path / "aria"]
+    observed, real = [], feedback_module.Feedback.observe
+    monkeypatch.setattr(feedback_module.Feedback, "observe",
+                        lambda self, sampler: (observed.append(self.finite), real(self, sampler))[1])
+    train_group(configs, outs)
+    skipped = [r["skipped"] for r in records(outs[0])]
+    assert 0 < sum(skipped) < 4
+    assert observed == [not s for s in skipped for _ in outs]
+    for out in outs:
+        for part in ("student", "student_ema"):
+            assert all(torch.isfinite(t).all() for t in weights(out, 4, part).values())
+        ema = json.loads((out / "checkpoints" / "step-0000004" / "student_ema" / "config.json").read_text())
+        assert ema["optimization_step"] == 4 - sum(skipped)
+
+
+def test_heldout_records_and_progress_are_each_students(paths, tmp_path):
+    heldout = tmp_path / "heldout.csv"
+    heldout.write_text("text,region,group\na red circle,0,seen\na white square,1,seen\na blue cross,2,unseen\n")
+    configs = members(paths, heldout=str(heldout), heldout_every=2, checkpoint_every=0)
+    seen = []
+    train_group(configs, [tmp_path / f"g{i}" for i in range(3)], on_step=lambda m, s, n: seen.append((m, s)))
+    assert sorted(seen) == [(m, s) for m in range(3) for s in range(1, 5)]
+    for i, config in enumerate(configs):
+        train(config, tmp_path / f"s{i}", progress=False)
+        grouped, single = records(tmp_path / f"g{i}"), records(tmp_path / f"s{i}")
+        assert sum("heldout" in r for r in grouped) == 2
+        for a, b in zip(grouped, single):
+            assert ("heldout" in a) == ("heldout" in b)
+            if "heldout" in b:
+                assert a["heldout"] == pytest.approx(b["heldout"], rel=1e-4)
 
 
 @pytest.mark.parametrize("change, needle", [
@@ -159,8 +256,62 @@ def test_experiment_jobs_group_runs_that_may_train_together(paths):
     configs = {f"{m}-seed{s}": (m, aria_config(paths, seed=s, **options[m])) for m in options for s in (0, 1, 2)}
     configs["fast-seed0"] = ("fast", aria_config(paths, lr=1e-3))  # another lr: its own job
     names = list(configs)
-    done = {name: 0 for name in names}
-    done["aria-seed2"] = 2  # checkpointed at step 2: not with the fresh runs
+    done = dict.fromkeys(names, 0)
     assert make_jobs(configs, names, done, 1) == [[name] for name in names]
     assert make_jobs(configs, names, done, 4) == [["rc-seed0", "rc-seed1", "rc-seed2", "aria-seed0"],
-                                                  ["aria-seed1"], ["aria-seed2"], ["fast-seed0"]]
+                                                  ["aria-seed1", "aria-seed2"], ["fast-seed0"]]
+    # continued: a run checkpointed alone stays alone; runs checkpointed in a group continue as the
+    # group recorded for them (even if one of them is a checkpoint behind), whatever --group is now
+    done.update({"rc-seed0": 2, "rc-seed1": 2, "rc-seed2": 4, "aria-seed0": 2})
+    kinds = dict.fromkeys(names, "fresh")
+    kinds.update({"rc-seed0": "single", "rc-seed1": "group", "rc-seed2": "group", "aria-seed0": "group"})
+    recorded = [["rc-seed1", "rc-seed2"], ["aria-seed0", "finished-seed0"]]
+    assert make_jobs(configs, names, done, 1, kinds, recorded) == [
+        ["rc-seed1", "rc-seed2"], ["aria-seed0"], ["rc-seed0"], ["aria-seed1"], ["aria-seed2"], ["fast-seed0"]]
+    # no record: checkpointed group runs are grouped by their options and step
+    assert make_jobs(configs, names, done, 1, kinds) == [
+        ["rc-seed0"], ["rc-seed1", "aria-seed0"], ["rc-seed2"], ["aria-seed1"], ["aria-seed2"], ["fast-seed0"]]
+
+
+def test_an_experiment_continues_a_group_killed_between_its_runs_checkpoints(paths, tmp_path):
+    """Killed while moving its runs' step-4 checkpoints into place, after one: no run had pruned
+    step 2 (limit 1), so the group continues from there, as itself, with or without --group."""
+    out = tmp_path / "exp"
+    configs = [dataclasses.replace(c, checkpoint_limit=1) for c in members(paths)[:2]]
+    runs = [out / "runs" / "a", out / "runs" / "b"]
+    straight = [tmp_path / "straight_a", tmp_path / "straight_b"]
+    train_group(configs, straight)
+    staged = []
+    real = checkpoint_module.commit_group_checkpoints
+
+    def killed(stage, limit):  # step 4: the first run's moved into place, then the process dies
+        if stage[0][1].name.endswith("4"):
+            checkpoint_module._commit(*stage[0], 0)
+            raise KeyboardInterrupt
+        real(stage, limit)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checkpoint_module, "commit_group_checkpoints", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train_group(configs, runs)
+    assert [len(list((run / "checkpoints").glob("step-*"))) for run in runs] == [2, 1]
+    (out / "jobs.json").write_text(json.dumps([["a", "b"]]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("os.cpu_count", lambda: 1)  # one torch thread in the worker, as here: the same sums
+        run_all({"a": ("rc", configs[0]), "b": ("aria", configs[1])}, out, 1, "no", show_progress=False)
+    for a, b in zip(straight, runs):
+        assert_same_run(a, b, "step-0000004")
+    for i, run in enumerate(runs):  # both, the finished one too, continued as the group from step 2
+        resumed = [line for line in (run / "log.txt").read_text().splitlines() if "resumed from" in line]
+        assert len(resumed) == 1 and "step-0000002" in resumed[0] and f"student {i + 1} of a group of 2" in resumed[0]
+
+
+def test_an_experiment_started_alone_continues_alone_under_group(paths, tmp_path):
+    out = tmp_path / "exp"
+    configs = members(paths)[:2]
+    first = [dataclasses.replace(c, steps=2) for c in configs]
+    run_all({"a": ("rc", first[0]), "b": ("aria", first[1])}, out, 2, "no", show_progress=False)
+    run_all({"a": ("rc", configs[0]), "b": ("aria", configs[1])}, out, 1, "no", show_progress=False, group=2)
+    for name in ("a", "b"):
+        assert (out / "runs" / name / "checkpoints" / "step-0000004" / "accelerator").is_dir()
+    assert json.loads((out / "jobs.json").read_text()) == []
