@@ -94,6 +94,10 @@ def make_jobs(configs: dict, pending: list[str], done: dict[str, int], group: in
     * fresh runs: up to ``group`` at a time of those that may train together
       (aria_train.distill.group.group_key).
 
+    A group killed while moving its first checkpoints into place leaves runs with and without a
+    checkpoint: those with one continue as a smaller group, the others start again -- the same up
+    to floating-point rounding, not bitwise.
+
     Every job of several runs is checked here (``check_group``), in one line."""
     from aria_train.distill.group import check_group, group_key
 
