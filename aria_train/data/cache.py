@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,10 @@ class TensorCacheWriter:
         """Move the shard file `path` (see `write_shard_file`) into the cache as its next shard.
 
         Its tensors must have the cache's names, dtypes and row shapes (they set them for a new
-        cache) and nothing may be buffered. The file is renamed (same file system), then listed.
+        cache) and nothing may be buffered. The file is linked into the cache (copied where the
+        file system has no hard links), listed, and only then removed from `path`: a kill before
+        the listing leaves the shard at `path` (``resume`` deletes the unlisted copy), a kill after
+        it leaves a listed shard and a stale `path`.
         """
         path = Path(path)
         if self._closed:
@@ -252,11 +256,17 @@ class TensorCacheWriter:
         if len(rows) != 1 or min(rows) < 1 or (self._spec is not None and spec != self._spec):
             raise ValueError(f"{path} ({spec}, {sorted(rows)} rows) does not fit the cache {self.directory} ({self._spec})")
         name = _shard_file(len(self._shards))
-        os.replace(path, self.directory / name)
+        final = self.directory / name
+        final.unlink(missing_ok=True)  # an unlisted copy a killed adoption left
+        try:
+            os.link(path, final)
+        except OSError:
+            shutil.copyfile(path, final)
         self._spec = self._spec or spec
-        self._shards.append({"file": name, "rows": rows.pop(), "sha256": file_sha256(self.directory / name)})
+        self._shards.append({"file": name, "rows": rows.pop(), "sha256": file_sha256(final)})
         self._committed += self._shards[-1]["rows"]
         self._write_manifest(complete=False)
+        path.unlink()
 
     def close(self) -> None:
         """Write the last (possibly short) shard and mark the cache complete."""

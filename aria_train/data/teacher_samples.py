@@ -248,7 +248,7 @@ def write_rows(directory: Path, metadata: dict, shard_rows: int, total: int, bat
             pending = _pending(folder)
             for lo, (hi, path) in pending.items():
                 if (lo, hi) not in todo:
-                    path.unlink()  # cannot happen unless the folder was edited: not a range of this cache
+                    path.unlink()  # listed already (a run killed before it removed this copy), or an edited folder
             done = [r for r in todo if pending.get(r[0], (None,))[0] == r[1]]
             plan = {"todo": [r for r in todo if r not in done], "done": start + sum(hi - lo for lo, hi in done)}
         except (ValueError, OSError):

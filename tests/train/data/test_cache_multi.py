@@ -181,6 +181,31 @@ def test_shard_files_make_the_same_cache_as_the_writer(tmp_path):
         write_shard_file(tmp_path / "x.safetensors", {"a": torch.zeros(2), "b": torch.zeros(3)})
 
 
+def test_a_shard_adoption_killed_before_its_listing_keeps_the_shard(tmp_path, monkeypatch):
+    """append_shard removes the shard file only once the manifest lists it: killed in between, the
+    file is still where it was, and a resumed writer adopts it again (its unlisted copy deleted)."""
+    rows = {"a": torch.arange(10.0).reshape(5, 2)}
+    with TensorCacheWriter(tmp_path / "w", shard_rows=3) as writer:
+        writer.append(**rows)
+    writer = TensorCacheWriter(tmp_path / "s", shard_rows=3)
+    writer.append_shard(write_shard_file(tmp_path / "part0.safetensors", {"a": rows["a"][:3]}))
+    part = write_shard_file(tmp_path / "part3.safetensors", {"a": rows["a"][3:]})
+
+    def killed(self, complete: bool) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TensorCacheWriter, "_write_manifest", killed)
+    with pytest.raises(KeyboardInterrupt):
+        writer.append_shard(part)
+    monkeypatch.undo()
+    assert part.is_file()
+    resumed = TensorCacheWriter.resume(tmp_path / "s")
+    assert len(resumed) == 3
+    resumed.append_shard(part)
+    resumed.close()
+    assert files(tmp_path / "s") == files(tmp_path / "w") and not part.exists()
+
+
 def _main_with_hooks() -> int:
     """torchrun entry point of the two-process tests: apply ARIA_TEST_HOOKS, then run `aria`."""
     hooks = json.loads(os.environ.get("ARIA_TEST_HOOKS", "{}"))
