@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 16, item 5, in one GPU call: student groups (`aria experiment --group`) on the small world.
 #   scripts/small_world_groups.sh [OUT_DIR]     (default bench/results); PYTHON=... (default python3)
-# About 9.5 min at most (two time limits, 470 s and 100 s). 1. bench.small_world: experiments of P processes x G students on the glyph demo world (1000 steps
+# At most 9.5 min (two time limits, 470 s and 100 s).
+# 1. bench.small_world: experiments of P processes x G students on the glyph demo world (1000 steps
 #    of 64 with their evaluation, as the map's), P in $PARALLEL (default "1 2"), G in $GROUPS
 #    (default 8) -> OUT/small_world_groups.csv, one row per (P, G), written after each.
 #    The runs alone, 16 processes of one student: bench/results/small_world.csv (2026-12-03).
