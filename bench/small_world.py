@@ -9,7 +9,8 @@ batch 64, ``--steps`` steps), rc and aria alternating over seeds, N processes at
 device, then their evaluation as the map's (16 samples per region, guidance 1). Per N: the wall
 seconds of the runs and of the evaluation and their sum over N, the device time one run costs
 when N share the device, and from the runs' metrics records the steady step time (``step_ms``: the
-median over runs of their median record after the first) and the first record's seconds
+median over runs of their median record after the first; in a group, the group's step, which
+trains its G students) and the first record's seconds
 (``first_record_s``: its 10 steps hold a compilation, when there is one). Issue 16's target:
 <= 15 s per 1000-step run. ``--mixed-precision`` is the experiment's (the map's experiments ran "no": fp32 with TF32 matmuls); ``--compile`` compiles
 each run's UNets (`aria distill --compile`), its compilation inside the run's seconds.
