@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from aria_train.conditioning import feedback as feedback_module
 from aria_train.conditioning.aria import AriaOptions
 from aria_train.distill.config import DistillConfig
-from aria_train.distill.group import check_group, clip_per_student, train_group
+from aria_train.distill.group import StudentClipper, check_group, train_group
 from aria_train.distill.loop import train
 from aria_train.distill.state import NonFiniteAbort
 from aria_train.experiment.runner import make_jobs, run_all
@@ -115,25 +115,35 @@ def test_a_nonfinite_student_skips_the_step_of_the_whole_group(paths, tmp_path):
 
 
 def test_per_student_clipping_is_clip_grad_norm_per_student():
+    """Each student's gradients clipped by its own norm, as clip_grad_norm_ clips one model; the
+    clipper's views made at the first call still clip the same tensors after they change in place
+    (the group zeroes its gradients in place), and new tensors get new views."""
     torch.manual_seed(0)
+    clip = StudentClipper(1.0)
     grads = [torch.randn(3, 4, 5), torch.randn(3, 7)]
-    for g in grads:
-        g[1] *= 1e-3  # every tensor of student 1: below the threshold, unchanged
-    before = [g.clone() for g in grads]
-    expected = []
-    for i in range(3):
-        own = [torch.nn.Parameter(torch.zeros_like(g[i])) for g in grads]
-        for p, g in zip(own, grads):
-            p.grad = g[i].clone()
-        torch.nn.utils.clip_grad_norm_(own, 1.0)
-        expected.append([p.grad for p in own])
-    clip_per_student(grads, 1.0)
-    for i in range(3):
-        for g, e in zip(grads, expected[i]):
-            assert torch.allclose(g[i], e, rtol=1e-6, atol=0)
-    assert all(torch.equal(g[1], b[1]) for g, b in zip(grads, before))
-    for i in (0, 2):
-        assert torch.cat([g[i].flatten() for g in grads]).norm() == pytest.approx(1.0, rel=1e-5)
+    for call in range(3):
+        if call == 1:  # the same tensors, new values
+            for g in grads:
+                g.copy_(torch.randn_like(g))
+        if call == 2:  # new tensors
+            grads = [torch.randn(3, 4, 5), torch.randn(3, 7)]
+        for g in grads:
+            g[1] *= 1e-3  # every tensor of student 1: below the threshold, unchanged
+        before = [g.clone() for g in grads]
+        expected = []
+        for i in range(3):
+            own = [torch.nn.Parameter(torch.zeros_like(g[i])) for g in grads]
+            for p, g in zip(own, grads):
+                p.grad = g[i].clone()
+            torch.nn.utils.clip_grad_norm_(own, 1.0)
+            expected.append([p.grad for p in own])
+        clip(grads)
+        for i in range(3):
+            for g, e in zip(grads, expected[i]):
+                assert torch.allclose(g[i], e, rtol=1e-6, atol=0), call
+        assert all(torch.equal(g[1], b[1]) for g, b in zip(grads, before))
+        for i in (0, 2):
+            assert torch.cat([g[i].flatten() for g in grads]).norm() == pytest.approx(1.0, rel=1e-5)
 
 
 def test_group_step_is_train_step_for_each_student(paths):
