@@ -264,7 +264,7 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
             for member, feedback in zip(members, feedbacks):
                 member.state.tally.add(feedback)  # its own loss, logged if finite
                 if pool.regions is not None:  # what was trained: nothing when the group skipped the step
-                    dataclasses.replace(feedback, finite=finite).observe(member.sampler)
+                    (feedback if finite else dataclasses.replace(feedback, finite=False)).observe(member.sampler)
                 member.state.step = step
                 if not finite:
                     member.state.skip_step(step, member.run_dir.log, member.run_dir.checkpoints)
@@ -333,7 +333,7 @@ def _member_moments(i: int, names: list[str], stacked: list, optimizer) -> dict:
     if not state[0]:
         return {}
     return {"step": float(state[0]["step"]),
-            **{key: {name: s[key][i].detach().cpu().clone() for name, s in zip(names, state)}
+            **{key: {name: s[key][i].detach().to("cpu", copy=True) for name, s in zip(names, state)}
                for key in ("exp_avg", "exp_avg_sq")}}
 
 

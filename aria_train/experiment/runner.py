@@ -71,6 +71,11 @@ def _worker(names: list[str], configs: list[dict], runs: list[str], log: str, th
         raise SystemExit(2) from None
 
 
+def _log_path(out: Path, names: list[str]) -> Path:
+    """The log of the worker that trains ``names`` (one run, or a group named by its first)."""
+    return out / "logs" / f"{names[0]}{'-group' if len(names) > 1 else ''}.log"
+
+
 def checkpoint_kind(run: Path) -> str:
     """"fresh" (no checkpoint), "single" (its latest checkpoint is a single run's) or "group"
     (written by a student group, aria_train.distill.group)."""
@@ -168,10 +173,10 @@ def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_
     while jobs or running:
         while jobs and len(running) < parallel:
             names = jobs.pop(0)
-            log = out / "logs" / f"{names[0]}{'-group' if len(names) > 1 else ''}.log"
             process = context.Process(target=_worker, args=(names, [to_dict(configs[name][1]) for name in names],
                                                             [str(out / "runs" / name) for name in names],
-                                                            str(log), threads, mixed_precision, progress))
+                                                            str(_log_path(out, names)), threads, mixed_precision,
+                                                            progress))
             process.start()
             running[names[0]] = (names, process)
         try:
@@ -186,9 +191,8 @@ def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_
                 del running[key]
                 if process.exitcode:
                     failed.extend(names)
-                    log = out / "logs" / f"{names[0]}{'-group' if len(names) > 1 else ''}.log"
                     bar.write(f"run{'s' if len(names) > 1 else ''} {', '.join(names)} FAILED (exit {process.exitcode}); "
-                              f"log {log}")
+                              f"log {_log_path(out, names)}")
         bar.set_postfix_str(f"{len(running)} running, {len(jobs)} waiting", refresh=False)
     bar.close()
     if failed:

@@ -203,12 +203,22 @@ def save_checkpoint(
 
 
 def _commit(tmp: Path, final: Path, limit: int) -> None:
-    """Flush the written ``tmp`` folder, rename it to ``final`` in one step, prune to ``limit``."""
+    """Move the written ``tmp`` folder into place as ``final``, then prune to ``limit``."""
+    _move_into_place(tmp, final)
+    _prune(final.parent, limit)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Flush the written ``tmp`` folder and rename it to ``final`` in one step."""
     _fsync_tree(tmp)
     replace_folder(tmp, final)  # an existing one: a step saved again (resumed from an older checkpoint)
     _fsync_dir(final.parent)
+
+
+def _prune(checkpoints: Path, limit: int) -> None:
+    """Delete all but the newest ``limit`` checkpoints (0: keep all)."""
     if limit > 0:
-        for stale in list_checkpoints(final.parent)[:-limit]:
+        for stale in list_checkpoints(checkpoints)[:-limit]:
             shutil.rmtree(stale)
 
 
@@ -237,11 +247,9 @@ def commit_group_checkpoints(staged: list[tuple[Path, Path]], limit: int) -> Non
     run loses a checkpoint before every run has the new one, so a group killed midway still has a
     step all its runs hold (the one it resumes from)."""
     for tmp, final in staged:
-        _commit(tmp, final, 0)
-    if limit > 0:
-        for _, final in staged:
-            for stale in list_checkpoints(final.parent)[:-limit]:
-                shutil.rmtree(stale)
+        _move_into_place(tmp, final)
+    for _, final in staged:
+        _prune(final.parent, limit)
 
 
 def load_group_checkpoint(path: Path, ema, parameter_names: list[str], sampler_state: dict,
