@@ -19,7 +19,7 @@ from types import ModuleType
 COMMANDS: dict[tuple[str | None, str], str] = {
     ("sim", "bounds"): "simulations.bounds_check",
     ("sim", "rates"): "simulations.rates",
-    ("sim", "allocation"): "simulations.allocation_sim",
+    ("sim", "allocation"): "simulations.allocation",
     (None, "world"): "aria_train.cli.world",
     (None, "teacher"): "aria_train.cli.teacher",
     (None, "pool"): "aria_train.cli.pool",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from bench.common import report, timed
-from simulations import allocation_sim as sim
+from simulations import allocation as sim
 
 
 def main(scale: float = 1.0) -> list[dict]:

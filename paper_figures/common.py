@@ -57,7 +57,7 @@ def simulated_regions(data_dir: str | Path | None, scenario: str, seed: int, pol
     """Per-region rows (step, region, group, share, discrepancy, pi) of the allocation simulator's
     runs of ``policies`` on one scenario and seed, and the policies' labels in the given order:
     from allocation_regions.csv under ``data_dir`` when it holds all of them, else computed."""
-    from simulations import allocation_sim as sim
+    from simulations import allocation as sim
 
     specs = [sim.PolicySpec.parse(p) for p in policies]
     labels = [s.label for s in specs]

@@ -1,6 +1,6 @@
 """ARIA's allocation pi over a simulated run (stacked by region) and the discrepancy it leaves per group.
 
-Allocation simulator (`simulations.allocation_sim`), scenario "imbalanced", seed 0: 16 regions
+Allocation simulator (`simulations.allocation`), scenario "imbalanced", seed 0: 16 regions
 ordered from the most to the least common prompt share, the last 4 unseen (no paired images).
 Top: ARIA's pi (beta = 1, eps = 0.2, tracker step 0.05), averaged over each logging interval,
 stacked by region and coloured by group; the dashed line is RC's total share of the unseen
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from paper_figures.common import GROUP_COLOURS, plt, region_colours, save, simulated_regions
-from simulations import allocation_sim as sim
+from simulations import allocation as sim
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Allocation policies compared at equal update budgets: final discrepancy relative to RC, per seed.
 
-Allocation simulator (`simulations.allocation_sim`; its docstring states the model) on three
+Allocation simulator (`simulations.allocation`; its docstring states the model) on three
 worlds: imbalanced (reducible discrepancy in rare and unseen regions: ARIA should help),
 high_floor (three seen regions 90% irreducible: ARIA should not help) and balanced (equal
 shares, identical regions: nothing to gain). Each bar is the mean over seeds of a policy's final
@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from paper_figures.common import plt, read_csv, save
-from simulations import allocation_sim as sim
+from simulations import allocation as sim
 
 
 @dataclass(frozen=True)

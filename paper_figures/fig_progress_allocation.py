@@ -1,6 +1,6 @@
 """Allocation by level (ARIA) and by estimated reducible discrepancy (progress) with high floors.
 
-Allocation simulator (`simulations.allocation_sim`), scenario "high_floor", seed 0: 16 regions
+Allocation simulator (`simulations.allocation`), scenario "high_floor", seed 0: 16 regions
 ordered from the most to the least common prompt share, the last 4 unseen, and 3 seen regions
 whose discrepancy is 90% irreducible (floor). Top: pi over training for ARIA (beta = 1, eps = 0.2,
 tracker step 0.05) and for ProgressPolicy (rate 0.003, fast 0.05, slow = running mean, beta = 1,
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from paper_figures.common import GROUP_COLOURS, plt, region_colours, save, simulated_regions
-from simulations import allocation_sim as sim
+from simulations import allocation as sim
 
 
 @dataclass(frozen=True)

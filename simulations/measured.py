@@ -5,7 +5,7 @@ per-group discrepancies (eval/summary.csv) and the teacher's world (world.json).
 this module builds the matching simulator scenario -- its regions, Zipf exponent, transfer knob
 tau and group sizes (`scenario_of`) -- runs the same methods at the trainer's steps and batch,
 and puts the two sets of ratios to RC side by side: per group, policy / RC on the same seed, mean
-and sd over seeds. The simulator is a model with stated assumptions (allocation_sim's docstring),
+and sd over seeds. The simulator is a model with stated assumptions (simulations.allocation's docstring),
 not a fit to the trainer: agreement in direction is what to look for, not in size.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulations.allocation_sim import PolicySpec, SimConfig, ratio_table, run_final_study
+from simulations.allocation import PolicySpec, SimConfig, ratio_table, run_final_study
 
 # experiment method name -> simulator policy (the trainer's defaults: eps 0.2, tracker step 0.05)
 POLICY_OF = {"rc": "rc", "region-uniform": "uniform", "aria": "aria:beta=1:eps=0.2:a=0.05",

@@ -7,7 +7,7 @@ import pytest
 
 import aria_cli
 from cli_errors import refused
-from simulations.allocation_sim import RC_SWITCH
+from simulations.allocation import RC_SWITCH
 from simulations.measured import compare, experiment_setting, measured_ratios, scenario_of
 
 WORLD = {"kind": "glyph", "first_parts": 3, "second_parts": 4, "glyph_transfer": 0.5, "zipf_exponent": 1.2,

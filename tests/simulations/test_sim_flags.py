@@ -13,7 +13,7 @@ import json
 import pytest
 
 import aria_cli
-from simulations import allocation_sim, bounds_check, rates
+from simulations import allocation, bounds_check, rates
 from cli_errors import refused
 
 
@@ -36,18 +36,18 @@ def test_allocation_quick_keeps_explicit_flags(tmp_path, capsys):
     assert config == {"steps": 7, "batch": 5, "switch": 0.5, "log_every": 3}
 
 
-QUICK = allocation_sim.QUICK
+QUICK = allocation.QUICK
 
 
 @pytest.mark.parametrize("argv, expected", [
-    ([], allocation_sim.SimConfig()),
+    ([], allocation.SimConfig()),
     (["--quick"], QUICK),
-    (["--quick", "--steps", "100"], allocation_sim.SimConfig(100, QUICK.batch, QUICK.switch, QUICK.log_every)),
-    (["--batch", "4", "--log-every", "1"], allocation_sim.SimConfig(batch=4, log_every=1)),
-    (["--quick", "--switch", "0"], allocation_sim.SimConfig(QUICK.steps, QUICK.batch, 0.0, QUICK.log_every)),
+    (["--quick", "--steps", "100"], allocation.SimConfig(100, QUICK.batch, QUICK.switch, QUICK.log_every)),
+    (["--batch", "4", "--log-every", "1"], allocation.SimConfig(batch=4, log_every=1)),
+    (["--quick", "--switch", "0"], allocation.SimConfig(QUICK.steps, QUICK.batch, 0.0, QUICK.log_every)),
 ])
 def test_allocation_config_is_defaults_then_quick_then_given_flags(argv, expected):
-    assert allocation_sim.sim_config(parse(allocation_sim, argv)) == expected
+    assert allocation.sim_config(parse(allocation, argv)) == expected
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -145,7 +145,7 @@ def test_bounds_refuses_meaningless_values_before_writing(argv, needle, tmp_path
 
 
 def test_help_states_the_defaults_and_quick_values(capsys):
-    for command, texts in (("allocation", [f"default {allocation_sim.SimConfig.steps}; --quick: {QUICK.steps}",
+    for command, texts in (("allocation", [f"default {allocation.SimConfig.steps}; --quick: {QUICK.steps}",
                                            "explicitly keep their values"]),
                            ("rates", [f"default {rates.RatesConfig.paths}; --quick: {rates.QUICK.paths}"])):
         with pytest.raises(SystemExit):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import aria_cli
-from simulations import allocation_sim as sim
+from simulations import allocation as sim
 
 TINY = sim.SimConfig(steps=40, batch=16, log_every=10)
 

@@ -12,7 +12,7 @@ from scipy import stats
 
 import aria_cli
 from paper_figures import __main__ as figures_main
-from simulations import allocation_sim as sim
+from simulations import allocation as sim
 from simulations import rates
 
 TINY = sim.SimConfig(steps=40, batch=16, log_every=10)
