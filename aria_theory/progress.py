@@ -2,7 +2,7 @@
 region's floor, fitted from each region's own learning curve and shrunk across regions by its
 noise. Same interface as the policies of `aria_theory.allocation`; it keeps its own trackers, fed
 through `observe`. The model, the estimator and its noise handling are in the class docstring;
-the tracked slope's bounds are `aria_theory.bounds.slope_every_path_bound` and `slope_mse_bound`.
+the tracked slope's bounds are `aria_theory.slope_bounds.slope_every_path_bound` and `slope_mse_bound`.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class ProgressPolicy(AllocationPolicy):
     Both numerator and denominator are differences of two EMAs of one sequence, so under the
     model (and without noise) theta^ = c_k exactly as soon as S(z) != F(z); with noise it is the
     slope of y against z fitted over the slow EMA's memory, with the fast EMA as the current
-    end. For z_i = i (per-observation slope) `aria_theory.bounds.slope_every_path_bound` and
+    end. For z_i = i (per-observation slope) `aria_theory.slope_bounds.slope_every_path_bound` and
     `slope_mse_bound` bound its error (same functions with this z: the slope per unit z); see
     there for the derivation. While S(z) = F(z) (fewer than about 1/fast observations: both EMAs
     are still the same running mean) theta^ is not identified and the region counts as unknown.
@@ -188,7 +188,7 @@ class ProgressPolicy(AllocationPolicy):
     @property
     def coefficient(self) -> np.ndarray:
         """theta^ (K,) = (S(y) - F(y)) / (S(z) - F(z)), before any shrinkage (the quantity that
-        `aria_theory.bounds.slope_*` bound); NaN where not identified (S(z) = F(z) up to
+        `aria_theory.slope_bounds.slope_*` bound); NaN where not identified (S(z) = F(z) up to
         rounding) or not finite; 0 where z underflowed to 0 on every observation of the region.
         Differences within rounding of the values (4 ulp) count as 0, so a constant stream gives
         theta^ = 0 exactly, not the sign of a rounding error."""

@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aria_theory import bounds
+from aria_theory import bounds, slope_bounds
 from aria_theory.processes import DRIFTS, NOISES, observation_mask, simulate, track
 from aria_theory.tracker import RegionTracker
 
@@ -217,8 +217,8 @@ def _two_tracker_slope(obs: np.ndarray, a: float) -> np.ndarray:
 
 
 def _slope_rows(cell: dict, increments: np.ndarray, obs: np.ndarray, noise, level: float) -> list[dict]:
-    """slope_every_path: |theta^_n - d_{n-1}| <= bounds.slope_every_path_bound at every observation;
-    slope_mse: E (theta^_N - d_{N-1})^2 <= bounds.slope_mse_bound (z-test), with gamma the drift's
+    """slope_every_path: |theta^_n - d_{n-1}| <= slope_bounds.slope_every_path_bound at every observation;
+    slope_mse: E (theta^_N - d_{N-1})^2 <= slope_bounds.slope_mse_bound (z-test), with gamma the drift's
     slope_bound and the target the latest increment (the drift into the current observation)."""
     a, sigma, delta = cell["a"], cell["sigma"], cell["delta"]
     gamma = DRIFTS[cell["drift"]](delta, 1 / a).slope_bound
@@ -230,12 +230,12 @@ def _slope_rows(cell: dict, increments: np.ndarray, obs: np.ndarray, noise, leve
     rows = []
     for name in applicable(cell):
         if name == "slope_every_path":
-            bound = np.broadcast_to(bounds.slope_every_path_bound(*steps, delta, gamma, noise.bound), err.shape)
-            scale = bounds.slope_every_path_bound(*steps, 0.0, 0.0, 1.0) * np.abs(obs).max() + np.abs(increments)
+            bound = np.broadcast_to(slope_bounds.slope_every_path_bound(*steps, delta, gamma, noise.bound), err.shape)
+            scale = slope_bounds.slope_every_path_bound(*steps, 0.0, 0.0, 1.0) * np.abs(obs).max() + np.abs(increments)
             m, b, k = _worst(err, bound, ROUNDING * (bound + scale))
             rows.append(_row(name, m, b, k, int(np.sum(~np.isnan(err))), float(k == 0), level))
         elif name == "slope_mse":
-            bound = float(bounds.slope_mse_bound(*steps, sigma, delta, gamma)[-1])
+            bound = float(slope_bounds.slope_mse_bound(*steps, sigma, delta, gamma)[-1])
             m, p_value = _z_test(err[:, -1] ** 2, bound)
             rows.append(_row(name, float(m), bound, m > bound, err.shape[0], p_value, level))
     return rows

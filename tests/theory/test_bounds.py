@@ -10,8 +10,8 @@ import pytest
 from hypothesis import example, given, strategies as st
 from scipy import stats
 
-from aria_theory import bounds
-from aria_theory.processes import (ConstantSign, Gaussian, RandomWalk, Rademacher, Uniform, ClippedCauchy,
+from aria_theory import bounds, slope_bounds
+from aria_theory.processes import (ConstantSign, RandomWalk, Rademacher, Uniform, ClippedCauchy,
                                    observation_mask, simulate, track)
 from aria_theory.tracker import KalmanTracker, RegionTracker
 
@@ -452,8 +452,8 @@ def test_bounds_check_slope_rows_detect_a_wrong_bound(monkeypatch) -> None:
     config = BoundsCheckConfig(paths=200, steps=40)
     rows = check_cell(cell, config, 0, 1e-6)
     assert {row["bound"] for row in rows} >= {"slope_every_path", "slope_mse"} and all(row["passed"] for row in rows)
-    true_bound, true_mse = bounds.slope_every_path_bound, bounds.slope_mse_bound
-    monkeypatch.setattr(bounds, "slope_every_path_bound", lambda *a, **k: 0.5 * true_bound(*a, **k))
-    monkeypatch.setattr(bounds, "slope_mse_bound", lambda *a, **k: 0.5 * true_mse(*a, **k))
+    true_bound, true_mse = slope_bounds.slope_every_path_bound, slope_bounds.slope_mse_bound
+    monkeypatch.setattr(slope_bounds, "slope_every_path_bound", lambda *a, **k: 0.5 * true_bound(*a, **k))
+    monkeypatch.setattr(slope_bounds, "slope_mse_bound", lambda *a, **k: 0.5 * true_mse(*a, **k))
     failed = {row["bound"] for row in check_cell(cell, config, 0, 1e-6) if not row["passed"]}
     assert failed == {"slope_every_path", "slope_mse"}

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from aria_theory import bounds
+from aria_theory import bounds, slope_bounds
 from aria_theory.allocation import AllocationPolicy, AriaPolicy
 from aria_theory.progress import ProgressPolicy, _shrink  # _shrink: the EB step
 from aria_theory.tracker import RegionTracker
@@ -206,7 +206,7 @@ class Path:
     def slopes_and_noise(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.u)
         if self.worst:
-            c, _ = bounds.two_ema_coefficients(self.steps()[0], self.steps()[1], z)
+            c, _ = slope_bounds.two_ema_coefficients(self.steps()[0], self.steps()[1], z)
             theta = np.maximum(-self.delta, self.delta - self.gamma * (n - 2 - np.arange(n)))
             return theta, -self.b * np.nan_to_num(np.sign(c[-1]))  # c[-1] is NaN if not identified yet
         theta = np.empty(n)
@@ -270,8 +270,8 @@ def test_every_path_bound_of_the_slope_per_observation(path: Path) -> None:
     theta, xi = path.slopes_and_noise(z)
     level = path.level0 + np.concatenate([[0.0], np.cumsum(theta[:-1] * np.diff(z))])
     errors = two_tracker_slope(level + xi, z, path.fast, path.slow) - np.concatenate([[0.0], theta[:-1]])
-    bound = bounds.slope_every_path_bound(*path.steps(), path.delta, path.gamma, path.b)
-    scale = bounds.slope_every_path_bound(*path.steps(), 0.0, 0.0, 1.0) * np.abs(level + xi).max() + path.delta
+    bound = slope_bounds.slope_every_path_bound(*path.steps(), path.delta, path.gamma, path.b)
+    scale = slope_bounds.slope_every_path_bound(*path.steps(), 0.0, 0.0, 1.0) * np.abs(level + xi).max() + path.delta
     check(errors, bound, scale, path.worst)
 
 
@@ -293,8 +293,8 @@ def test_every_path_bound_of_the_policys_coefficient(path: Path) -> None:
         policy.observe([0], [level[i] + xi[i]], [1.0], trained=[0] * trained)
         estimates.append(policy.coefficient[0])
     errors = np.array(estimates) - np.concatenate([[0.0], theta[:-1]])
-    bound = bounds.slope_every_path_bound(*path.steps(), path.delta, path.gamma, path.b, z=z)
-    scale = (bounds.slope_every_path_bound(*path.steps(), 0.0, 0.0, 1.0, z=z) * np.abs(level + xi).max()
+    bound = slope_bounds.slope_every_path_bound(*path.steps(), path.delta, path.gamma, path.b, z=z)
+    scale = (slope_bounds.slope_every_path_bound(*path.steps(), 0.0, 0.0, 1.0, z=z) * np.abs(level + xi).max()
              + path.delta)
     known = ~np.isnan(errors)
     # the policy also reads a difference within rounding as "not identified": allow it to know less
@@ -310,7 +310,7 @@ def test_coefficients_sum_to_one_and_are_nonnegative() -> None:
     n = 80
     for fast, slow in [(0.05, 0.0), (0.3, 0.1), (1.0, 0.02)]:
         for z in (None, np.exp(-0.02 * np.cumsum(np.random.default_rng(0).integers(1, 5, n)))):
-            c, K_ = bounds.two_ema_coefficients(bounds.tracker_steps(np.ones(n, bool), fast),
+            c, K_ = slope_bounds.two_ema_coefficients(bounds.tracker_steps(np.ones(n, bool), fast),
                                                 bounds.tracker_steps(np.ones(n, bool), slow), z)
             rows = ~np.isnan(c[:, 0])
             np.testing.assert_allclose(K_[rows].sum(-1), 1.0, rtol=1e-10)
@@ -323,15 +323,15 @@ def test_coefficients_sum_to_one_and_are_nonnegative() -> None:
 def test_steady_state_closed_forms_are_the_limits(fast, slow, delta, gamma) -> None:
     n = int(40 / slow)
     steps = bounds.tracker_steps(np.ones(n, bool), fast), bounds.tracker_steps(np.ones(n, bool), slow)
-    every = bounds.slope_every_path_bound(*steps, delta, gamma, 0.7)[-1]
-    closed = (bounds.slope_steady_state_bias(fast, slow, delta, gamma)
-              + bounds.slope_steady_state_noise_bound(fast, slow, 0.7))
+    every = slope_bounds.slope_every_path_bound(*steps, delta, gamma, 0.7)[-1]
+    closed = (slope_bounds.slope_steady_state_bias(fast, slow, delta, gamma)
+              + slope_bounds.slope_steady_state_noise_bound(fast, slow, 0.7))
     assert every == pytest.approx(float(closed), rel=1e-9)
-    mse = bounds.slope_mse_bound(*steps, 1.3, delta, gamma)[-1]
-    assert mse == pytest.approx(float(bounds.slope_steady_state_mse(fast, slow, 1.3, delta, gamma)), rel=1e-9)
+    mse = slope_bounds.slope_mse_bound(*steps, 1.3, delta, gamma)[-1]
+    assert mse == pytest.approx(float(slope_bounds.slope_steady_state_mse(fast, slow, 1.3, delta, gamma)), rel=1e-9)
     if np.isinf(delta):  # unclipped: the slope of (x_s + x_f) observations ago, x = (1 - a)/a
         lag = (1 - slow) / slow + (1 - fast) / fast
-        assert bounds.slope_steady_state_bias(fast, slow, delta, gamma) == pytest.approx(gamma * lag, rel=1e-12)
+        assert slope_bounds.slope_steady_state_bias(fast, slow, delta, gamma) == pytest.approx(gamma * lag, rel=1e-12)
 
 
 # --- mean square: Monte Carlo with a pre-set false-failure rate --------------------------------
@@ -373,8 +373,8 @@ def test_monte_carlo_mse_of_the_policys_coefficient(case) -> None:
         policy.observe(ids, y[:, i], np.full(PATHS, 1 / PATHS), trained=np.repeat(ids, trained[i]))
     err = policy.coefficient - theta[:, -2]
     steps = bounds.tracker_steps(np.ones(N_OBS, bool), fast), bounds.tracker_steps(np.ones(N_OBS, bool), slow)
-    mse = bounds.slope_mse_bound(*steps, sigma, delta, gamma, z=z)[-1]
-    cap = bounds.slope_every_path_bound(*steps, delta, gamma, b, z=z)[-1]
+    mse = slope_bounds.slope_mse_bound(*steps, sigma, delta, gamma, z=z)[-1]
+    cap = slope_bounds.slope_every_path_bound(*steps, delta, gamma, b, z=z)[-1]
     assert np.all(np.abs(err) <= cap * (1 + RTOL))
     x, mu = err**2 / cap**2, mse / cap**2  # X in [0, 1] with E X <= mu
     radius = bernstein_radius(mu, PATHS, level)
