@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
 from paper_figures.common import GROUP_COLOURS, plt, region_colours, save, simulated_regions
 from simulations import allocation as sim

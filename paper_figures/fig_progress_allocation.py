@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from paper_figures.common import GROUP_COLOURS, plt, region_colours, save, simulated_regions
 from simulations import allocation as sim

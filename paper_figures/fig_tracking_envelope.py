@@ -45,7 +45,6 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     steps = bounds.tracker_steps(np.ones(cfg.steps, bool), a, running_mean_start=True)
     every_path = bounds.envelope(steps, cfg.delta, noise.bound)
     bias = bounds.envelope(steps, cfg.delta)
-    variance = bounds.noise_variance(steps, cfg.sigma)
     _, second = bounds.worst_case_moments(cfg.steps, a, cfg.sigma, cfg.delta, running_mean_start=True)
     high_prob = bias + bounds.subgaussian_radius(bounds.noise_variance(steps, noise.subgaussian), cfg.eta)
 

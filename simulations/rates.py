@@ -147,7 +147,7 @@ def running_mean_study(cfg: RatesConfig, rng: np.random.Generator) -> tuple[list
     rows = []
     for name, tracker, theory in (
             ("running_mean", RunningMeanTracker(paths), bounds.running_mean_mse(np.arange(1, steps + 1), sigma, delta)),
-            (f"tracker_a_star", RegionTracker(paths, step=a_star), ema_theory)):
+            ("tracker_a_star", RegionTracker(paths, step=a_star), ema_theory)):
         err = processes.track(tracker, obs) - truth
         mse = np.square(err).mean(axis=0)
         for n in t:

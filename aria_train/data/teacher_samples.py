@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used: `aria cache --help` starts without it
+    import numpy as np
     import torch
 
 PAIRED_DIR, TEXT_DIR = "paired", "text"

@@ -1,7 +1,6 @@
 """The data path: prompt pools, the sharded tensor cache, regions and `aria regions`."""
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import aria_cli
 from aria_train.data.cache import MANIFEST, TensorCache, TensorCacheWriter
 from aria_train.data.pool import PromptPool
 from aria_train.data.regions import assign_regions, kmeans_regions, pooled_embedding_cache, regions_from_column
-from aria_train.diffusion.text import build_text_encoder, build_tokenizer, encode_prompts, load_text_stack, save_text_stack
+from aria_train.diffusion.text import build_text_encoder, build_tokenizer, encode_prompts, save_text_stack
 
 FRAME = pd.DataFrame({
     "text": ["a red circle", "a blue, square", "123", "a green cross"],

@@ -291,7 +291,6 @@ def test_an_experiment_continues_a_group_killed_between_its_runs_checkpoints(pat
     runs = [out / "runs" / "a", out / "runs" / "b"]
     straight = [tmp_path / "straight_a", tmp_path / "straight_b"]
     train_group(configs, straight)
-    staged = []
     real = checkpoint_module.commit_group_checkpoints
 
     def killed(stage, limit):  # step 4: the first run's moved into place, then the process dies

@@ -6,13 +6,12 @@ through the CLI and reused; it is not a good model, so the tests check exact pro
 """
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from PIL import Image
 from safetensors import safe_open
 
