@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -137,12 +138,14 @@ def region_draws(folders: list[str | Path]):
     return rows[["model", "method", "seed", "region", "group", "switched", "discrepancy", "switched_ratio", "ratio"]]
 
 
-def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, response_alpha: float | None = None):
+def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, response_alpha: float | None = None,
+            progress: Callable[[int, int], None] | None = None):
     """DataFrame (experiment, scenario, method, group, measured, measured_sd, predicted, predicted_sd):
     every experiment's measured ratios to RC beside the simulator's for the same world and methods
     (with ``response_alpha``, simulated with that power-law response to draws, scenario key alpha).
     A folder without rc students (e.g. a later policy run) is compared with the rc students of
-    another given folder on the same world: the runs share seeds and every option but the method."""
+    another given folder on the same world: the runs share seeds and every option but the method.
+    ``progress(done, total)`` after each simulated (world, seed)."""
     import pandas as pd
 
     settings = [(Path(folder), *experiment_setting(folder)) for folder in folders]
@@ -150,7 +153,7 @@ def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, respo
         settings = [(folder, f"{scenario}:alpha={response_alpha:g}", config, methods)
                     for folder, scenario, config, methods in settings]
     summaries = {folder: pd.read_csv(folder / "eval" / "summary.csv") for folder, *_ in settings}
-    out, simulated = [], {}  # folders of one world and methods share one simulation
+    plans = []  # (folder, scenario, summary with rc rows, chosen methods, simulation key)
     for folder, scenario, config, methods in settings:
         summary = summaries[folder]
         if "rc" not in methods:
@@ -159,12 +162,17 @@ def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, respo
                 raise ValueError(f"{folder} has no rc students, and no other folder given holds rc on its world")
             rc = summaries[donors[0]]
             summary = pd.concat([summary, rc[rc["model"].str.startswith("rc-seed")]], ignore_index=True)
-        measured = measured_ratios(summary)
         chosen = [m for m in methods if m in POLICY_OF and m != "rc"]
-        policies = ["rc"] + [POLICY_OF[m] for m in chosen]
-        key = (scenario, config, tuple(policies))
-        if key not in simulated:
-            simulated[key] = ratio_table(run_final_study([scenario], policies, seeds, config, workers))
+        plans.append((folder, scenario, summary, chosen, (scenario, config, ("rc", *(POLICY_OF[m] for m in chosen)))))
+    keys = list(dict.fromkeys(key for *_, key in plans))  # folders of one world and methods share one simulation
+    simulated = {}
+    for i, (scenario, config, policies) in enumerate(keys):
+        report = (lambda done, _, i=i: progress(i * len(seeds) + done, len(keys) * len(seeds))) if progress else None
+        simulated[scenario, config, policies] = ratio_table(
+            run_final_study([scenario], list(policies), seeds, config, workers, report))
+    out = []
+    for folder, scenario, summary, chosen, key in plans:
+        measured = measured_ratios(summary)
         predicted = simulated[key].copy()
         predicted["method"] = predicted["policy"].map({PolicySpec.parse(POLICY_OF[m]).label: m for m in chosen})
         for group, metric in GROUP_OF.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 from simulations.allocation.policies import DEFAULT_POLICIES, PolicySpec
 from simulations.allocation.scenarios import DEFAULT_SCENARIOS, SCENARIOS, build_world
@@ -64,6 +65,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "instead of the default exponential one (default: none)")
 
 
+def progress_bar(desc: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that draws one tqdm bar on stderr (a study of many seeds
+    runs for minutes; every policy of a (scenario, seed) is one unit)."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="job")
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return report
+
+
 def sim_config(args: argparse.Namespace) -> SimConfig:
     """The run's SimConfig: the defaults (QUICK's with --quick), then every flag given explicitly.
     A count below 1, a --switch outside [0, 1] or a --seeds / --workers out of range is a ValueError
@@ -98,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         from simulations.measured import compare, format_compare
 
         table = compare(args.measured, list(range(args.seeds)), args.workers or os.cpu_count() or 1,
-                        args.measured_alpha)
+                        args.measured_alpha, progress_bar("simulated worlds x seeds"))
         args.out.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out / "measured_vs_predicted.csv", index=False, float_format="%.4g")
         print(f"wrote {args.out / 'measured_vs_predicted.csv'}")
@@ -109,13 +128,13 @@ def run(args: argparse.Namespace) -> int:
         import time
         start = time.perf_counter()
         text, paths = run_named_study(args.study, list(range(args.seeds)), config, args.out,
-                                      args.workers or os.cpu_count() or 1)
+                                      args.workers or os.cpu_count() or 1, progress_bar("scenarios x seeds"))
         for path in paths:
             print(f"wrote {path}")
         print(text)
         print(f"\n{time.perf_counter() - start:.1f} s")
         return 0
-    study = run_study(scenarios, specs, list(range(args.seeds)), config, progress=print)
+    study = run_study(scenarios, specs, list(range(args.seeds)), config, progress_bar("scenarios x seeds"))
     meta = {"scenarios": scenarios, "policies": [s.label for s in specs], "seeds": args.seeds,
             "config": dataclasses.asdict(config)}
     for path in write_study(study, args.out, meta):

@@ -46,19 +46,20 @@ def _final_job(job: tuple) -> list[dict]:
 
 
 def run_final_study(scenarios: list[str], policies: list[str], seeds: list[int], config: SimConfig,
-                    workers: int = 1, progress: Callable[[str], None] | None = None) -> list[dict]:
+                    workers: int = 1, progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Final-metric rows (scenario, policy, seed, metric, value) of every policy, scenario and seed;
-    one process per (scenario, seed) job when workers > 1. The rows are the same for any workers."""
+    one process per (scenario, seed) job when workers > 1. The rows are the same for any workers.
+    ``progress(done, total)`` after each job."""
     import contextlib
     from concurrent.futures import ProcessPoolExecutor
 
     jobs = [(scenario, seed, tuple(policies), config) for scenario in scenarios for seed in seeds]
     rows: list[dict] = []
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        for job, job_rows in zip(jobs, pool.map(_final_job, jobs) if pool else map(_final_job, jobs)):
+        for done, job_rows in enumerate(pool.map(_final_job, jobs) if pool else map(_final_job, jobs), 1):
             rows += job_rows
             if progress:
-                progress(f"{job[0]}: seed {job[1]} done")
+                progress(done, len(jobs))
     return rows
 
 
@@ -121,7 +122,7 @@ def format_study(ratios, checks: list[dict], new: str) -> str:
 
 
 def run_named_study(name: str, seeds: list[int], config: SimConfig, out_dir: Path, workers: int = 1,
-                    progress: Callable[[str], None] | None = None) -> tuple[str, list[Path]]:
+                    progress: Callable[[int, int], None] | None = None) -> tuple[str, list[Path]]:
     """Run STUDIES[name]; write study_<name>_final.csv (as allocation_final.csv), study_<name>_ratios.csv,
     study_<name>_targets.csv and study_<name>_config.json; return the printed tables and the paths."""
     import pandas as pd

@@ -25,9 +25,11 @@ class Study:
 
 
 def run_study(scenarios: list[str], specs: list[PolicySpec], seeds: list[int],
-              config: SimConfig, progress: Callable[[str], None] | None = None) -> Study:
-    """Every policy on every scenario and seed, at the same budget (`config`)."""
+              config: SimConfig, progress: Callable[[int, int], None] | None = None) -> Study:
+    """Every policy on every scenario and seed, at the same budget (`config`); ``progress(done,
+    total)`` after each (scenario, seed)."""
     study = Study()
+    done, total = 0, len(scenarios) * len(seeds)
     for scenario in scenarios:
         for seed in seeds:
             world = build_world(scenario, seed)
@@ -40,8 +42,9 @@ def run_study(scenarios: list[str], specs: list[PolicySpec], seeds: list[int],
                 run = simulate(world, config, spec, seed, reference)
                 study.runs[scenario, spec.label, seed] = run
                 _record(study, scenario, spec.label, seed, world, groups, run, config)
+            done += 1
             if progress:
-                progress(f"{scenario}: seed {seed} done")
+                progress(done, total)
     return study
 
 

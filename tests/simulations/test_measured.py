@@ -53,7 +53,9 @@ def test_measured_ratios_pair_seeds():
 def test_compare_borrows_rc_from_a_folder_on_the_same_world(tmp_path):
     a = _experiment(tmp_path / "map", ["rc", "aria"], {"rc-seed0": [2.0, 1.0], "aria-seed0": [1.0, 2.0]})
     b = _experiment(tmp_path / "later", ["progress"], {"progress-seed0": [3.0, 0.5]})
-    table = compare([a, b], seeds=[0, 1])
+    reports = []
+    table = compare([a, b], seeds=[0, 1], progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(1, 4), (2, 4), (3, 4), (4, 4)]  # two simulations (the worlds' methods differ) x two seeds
     later = table[table["experiment"] == "later"].set_index("group")
     assert later.loc["head", "measured"] == pytest.approx(1.5) and later.loc["all", "measured"] == pytest.approx(0.5)
     assert table["predicted"].notna().all() and (table["predicted"] > 0).all()
@@ -66,7 +68,8 @@ def test_cli_measured(tmp_path, capsys):
     a = _experiment(tmp_path / "map", ["rc", "aria"], {"rc-seed0": [2.0, 1.0], "aria-seed0": [1.0, 2.0]})
     assert aria_cli.main(["sim", "allocation", "--measured", str(a), "--seeds", "2", "--workers", "1",
                           "--out", str(tmp_path / "sim")]) == 0
-    assert "predicted = simulator" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "predicted = simulator" in captured.out and "2/2" in captured.err  # the progress bar, on stderr
     assert set(pd.read_csv(tmp_path / "sim" / "measured_vs_predicted.csv")["method"]) == {"aria"}
     assert aria_cli.main(["sim", "allocation", "--measured", str(a), "--seeds", "2", "--workers", "1",
                           "--measured-alpha", "0.5", "--out", str(tmp_path / "sim_alpha")]) == 0

@@ -133,8 +133,11 @@ def test_study_tables_and_target_check(tmp_path):
 def test_study_rows_do_not_depend_on_the_workers(tmp_path):
     config = sim.SimConfig(steps=20, batch=8, log_every=20)
     scenarios, policies = ["tb_high_floor", "testbed:tau=0.5:s=0"], ["rc", "aria", "progress", "doremi:eta=0.01"]
+    reports = []
     one = sim.run_final_study(scenarios, policies, [0, 1], config, workers=1)
-    two = sim.run_final_study(scenarios, policies, [0, 1], config, workers=2)
+    two = sim.run_final_study(scenarios, policies, [0, 1], config, workers=2,
+                              progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(done, 2 * len(scenarios)) for done in range(1, 2 * len(scenarios) + 1)]
     assert one == two
 
 
