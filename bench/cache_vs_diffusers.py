@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from bench.common import end_to_end_parser, parse_args, report, work_folder
-from aria_train.diffusion.loading import DTYPES
+from aria_train.diffusion.precision import DTYPES
 from bench.sd_folder import SIZES, random_prompts, sd_folder
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from aria_train.diffusion.loading import DTYPES
+from aria_train.diffusion.precision import DTYPES
 from bench.common import end_to_end_parser, parse_args, report, work_folder
 from bench.sd_folder import SIZES, random_prompts, sd_folder
 

@@ -29,7 +29,7 @@ CACHE_ENTRIES = ("paired", "text", "sources.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from aria_train.diffusion.loading import DTYPES
+    from aria_train.diffusion.precision import DTYPES
 
     parser.add_argument("--teacher", required=True, help="teacher model folder (unet/, scheduler/, tokenizer/, text_encoder/; "
                         "Stable Diffusion XL: also tokenizer_2/, text_encoder_2/)")
@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.data.pool import PromptPool
     from aria_train.data.teacher_samples import (PAIRED_DIR, TEXT_DIR, Ranks, check_metadata, paired_metadata,
                                                  pool_rows, text_metadata, write_paired, write_text)
-    from aria_train.diffusion.loading import open_teacher, resolve_device, resolve_dtype, teacher_parts
+    from aria_train.diffusion.loading import open_teacher, resolve_device, teacher_parts
+    from aria_train.diffusion.precision import resolve_dtype
     from aria_train.diffusion.sampling import default_guidance
 
     quiet_libraries()

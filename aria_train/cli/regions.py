@@ -47,7 +47,7 @@ EMBEDDINGS = "embeddings"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from aria_train.diffusion.loading import DTYPES
+    from aria_train.diffusion.precision import DTYPES
 
     parser.add_argument("--teacher", required=True, metavar="FOLDER",
                         help="model folder holding tokenizer/ and text_encoder/ (Stable Diffusion XL: tokenizer_2/ and "
@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.data.pool import PromptPool
     from aria_train.data.regions import (EMBEDDING_DTYPE, POOLED, assign_regions, check_embedding_cache,
                                          embedding_metadata, kmeans_regions, pooled_embedding_cache)
-    from aria_train.diffusion.loading import load_region_encoder, resolve_device, resolve_dtype
+    from aria_train.diffusion.loading import load_region_encoder, resolve_device
+    from aria_train.diffusion.precision import resolve_dtype
     from aria_train.diffusion.text import pooled_width
 
     quiet_libraries()  # the encoder's load bar would print before our own progress and errors

@@ -224,18 +224,6 @@ def load_region_encoder(folder: str | Path):
     return tokenizer, encoder, ("tokenizer", "text_encoder")
 
 
-DTYPES = ("float32", "bfloat16", "float16")  # what a --dtype option may run the frozen models in
-
-
-def resolve_dtype(name: str, device) -> str:
-    """The dtype the models run in for --dtype ``name`` (auto or one of DTYPES) on ``device``:
-    auto is bfloat16 on CUDA (half float32's memory traffic, with its exponent range, so nothing
-    overflows) and float32 on CPUs, where half precision is emulated and slower."""
-    if name == "auto":
-        return "bfloat16" if device.type == "cuda" else "float32"
-    return name
-
-
 def resolve_device(name: str | None):
     """A torch device from an option: None = cuda if available, else cpu (ValueError for a name
     torch does not know or a device this machine lacks)."""

@@ -13,3 +13,15 @@ def test_every_command_help_renders_with_defaults(command, capsys):
         aria_cli.main(argv)
     assert done.value.code == 0
     assert "default" in capsys.readouterr().out
+
+
+def test_building_the_parser_imports_no_heavy_library():
+    """`aria --help` and the theory commands start in well under a second: no module's
+    ``add_arguments`` may import torch, diffusers or transformers (one did: ~6 s before the help)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, aria_cli; aria_cli.build_parser(); "
+            "print(' '.join(m for m in ('torch', 'diffusers', 'transformers', 'accelerate') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []

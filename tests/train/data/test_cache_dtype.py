@@ -10,7 +10,7 @@ import torch
 
 import aria_cli
 from aria_train.data.cache import TensorCache
-from aria_train.diffusion.loading import resolve_dtype
+from aria_train.diffusion.precision import resolve_dtype
 from sd_pipeline import make_tiny_sd_folder, write_prompt_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
