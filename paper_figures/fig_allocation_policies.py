@@ -12,6 +12,7 @@ Data: allocation_final.csv of `aria sim allocation`, else computed with `CONFIG`
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +53,8 @@ def load(data_dir: str | Path | None) -> pd.DataFrame:
     if final is not None:
         return final
     cfg = CONFIG
-    specs = [sim.PolicySpec.parse(p) for p in cfg.policies]
-    study = sim.run_study(list(cfg.scenarios), specs, list(range(cfg.seeds)), cfg.sim)
-    return pd.DataFrame(study.final)
+    return pd.DataFrame(sim.run_final_study(list(cfg.scenarios), list(cfg.policies), list(range(cfg.seeds)), cfg.sim,
+                                            os.cpu_count() or 1, sim.progress_bar("fig_allocation_policies: simulated")))
 
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:

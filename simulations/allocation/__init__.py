@@ -85,11 +85,11 @@ from simulations.allocation.scenarios import (DEFAULT_SCENARIOS, SCENARIOS, buil
 from simulations.allocation.simulate import RunResult, response_slowing, simulate
 from simulations.allocation.studies import (STUDIES, STUDY_COLUMNS, STUDY_POLICIES, TARGET_TOLERANCE, format_study,
                                             ratio_table, run_final_study, run_named_study, target_check)
-from simulations.allocation.study import Study, format_table, run_study, summary_table, write_study
+from simulations.allocation.study import Study, format_table, progress_bar, run_study, summary_table, write_study
 from simulations.allocation.world import GROUPS, METRICS, RC_SWITCH, TESTBED_METRICS, SimConfig, World
 
 __all__ = ["DEFAULT_POLICIES", "DEFAULT_SCENARIOS", "GROUPS", "METRICS", "QUICK", "RC_SWITCH", "SCENARIOS", "STUDIES",
            "STUDY_COLUMNS", "STUDY_POLICIES", "TARGET_TOLERANCE", "TESTBED_METRICS", "PolicySpec", "RunResult",
            "SimConfig", "Study", "World", "add_arguments", "build_world", "describe", "format_study", "format_table",
-           "parse_testbed", "ratio_table", "response_slowing", "run", "run_final_study", "run_named_study",
+           "parse_testbed", "progress_bar", "ratio_table", "response_slowing", "run", "run_final_study", "run_named_study",
            "run_study", "sim_config", "simulate", "summary_table", "target_check", "testbed_world", "write_study"]

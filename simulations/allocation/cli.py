@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Callable
 
 from simulations.allocation.policies import DEFAULT_POLICIES, PolicySpec
 from simulations.allocation.scenarios import DEFAULT_SCENARIOS, SCENARIOS, build_world
 from simulations.allocation.studies import STUDIES, run_named_study
-from simulations.allocation.study import format_table, run_study, write_study
+from simulations.allocation.study import format_table, progress_bar, run_study, write_study
 from simulations.allocation.world import SimConfig
 
 QUICK = SimConfig(steps=600, batch=32, log_every=20)
@@ -63,24 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --measured: simulate every world with a power-law response to draws of this "
                         "exponent (> 0; the trainer's cells measure 0.2-0.36, python -m simulations.headroom) "
                         "instead of the default exponential one (default: none)")
-
-
-def progress_bar(desc: str) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback that draws one tqdm bar on stderr (a study of many seeds
-    runs for minutes; every policy of a (scenario, seed) is one unit)."""
-    from tqdm import tqdm
-
-    bar = None
-
-    def report(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=desc, unit="job")
-        bar.update(done - bar.n)
-        if done == total:
-            bar.close()
-
-    return report
 
 
 def sim_config(args: argparse.Namespace) -> SimConfig:

@@ -24,6 +24,24 @@ class Study:
     worlds: dict[tuple[str, int], World] = field(default_factory=dict)
 
 
+def progress_bar(desc: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that draws one tqdm bar on stderr (a study of many seeds
+    runs for minutes; every policy of a (scenario, seed) is one unit)."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="job")
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return report
+
+
 def run_study(scenarios: list[str], specs: list[PolicySpec], seeds: list[int],
               config: SimConfig, progress: Callable[[int, int], None] | None = None) -> Study:
     """Every policy on every scenario and seed, at the same budget (`config`); ``progress(done,
