@@ -8,6 +8,20 @@ import numpy as np
 
 from simulations.allocation.world import World
 
+def _draw_difficulty(rng: np.random.Generator, seen: np.ndarray, high_floors: int,
+                     base_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per region: initial D ~ lognormal around 1 (sd 0.2 in log), floor 5% of it except
+    ``high_floors`` random seen regions at 90% (irreducible), rate ``base_rate`` * lognormal(sd 0.3);
+    drawn in this order, so a world's other draws do not depend on them."""
+    k = seen.shape[0]
+    initial = np.exp(0.2 * rng.standard_normal(k))
+    floor = 0.05 * initial
+    if high_floors:
+        stuck = rng.choice(np.flatnonzero(seen), size=high_floors, replace=False)
+        floor[stuck] = 0.9 * initial[stuck]
+    return initial, floor, base_rate * np.exp(0.3 * rng.standard_normal(k))
+
+
 def _clustered_world(seed: int, *, num_regions: int = 16, clusters: int = 4, zipf: float = 1.2,
                      unseen_clusters: int = 1, within: float = 0.3, across: float = 0.005,
                      high_floors: int = 0, base_rate: float = 0.1) -> World:
@@ -23,12 +37,7 @@ def _clustered_world(seed: int, *, num_regions: int = 16, clusters: int = 4, zip
     shares = (1.0 + np.arange(num_regions)) ** -zipf * np.exp(0.2 * rng.standard_normal(num_regions))
     shares /= shares.sum()
     seen = cluster < clusters - unseen_clusters
-    initial = np.exp(0.2 * rng.standard_normal(num_regions))
-    floor = 0.05 * initial
-    if high_floors:
-        stuck = rng.choice(np.flatnonzero(seen), size=high_floors, replace=False)
-        floor[stuck] = 0.9 * initial[stuck]
-    rate = base_rate * np.exp(0.3 * rng.standard_normal(num_regions))
+    initial, floor, rate = _draw_difficulty(rng, seen, high_floors, base_rate)
     transfer = np.where(cluster[:, None] == cluster[None, :], within, across)
     np.fill_diagonal(transfer, 1.0)
     return World(shares, seen, initial, floor, rate, transfer, forget=5e-4, process_noise=0.01)
@@ -107,12 +116,7 @@ def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: f
     labels = tuple(str(g) for g in by_rank[rank])
     seen = np.array([not g.startswith("unseen") for g in labels])
     paired_weight = shares * np.where(np.array(labels) == "under", under_pairs, 1.0)
-    initial = np.exp(0.2 * rng.standard_normal(k))
-    floor = 0.05 * initial
-    if high_floors:
-        stuck = rng.choice(np.flatnonzero(seen), size=high_floors, replace=False)
-        floor[stuck] = 0.9 * initial[stuck]
-    rate = base_rate * np.exp(0.3 * rng.standard_normal(k))
+    initial, floor, rate = _draw_difficulty(rng, seen, high_floors, base_rate)
     if tail_floors:  # drawn after everything else, so the other knobs' worlds do not change
         stuck = rng.choice(np.flatnonzero(np.array(labels) == "unseen_tail"), size=tail_floors, replace=False)
         floor[stuck] = 0.9 * initial[stuck]
