@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             check_free(args.out, args.overwrite)
         except ValueError:
+            if not args.out.exists():
+                raise  # it cannot be written: check_free's own message
             what = ("holds another world" if (args.out / "world.json").is_file() else
                     "holds other files" if args.out.is_dir() else "is not a folder")
             raise ValueError(f"output {args.out} already exists and {what} (pass --overwrite to replace it, "

@@ -58,6 +58,30 @@ def _open_cache(path: str, what: str, names: tuple[str, ...], verify: bool = Fal
     return cache
 
 
+def _paired_prompt_ids(paired: TensorCache, pool: PromptPool, paired_path: str, pool_path: str) -> np.ndarray:
+    """The paired cache's prompt_id column (N,) int64, checked against the pool: the cache was made
+    with this pool's texts (`aria cache --pool` records them; caches of older versions do not), and
+    every id is one of its rows."""
+    made_from = paired.metadata.get("pool_fingerprint")
+    if made_from is not None and made_from != pool.fingerprint():
+        raise ValueError(f"paired cache {paired_path} was made with another pool than {pool_path} (other "
+                         "texts, or another order): its prompt_id rows would caption samples with other prompts; pass "
+                         "the --pool the cache was made with")
+    if paired.shape("prompt_id")[1:] != () or paired.dtype("prompt_id").is_floating_point:
+        raise ValueError(f"paired cache {paired_path}: prompt_id must be one integer per row")
+    prompt_ids = paired.get("prompt_id").numpy().astype(np.int64)
+    if prompt_ids.min() < 0 or prompt_ids.max() >= len(pool):
+        raise ValueError(f"paired cache {paired_path}: prompt_id outside the pool's rows [0, {len(pool)})")
+    return prompt_ids
+
+
+def check_paired_cache_fits_pool(paired_path: str, pool_path: str) -> None:
+    """ValueError where `load_inputs` would find that the paired cache at ``paired_path`` does not
+    caption its samples from the pool at ``pool_path``: for callers that check before starting runs."""
+    _paired_prompt_ids(_open_cache(paired_path, "paired cache", PAIRED_TENSORS), PromptPool.from_file(pool_path),
+                       paired_path, pool_path)
+
+
 def load_inputs(config: DistillConfig) -> Inputs:
     """Load and cross-check teacher, pool, paired cache and optional text cache."""
     teacher = open_teacher(config.teacher)
@@ -72,11 +96,7 @@ def load_inputs(config: DistillConfig) -> Inputs:
         raise ValueError(f"{what} needs a region column in the pool {config.pool} (aria regions makes one)")
 
     paired = _open_cache(config.paired_cache, "paired cache", PAIRED_TENSORS, verify=True)
-    made_from = paired.metadata.get("pool_fingerprint")  # `aria cache --pool`'s texts (caches of older versions: none)
-    if made_from is not None and made_from != pool.fingerprint():
-        raise ValueError(f"paired cache {config.paired_cache} was made with another pool than {config.pool} (other "
-                         "texts, or another order): its prompt_id rows would caption samples with other prompts; pass "
-                         "the --pool the cache was made with")
+    prompt_ids = _paired_prompt_ids(paired, pool, config.paired_cache, config.pool)
     sample_shape = paired.shape("sample")[1:]
     if len(sample_shape) != 3 or sample_shape[0] != unet.config.in_channels:
         raise ValueError(f"paired cache {config.paired_cache}: samples of shape {tuple(sample_shape)}, the teacher "
@@ -84,11 +104,6 @@ def load_inputs(config: DistillConfig) -> Inputs:
     multiple = 2 ** (len(unet.config.block_out_channels) - 1)
     if sample_shape[1] % multiple or sample_shape[2] % multiple:
         raise ValueError(f"paired cache {config.paired_cache}: sample size {sample_shape[1:]} is not a multiple of {multiple}")
-    if paired.shape("prompt_id")[1:] != () or paired.dtype("prompt_id").is_floating_point:
-        raise ValueError(f"paired cache {config.paired_cache}: prompt_id must be one integer per row")
-    prompt_ids = paired.get("prompt_id").numpy().astype(np.int64)
-    if prompt_ids.min() < 0 or prompt_ids.max() >= len(pool):
-        raise ValueError(f"paired cache {config.paired_cache}: prompt_id outside the pool's rows [0, {len(pool)})")
 
     text_cache = None
     if config.text_cache:

@@ -6,6 +6,8 @@ from any working directory; the runs it starts record absolute paths.
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +22,9 @@ DEFAULT_METHODS = {
     "region-uniform": {"method": "rc", "sampler": "region"},
     "aria": {"method": "aria"},
 }
+# a method's name names its runs' folders, configs and logs: no separators, nothing hidden or empty
+METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+SET_BY_THE_EXPERIMENT = {"distill": ("seed",), "eval": ("teacher", "heldout", "student")}
 
 
 @dataclass
@@ -51,6 +56,16 @@ class ExperimentConfig(Options):
             raise ValueError("methods must name at least one method")
         if any(not isinstance(v, dict) for v in self.methods.values()):
             raise ValueError("methods must map each name to an object of distillation options")
+        for name in self.methods:
+            if not METHOD_NAME.fullmatch(name):
+                raise ValueError(f"method name {name!r} must be letters, digits, '_', '.' or '-', starting with a "
+                                 "letter or digit: it names the runs' folders")
+        for where, options in [("distill", self.distill), *((f"method {n!r}", o) for n, o in self.methods.items()),
+                               ("eval", self.eval)]:
+            fixed = [key for key in SET_BY_THE_EXPERIMENT["eval" if where == "eval" else "distill"] if key in options]
+            if fixed:
+                raise ValueError(f"{where} sets {', '.join(fixed)}, which the experiment sets itself "
+                                 f"({'its seeds' if fixed == ['seed'] else 'its teacher, heldout and runs'})")
         if self.parallel < 1:
             raise ValueError(f"parallel must be >= 1, got {self.parallel}")
         self.run_configs()
@@ -72,8 +87,8 @@ class ExperimentConfig(Options):
 
     def check_inputs(self) -> None:
         """ValueError naming the first input path of a run or of the evaluation that does not
-        exist: a path that resolved to nothing fails here, before any run starts, and not in
-        every run's worker process."""
+        exist, evaluation timesteps beyond the teacher's, or a paired cache that does not fit the pool:
+        found here, before any run starts, and not in every run's worker process (or after them)."""
         configs = [config for _, config in self.run_configs().values()] + [self.eval_config([self.teacher])]
         for config in configs:
             for name in path_options(type(config)):
@@ -81,6 +96,15 @@ class ExperimentConfig(Options):
                 if isinstance(value, str) and value and not Path(value).exists():
                     raise ValueError(f"{name} {value} does not exist (relative paths in an experiment config are "
                                      "relative to the config file's folder)")
+        scheduler = Path(self.teacher) / "scheduler" / "scheduler_config.json"
+        limit = json.loads(scheduler.read_text()).get("num_train_timesteps", 1000) if scheduler.is_file() else None
+        timesteps = self.eval_config([self.teacher]).timesteps
+        if limit is not None and max(timesteps) >= limit:
+            raise ValueError(f"eval timesteps must lie in [0, {limit}) for the teacher {self.teacher}, got {timesteps}")
+        from aria_train.distill.inputs import check_paired_cache_fits_pool  # torch, diffusers: only when run
+
+        for pool, paired in dict.fromkeys((c.pool, c.paired_cache) for _, c in self.run_configs().values()):
+            check_paired_cache_fits_pool(paired, pool)
 
     def run_configs(self) -> dict[str, tuple[str, DistillConfig]]:
         """{run name: (method name, validated DistillConfig)} for every method and seed."""

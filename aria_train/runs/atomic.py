@@ -14,11 +14,27 @@ from typing import Iterator
 
 
 def check_free(out: str | Path, overwrite: bool = False) -> Path:
-    """``out`` as a Path; ValueError if it exists, is not empty and ``overwrite`` is off."""
+    """``out`` as a Path; ValueError if it exists, is not empty and ``overwrite`` is off, or if it
+    could not be written (checked now, so a command that computes for hours before it writes fails
+    at once instead)."""
     out = Path(out)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"output {out} already exists (pass --overwrite to replace it)")
+    check_writable(out.absolute().parent)
     return out
+
+
+def check_writable(folder: Path) -> None:
+    """ValueError unless a folder can be made in ``folder`` (or in its nearest existing ancestor,
+    where the command would make it). Tried, not asked of os.access, which says yes to root on a
+    read-only file system and does not know about quotas or ACLs."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".aria-write-test-", dir=existing))
+    except OSError as err:
+        raise ValueError(f"cannot write under {existing}: {err.strerror or err}") from None
 
 
 @contextmanager

@@ -68,11 +68,39 @@ def experiment(paths: DistillPaths, heldout: Path, /, **changes) -> dict:
     ({"eval": {"bogus": 1}}, ["the experiment's eval options", "unknown fields bogus"]),
     ({"eval": {"samples_per_region": -1}}, ["samples_per_region must be >= 0"]),
     ({"distill": {"steps": 1, "lr": math.inf}}, ["lr must be a number, got inf"]),
+    ({"methods": {"aria/beta2": {"method": "aria"}}}, ["method name 'aria/beta2' must be letters"]),
+    ({"methods": {"../escape": {"method": "rc"}}}, ["method name '../escape'"]),  # would write beside --out
+    ({"methods": {"": {"method": "rc"}}}, ["method name ''"]),
+    ({"distill": {"steps": 1, "seed": 3}}, ["distill sets seed, which the experiment sets itself"]),
+    ({"methods": {"rc": {"method": "rc", "seed": 3}}}, ["method 'rc' sets seed"]),
+    ({"eval": {"student": ["elsewhere"]}}, ["eval sets student"]),
 ])
 def test_experiment_config_errors_are_one_line_before_any_folder(paths, heldout, tmp_path, capsys, change, needles):
     config = write_json(tmp_path / "experiment.json", experiment(paths, heldout, **change))
     refused(["experiment", config, "--out", tmp_path / "out"], capsys, str(config), *needles)
     assert not (tmp_path / "out").exists()
+
+
+def test_experiment_inputs_found_wrong_only_by_the_runs_are_refused_before_any_folder(paths, heldout, tmp_path, capsys):
+    """Evaluation timesteps beyond the teacher's (found after every run had trained) and a pool
+    that the paired cache's prompt ids do not fit (found in each run's worker)."""
+    config = write_json(tmp_path / "a.json", experiment(paths, heldout, eval={"timesteps": [500, 1000]}))
+    refused(["experiment", config, "--out", tmp_path / "out"], capsys, "eval timesteps must lie in [0, 1000)")
+    other = tmp_path / "other_pool.csv"
+    other.write_text("text,region\nsomething else,0\nand more,1\n")
+    config = write_json(tmp_path / "b.json", experiment(paths, heldout, pool=str(other)))
+    refused(["experiment", config, "--out", tmp_path / "out"], capsys, "prompt_id outside the pool's rows [0, 2)")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [["world", "--check", "0"], ["teacher", "--steps", "1"]])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, command):
+    """Found when the command starts, not when it writes after hours of work (a file where a folder
+    must be made fails for root too, unlike a read-only folder)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    refused([command[0], "--out", blocker / "sub" / "out", *command[1:]], capsys, f"cannot write under {blocker}")
+    assert blocker.read_text() == "not a folder"
 
 
 def test_experiment_parallel_zero_on_the_command_line_is_refused(paths, heldout, tmp_path, capsys):
