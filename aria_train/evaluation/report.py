@@ -371,8 +371,11 @@ def build_report(runs: list[Run], eval_dirs: list[Path] = ()) -> str:
     style = ("body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;font-size:13px;margin:.5em 0}th,td{border:1px solid #ccc;padding:2px 8px;"
              "text-align:left}img{max-width:100%}figcaption,.note{font-size:13px;color:#444}figure{margin:1em 0}")
-    return (f"<!DOCTYPE html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+    return (f"{REPORT_START.decode()}<html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+REPORT_START = b"<!DOCTYPE html>"  # what every page starts with: an existing --out without it is not ours to replace
 
 
 def write_report(run_paths: list[str | Path], out: Path, eval_dirs: list[Path] = ()) -> Path:
@@ -384,6 +387,8 @@ def write_report(run_paths: list[str | Path], out: Path, eval_dirs: list[Path] =
         raise ValueError(f"--out folder {out.parent} does not exist")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder: give the HTML file to write")
+    if out.is_file() and not out.read_bytes()[:len(REPORT_START)] == REPORT_START:
+        raise ValueError(f"--out {out} exists and is not a report of this command: it is replaced only if it is one")
     runs = [load_run(path, name) for path, name in zip(run_paths, distinct_names([Path(p).resolve().name for p in run_paths]))]
     missing = [d for d in eval_dirs if not (Path(d) / "summary.csv").is_file()]
     if missing:

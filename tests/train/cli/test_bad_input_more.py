@@ -304,7 +304,11 @@ def test_a_refused_report_leaves_no_partial_file(paths, tmp_path, capsys):
     refused(["report", paths.teacher, "--out", tmp_path / "r.html"], capsys, "not a distillation run directory")
     refused(["report", run, "--eval", paths.teacher, "--out", tmp_path / "r.html"], capsys,
             "is not an `aria eval` folder")
+    # the run's own metrics (an input) given as --out: once replaced by the page, breaking the run
+    refused(["report", run, "--out", run / "metrics.jsonl"], capsys, "exists and is not a report of this command")
     assert snapshot(tmp_path) == before and not list(tmp_path.glob("*.partial"))
+    assert aria_cli.main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    assert aria_cli.main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0  # its own report: replaced
 
 
 # ---------------------------------------------------------------- help texts

@@ -157,9 +157,9 @@ def test_region_labels_from_the_pool(runs):
 
 def test_existing_report_is_replaced(runs, tmp_path, capsys):
     out = tmp_path / "report.html"
-    out.write_text("old")
+    out.write_text("<!DOCTYPE html><p>an earlier report")
     assert report(capsys, str(runs["rc"]), "--out", str(out))[0] == 0
-    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert out.read_text().startswith("<!DOCTYPE html>") and "an earlier report" not in out.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
 
