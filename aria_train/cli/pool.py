@@ -17,13 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="pool file to convert (txt/jsonl/csv/parquet/arrow)")
     parser.add_argument("--out", required=True, help="the .arrow file to write (replaced atomically if it exists)")
     parser.add_argument("--text-column", default="text", help="column holding the prompts (default: %(default)s)")
-    parser.add_argument("--region-column", default="region", help="column of region ids, if any (default: %(default)s)")
+    parser.add_argument("--region-column", default=None, help="column of region ids; given, the source must have it "
+                        "(default: 'region' if the source has that column, else none)")
 
 
 def run(args: argparse.Namespace) -> int:
     from aria_train.data.pool import PromptPool
 
-    pool = PromptPool.from_file(args.source, text_column=args.text_column, region_column=args.region_column)
+    pool = PromptPool.from_file(args.source, text_column=args.text_column, region_column=args.region_column or "region")
+    if args.region_column is not None and pool.regions is None:
+        raise ValueError(f"{args.source} has no column {args.region_column!r} (--region-column)")
     path = pool.to_arrow(args.out)
     regions = f", {pool.num_regions} regions" if pool.regions is not None else ""
     print(f"wrote {path}: {len(pool)} prompts{regions}")

@@ -291,6 +291,21 @@ def test_eval_prints_its_stages(paths, heldout, tmp_path, capsys):
     assert positions == sorted(positions)
 
 
+# ---------------------------------------------------------------- aria pool
+
+
+def test_pool_refuses_a_region_column_it_does_not_have(tmp_path, capsys):
+    source = tmp_path / "prompts.csv"
+    source.write_text("text,region\na red circle,0\na blue square,1\n")
+    out = tmp_path / "pool.arrow"
+    refused(["pool", source, "--out", out, "--region-column", "regoin"], capsys, "has no column 'regoin'")
+    assert not out.exists()  # once: a pool without regions, written silently
+    assert aria_cli.main(["pool", str(source), "--out", str(out)]) == 0  # the default column, found
+    assert "2 regions" in capsys.readouterr().out
+    (tmp_path / "plain.csv").write_text("text\na red circle\n")
+    assert aria_cli.main(["pool", str(tmp_path / "plain.csv"), "--out", str(out)]) == 0  # the default is optional
+
+
 # ---------------------------------------------------------------- aria report
 
 
