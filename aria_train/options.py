@@ -282,7 +282,11 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         default = _default(f)
         default_text = "required" if default is dataclasses.MISSING or f.metadata.get("required") \
             else f"default: {default if default not in (None, '') else 'none'}"
-        help_text = f"{f.metadata.get('help', '')}{unit_text} ({default_text})".replace("%", "%%")
+        text = f.metadata.get("help", "")
+        if "(default" in text and default_text != "required":  # the help says what the default means
+            help_text = f"{text}{unit_text}".replace("%", "%%")
+        else:
+            help_text = f"{text}{unit_text} ({default_text})".replace("%", "%%")
         kwargs: dict[str, Any] = {"default": None, "help": help_text}
         union = _union_args(hint)
         plain = [a for a in union if a is not type(None)] if union else [hint]

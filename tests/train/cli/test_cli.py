@@ -25,3 +25,16 @@ def test_building_the_parser_imports_no_heavy_library():
             "print(' '.join(m for m in ('torch', 'diffusers', 'transformers', 'accelerate') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
+
+
+def test_no_option_states_two_defaults(capsys):
+    """An option whose help explains its default ("(default: the teacher's ...)") gets no second,
+    generated "(default: none)" (the audit found four such in eval, two in distill)."""
+    import re
+
+    for command in aria_cli.COMMANDS:
+        with pytest.raises(SystemExit):
+            aria_cli.main([part for part in command if part] + ["--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for option in re.split(r" (?=--[a-z])", text):
+            assert option.count("(default") <= 1, (command, option)
