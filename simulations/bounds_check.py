@@ -49,6 +49,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -257,7 +258,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="family-wise false-failure rate of the whole run, split over all checks "
                              "(probability; default %(default)s)")
     parser.add_argument("--eta", type=float, default=defaults.eta,
-                        help="failure probability of the per-time high-probability bounds (default %(default)s)")
+                        help="failure probability of the per-time high-probability bounds (probability; default %(default)s)")
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes (count; default %(default)s: 1 with --quick, else one per core)")
 
@@ -271,8 +272,11 @@ def run(args: argparse.Namespace) -> int:
                                   "alpha": args.alpha, "eta": args.eta})
     if config.paths < 2:
         raise ValueError(f"--paths must be >= 2, got {config.paths}")
-    if config.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {config.steps}")
+    # the slope checks need an estimate: two EMAs differ only after more than 1/a observations
+    need = math.floor(1 / min(config.steps_a)) + 1
+    if config.steps < need:
+        raise ValueError(f"--steps must be >= {need}, got {config.steps}: the slope checks' two-EMA estimate exists "
+                         f"only after more than 1/a observations (a = {min(config.steps_a):g})")
     if not (0 < config.alpha < 1 and 0 < config.eta < 1):
         raise ValueError(f"--alpha and --eta must be in (0, 1), got {config.alpha} and {config.eta}")
     if args.seed < 0:

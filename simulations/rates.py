@@ -186,9 +186,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = RatesConfig()
     parser.add_argument("--sigma", type=float, default=d.sigma, help="noise sd (discrepancy units; default %(default)s)")
     parser.add_argument("--delta", type=float, default=d.delta,
-                        help="drift bound per step for the step-size and running-mean studies (default %(default)s)")
+                        help="drift bound per step for the step-size and running-mean studies (discrepancy units per step; "
+                        "default %(default)s)")
     parser.add_argument("--delta-p", type=float, default=d.delta_p,
-                        help="drift bound per step for the observation-probability study (default %(default)s)")
+                        help="drift bound per step for the observation-probability study (discrepancy units per step; "
+                        "default %(default)s)")
     # Default None = not given: --quick then supplies its value, and a flag given explicitly wins.
     parser.add_argument("--paths", type=int, default=None,
                         help=f"Monte Carlo paths (default {d.paths}; --quick: {QUICK.paths})")

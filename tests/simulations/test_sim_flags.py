@@ -131,8 +131,9 @@ def test_bounds_quick_keeps_explicit_flags(argv, paths, steps, tmp_path, monkeyp
 @pytest.mark.parametrize("argv, needle", [
     (["--paths", "1"], "--paths must be >= 2, got 1"),
     (["--paths", "0"], "--paths must be >= 2"),
-    (["--steps", "0"], "--steps must be >= 1, got 0"),
-    (["--steps", "-3"], "--steps must be >= 1"),
+    (["--steps", "0"], "--steps must be >= 21, got 0"),
+    (["--steps", "-3"], "--steps must be >= 21"),
+    (["--steps", "20"], "--steps must be >= 21, got 20: the slope checks"),  # once: "All-NaN slice encountered"
     (["--alpha", "0"], "--alpha and --eta must be in (0, 1)"),
     (["--eta", "nan"], "--alpha and --eta must be in (0, 1)"),
     (["--seed", "-1"], "--seed must be >= 0"),
