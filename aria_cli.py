@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aria: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, MemoryError) as err:  # MemoryError: sizes beyond what any check bounds
         if os.environ.get("ARIA_DEBUG"):
             raise
-        print(f"aria: error: {err}", file=sys.stderr)
+        print(f"aria: error: {'out of memory: ' if isinstance(err, MemoryError) else ''}{err}", file=sys.stderr)
         return 2
 
 

@@ -28,6 +28,10 @@ CATALOG: dict[str, tuple[str, ...]] = {
 GROUPS = ("seen", "unseen", "under")
 
 
+# the worlds render every paired and held-out image in memory; a side of 10^5 px asked numpy for TiBs
+MAX_IMAGE_SIZE = 512
+
+
 @dataclass
 class WorldConfig:
     """Everything that defines a world; ``World(config)`` is a pure function of it.
@@ -58,8 +62,8 @@ class WorldConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "world config")
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
+        if not 8 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be in [8, {MAX_IMAGE_SIZE}] pixels, got {self.image_size}")
         for attribute in ATTRIBUTES:
             values = self.values(attribute)
             unknown = [v for v in values if v not in CATALOG[attribute]]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from aria_train.options import check_fields
+from aria_train.worlds.config import MAX_IMAGE_SIZE
 from aria_train.worlds.glyph.render import PLACEMENTS
 from aria_train.worlds.render import BACKGROUNDS, COLOURS
 
@@ -78,6 +79,8 @@ class GlyphWorldConfig:
             raise ValueError("first_parts and second_parts must be >= 1, with at least 2 regions")
         if self.glyph_cells < 2 or self.cell_px < 1:
             raise ValueError("glyph_cells must be >= 2 and cell_px >= 1")
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be at most {MAX_IMAGE_SIZE} pixels, got {self.image_size}")
         if self.tile_px > self.image_size:
             raise ValueError(f"the tile ((glyph_cells + 2) * cell_px = {self.tile_px} px) does not fit in "
                              f"image_size {self.image_size}")
@@ -103,8 +106,10 @@ class GlyphWorldConfig:
                 len(ranks) >= self.head_ranks:
             raise ValueError(f"unseen_head_ranks must be distinct ranks in [1, head_ranks={self.head_ranks}], "
                              f"leaving at least one seen head region; got {ranks}")
-        if self.pool_total < 1 or self.heldout_per_region < 1 or self.paired_total < 0 or self.paired_min < 0:
-            raise ValueError("pool_total and heldout_per_region must be >= 1, paired_total and paired_min >= 0")
+        if self.pool_total < 1 or self.heldout_per_region < 1 or self.paired_total < 1 or self.paired_min < 0:
+            raise ValueError("pool_total, heldout_per_region and paired_total must be >= 1 (distillation needs paired "
+                             f"images), paired_min >= 0; got {self.pool_total}, {self.heldout_per_region}, "
+                             f"{self.paired_total}, {self.paired_min}")
 
     @property
     def num_regions(self) -> int:

@@ -291,6 +291,30 @@ def test_eval_prints_its_stages(paths, heldout, tmp_path, capsys):
     assert positions == sorted(positions)
 
 
+# ---------------------------------------------------------------- aria world
+
+
+@pytest.mark.parametrize("extra, config, needle", [
+    (["--image-size", "100000"], None, "image_size must be in [8, 512] pixels, got 100000"),  # once: a traceback
+    ([], {"kind": "glyph", "paired_total": 0}, "paired_total must be >= 1"),  # once: accepted, failing later steps
+    ([], {"kind": "glyph", "image_size": 4096}, "image_size must be at most 512 pixels"),
+])
+def test_world_refuses_sizes_it_cannot_make(tmp_path, capsys, extra, config, needle):
+    if config is not None:
+        extra = ["--config", write_json(tmp_path / "world.json", config)]
+    refused(["world", "--out", tmp_path / "w", "--check", "0", *extra], capsys, needle)
+    assert not (tmp_path / "w").exists()
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    import aria_train.cli.world as world_cli
+
+    def exhausted(args):
+        raise MemoryError("Unable to allocate 1.16 TiB for an array")
+    monkeypatch.setattr(world_cli, "run", exhausted)
+    refused(["world", "--out", tmp_path / "w"], capsys, "out of memory: Unable to allocate 1.16 TiB")
+
+
 # ---------------------------------------------------------------- aria pool
 
 
