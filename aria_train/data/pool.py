@@ -134,6 +134,8 @@ class PromptPool:
         """Read a .txt / .jsonl / .csv / .parquet pool, or map an .arrow one (FileNotFoundError /
         ValueError on bad input)."""
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"prompt file {path} is a folder: give the pool file in it (e.g. pool.parquet)")
         if not path.is_file():
             raise FileNotFoundError(f"prompt file {path} not found")
         suffix = path.suffix.lower()

@@ -19,7 +19,7 @@ from aria_train.console import first_line
 from aria_train.diffusion.prompts import PromptEncoder
 from aria_train.diffusion.targets import check_prediction_type
 from aria_train.diffusion.text import load_text_stack
-from aria_train.runs.checkpoint import EMA_DIR, list_checkpoints
+from aria_train.runs.checkpoint import EMA_DIR, STUDENT_DIR, list_checkpoints
 
 TEACHER_PARTS = ("unet", "scheduler", "tokenizer", "text_encoder")
 # An SDXL folder (StableDiffusionXLPipeline.save_pretrained) adds the second encoder; the samples
@@ -39,6 +39,9 @@ def resolve_unet_folder(path: str | Path) -> Path:
         found = list_checkpoints(path / "checkpoints")
         if not found:
             raise ValueError(f"run directory {path} has no complete checkpoint")
+        if not (found[-1] / EMA_DIR / "config.json").is_file():  # diffusers would look for it on the Hub
+            raise ValueError(f"run directory {path}: its newest checkpoint {found[-1].name} has no {EMA_DIR}/ "
+                             f"(give a UNet folder, e.g. {found[-1] / STUDENT_DIR}, to evaluate the raw weights)")
         return found[-1] / EMA_DIR
     if (path / "config.json").is_file():
         return path

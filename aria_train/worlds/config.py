@@ -125,13 +125,18 @@ class WorldConfig:
 
 
 def read_world_json(path: str | Path) -> dict:
-    """The JSON object of a world config file (FileNotFoundError / ValueError with one line)."""
+    """The JSON object of a world config file, or of the world.json in a folder (`aria world --out`
+    writes one there); FileNotFoundError / ValueError with one line."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "world.json").is_file():
+            raise FileNotFoundError(f"world config {path} is a folder without a world.json")
+        path = path / "world.json"
     if not path.is_file():
         raise FileNotFoundError(f"world config {path} does not exist")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"world config {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"world config {path} must hold a JSON object")

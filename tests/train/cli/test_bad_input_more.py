@@ -279,6 +279,19 @@ def test_eval_refuses_bad_values_before_writing(paths, heldout, tmp_path, capsys
     assert not out.exists()
 
 
+def test_eval_of_a_run_whose_newest_checkpoint_lacks_the_ema_says_so(paths, heldout, tmp_path, capsys):
+    """Once: "couldn't connect to huggingface.co" (diffusers, not finding the folder, asked the Hub)."""
+    import shutil
+
+    run = tmp_path / "run"
+    assert aria_cli.main([str(a) for a in paths.options(run, "--steps", "2", "--no-progress")]) == 0
+    newest = sorted((run / "checkpoints").iterdir())[-1]
+    shutil.rmtree(newest / "student_ema")
+    refused(["eval", "--teacher", paths.teacher, "--student", run, "--heldout", heldout, "--out", tmp_path / "eval"],
+            capsys, f"its newest checkpoint {newest.name} has no student_ema/")
+    assert not (tmp_path / "eval").exists()
+
+
 def test_eval_prints_its_stages(paths, heldout, tmp_path, capsys):
     capsys.readouterr()
     argv = ["eval", "--teacher", paths.teacher, "--student", paths.teacher / "unet", "--heldout", heldout,
@@ -304,6 +317,19 @@ def test_world_refuses_sizes_it_cannot_make(tmp_path, capsys, extra, config, nee
         extra = ["--config", write_json(tmp_path / "world.json", config)]
     refused(["world", "--out", tmp_path / "w", "--check", "0", *extra], capsys, needle)
     assert not (tmp_path / "w").exists()
+
+
+def test_a_world_folder_stands_for_its_world_json(tmp_path, capsys):
+    """`aria world --out DIR` writes DIR/world.json; DIR itself was refused as "does not exist"."""
+    folder = tmp_path / "w"
+    assert aria_cli.main(["world", "--out", str(folder), "--check", "0"]) == 0
+    assert aria_cli.main(["world", "--config", str(folder), "--out", str(tmp_path / "again"), "--check", "0"]) == 0
+    assert (tmp_path / "again" / "world.json").read_text() == (folder / "world.json").read_text()
+    refused(["world", "--config", tmp_path, "--out", tmp_path / "x"], capsys, "is a folder without a world.json")
+    refused(["pool", folder, "--out", tmp_path / "p.arrow"], capsys, f"prompt file {folder} is a folder")
+    (tmp_path / "binary.json").write_bytes(bytes(range(256)))
+    refused(["world", "--config", tmp_path / "binary.json", "--out", tmp_path / "x"], capsys,
+            f"world config {tmp_path / 'binary.json'} is not valid JSON")
 
 
 def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
