@@ -102,8 +102,10 @@ class TeacherConfig(Options):
             raise ValueError(f"channels needs at least 2 positive stages, got {self.channels}")
         if self.text_hidden % self.text_heads:
             raise ValueError(f"text_hidden {self.text_hidden} must be divisible by text_heads {self.text_heads}")
-        if not 0.0 <= self.null_prob <= 1.0 or not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError("null_prob must be in [0, 1] and ema_decay in [0, 1)")
+        if not 0.0 <= self.null_prob <= 1.0:
+            raise ValueError(f"null_prob must be in [0, 1], got {self.null_prob}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not self.eval_timesteps or min(self.eval_timesteps) < 0 or max(self.eval_timesteps) >= 1000:
             raise ValueError(f"eval_timesteps must lie in [0, 1000), got {self.eval_timesteps}")
         return self

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aria_train.options import check_fields
+from aria_train.options import check_fields, check_seed
 from aria_train.worlds.render import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
 
 ATTRIBUTES = ("shape", "colour", "size", "position", "background")
@@ -62,6 +62,7 @@ class WorldConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "world config")
+        check_seed("seed", self.seed)  # numpy's own refusal names no option
         if not 8 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ValueError(f"image_size must be in [8, {MAX_IMAGE_SIZE}] pixels, got {self.image_size}")
         for attribute in ATTRIBUTES:

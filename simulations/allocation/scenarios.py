@@ -148,10 +148,13 @@ def parse_testbed(scenario: str) -> dict:
             raise ValueError(f"test-bed scenarios take {', '.join(_TESTBED_KEYS)} as key=value, got {pair!r}")
         if key == "observe":
             kwargs["observe"] = value
-        elif key in ("k", "tail", "head", "under", "floors", "tailfloors", "easy"):
-            kwargs[_TESTBED_KEYS[key]] = int(value)
-        else:
-            kwargs[_TESTBED_KEYS[key]] = float(value)
+            continue
+        kind = int if key in ("k", "tail", "head", "under", "floors", "tailfloors", "easy") else float
+        try:
+            kwargs[_TESTBED_KEYS[key]] = kind(value)
+        except ValueError:
+            raise ValueError(f"test-bed key {key} takes {'an integer' if kind is int else 'a number'}, got {value!r} "
+                             f"in {scenario!r}") from None
     return kwargs
 
 

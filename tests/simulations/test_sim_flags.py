@@ -61,6 +61,8 @@ def test_allocation_config_is_defaults_then_quick_then_given_flags(argv, expecte
     (["--switch", "1.5"], "--switch must be in [0, 1]"),
     (["--switch", "nan"], "--switch must be in [0, 1]"),
     (["--workers", "-1"], "--workers must be >= 0"),
+    (["--scenarios", "testbed:k=abc"], "test-bed key k takes an integer, got 'abc'"),  # once: a bare int() error
+    (["--scenarios", "testbed:tau=x"], "test-bed key tau takes a number, got 'x'"),
 ])
 @pytest.mark.parametrize("quick", [[], ["--quick"]], ids=["plain", "quick"])
 def test_allocation_refuses_meaningless_values_before_writing(argv, needle, quick, tmp_path, capsys):

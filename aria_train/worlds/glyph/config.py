@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from aria_train.options import check_fields
+from aria_train.options import check_fields, check_seed
 from aria_train.worlds.config import MAX_IMAGE_SIZE
 from aria_train.worlds.glyph.render import PLACEMENTS
 from aria_train.worlds.render import BACKGROUNDS, COLOURS
@@ -73,6 +73,7 @@ class GlyphWorldConfig:
     def __post_init__(self) -> None:
         # types first, so every later check compares numbers with numbers (one line naming the field)
         check_fields(self, "glyph world config")
+        check_seed("seed", self.seed)  # numpy's own refusal names no option
         if self.kind != "glyph":
             raise ValueError(f"GlyphWorldConfig.kind must be 'glyph', got {self.kind!r}")
         if self.first_parts < 1 or self.second_parts < 1 or self.num_regions < 2:

@@ -311,6 +311,9 @@ def test_eval_prints_its_stages(paths, heldout, tmp_path, capsys):
     (["--image-size", "100000"], None, "image_size must be in [8, 512] pixels, got 100000"),  # once: a traceback
     ([], {"kind": "glyph", "paired_total": 0}, "paired_total must be >= 1"),  # once: accepted, failing later steps
     ([], {"kind": "glyph", "image_size": 4096}, "image_size must be at most 512 pixels"),
+    (["--seed", "-1"], None, "seed must be in [0, 2^63), got -1"),  # once: "expected non-negative integer"
+    (["--seed", str(2**70)], None, "seed must be in [0, 2^63)"),
+    ([], {"kind": "glyph", "seed": -2}, "seed must be in [0, 2^63), got -2"),
 ])
 def test_world_refuses_sizes_it_cannot_make(tmp_path, capsys, extra, config, needle):
     if config is not None:
@@ -330,6 +333,15 @@ def test_a_world_folder_stands_for_its_world_json(tmp_path, capsys):
     (tmp_path / "binary.json").write_bytes(bytes(range(256)))
     refused(["world", "--config", tmp_path / "binary.json", "--out", tmp_path / "x"], capsys,
             f"world config {tmp_path / 'binary.json'} is not valid JSON")
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--null-prob", "1.5", "null_prob must be in [0, 1], got 1.5"),  # once: one line for two options, no value
+    ("--ema-decay", "1", "ema_decay must be in [0, 1), got 1.0"),
+])
+def test_teacher_names_the_bad_option_and_its_value(tmp_path, capsys, flag, value, needle):
+    refused(["teacher", "--out", tmp_path / "t", flag, value], capsys, needle)
+    assert not (tmp_path / "t").exists()
 
 
 def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
