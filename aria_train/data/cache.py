@@ -35,6 +35,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from aria_train.runs.atomic import share_files
 MANIFEST = "manifest.json"
 FORMAT = "aria-tensor-cache"
 VERSION = 1
@@ -111,7 +112,8 @@ def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
 
 def write_shard_file(path: str | Path, tensors: dict[str, torch.Tensor | np.ndarray]) -> Path:
     """Write one shard (named tensors sharing their first, row, dimension; copied to the CPU) to
-    `path` through a temporary file and a rename, so `path` exists only once complete."""
+    `path` through a temporary file and a rename, so `path` exists only once complete (and with
+    the mode open() gives a new file, not save_file's 0600)."""
     path = Path(path)
     tensors = {name: torch.as_tensor(value).detach().cpu().contiguous() for name, value in tensors.items()}
     sizes = {value.shape[0] if value.dim() else None for value in tensors.values()}
@@ -119,6 +121,7 @@ def write_shard_file(path: str | Path, tensors: dict[str, torch.Tensor | np.ndar
         raise ValueError(f"a shard needs tensors sharing their first (row) dimension, got {[tuple(v.shape) for v in tensors.values()]}")
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, tmp)
+    share_files(tmp)
     os.replace(tmp, path)
     return path
 
@@ -290,9 +293,7 @@ class TensorCacheWriter:
         self._buffer = {name: [value[rows:]] for name, value in joined.items()}
         self._buffered -= rows
         name = _shard_file(len(self._shards))
-        tmp = self.directory / (name + ".tmp")
-        save_file(shard, tmp)
-        os.replace(tmp, self.directory / name)
+        write_shard_file(self.directory / name, shard)
         self._shards.append({"file": name, "rows": rows, "sha256": file_sha256(self.directory / name)})
         self._committed += rows
         self._write_manifest(complete=False)

@@ -1,7 +1,8 @@
 """Write an output folder all at once: build it under a temporary name, rename it into place.
 
 A command that fails midway (bad input found late, an exception, Ctrl-C) leaves no output folder
-behind, and a reader never sees a half-written one.
+behind, and a reader never sees a half-written one. The files of a finished folder get the mode
+open() gives a new file (`share_files`).
 """
 from __future__ import annotations
 
@@ -52,9 +53,33 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
     replace_folder(tmp, out)  # an existing one only with overwrite (checked above)
 
 
+def default_file_mode() -> int:
+    """The mode open() gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0o077)  # reading the umask means setting it: meanwhile, other threads' new files are private
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def share_files(root: Path) -> None:
+    """Give ``root``, a file, or every file under the folder ``root`` the mode open() gives a new file.
+
+    safetensors' save_file (and so save_pretrained and accelerate's save_state) writes through a
+    private temporary file and leaves mode 0600 whatever the umask: weights and caches that other
+    users of a shared machine could not read."""
+    mode = default_file_mode()
+    if root.is_file():
+        root.chmod(mode)
+        return
+    for folder, _, files in os.walk(root):
+        for name in files:
+            os.chmod(os.path.join(folder, name), mode)
+
+
 def replace_folder(tmp: Path, final: Path) -> None:
-    """Rename the finished folder ``tmp`` to ``final``; an existing ``final`` is moved aside first
-    and deleted after, so ``final`` is at every moment either the old folder or the new one."""
+    """Rename the finished folder ``tmp`` to ``final`` (its files given the usual mode first,
+    `share_files`); an existing ``final`` is moved aside first and deleted after, so ``final`` is
+    at every moment either the old folder or the new one."""
+    share_files(tmp)
     if not final.exists():
         os.replace(tmp, final)
         return
