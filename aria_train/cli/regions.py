@@ -4,10 +4,11 @@ Every prompt of --prompts is embedded once with the frozen text encoder of the -
 (FOLDER/tokenizer, FOLDER/text_encoder; an embedded-world teacher or a Stable Diffusion folder;
 for Stable Diffusion XL, FOLDER/tokenizer_2 and FOLDER/text_encoder_2, whose projected pooled
 vector is what the SDXL UNet is conditioned on: docs/design.md §3) into OUT/embeddings, a tensor
-cache that a killed run resumes and a rerun with --overwrite (say, another --k) reuses. The cache records a hash of the prompts' texts and of the text encoder's
-files: embeddings of other prompts (even at the same path with as many rows) or of another
-teacher are refused, never reused. Then batched k-means (k-means++ seeding) assigns each prompt
-a region. Outputs in OUT:
+cache that a killed run resumes and a rerun with --overwrite (say, another --k) reuses. The cache
+records a hash of the prompts' texts and of the text encoder's files: embeddings of other prompts
+(even at the same path with as many rows) or of another teacher are never reused: refused, or
+with --overwrite deleted and computed again. Then batched k-means (k-means++ seeding) assigns
+each prompt a region. Outputs in OUT:
 
   regions.parquet  the pool's columns with `region` set to the k-means region (a region column
                    the pool already had is kept as `region_given`); a valid --prompts file
@@ -33,7 +34,7 @@ prompts to another region: assigned to the centroids of the float32 run, 99.89% 
 at CLIP-L size in bfloat16, and 99.6% of the tests' 4000 prompts (99.98% in float16;
 tests/train/data/test_regions_fast.py); in float32 the fast path gives exactly the regions of
 encoding prompt batch by batch. The cache records the dtype, so embeddings of another --dtype are
-refused, never mixed or reused.
+never mixed or reused (refused, or computed again with --overwrite).
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder, created if missing; an existing one "
                         "must be empty or an earlier `aria regions` output (required)")
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out, "
-                        "reusing its embeddings when they are of the same prompts, text encoder and --dtype (default: refuse)")
+                        "reusing its embeddings when they are of the same prompts, text encoder and --dtype, else "
+                        "computing them again (default: refuse)")
     parser.add_argument("--text-column", default="text", help="column holding the prompts (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="k-means seed (default: %(default)s)")
     parser.add_argument("--iters", type=int, default=100,
@@ -69,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="torch device; auto = cuda if available, else cpu (default: %(default)s)")
     parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="dtype the text encoder runs in; "
                         "auto = bfloat16 on CUDA, float32 on the CPU; embeddings cached in another dtype are refused "
-                        "(default: %(default)s)")
+                        "(computed again with --overwrite) (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=1024, help="prompts per text-encoder batch (default: %(default)s)")
     parser.add_argument("--kmeans-batch-size", type=int, default=65536,
                         help="embeddings per k-means distance batch (default: %(default)s)")
@@ -196,12 +198,14 @@ def run(args: argparse.Namespace) -> int:
     source = {"prompts_fingerprint": pool.fingerprint(), "text_encoder_fingerprint": encoder_print,
               "text_column": args.text_column}
     metadata = embedding_metadata(pool, dtype, {**source, "paths": paths})
-    check_embedding_cache(out / EMBEDDINGS, metadata)  # stale embeddings: refused before anything is written
+    # embeddings of other inputs: refused before anything is written, or (--overwrite) computed again
+    check_embedding_cache(out / EMBEDDINGS, metadata, replace=args.overwrite)
     text_encoder.to(device, dtype)
     out.mkdir(parents=True, exist_ok=True)
 
     cache = pooled_embedding_cache(pool, tokenizer, text_encoder, out / EMBEDDINGS, device,
-                                   batch_size=args.batch_size, shard_rows=args.shard_rows, metadata=metadata)
+                                   batch_size=args.batch_size, shard_rows=args.shard_rows, metadata=metadata,
+                                   replace=args.overwrite)
     if centroids is None:
         print(f"k-means: {len(cache)} embeddings of dimension {width} into {args.k} regions on {device}")
         labels, centroids = kmeans_regions(cache.get(POOLED), args.k, args.seed, device=device,

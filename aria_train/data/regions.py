@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -318,23 +319,24 @@ def embedding_metadata(pool: PromptPool, dtype: torch.dtype, metadata: dict[str,
     return json.loads(json.dumps(recorded))
 
 
-def check_embedding_cache(directory: str | Path, metadata: dict[str, Any]) -> bool:
+def check_embedding_cache(directory: str | Path, metadata: dict[str, Any], replace: bool = False) -> bool:
     """True if `directory` holds an embedding cache of `metadata` (`embedding_metadata`) to
-    reuse or resume, False if it holds none; ValueError, changing nothing, if its embeddings are
-    of other inputs (every key but "paths" is compared)."""
+    reuse or resume; False if it holds none, or with `replace` one of other inputs (which
+    `pooled_embedding_cache` then deletes); otherwise ValueError, changing nothing, if its
+    embeddings are of other inputs (every key but "paths" is compared)."""
     directory = Path(directory)
     if not (directory / MANIFEST).exists():
         return False
     # caches made before the dtype was recorded were all computed in float32
     stored = {EMBEDDING_DTYPE: "float32", **read_manifest(directory)["metadata"]}
     changed = sorted(k for k in set(stored) | set(metadata) if k != "paths" and stored.get(k) != metadata.get(k))
-    if changed:
+    if changed and not replace:
         names = {"prompts_fingerprint": "the prompts' texts", "text_encoder_fingerprint": "the text encoder's files",
                  "rows": "the number of prompts",
                  EMBEDDING_DTYPE: f"the text encoder's dtype, {stored[EMBEDDING_DTYPE]} -> {metadata.get(EMBEDDING_DTYPE)}"}
         raise ValueError(f"{directory} holds embeddings of other inputs ({', '.join(names.get(k, k) for k in changed)} "
-                         f"changed): remove it or choose another output folder")
-    return True
+                         f"changed): replace them (aria regions --overwrite), remove them or choose another output folder")
+    return not changed
 
 
 def pooled_embeddings(pool: PromptPool, tokenizer: Any, text_encoder: torch.nn.Module, device: str | torch.device,
@@ -369,16 +371,17 @@ def pooled_embedding_cache(
     shard_rows: int = 65536,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    replace: bool = False,
 ) -> TensorCache:
     """Pooled text embeddings of every prompt of `pool` (tensor "pooled", float32 (N, D)), computed once.
 
     A complete cache in `directory` with the same metadata (`metadata` plus the pool size and the
     encoder's dtype, `embedding_metadata`) is reused as it is; an incomplete one (a killed run)
-    is resumed after its last complete shard; one with other metadata is an error
-    (`check_embedding_cache`, which changes nothing). For that check to catch changed inputs,
-    `metadata` should name their content: `aria regions` gives the pool's
-    `PromptPool.fingerprint` ("prompts_fingerprint") and the text encoder's `folder_fingerprint`
-    ("text_encoder_fingerprint"). Metadata under "paths" (where the inputs were) is stored but not
+    is resumed after its last complete shard; one with other metadata is deleted and computed
+    again with `replace`, else an error (`check_embedding_cache`, which changes nothing). For
+    that check to catch changed inputs, `metadata` should name their content: `aria regions`
+    gives the pool's `PromptPool.fingerprint` ("prompts_fingerprint") and the text encoder's
+    `folder_fingerprint` ("text_encoder_fingerprint"). Metadata under "paths" (where the inputs were) is stored but not
     compared: a moved pool or teacher keeps its embeddings. The encoder runs in its dtype on
     `device`, where it must already be (`pooled_embeddings`); `batch_size` is in prompts. Shards
     hold `shard_rows` rows and are written by a background thread, at most one shard behind the
@@ -386,9 +389,11 @@ def pooled_embedding_cache(
     """
     directory = Path(directory)
     metadata = embedding_metadata(pool, next(text_encoder.parameters()).dtype, metadata)
-    if check_embedding_cache(directory, metadata):
+    if check_embedding_cache(directory, metadata, replace):
         writer = TensorCacheWriter.resume(directory)
     else:
+        if (directory / MANIFEST).exists():  # embeddings of other inputs, to be replaced
+            shutil.rmtree(directory)
         writer = TensorCacheWriter(directory, shard_rows, metadata)
     with tqdm(total=len(pool), initial=len(writer), unit="prompt", desc="embedding", disable=not progress) as bar, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer") as io:

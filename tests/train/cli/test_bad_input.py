@@ -195,7 +195,10 @@ def test_regions_refuse_foreign_folders_and_finished_results_unless_overwrite(re
     assert snapshot(out) == after
 
 
-def test_regions_refuse_embeddings_of_other_prompts_or_another_teacher(regions_inputs, tmp_path, capsys):
+def test_regions_replace_embeddings_of_other_prompts_or_another_teacher_only_with_overwrite(regions_inputs, tmp_path,
+                                                                                           capsys, monkeypatch):
+    import shutil
+
     root = regions_inputs
     prompts = tmp_path / "pool.parquet"
     pool_frame().to_parquet(prompts)
@@ -207,17 +210,40 @@ def test_regions_refuse_embeddings_of_other_prompts_or_another_teacher(regions_i
     frame = pool_frame()
     frame["text"] = frame["text"].str.replace("red", "blue")
     frame.to_parquet(prompts)
-    refused(argv + ["--overwrite"], capsys, "holds embeddings of other inputs", "the prompts' texts")
-    other = ["regions", "--teacher", root / "other_teacher", "--prompts", root / "pool.parquet", "--out", out,
-             "--k", "3", "--overwrite"]
-    refused(other, capsys, "holds embeddings of other inputs", "the text encoder")
-    assert snapshot(out) == before
+    results = ("regions.parquet", "regions.npy", "centroids.npy", "regions.json")
+    killed = tmp_path / "killed"  # a killed run of the old prompts: embeddings, no results
+    shutil.copytree(out, killed, ignore=shutil.ignore_patterns(*results))
+    refused(argv[:-3] + [killed, "--k", "3"], capsys, "holds embeddings of other inputs", "the prompts' texts",
+            "--overwrite")
+    assert snapshot(killed) == {k: v for k, v in before.items() if k not in results}
+
+    # --overwrite: the stale embeddings are computed again; the old results stay until the new ones are made
+    def no_kmeans(*args, **kwargs):
+        raise ValueError("k-means failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("aria_train.data.regions.kmeans_regions", no_kmeans)
+        assert aria_cli.main([str(a) for a in argv + ["--overwrite"]]) == 2  # after the embedding's progress bar
+    assert capsys.readouterr().err.splitlines()[-1] == "aria: error: k-means failed"
+    assert {k: v for k, v in snapshot(out).items() if k in results} == {k: before[k] for k in results}
+    ok(argv + ["--overwrite"])
+    ok(argv[:-3] + [tmp_path / "fresh", "--k", "3"])
+    assert snapshot(out) == snapshot(tmp_path / "fresh") != before  # as a run in a new folder makes
+    ok(argv[:-3] + [killed, "--k", "3", "--overwrite"])
+    assert snapshot(killed) == snapshot(tmp_path / "fresh")
+
+    other = ["regions", "--teacher", root / "other_teacher", "--prompts", prompts, "--out", out, "--k", "3"]
+    refused(other, capsys, "already holds regions", "--overwrite")
+    ok(other + ["--overwrite"])
+    ok(other[:-3] + [tmp_path / "other", "--k", "3"])
+    assert snapshot(out) == snapshot(tmp_path / "other")
     # moving the inputs keeps the embeddings: only their content counts
-    pool_frame().to_parquet(tmp_path / "moved.parquet")
-    ok(["regions", "--teacher", root / "teacher", "--prompts", tmp_path / "moved.parquet", "--out", out,
+    frame.to_parquet(tmp_path / "moved.parquet")
+    kept = snapshot(out)
+    ok(["regions", "--teacher", root / "other_teacher", "--prompts", tmp_path / "moved.parquet", "--out", out,
         "--k", "3", "--overwrite"])
     assert {k: v for k, v in snapshot(out).items() if k.startswith("embeddings/shard")} == \
-        {k: v for k, v in before.items() if k.startswith("embeddings/shard")}
+        {k: v for k, v in kept.items() if k.startswith("embeddings/shard")}
 
 
 def test_regions_refuse_non_finite_centroids_and_centroids_of_another_teacher(regions_inputs, tmp_path, capsys):

@@ -256,8 +256,12 @@ def test_pooled_embedding_cache_is_computed_once_and_resumes(tmp_path):
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "e").glob("shard-*")}
     cache = pooled_embedding_cache(pool, tokenizer, encoder, tmp_path / "e", "cpu", metadata={"teacher": "t"}, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "e").glob("shard-*")} == stamps  # reused
-    with pytest.raises(ValueError, match="remove it"):
+    with pytest.raises(ValueError, match="other inputs"):
         pooled_embedding_cache(pool, tokenizer, encoder, tmp_path / "e", "cpu", metadata={"teacher": "u"}, progress=False)
+    cache = pooled_embedding_cache(pool, tokenizer, encoder, tmp_path / "e", "cpu", metadata={"teacher": "u"},
+                                   progress=False, replace=True)  # computed again
+    assert cache.metadata["teacher"] == "u"
+    torch.testing.assert_close(cache.get("pooled"), want)
 
     writer = TensorCacheWriter(tmp_path / "r", shard_rows=5, metadata={"rows": len(pool)})
     writer.append(pooled=want[:7])  # a killed run: one shard of 5 committed
