@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from aria_train.runs.atomic import share_files
 MANIFEST = "manifest.json"
@@ -271,6 +272,25 @@ class TensorCacheWriter:
         self._write_manifest(complete=False)
         path.unlink()
 
+    def replace_shard(self, name: str, path: str | Path) -> None:
+        """Move the shard file `path` into the cache in place of its listed shard `name` (one
+        `TensorCache.damaged_shards` found, computed again): it must hold that shard's rows of the
+        cache's tensors. A kill before the manifest lists the new checksum leaves the shard
+        mismatching it, so it is found damaged and computed again once more."""
+        path = Path(path)
+        if self._closed:
+            raise ValueError(f"the writer of {self.directory} is closed")
+        entry = next((shard for shard in self._shards if shard["file"] == name), None)
+        if entry is None:
+            raise ValueError(f"{self.directory} lists no shard {name}")
+        _, spec, rows = _shard_spec(path)
+        if spec != self._spec or rows != {entry["rows"]}:
+            raise ValueError(f"{path} ({spec}, {sorted(rows)} rows) cannot replace {self.directory / name} "
+                             f"({self._spec}, {entry['rows']} rows)")
+        os.replace(path, self.directory / name)
+        entry["sha256"] = file_sha256(self.directory / name)
+        self._write_manifest(complete=False)
+
     def close(self) -> None:
         """Write the last (possibly short) shard and mark the cache complete."""
         if self._closed:
@@ -383,15 +403,34 @@ class TensorCache:
         """Check every shard against the SHA-256 its writer put in the manifest (reads every
         byte); ValueError naming the first corrupt shard. Returns how many shards had a checksum
         (shards of caches written before checksums existed have none and are not checked)."""
-        checked = 0
         for entry in self.manifest["shards"]:
-            if "sha256" not in entry:
-                continue
-            path = self.directory / entry["file"]
-            if file_sha256(path) != entry["sha256"]:
-                raise ValueError(f"{path} is corrupt: its SHA-256 differs from the manifest's; rebuild the cache")
-            checked += 1
-        return checked
+            if not self._checksum_matches(entry):
+                raise ValueError(f"{self.directory / entry['file']} is corrupt: its SHA-256 differs from the "
+                                 "manifest's; rebuild the cache (rerunning the `aria cache` command that made it "
+                                 "computes the corrupt shards again)")
+        return sum("sha256" in entry for entry in self.manifest["shards"])
+
+    def damaged_shards(self, checksums: bool = True, progress: bool = False) -> dict[str, range]:
+        """{file: its rows} of the listed shards that do not match the manifest: unreadable, with
+        other tensors or rows than it lists, or (with `checksums`; reads every byte, as `verify`)
+        with another SHA-256 than the one their writer recorded. `progress`: a bar over the shards."""
+        damaged = {}
+        for index in tqdm(range(len(self.manifest["shards"])), desc=f"checking {self.directory.name}",
+                          unit="shard", disable=not progress):
+            entry = self.manifest["shards"][index]
+            try:
+                self._open(index)
+                intact = not checksums or self._checksum_matches(entry)
+            except ValueError:
+                intact = False
+            if not intact:
+                damaged[entry["file"]] = range(int(self._starts[index]), int(self._ends[index]))
+        return damaged
+
+    def _checksum_matches(self, entry: dict[str, Any]) -> bool:
+        """Whether the listed shard ``entry`` has the SHA-256 its writer recorded (True for shards
+        of caches written before checksums existed, which have none)."""
+        return "sha256" not in entry or file_sha256(self.directory / entry["file"]) == entry["sha256"]
 
     def _open(self, shard: int) -> Any:
         if shard not in self._handles:

@@ -3,7 +3,8 @@
 Generate the teacher's samples for the paired prompts (and embed a prompt pool) as tensor caches.
 
 Writes, under --out DIR (aria_train.data.cache format, resumable: re-running the same command
-continues after the last complete shard; a finished cache is left as it is):
+continues after the last complete shard; a finished cache is left as it is; either way the shards
+already listed are checked first and a damaged one is computed again, see `write_rows`):
 
     DIR/paired/  sample       (N, C, H, W) the teacher's DDIM + classifier-free-guidance x0 in
                               the model's space (pixels in [-1, 1], or VAE latents)
@@ -208,50 +209,65 @@ def _pending(folder: Path) -> dict[int, tuple[int, Path]]:
     return found
 
 
-def _adopt(writer, folder: Path) -> None:
-    """List in `writer`'s manifest, in row order, the pending ranges that continue it."""
+def _adopt(writer, folder: Path, damaged: dict[str, range]) -> None:
+    """List in `writer`'s manifest the pending ranges that replace its `damaged` shards (removed
+    from `damaged` once replaced), then, in row order, those that continue it."""
     pending = _pending(folder)
+    for name, rows in list(damaged.items()):
+        if pending.get(rows.start, (None,))[0] == rows.stop:
+            writer.replace_shard(name, pending.pop(rows.start)[1])
+            del damaged[name]
     while len(writer) in pending:
         writer.append_shard(pending.pop(len(writer))[1])
 
 
 def write_rows(directory: Path, metadata: dict, shard_rows: int, total: int, batch: int, compute, ranks: Ranks,
-               desc: str, unit: str, progress: bool) -> Path:
+               desc: str, unit: str, progress: bool, checksums: bool = True) -> Path:
     """Rows [0, total) of a tensor cache in `directory`, made by `compute(rows) -> {name: tensor}`
     (rows: int64 numpy array of at most `batch` rows), on one or several ranks; resumable.
 
-    The rows not yet in the cache are cut into shards of `shard_rows` rows (counted from the last
-    listed row), each computed in batches from its first row, so the rows, batches and shards are
-    the same for any number of ranks and any resume point. The shards still to do (those not in
-    DIR/pending/ either) are dealt to the ranks round-robin; each rank writes a finished shard to
-    DIR/pending/rows-LO-HI.safetensors (atomically), and rank 0 moves the pending shards that
-    continue the cache into it, in row order, with TensorCacheWriter.append_shard (during the run
-    and after all ranks are done), then closes it. A kill on any rank loses only the shards in
+    The shards an earlier run listed are checked first (`TensorCache.damaged_shards`: their
+    headers and rows, and with `checksums` every byte against the SHA-256 in the manifest); a
+    damaged one is computed again (and put in its place), as are the rows not yet in the cache,
+    cut into shards of `shard_rows` rows (counted from the last listed row), each computed in
+    batches from its first row, so the rows, batches and shards are the same for any number of
+    ranks and any resume point. The shards still to do (those not in DIR/pending/ either) are
+    dealt to the ranks round-robin; each rank writes a finished shard to
+    DIR/pending/rows-LO-HI.safetensors (atomically), and rank 0 moves the pending shards into the
+    cache: in place of the damaged ones (TensorCacheWriter.replace_shard), and those that continue
+    it in row order (TensorCacheWriter.append_shard), during the run and after all ranks are done;
+    then it closes it. A kill on any rank loses only the shards in
     progress: the next run, on any number of ranks, keeps the listed and the pending ones.
     """
     import numpy as np
     import torch
     from tqdm.auto import tqdm
 
-    from aria_train.data.cache import write_shard_file
+    from aria_train.data.cache import TensorCache, write_shard_file
 
     folder = directory / PENDING_DIR
-    writer, plan = None, None
+    writer, plan, damaged = None, None, {}
     if ranks.rank == 0:
         try:
             writer = _open_writer(directory, metadata, shard_rows)
+            damaged = TensorCache(directory, allow_incomplete=True).damaged_shards(checksums, progress)
+            for name, rows in damaged.items():
+                print(f"{directory / name} does not match the cache's manifest: computing its rows "
+                      f"{rows.start}-{rows.stop - 1} again")
             folder.mkdir(exist_ok=True)
             for path in folder.glob("*.tmp"):
                 path.unlink()  # a write a kill interrupted
-            _adopt(writer, folder)
+            _adopt(writer, folder, damaged)
             start, step = len(writer), writer.shard_rows
-            todo = [(lo, min(lo + step, total)) for lo in range(start, total, step)]
+            todo = [(rows.start, rows.stop) for rows in damaged.values()]
+            todo += [(lo, min(lo + step, total)) for lo in range(start, total, step)]
             pending = _pending(folder)
             for lo, (hi, path) in pending.items():
                 if (lo, hi) not in todo:
                     path.unlink()  # listed already (a run killed before it removed this copy), or an edited folder
             done = [r for r in todo if pending.get(r[0], (None,))[0] == r[1]]
-            plan = {"todo": [r for r in todo if r not in done], "done": start + sum(hi - lo for lo, hi in done)}
+            plan = {"todo": [r for r in todo if r not in done],
+                    "done": start - sum(map(len, damaged.values())) + sum(hi - lo for lo, hi in done)}
         except (ValueError, OSError):
             ranks.share({"error": True})
             raise
@@ -265,17 +281,19 @@ def write_rows(directory: Path, metadata: dict, shard_rows: int, total: int, bat
             for b in range(lo, hi, batch):
                 parts.append(compute(np.arange(b, min(b + batch, hi), dtype=np.int64)))
                 if show:
-                    made = len(writer) + sum(h - l for l, (h, _) in _pending(folder).items())
+                    made = (len(writer) - sum(map(len, damaged.values()))
+                            + sum(h - l for l, (h, _) in _pending(folder).items()))
                     bar.update(made + min(b + batch, hi) - lo - bar.n)
             write_shard_file(folder / f"rows-{lo:012d}-{hi:012d}.safetensors",
                              {name: torch.cat([part[name] for part in parts]) for name in parts[0]})
             if writer is not None:
-                _adopt(writer, folder)
+                _adopt(writer, folder, damaged)
         ranks.wait()
         if writer is not None:
-            _adopt(writer, folder)
-            if len(writer) != total:
-                raise ValueError(f"{directory}: rows {len(writer)} to {total} are missing after every rank finished: run again")
+            _adopt(writer, folder, damaged)
+            missing = [f"rows {len(writer)} to {total}"] * (len(writer) != total) + [*damaged]
+            if missing:
+                raise ValueError(f"{directory}: {', '.join(missing)} missing after every rank finished: run again")
             writer.close()
             shutil.rmtree(folder, ignore_errors=True)
             bar.update(total - bar.n)
@@ -305,7 +323,7 @@ def write_paired(args: argparse.Namespace, metadata: dict, teacher, scheduler_co
         return tensors
 
     return write_rows(Path(args.out) / PAIRED_DIR, metadata, args.shard_rows, len(paired), args.batch_size, compute,
-                      ranks or Ranks(), "paired samples", "img", not args.no_progress)
+                      ranks or Ranks(), "paired samples", "img", not args.no_progress, checksums=True)
 
 
 def write_text(args: argparse.Namespace, metadata: dict, prompts, pool, device, ranks: Ranks | None = None) -> Path:
@@ -320,5 +338,6 @@ def write_text(args: argparse.Namespace, metadata: dict, prompts, pool, device, 
         tensors = cache_tensors(prompts.encode(pool.texts(rows)))
         return {name: tensor.to(getattr(torch, args.text_dtype)) for name, tensor in tensors.items()}
 
+    # as `aria distill`, whose --pool text cache is not re-read whole: it can be terabytes
     return write_rows(Path(args.out) / TEXT_DIR, metadata, args.shard_rows, len(pool), 4096, compute,
-                      ranks or Ranks(), "pool embeddings", "prompt", not args.no_progress)
+                      ranks or Ranks(), "pool embeddings", "prompt", not args.no_progress, checksums=False)

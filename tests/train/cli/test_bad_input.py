@@ -346,6 +346,25 @@ def test_a_refused_cache_run_leaves_the_finished_cache_as_it_was(cache_inputs, c
     assert snapshot(out) == before
 
 
+def test_rerunning_cache_computes_damaged_shards_again(cache_inputs, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "cache"
+    shutil.copytree(cache_inputs / "cache", out)
+    before = snapshot(out)
+    with open(out / "paired" / "shard-00000.safetensors", "r+b") as f:
+        f.truncate(200)  # a cut copy: its header no longer fits
+    flipped = bytearray(before["paired/shard-00001.safetensors"])
+    flipped[-1] ^= 0x01  # a flipped byte: only its SHA-256 tells
+    (out / "paired" / "shard-00001.safetensors").write_bytes(bytes(flipped))
+    capsys.readouterr()
+    ok(cache_argv(cache_inputs, out))
+    said = capsys.readouterr().out
+    assert "shard-00000.safetensors does not match the cache's manifest: computing its rows 0-1 again" in said
+    assert "shard-00001.safetensors does not match the cache's manifest: computing its rows 2-3 again" in said
+    assert snapshot(out) == before  # the same samples again, the cache finished
+
+
 def test_cache_refuses_changed_inputs_at_the_same_paths(cache_inputs, tmp_path, capsys):
     import shutil
 

@@ -151,6 +151,23 @@ def test_pending_shards_after_a_gap_are_kept_and_assembled_in_order(tmp_path):
     assert TensorCache(want).get("row").tolist() == list(range(11))
 
 
+def test_damaged_shards_are_computed_again_by_the_ranks(tmp_path):
+    want = rows_cache(tmp_path / "one", cache_cmd.Ranks(), [])
+    rows_cache(tmp_path / "two", cache_cmd.Ranks(), [])
+    for name in ("shard-00001.safetensors", "shard-00003.safetensors"):
+        shard = tmp_path / "two" / name
+        shard.write_bytes(shard.read_bytes()[:-1] + b"!")  # a changed byte: only its SHA-256 tells
+    # rank 0 of 2 replaces its share, rows [3, 6); the shard of rank 1's share is still damaged
+    done = []
+    with pytest.raises(ValueError, match="shard-00003.safetensors missing after every rank finished"):
+        rows_cache(tmp_path / "two", FakeRanks(0, 2), done)
+    rows_cache(tmp_path / "two", FakeRanks(1, 2), done)  # rows [9, 11), left pending
+    assert done == [3, 4, 5, 9, 10]
+    redo = []
+    rows_cache(tmp_path / "two", cache_cmd.Ranks(), redo)  # lists the pending shard, computes nothing
+    assert redo == [] and files(tmp_path / "two") == files(want)
+
+
 def test_other_settings_stop_every_rank(tmp_path):
     rows_cache(tmp_path / "c", cache_cmd.Ranks(), [])
     with pytest.raises(ValueError, match="other settings"):
