@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
                                                  pool_rows, text_metadata, write_paired, write_text)
     from aria_train.diffusion.loading import open_teacher, resolve_device, teacher_parts
     from aria_train.diffusion.precision import resolve_dtype
+    from aria_train.options import check_seed
     from aria_train.diffusion.sampling import default_guidance
 
     quiet_libraries()
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--guidance must be a finite number >= 0, got {args.guidance}")
     if args.embed_pool and not args.pool:
         raise ValueError("--embed-pool needs --pool")
+    check_seed("--seed", args.seed)
     out = Path(args.out)
     check_out(out)  # the folder's kind first, before reading any input
     paired = PromptPool.from_file(args.paired)

@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
                                          embedding_metadata, kmeans_regions, pooled_embedding_cache)
     from aria_train.diffusion.loading import load_region_encoder, resolve_device
     from aria_train.diffusion.precision import resolve_dtype
+    from aria_train.options import check_seed
     from aria_train.diffusion.text import pooled_width
 
     quiet_libraries()  # the encoder's load bar would print before our own progress and errors
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("k", "iters", "batch_size", "kmeans_batch_size", "shard_rows"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    check_seed("--seed", args.seed)
     out = Path(args.out)
     check_out(out, args.overwrite)
     pool = PromptPool.from_file(args.prompts, text_column=args.text_column)

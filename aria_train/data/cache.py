@@ -37,6 +37,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from aria_train.runs.atomic import share_files
+
 MANIFEST = "manifest.json"
 FORMAT = "aria-tensor-cache"
 VERSION = 1

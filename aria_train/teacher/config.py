@@ -102,6 +102,8 @@ class TeacherConfig(Options):
             raise ValueError(f"channels needs at least 2 positive stages, got {self.channels}")
         if self.text_hidden % self.text_heads:
             raise ValueError(f"text_hidden {self.text_hidden} must be divisible by text_heads {self.text_heads}")
+        if self.workers < -1:
+            raise ValueError(f"workers must be >= -1 (-1: chosen for the device), got {self.workers}")
         if not 0.0 <= self.null_prob <= 1.0:
             raise ValueError(f"null_prob must be in [0, 1], got {self.null_prob}")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -166,6 +166,12 @@ def regions_argv(root: Path, out: Path, *extra) -> list:
             "--batch-size", "5", "--shard-rows", "5", *extra]
 
 
+def test_regions_refuse_a_negative_seed_before_writing(regions_inputs, tmp_path, capsys):
+    refused(regions_argv(regions_inputs, tmp_path / "r", "--k", "2", "--seed", "-1"), capsys,
+            "--seed must be in [0, 2^63), got -1")  # once: accepted
+    assert not (tmp_path / "r").exists()
+
+
 def test_regions_refuse_foreign_folders_and_finished_results_unless_overwrite(regions_inputs, tmp_path, capsys):
     root = regions_inputs
     world = tmp_path / "world"
@@ -323,6 +329,7 @@ def test_cache_refuses_folders_it_did_not_make(cache_inputs, tmp_path, capsys):
     pytest.param(["--device", "cuda"], "this torch has no CUDA device",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")),
     (["--dtype", "float64"], "invalid choice: 'float64'"),
+    (["--seed", "-1"], "--seed must be in [0, 2^63), got -1"),  # once: accepted
 ])
 def test_cache_refuses_bad_values_before_writing(cache_inputs, tmp_path, capsys, extra, needle):
     refused(cache_argv(cache_inputs, tmp_path / "out", *extra), capsys, needle)

@@ -338,6 +338,7 @@ def test_a_world_folder_stands_for_its_world_json(tmp_path, capsys):
 @pytest.mark.parametrize("flag, value, needle", [
     ("--null-prob", "1.5", "null_prob must be in [0, 1], got 1.5"),  # once: one line for two options, no value
     ("--ema-decay", "1", "ema_decay must be in [0, 1), got 1.0"),
+    ("--workers", "-2", "workers must be >= -1"),  # once: training started
 ])
 def test_teacher_names_the_bad_option_and_its_value(tmp_path, capsys, flag, value, needle):
     refused(["teacher", "--out", tmp_path / "t", flag, value], capsys, needle)
