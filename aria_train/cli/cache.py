@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.data.pool import PromptPool
     from aria_train.data.teacher_samples import (PAIRED_DIR, TEXT_DIR, Ranks, check_metadata, paired_metadata,
                                                  pool_rows, text_metadata, write_paired, write_text)
-    from aria_train.diffusion.loading import open_teacher, resolve_device, teacher_parts
+    from aria_train.diffusion.loading import check_teacher_folder, open_teacher, resolve_device, teacher_parts
     from aria_train.diffusion.precision import resolve_dtype
     from aria_train.options import check_seed
     from aria_train.diffusion.sampling import default_guidance
@@ -110,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
     pool_ids = pool_rows(paired.table.column(paired.text_column), pool) if pool is not None else None
     device = resolve_device(args.device) if args.device else None
     teacher_dir = Path(args.teacher)
-    if not teacher_dir.is_dir():
-        raise FileNotFoundError(f"teacher folder {teacher_dir} not found")
+    check_teacher_folder(teacher_dir)  # before its files are fingerprinted
     if args.guidance is None:
         args.guidance = default_guidance(args.teacher)
     ranks = Ranks()

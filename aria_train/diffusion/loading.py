@@ -118,13 +118,20 @@ def load_ddpm(folder: Path) -> DDPMScheduler:
                                          **({} if "clip_sample" in saved else {"clip_sample": False}))
 
 
+def check_teacher_folder(folder: Path) -> bool:
+    """FileNotFoundError / ValueError (one line) unless ``folder`` has the parts of a teacher folder;
+    whether it is an SDXL one."""
+    sdxl = folder.is_dir() and is_sdxl_folder(folder)
+    _check_parts(folder, SDXL_PARTS if sdxl else TEACHER_PARTS, "SDXL " if sdxl else "")
+    return sdxl
+
+
 def open_teacher(folder: str | Path) -> Teacher:
     """A teacher folder's frozen models on the CPU: an embedded-world or SD v1/v2 folder
     (unet/, scheduler/, tokenizer/, text_encoder/) or an SDXL folder (also tokenizer_2/ and
     text_encoder_2/; `sdxl_prompt_encoder`). Bad folders raise one-line ValueErrors."""
     folder = Path(folder)
-    sdxl = folder.is_dir() and is_sdxl_folder(folder)
-    _check_parts(folder, SDXL_PARTS if sdxl else TEACHER_PARTS, "SDXL " if sdxl else "")
+    sdxl = check_teacher_folder(folder)
     try:
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
         scheduler = load_ddpm(folder)

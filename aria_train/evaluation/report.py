@@ -84,7 +84,7 @@ def load_run(path: str | Path, name: str) -> Run:
     """Read a run directory; ValueError (one line) when it is not a run with at least one record."""
     path = Path(path)
     if not path.is_dir():
-        raise ValueError(f"run directory {path} not found")
+        raise ValueError(f"run directory {path} {'is a file' if path.exists() else 'not found'}")
     metrics = path / "metrics.jsonl"
     if not metrics.is_file():
         raise ValueError(f"{path} has no metrics.jsonl: not a distillation run directory")

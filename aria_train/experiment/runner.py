@@ -248,7 +248,9 @@ def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = N
     out = Path(out)
     saved = out / "experiment.json"
     if saved.is_file() and json.loads(saved.read_text()) != to_dict(config):
-        raise ValueError(f"{out} holds a different experiment ({saved}); choose a new --out")
+        started = any((out / "runs").glob("*/checkpoints/step-*")) or (out / "eval").exists()
+        raise ValueError(f"{out} holds a different experiment ({saved}); choose a new --out" + (
+            "" if started else f" (none of its runs reached a checkpoint: removing {out} loses no training)"))
     if not saved.is_file() and out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not an experiment folder: choose a new --out")
     config.check_inputs()  # before the folder is made: a wrong path is one line, not a failed run per worker

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -321,6 +322,13 @@ def test_cache_refuses_folders_it_did_not_make(cache_inputs, tmp_path, capsys):
     refused(cache_argv(cache_inputs, tmp_path / "file"), capsys, "is not a folder")
 
 
+def test_cache_says_a_folder_is_not_a_teacher(cache_inputs, tmp_path, capsys):
+    argv = cache_argv(cache_inputs, tmp_path / "out")
+    argv[argv.index("--teacher") + 1] = tmp_path  # once: "holds no files to fingerprint"
+    refused(argv, capsys, f"teacher folder {tmp_path} lacks unet/, scheduler/, tokenizer/, text_encoder/")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--guidance", "nan"], "--guidance must be a finite number"),  # was: a complete cache of NaN samples
     (["--guidance", "-1"], "--guidance must be a finite number"),
@@ -467,7 +475,12 @@ def test_experiment_refuses_other_folders(tmp_path, capsys):
 
     record = json.dumps(to_dict(ExperimentConfig.load(experiment_config(tmp_path, seeds=[1]))), indent=2) + "\n"
     (other / "experiment.json").write_text(record)
-    refused(["experiment", config, "--out", other], capsys, "holds a different experiment")
+    refused(["experiment", config, "--out", other], capsys, "holds a different experiment",
+            "none of its runs reached a checkpoint")  # what a user fixing a config that failed late needs to know
+    (other / "runs" / "rc-seed1" / "checkpoints" / "step-0000002").mkdir(parents=True)
+    line = refused(["experiment", config, "--out", other], capsys, "holds a different experiment")
+    assert "loses no training" not in line
+    shutil.rmtree(other / "runs")
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "experiment.json").write_text("{not json")
     refused(["experiment", config, "--out", tmp_path / "corrupt"], capsys, "is not valid JSON")
