@@ -100,9 +100,13 @@ def load_centroids(path: str):
     import numpy as np
 
     try:
-        centroids = np.load(path)
+        with open(path, "rb") as file:
+            npy = file.read(6) == b"\x93NUMPY"  # anything else np.load would try to unpickle, and say so
+        centroids = np.load(path) if npy else None
     except (OSError, ValueError, EOFError) as err:
         raise ValueError(f"--centroids {path}: cannot read ({err})") from None
+    if centroids is None:
+        raise ValueError(f"--centroids {path} is not a .npy file (numpy.save writes one)")
     if not isinstance(centroids, np.ndarray) or centroids.ndim != 2 or len(centroids) < 1 or centroids.shape[1] < 1:
         raise ValueError(f"--centroids {path}: expected a (K, D) array, got shape {getattr(centroids, 'shape', None)}")
     if not (np.issubdtype(centroids.dtype, np.floating) or np.issubdtype(centroids.dtype, np.integer)):

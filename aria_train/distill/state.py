@@ -145,5 +145,7 @@ def _clear_uncheckpointed_run(out: Path) -> None:
 
 
 def _check_empty(out: Path, advice: str) -> None:
-    if out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a run folder: choose a new --out")
+    if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
         raise ValueError(f"{out} exists and is not empty: {advice}")

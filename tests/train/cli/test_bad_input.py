@@ -267,6 +267,8 @@ def test_regions_refuse_non_finite_centroids_and_centroids_of_another_teacher(re
                 "NaN or infinite", "row 1")
     np.save(tmp_path / "text.npy", np.array([["a", "b"]]))
     refused(regions_argv(root, tmp_path / "out", "--centroids", tmp_path / "text.npy"), capsys, "expected numbers")
+    (tmp_path / "plain.txt").write_text("0.1 0.2\n0.3 0.4\n")  # once: "Cannot load file containing pickled data"
+    refused(regions_argv(root, tmp_path / "out", "--centroids", tmp_path / "plain.txt"), capsys, "is not a .npy file")
     # centroids.npy beside a regions.json of another text encoder: another embedding space
     other = ["regions", "--teacher", root / "other_teacher", "--prompts", root / "pool.parquet", "--out",
              tmp_path / "out", "--centroids", tmp_path / "made" / "centroids.npy"]

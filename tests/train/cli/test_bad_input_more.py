@@ -193,6 +193,12 @@ def test_distill_refuses_every_non_finite_float_option(paths, tmp_path, capsys, 
     assert not out.exists()
 
 
+def test_distill_out_that_is_a_file_is_not_offered_a_resume(paths, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")  # once: "... continue it with --resume latest"
+    refused(paths.options(tmp_path / "file", "--steps", "1"), capsys, "is a file, not a run folder")
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_a_config_built_in_code_is_type_checked_by_validate():
     """`train` validates the config it is given: one built in code, not read from JSON or flags,
     gets the same type checks (an infinite learning rate would make every weight non-finite)."""

@@ -204,9 +204,11 @@ def test_fresh_run_needs_a_new_or_empty_out(tmp_path):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("mine")
     (tmp_path / "file").write_text("")
-    for out in (tmp_path / "used", tmp_path / "file", a_run(tmp_path / "run")):
+    for out in (tmp_path / "used", a_run(tmp_path / "run")):
         with pytest.raises(ValueError, match="exists and is not empty"):
             RunStart.resolve(out, None)
+    with pytest.raises(ValueError, match="is a file, not a run folder"):
+        RunStart.resolve(tmp_path / "file", None)
     a_run(tmp_path / "stopped", steps=())
     with pytest.raises(ValueError, match="stopped before its first checkpoint.*--restart"):
         RunStart.resolve(tmp_path / "stopped", None)
