@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
                                                  pool_rows, text_metadata, write_paired, write_text)
     from aria_train.diffusion.loading import check_teacher_folder, open_teacher, resolve_device, teacher_parts
     from aria_train.diffusion.precision import resolve_dtype
-    from aria_train.options import check_seed
     from aria_train.diffusion.sampling import default_guidance
+    from aria_train.options import check_seed
 
     quiet_libraries()
     for name in ("steps", "batch_size", "shard_rows"):

@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
                                          embedding_metadata, kmeans_regions, pooled_embedding_cache)
     from aria_train.diffusion.loading import load_region_encoder, resolve_device
     from aria_train.diffusion.precision import resolve_dtype
-    from aria_train.options import check_seed
     from aria_train.diffusion.text import pooled_width
+    from aria_train.options import check_seed
 
     quiet_libraries()  # the encoder's load bar would print before our own progress and errors
 

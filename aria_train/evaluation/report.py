@@ -326,6 +326,9 @@ def _eval_html(folder: Path, name: str) -> str:
     return f"<h3>{html.escape(name)}</h3>" + summary.to_html(index=False, border=0, float_format="{:.4g}".format) + grids
 
 
+REPORT_START = b"<!DOCTYPE html>"  # what every page starts with: an existing --out without it is not ours to replace
+
+
 def build_report(runs: list[Run], eval_dirs: list[Path] = ()) -> str:
     """The report's HTML; sections whose data no run has are left out rather than shown empty.
     ``eval_dirs``: further `aria eval` folders shown in the evaluation section."""
@@ -375,9 +378,6 @@ def build_report(runs: list[Run], eval_dirs: list[Path] = ()) -> str:
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
-REPORT_START = b"<!DOCTYPE html>"  # what every page starts with: an existing --out without it is not ours to replace
-
-
 def write_report(run_paths: list[str | Path], out: Path, eval_dirs: list[Path] = ()) -> Path:
     """Build the report of the runs (and evaluation folders) and write it to the file ``out``
     atomically (a temporary file renamed into place: a failed write never leaves a truncated
@@ -387,8 +387,11 @@ def write_report(run_paths: list[str | Path], out: Path, eval_dirs: list[Path] =
         raise ValueError(f"--out folder {out.parent} does not exist")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder: give the HTML file to write")
-    if out.is_file() and not out.read_bytes()[:len(REPORT_START)] == REPORT_START:
-        raise ValueError(f"--out {out} exists and is not a report of this command: it is replaced only if it is one")
+    if out.is_file():
+        with open(out, "rb") as existing:  # only its first bytes: --out may name a large file by mistake
+            ours = existing.read(len(REPORT_START)) == REPORT_START
+        if not ours:
+            raise ValueError(f"--out {out} exists and is not a report of this command: it is replaced only if it is one")
     runs = [load_run(path, name) for path, name in zip(run_paths, distinct_names([Path(p).resolve().name for p in run_paths]))]
     missing = [d for d in eval_dirs if not (Path(d) / "summary.csv").is_file()]
     if missing:

@@ -24,7 +24,9 @@ DEFAULT_METHODS = {
 }
 # a method's name names its runs' folders, configs and logs: no separators, nothing hidden or empty
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-SET_BY_THE_EXPERIMENT = {"distill": ("seed",), "eval": ("teacher", "heldout", "student")}
+# options the experiment sets itself, per option set, with what it sets them from
+SET_BY_THE_EXPERIMENT = {"distill": {"seed": "its seeds"},
+                         "eval": {"teacher": "its teacher", "heldout": "its heldout", "student": "its runs"}}
 
 
 @dataclass
@@ -60,12 +62,11 @@ class ExperimentConfig(Options):
             if not METHOD_NAME.fullmatch(name):
                 raise ValueError(f"method name {name!r} must be letters, digits, '_', '.' or '-', starting with a "
                                  "letter or digit: it names the runs' folders")
-        for where, options in [("distill", self.distill), *((f"method {n!r}", o) for n, o in self.methods.items()),
-                               ("eval", self.eval)]:
-            fixed = [key for key in SET_BY_THE_EXPERIMENT["eval" if where == "eval" else "distill"] if key in options]
-            if fixed:
-                raise ValueError(f"{where} sets {', '.join(fixed)}, which the experiment sets itself "
-                                 f"({'its seeds' if fixed == ['seed'] else 'its teacher, heldout and runs'})")
+        for where, kind, options in [("distill", "distill", self.distill), ("eval", "eval", self.eval),
+                                     *((f"method {n!r}", "distill", o) for n, o in self.methods.items())]:
+            for key, source in SET_BY_THE_EXPERIMENT[kind].items():
+                if key in options:
+                    raise ValueError(f"{where} sets {key}, which the experiment sets itself (from {source})")
         if self.parallel < 1:
             raise ValueError(f"parallel must be >= 1, got {self.parallel}")
         self.run_configs()
