@@ -47,7 +47,7 @@ class DistillConfig(Options):
     pool: str = option("", 'path', 'prompt pool file (txt/jsonl/csv/parquet/arrow, the last memory-mapped and shared by all ranks; `text`, optional `region` column)', required=True)
     text_cache: str | None = option(None, 'path', 'optional TensorCache folder with `hidden` (M,L,D) (Stable Diffusion XL: and `text_embeds` (M,P)), row i = pool row i; absent: prompts are encoded on the fly')
     method: Literal["kd", "rc", "aria"] = option("rc", 'choice', 'kd: paired captions only (BK-SDM); rc: random conditioning, captions replaced with probability p(t); aria: rc whose replacing prompts come from regions drawn by the tracker-driven allocation')
-    sampler: Literal["uniform", "region"] = option("uniform", 'choice', 'how rc draws a replacing prompt: uniform over the pool (RC) or a uniform region then a uniform prompt in it (ablation); not used by kd and aria')
+    sampler: Literal["uniform", "region"] = option("uniform", 'choice', 'how rc draws a replacing prompt: uniform over the pool (RC) or a uniform region then a uniform prompt in it (ablation); rc only (refused with kd and aria)')
     aria: AriaOptions = option(unit="options", help="ARIA's options (--aria-*)", default_factory=AriaOptions)
     student_variant: Literal["base", "small", "tiny", "koala-1b", "koala-700m"] = option("small", "choice", "student architecture derived from the teacher: BK-SDM base / small / tiny (SD v1.x, 2.x), or KOALA-1B / 700M (SDXL: fewer resnets and a shallower innermost transformer)")
     channel_scale: float = option(1.0, 'fraction', "student channel width relative to the teacher's, in (0, 1]")
@@ -115,6 +115,9 @@ class DistillConfig(Options):
         if self.heldout_every and (not self.heldout or self.heldout_every % self.log_every):
             raise ValueError("heldout_every needs --heldout and must be a multiple of log_every")
         self.aria.validate()
+        if self.sampler != "uniform" and self.method != "rc":
+            raise ValueError(f"sampler {self.sampler!r} applies to --method rc only (kd never replaces a caption; "
+                             "aria draws its regions from the tracker's allocation)")
         if self.aria.unbiased and self.method != "aria":
             raise ValueError("aria_unbiased applies to --method aria only")
         if self.noisy_regions and not (self.noise_std > 0 and min(self.noisy_regions) >= 0):

@@ -321,9 +321,7 @@ def _resolve_starts(configs: list[DistillConfig], outs: list[Path], resume: bool
         raise ValueError(f"the runs of the group have no checkpoint at a common step ({', '.join(map(str, outs))})")
     starts = [RunStart.resolve(out, str(s[max(common)])) for out, s in zip(outs, steps)]
     for config, start in zip(configs, starts):
-        changed = config.differences(start.config())
-        if changed:
-            raise ValueError(f"cannot resume {start.checkpoint} exactly with a changed config: {'; '.join(changed)}")
+        start.check_continues(config)
     return starts
 
 

@@ -72,10 +72,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     config = config.validate().with_absolute_paths()
     out = Path(out)
     start = start if start is not None else RunStart.resolve(out, resume)
-    if start.state is not None:
-        changed = config.differences(start.config())
-        if changed:
-            raise ValueError(f"cannot resume {start.checkpoint} exactly with a changed config: {'; '.join(changed)}")
+    start.check_continues(config)
     inputs = load_inputs(config)
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum)
     if config.feedback_lag and accelerator.mixed_precision == "fp16":

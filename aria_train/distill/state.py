@@ -121,6 +121,19 @@ class RunStart:
             raise ValueError("a fresh run has no checkpoint config")
         return DistillConfig.from_dict(self.state["config"], f"the config of checkpoint {self.checkpoint}")
 
+    def check_continues(self, config: DistillConfig) -> None:
+        """ValueError (one line) unless ``config`` continues this checkpoint exactly: only the
+        RESUMABLE_CHANGES may differ, and ``steps`` may not end before the checkpoint's step. A
+        fresh start accepts any config."""
+        if self.state is None:
+            return
+        changed = config.differences(self.config())
+        if changed:
+            raise ValueError(f"cannot resume {self.checkpoint} exactly with a changed config: {'; '.join(changed)}")
+        if config.steps < self.state["step"]:
+            raise ValueError(f"--steps {config.steps} is below the checkpoint's step {self.state['step']}: "
+                             f"a resumed run cannot end before where it stopped")
+
 
 def _clear_uncheckpointed_run(out: Path) -> None:
     """Empty OUT, a run folder without a checkpoint and not being written (ValueError otherwise)."""

@@ -109,6 +109,8 @@ BAD_INPUTS = {
     "text cache rows": (_text_rows(11), "has 11 rows, the pool 12"),
     "paired shard with a flipped byte": (_corrupt_shard, "is corrupt: its SHA-256 differs"),
     "bad option value": (lambda p, r: ["--null-prob", "2"], "null_prob must be in"),
+    "region sampler with kd": (lambda p, r: ["--method", "kd", "--sampler", "region"], "applies to --method rc only"),
+    "region sampler with aria": (lambda p, r: ["--method", "aria", "--sampler", "region"], "applies to --method rc only"),
     "resume without checkpoint": (lambda p, r: ["--resume", "latest"], "no checkpoint"),
     "resume from missing path": (lambda p, r: ["--resume", str(r / "nowhere")], "not found"),
 }
@@ -141,6 +143,7 @@ def test_bad_resume_leaves_run_untouched(paths, tmp_path, capsys):
         (["--resume", "latest", "--steps", "4", "--pool", str(tmp_path / "pool2.csv")], "K mismatch"),
         (["--resume", "latest", "--steps", "4", "--lr", "1"], "changed config: lr"),
         (["--steps", "4"], "exists and is not empty"),
+        (["--resume", "latest", "--steps", "1"], "--steps 1 is below the checkpoint's step 2"),
     ]
     for args, match in cases:
         assert aria_cli.main(["distill", "--out", str(out), *args] if "--resume" in args else
