@@ -15,7 +15,9 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="pool file to convert (txt/jsonl/csv/parquet/arrow)")
-    parser.add_argument("--out", required=True, help="the .arrow file to write (replaced atomically if it exists)")
+    parser.add_argument("--out", required=True, help="the .arrow file to write (must not exist unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file (atomically: a "
+                        "process that has it open keeps reading the old one) (default: refuse)")
     parser.add_argument("--text-column", default="text", help="column holding the prompts (default: %(default)s)")
     parser.add_argument("--region-column", default=None, help="column of region ids; given, the source must have it "
                         "(default: 'region' if the source has that column, else none)")
@@ -23,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from aria_train.data.pool import PromptPool
+    from aria_train.runs.atomic import check_free
 
+    check_free(args.out, args.overwrite)  # before reading a pool of millions
     pool = PromptPool.from_file(args.source, text_column=args.text_column, region_column=args.region_column or "region")
     if args.region_column is not None and pool.regions is None:
         raise ValueError(f"{args.source} has no column {args.region_column!r} (--region-column)")

@@ -372,7 +372,11 @@ def test_pool_refuses_a_region_column_it_does_not_have(tmp_path, capsys):
     assert aria_cli.main(["pool", str(source), "--out", str(out)]) == 0  # the default column, found
     assert "2 regions" in capsys.readouterr().out
     (tmp_path / "plain.csv").write_text("text\na red circle\n")
-    assert aria_cli.main(["pool", str(tmp_path / "plain.csv"), "--out", str(out)]) == 0  # the default is optional
+    written = out.read_bytes()
+    refused(["pool", tmp_path / "plain.csv", "--out", out], capsys, f"output {out} already exists (pass --overwrite")
+    assert out.read_bytes() == written
+    assert aria_cli.main(["pool", str(tmp_path / "plain.csv"), "--out", str(out), "--overwrite"]) == 0  # the default is optional
+    assert "1 prompts" in capsys.readouterr().out and out.read_bytes() != written
 
 
 # ---------------------------------------------------------------- aria report
