@@ -1,14 +1,15 @@
-"""The 48-region tau = 0 cell: each method's p(t)-weighted discrepancy over RC's, per group and per region.
+"""The 48-region cells, tau = 0 and 0.5: each method's p(t)-weighted discrepancy over RC's, per group and per region.
 
-The glyph world with 48 regions and no transfer (Zipf 1.2, 1000 steps of 64, 3 seeds; teacher of
-5000 steps, glyph accuracy 1.00 in every region). Top: per region group, the trainer's ratio to RC
-on the same seed (filled, mean +- sd over seeds) beside the allocation simulator's prediction for
-the same world (open; power-law response with alpha = 1, 5 seeds). Bottom: per region, most common
-prompt first, bars as in fig_testbed_regions. Below 1: better than RC. Data: the committed
-experiments/results/glyph_map_tau0/ (eval/discrepancy.csv, world.json) and
+The glyph worlds with 48 regions (Zipf 1.2, 1000 steps of 64, 3 seeds; teachers of 5000 steps,
+glyph accuracy 1.00 in every region) with no transfer (tau = 0) and half the glyph cells shared
+(tau = 0.5). Top: per region group and cell, the trainer's ratio to RC on the same seed (filled,
+mean +- sd over seeds) beside the allocation simulator's prediction for the same world (open;
+power-law response with alpha = 1, 5 seeds). Below: per region of each cell, most common prompt
+first, bars as in fig_testbed_regions. Below 1: better than RC. Data: the committed
+experiments/results/glyph_map_tau{0,05}/ (eval/discrepancy.csv, world.json) and
 glyph_map_sim/measured_48_regions/measured_vs_predicted_alpha1.csv, written by `aria sim allocation
---measured experiments/results/glyph_map_tau0 --measured-alpha 1` (README, "The 48-region map's tau = 0 cell"),
-or the same folders under --data.
+--measured experiments/results/glyph_map_tau0 experiments/results/glyph_map_tau05 --measured-alpha 1`
+(README, "The 48-region map"), or the same folders under --data.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from paper_figures.fig_testbed_regions import plot_region_ratios
 
 @dataclass(frozen=True)
 class Config:
-    experiment: str = "glyph_map_tau0"
+    cells: tuple[tuple[str, str], ...] = (("glyph_map_tau0", "tau = 0"), ("glyph_map_tau05", "tau = 0.5"))
     predicted: str = "glyph_map_sim/measured_48_regions"  # folder of measured_vs_predicted_alpha1.csv
     groups: tuple[str, ...] = ("head", "mid", "under", "unseen-head", "unseen-tail", "all", "weighted")
     methods: tuple[tuple[str, str, str], ...] = (("region-uniform", "region-uniform", "#55a868"),
@@ -54,15 +55,23 @@ def plot_groups(ax, table: pd.DataFrame, groups: tuple[str, ...], methods: tuple
 
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
-    folder = experiment_dir(data_dir, CONFIG.experiment)
     predicted = pd.read_csv(experiment_dir(data_dir, CONFIG.predicted) / "measured_vs_predicted_alpha1.csv")
-    predicted = predicted[predicted["experiment"] == CONFIG.experiment]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 8), gridspec_kw={"height_ratios": [1, 1.3]})
-    plot_groups(top, predicted, CONFIG.groups, CONFIG.methods)
-    top.set_title("48 regions, tau = 0: per group (filled: trainer, mean +- sd of 3 seeds; open: simulator)")
-    top.legend(loc="upper left", frameon=False, ncol=3, fontsize=7)
-    plot_region_ratios(bottom, folder, CONFIG.methods[:3])
-    bottom.set_title("per region (mean of 3 seeds, bars min to max)")
-    bottom.legend(loc="upper left", frameon=False, ncol=4, fontsize=7)
+    cells = len(CONFIG.cells)
+    fig = plt.figure(figsize=(13, 4 + 4 * cells))
+    grid = fig.add_gridspec(1 + cells, cells, height_ratios=[1] + [1.3] * cells)
+    for i, (experiment, label) in enumerate(CONFIG.cells):
+        rows = predicted[predicted["experiment"] == experiment]
+        methods = tuple(m for m in CONFIG.methods if m[0] in set(rows["method"]))  # the progress policy: tau = 0 only
+        top = fig.add_subplot(grid[0, i])
+        plot_groups(top, rows, CONFIG.groups, methods)
+        top.set_title(f"48 regions, {label}: per group (filled: trainer, mean +- sd of 3 seeds; open: simulator)",
+                      fontsize=9)
+        top.tick_params(axis="x", labelsize=7)
+        if i == 0:
+            top.legend(loc="upper left", frameon=False, ncol=2, fontsize=6)
+        bottom = fig.add_subplot(grid[1 + i, :])
+        plot_region_ratios(bottom, experiment_dir(data_dir, experiment), methods[:3])
+        bottom.set_title(f"{label}: per region (mean of 3 seeds, bars min to max)")
+        bottom.legend(loc="upper left", frameon=False, ncol=4, fontsize=7)
     fig.tight_layout()
     return save(fig, out_dir, "fig_testbed_map48")

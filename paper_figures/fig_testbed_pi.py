@@ -2,7 +2,8 @@
 
 One panel per test-bed world (12 regions, Zipf 1.2; tau = 0, 0.5, 1, and tau = 0 with teacher
 noise on the two unseen-tail regions, a floor of the training loss, or with them blind to the
-student, a floor of the evaluated error: stage 2; then the 48-region world at tau = 0); solid: ARIA beta 1,
+student, a floor of the evaluated error: stage 2; then the 48-region worlds at tau = 0 and 0.5), four panels
+a row; solid: ARIA beta 1,
 dashed: the progress policy where it ran; mean over 3 seeds. Thin dotted: the group's share under
 region-uniform sampling (regions in the group / all regions). Data: the "pi" of every metrics record in
 the committed experiments/results/<cell>/runs/<method>-seed<N>/metrics.jsonl, region groups from
@@ -34,6 +35,7 @@ class Config:
         ("tau = 0, noisy unseen-tail (floor)", "glyph_floor_tau0", "glyph_progress_floor"),
         ("tau = 0, blind unseen-tail (floor)", "glyph_blind_tau0", "glyph_blind_tau0"),
         ("tau = 0, 48 regions", "glyph_map_tau0", "glyph_map_tau0"),
+        ("tau = 0.5, 48 regions", "glyph_map_tau05", ""),
     )
     seeds: tuple[int, ...] = (0, 1, 2)
 
@@ -60,8 +62,12 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     panels = [p for p in panels if (p[1] / "eval" / "discrepancy.csv").is_file()]
     if not panels:
         raise FileNotFoundError("no test-bed experiment found under experiments/results (or --data)")
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), sharey=True, squeeze=False)
-    for ax, (title, aria_dir, progress_dir) in zip(axes[0], panels):
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, aria_dir, progress_dir) in zip(axes.flat, panels):
         groups = pd.Series(region_groups(aria_dir)).sort_index()
         for method, folder, style in (("aria", aria_dir, "-"), ("progress", progress_dir, "--")):
             pi = group_pi(folder, method, CONFIG.seeds, groups) if folder is not None else None
@@ -74,8 +80,10 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
             ax.axhline(count / len(groups), color=GROUP_COLOURS.get(group, "black"), lw=0.6, ls=":")
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
-    axes[0][0].set_ylabel("pi summed over the group")
+    for row in axes:
+        row[0].set_ylabel("pi summed over the group")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=5, frameon=False, bbox_to_anchor=(0.5, 1.12), fontsize=7)
+    fig.legend(handles, labels, loc="upper center", ncol=5, frameon=False, bbox_to_anchor=(0.5, 1 + 0.12 / rows),
+               fontsize=7)
     fig.tight_layout()
     return save(fig, out_dir, "fig_testbed_pi")

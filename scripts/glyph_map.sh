@@ -7,7 +7,9 @@
 # tau = 0: the teacher alone 794 s (6.3 steps/s; three at once share the GPU), the experiment with 18
 # students at once ~8 min with its evaluation -- more than one 10-minute device call, so run it on
 # a machine you hold, or the teachers first in parts: `TEACHER_SECONDS=480 scripts/glyph_teachers.sh
-# runs/glyph_teachers 5000 tau0 tau05 tau1`, repeated until all three have finished). Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
+# runs/glyph_teachers 5000 tau0 tau05 tau1`, repeated until all three have finished). At tau = 0.5
+# (2026-12-05): the teacher 774 s, its 12 students as PARALLEL=3 GROUP=4 (45 steps/s in all) ~7 min
+# with the evaluation. Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
 # report.html each), runs/glyph_map_sim/. PARALLEL=P GROUP=G: P processes of G students each
 # (`aria experiment --group`; default 18 processes of one).
 # Check each teacher's gate (glyph accuracy >= 0.95 in every region, printed by glyph_teachers.sh)
