@@ -22,6 +22,12 @@ ARIA beta = 1 is the policy to hold against it: pi_k proportional to the current
 allocation as its fixed point, whatever alpha is (s ~ c * s ** -alpha <=> s ~ c ** (1 / (1 + alpha))),
 so an ARIA with exact estimates and no exploration floor would reach the headroom.
 
+Where a policy's measured ratio to region-uniform leaves the model's, ``split_fit`` says whether the
+gap follows the split: per seed, the regression over regions of ln(D_policy / D_uniform) on
+ln(s_policy / s_uniform) gives a slope (the model says -alpha) and an *offset*, exp(intercept): the
+part of the ratio that is the same in every region whatever its draws did -- a run-level effect
+(another training trajectory, or chance), not an allocation one.
+
     python -m simulations.headroom [FOLDERS ...] [--out CSV]
 """
 from __future__ import annotations
@@ -55,11 +61,21 @@ def best_allocation(c: np.ndarray, total: float, alpha: float) -> np.ndarray:
     return total * weights / weights.sum()
 
 
+def split_fit(own, uniform) -> tuple[float, float]:
+    """(slope, offset) of a policy's students against region-uniform's on the same seed, both
+    ``region_draws`` rows sorted by region: the least-squares line of ln(D / D_uniform) on
+    ln(s / s_uniform) over regions, offset = exp(intercept) (module docstring)."""
+    x = np.log(own["switched"].to_numpy(float) / uniform["switched"].to_numpy(float))
+    y = np.log(own["discrepancy"].to_numpy() / uniform["discrepancy"].to_numpy())
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(np.exp(intercept))
+
+
 def headroom(rows, experiment: str):
     """Per seed of one cell (``region_draws`` rows of the experiment named ``experiment``): alpha,
     the fit's correlation, the best allocation's mean over region-uniform's, and per method the
     model's prediction from its own draws and the measured mean, both over region-uniform's (rc
-    included: the effect of balancing). DataFrame."""
+    included: the effect of balancing), and for each policy its ``split_fit``. DataFrame."""
     import pandas as pd
 
     alpha, corr = fit_alpha(rows)
@@ -77,6 +93,8 @@ def headroom(rows, experiment: str):
             if len(own) == len(uniform):
                 row[f"{method}_predicted"] = float(np.mean(c * own["switched"].to_numpy(float) ** -alpha) / mean)
                 row[f"{method}_measured"] = float(own["discrepancy"].mean() / mean)
+                if method != "rc":
+                    row[f"{method}_split_slope"], row[f"{method}_offset"] = split_fit(own, uniform)
         table.append(row)
     return pd.DataFrame(table)
 
