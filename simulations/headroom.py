@@ -22,11 +22,11 @@ ARIA beta = 1 is the policy to hold against it: pi_k proportional to the current
 allocation as its fixed point, whatever alpha is (s ~ c * s ** -alpha <=> s ~ c ** (1 / (1 + alpha))),
 so an ARIA with exact estimates and no exploration floor would reach the headroom.
 
-Where a policy's measured ratio to region-uniform leaves the model's, ``split_fit`` says whether the
-gap follows the split: per seed, the regression over regions of ln(D_policy / D_uniform) on
-ln(s_policy / s_uniform) gives a slope (the model says -alpha) and an *offset*, exp(intercept): the
-part of the ratio that is the same in every region whatever its draws did -- a run-level effect
-(another training trajectory, or chance), not an allocation one.
+Where a policy's measured ratio to region-uniform leaves the model's, ``split_fit``
+(aria_train.evaluation.allocation_split) says whether the gap follows the split: per seed, the
+regression over regions of ln(D_policy / D_uniform) on ln(s_policy / s_uniform) gives a slope (the
+model says -alpha) and an *offset*, exp(intercept): the part of the ratio that is the same in every
+region whatever its draws did -- a run-level effect, not an allocation one.
 
     python -m simulations.headroom [FOLDERS ...] [--out CSV]
 """
@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aria_train.evaluation.allocation_split import split_fit
 from simulations.measured import region_draws
 
 POLICIES = ("region-uniform", "aria", "aria-b2", "progress")  # students that move draws; rc is the reference
@@ -59,16 +60,6 @@ def best_allocation(c: np.ndarray, total: float, alpha: float) -> np.ndarray:
     c_k ** (1 / (1 + alpha)) (equal marginal gain alpha * c_k * s_k ** -(1 + alpha) in every region)."""
     weights = np.asarray(c, float) ** (1 / (1 + alpha))
     return total * weights / weights.sum()
-
-
-def split_fit(own, uniform) -> tuple[float, float]:
-    """(slope, offset) of a policy's students against region-uniform's on the same seed, both
-    ``region_draws`` rows sorted by region: the least-squares line of ln(D / D_uniform) on
-    ln(s / s_uniform) over regions, offset = exp(intercept) (module docstring)."""
-    x = np.log(own["switched"].to_numpy(float) / uniform["switched"].to_numpy(float))
-    y = np.log(own["discrepancy"].to_numpy() / uniform["discrepancy"].to_numpy())
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(slope), float(np.exp(intercept))
 
 
 def headroom(rows, experiment: str):
@@ -94,7 +85,8 @@ def headroom(rows, experiment: str):
                 row[f"{method}_predicted"] = float(np.mean(c * own["switched"].to_numpy(float) ** -alpha) / mean)
                 row[f"{method}_measured"] = float(own["discrepancy"].mean() / mean)
                 if method != "rc":
-                    row[f"{method}_split_slope"], row[f"{method}_offset"] = split_fit(own, uniform)
+                    row[f"{method}_split_slope"], row[f"{method}_offset"] = split_fit(
+                        own["switched"].to_numpy(), own["discrepancy"].to_numpy(), draws, uniform["discrepancy"].to_numpy())
         table.append(row)
     return pd.DataFrame(table)
 

@@ -8,7 +8,9 @@ share one GPU well -- or, with ``group`` > 1, aria_train.distill.group.train_gro
 switch schedule, null-text probability): one kernel launch serves them all; OUT/jobs.json records
 the groups, and a continued experiment keeps them, see ``make_jobs``); then evaluates every student on the very same held-out inputs (OUT/eval); then aggregates
 over seeds: per method, group and metric the mean and sample standard deviation of the group
-mean and of the worst region (OUT/results.csv, results.json, printed); and writes a report of the
+mean and of the worst region (OUT/results.csv, results.json, printed), and where it has
+region-uniform sampling and allocation policies, how much of each policy's ratio to it follows the
+draws it moved (OUT/allocation_split.csv, aria_train.evaluation.allocation_split); and writes a report of the
 first seed's runs (OUT/report.html). One progress bar counts the steps of all runs. Every stage
 resumes: finished runs and a finished evaluation are kept, interrupted runs continue from their
 last checkpoint, and runs that stopped before their first checkpoint start again.
@@ -235,6 +237,32 @@ def print_table(results) -> None:
             print(f"{method:<{name_width}}" + "".join(f"{c:>{width}}" for c in cells))
 
 
+def write_allocation_split(configs: dict, out: Path) -> None:
+    """Where the experiment has region-uniform sampling (rc with the region sampler) and allocation
+    policies (aria): per policy and seed, its ratio to region-uniform split into what follows the
+    draws it moved and a run-level offset (aria_train.evaluation.allocation_split), written to
+    OUT/allocation_split.csv and printed."""
+    import pandas as pd
+
+    from aria_train.evaluation.allocation_split import allocation_split
+
+    uniform = [m for m, c in configs.values() if c.method == "rc" and c.sampler == "region"]
+    policies = list(dict.fromkeys(m for m, c in configs.values() if c.method == "aria"))
+    if not uniform or not policies:
+        return
+    runs = {name: (method, config.seed) for name, (method, config) in configs.items()}
+    table = allocation_split(pd.read_csv(out / "eval" / "discrepancy.csv"), runs, out / "runs", uniform[0], policies)
+    if table is None:
+        return
+    table.to_csv(out / "allocation_split.csv", index=False)
+    print(f"\nover {uniform[0]} on the same seed (p(t)-weighted discrepancy, all regions): ratio, the offset every "
+          f"region shares, and the slope of the regions' ratios on the draws the policy moved")
+    for method, rows in table.groupby("method", sort=False):
+        cells = "  ".join(f"seed {r.seed}: ratio {r.ratio:.3f}, offset {r.offset:.3f}, slope {r.slope:+.2f}"
+                          for r in rows.itertuples())
+        print(f"  {method}: {cells}")
+
+
 def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = None, only: str = "all",
                    group: int = 1) -> Path:
     """Run, evaluate, aggregate and report one experiment into ``out`` (see the module docstring);
@@ -278,6 +306,7 @@ def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = N
     (out / "results.json").write_text(json.dumps({"config": to_dict(config),
                                                   "results": results.to_dict("records")}, indent=2) + "\n")
     print_table(results)
+    write_allocation_split(configs, out)
     first = [out / "runs" / f"{method}-seed{config.seeds[0]}" for method in config.methods]
     write_report(first, out / "report.html", [eval_dir])
     print(f"\nexperiment written to {out} (results.csv, results.json, eval/, report.html)")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulations.headroom import CELLS, best_allocation, headroom, main, split_fit
+from simulations.headroom import CELLS, best_allocation, headroom, main
 from simulations.measured import region_draws
 
 RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
@@ -65,21 +65,6 @@ def test_cli_writes_the_table(tmp_path, capsys):
     assert "best_over_uniform" in capsys.readouterr().out and (tmp_path / "h.csv").is_file()
     with pytest.raises(SystemExit):
         main([str(tmp_path)])  # not an experiment folder: a one-line usage error
-
-
-def test_split_fit_separates_a_run_level_offset_from_the_response_to_the_split():
-    """A policy whose students are k times region-uniform's everywhere and respond to its moved draws
-    as s ** -a: split_fit returns exactly (-a, k), for any split of the draws."""
-    import pandas as pd
-
-    rng = np.random.default_rng(3)
-    draws_u, base = rng.uniform(100, 300, 12), rng.uniform(1, 2, 12)
-    draws_p = draws_u * rng.uniform(0.6, 1.6, 12)
-    uniform = pd.DataFrame({"region": range(12), "switched": draws_u, "discrepancy": base})
-    own = pd.DataFrame({"region": range(12), "switched": draws_p,
-                        "discrepancy": 1.013 * base * (draws_p / draws_u) ** -0.3})
-    slope, offset = split_fit(own, uniform)
-    assert slope == pytest.approx(-0.3, abs=1e-9) and offset == pytest.approx(1.013, rel=1e-9)
 
 
 def test_the_48_region_tau_05_loss_is_an_offset_not_a_response_to_the_split():

@@ -1,0 +1,70 @@
+"""Does a policy's gap to region-uniform follow the draws it moved? Its split and its offset, per seed.
+
+An allocation policy (ARIA, the progress policy) differs from region-uniform sampling only in how it
+splits the switched draws -- the samples whose caption was replaced by a prompt of a region it chose
+-- over the regions. Its effect on region k should therefore follow its draws there. Per seed, with
+D_k the p(t)-weighted discrepancy of region k (`aria eval`'s discrepancy.csv, t = "pt") and s_k the
+run's switched draws of region k (metrics.jsonl ``switched_region_counts``, summed over records),
+``split_fit`` fits over the regions
+
+    ln(D_k / D_k^uniform) = slope * ln(s_k / s_k^uniform) + ln(offset)
+
+The slope is how the regions responded to the draws the policy moved (a power-law response to
+draws, D ~ s^-alpha, gives -alpha); the offset is the factor every region shares whatever its
+draws did: a difference between whole runs (once the draws diverge the student follows another
+trajectory), not an effect of the split. Where the policy's ratio to region-uniform (``ratio``,
+mean D over mean D^uniform) is close to its offset, the split explains little of it, however many
+seeds agree in sign. Measured on the test bed: README, "How much could any allocation gain".
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def switched_draws(run: Path) -> np.ndarray | None:
+    """Switched draws per region over a run (int64 (K,)), or None if its metrics record none."""
+    records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line]
+    counts = [r["switched_region_counts"] for r in records if "switched_region_counts" in r]
+    return np.sum(counts, axis=0).astype(np.int64) if counts else None
+
+
+def split_fit(draws: np.ndarray, discrepancy: np.ndarray, uniform_draws: np.ndarray,
+              uniform_discrepancy: np.ndarray) -> tuple[float, float]:
+    """(slope, offset) of the least-squares line of ln(D / D^uniform) on ln(s / s^uniform) over the
+    regions where both runs drew at least once; arrays (K,) in region order (module docstring)."""
+    keep = (np.asarray(draws) > 0) & (np.asarray(uniform_draws) > 0)
+    x = np.log(np.asarray(draws, float)[keep] / np.asarray(uniform_draws, float)[keep])
+    y = np.log(np.asarray(discrepancy, float)[keep] / np.asarray(uniform_discrepancy, float)[keep])
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(np.exp(intercept))
+
+
+def allocation_split(discrepancy, runs: dict[str, tuple[str, int]], runs_dir: Path, uniform: str,
+                     policies: list[str]):
+    """Per policy and seed: ``ratio`` (mean D over the region-uniform run's of the same seed),
+    ``slope`` and ``offset`` (``split_fit``). ``discrepancy``: `aria eval`'s discrepancy.csv
+    (DataFrame); ``runs``: run name -> (method name, seed); ``runs_dir``: the folder of the runs;
+    ``uniform``: the method name of region-uniform sampling; ``policies``: the method names compared
+    with it. DataFrame, or None where a run lacks draws or p(t)-weighted rows."""
+    import pandas as pd
+
+    pt = discrepancy[discrepancy["t"].astype(str) == "pt"]
+    if pt.empty:
+        return None
+    by_seed = {(method, seed): name for name, (method, seed) in runs.items()}
+    rows = []
+    for (method, seed), name in by_seed.items():
+        reference = by_seed.get((uniform, seed))
+        if method not in policies or reference is None:
+            continue
+        values = [pt[pt["model"] == run].sort_values("region")["discrepancy"].to_numpy() for run in (name, reference)]
+        draws = [switched_draws(Path(runs_dir) / run) for run in (name, reference)]
+        if any(d is None for d in draws) or any(len(v) != len(draws[0]) for v in values):
+            return None
+        slope, offset = split_fit(draws[0], values[0], draws[1], values[1])
+        rows.append({"method": method, "seed": seed, "ratio": float(values[0].mean() / values[1].mean()),
+                     "slope": slope, "offset": offset})
+    return pd.DataFrame(rows) if rows else None
