@@ -14,7 +14,11 @@ draws, D ~ s^-alpha, gives -alpha); the offset is the factor every region shares
 draws did: a difference between whole runs (once the draws diverge the student follows another
 trajectory), not an effect of the split. Where the policy's ratio to region-uniform (``ratio``,
 mean D over mean D^uniform) is close to its offset, the split explains little of it, however many
-seeds agree in sign. Measured on the test bed: README, "How much could any allocation gain".
+seeds agree in sign. The fit gives all regions one slope: where they respond differently -- the
+test bed's blind regions get worse with more draws while the others improve -- the offset absorbs
+the allocation's effect as well (ARIA in the blind cell: offsets 1.07-1.12 at slopes near 0), so
+read it beside the slope and the per-region ratios. Measured on the test bed: README, "How much
+could any allocation gain".
 """
 from __future__ import annotations
 
