@@ -1,11 +1,13 @@
 """`aria experiment`: every method and seed distilled at equal steps, one evaluation of all
 students, aggregation over seeds, and resumption of a finished or interrupted experiment."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import aria_cli
+from aria_train.experiment.config import ExperimentConfig
 from aria_train.experiment.runner import aggregate
 from fixtures_train import make_distill_inputs
 
@@ -56,3 +58,12 @@ def test_experiment_runs_evaluates_aggregates_and_resumes(tmp_path, capsys):
     config["seeds"] = [0]
     file.write_text(json.dumps(config))
     assert aria_cli.main(["experiment", str(file), "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[3] / "experiments").glob("*.json")),
+                         ids=lambda p: p.name)
+def test_every_committed_experiment_config_is_valid(path):
+    """Every experiments/*.json reads and gives valid run configs (its input paths may not exist
+    until the scripts that make them have run), so an option change cannot strand one."""
+    config = ExperimentConfig.load(path)
+    assert len(config.run_configs()) == len(config.methods) * len(config.seeds)
