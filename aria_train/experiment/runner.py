@@ -257,10 +257,7 @@ def write_allocation_split(configs: dict, out: Path) -> None:
     table.to_csv(out / "allocation_split.csv", index=False)
     print(f"\nover {uniform[0]} on the same seed (p(t)-weighted discrepancy, all regions): ratio, the offset every "
           f"region shares, and the slope of the regions' ratios on the draws the policy moved")
-    for method, rows in table.groupby("method", sort=False):
-        cells = "  ".join(f"seed {r.seed}: ratio {r.ratio:.3f}, offset {r.offset:.3f}, slope {r.slope:+.2f}"
-                          for r in rows.itertuples())
-        print(f"  {method}: {cells}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = None, only: str = "all",
