@@ -26,7 +26,8 @@ Where a policy's measured ratio to region-uniform leaves the model's, ``split_fi
 (aria_train.evaluation.allocation_split) says whether the gap follows the split: per seed, the
 regression over regions of ln(D_policy / D_uniform) on ln(s_policy / s_uniform) gives a slope (the
 model says -alpha) and an *offset*, exp(intercept): the part of the ratio that is the same in every
-region whatever its draws did -- a run-level effect, not an allocation one.
+region whatever its draws did -- a run-level effect, not an allocation one, as long as the regions
+share one response (its module docstring says where they do not).
 
     python -m simulations.headroom [FOLDERS ...] [--out CSV]
 """

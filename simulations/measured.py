@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from aria_train.evaluation.allocation_split import switched_draws
 from simulations.allocation import PolicySpec, SimConfig, ratio_table, run_final_study
 
 # experiment method name -> simulator policy (the trainer's defaults: eps 0.2, tracker step 0.05)
@@ -125,8 +126,7 @@ def region_draws(folders: list[str | Path]):
         table = table[table["t"].astype(str) == "pt"].rename(columns={"discrepancy": "value"})
         draws = {}
         for run in (folder / "runs").iterdir():
-            records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
-            for region, count in enumerate(np.sum([r["switched_region_counts"] for r in records], axis=0)):
+            for region, count in enumerate(switched_draws(run)):
                 draws[(run.name, region)] = int(count)
         table["switched"] = [draws.get((m, int(r)), np.nan) for m, r in zip(table["model"], table["region"])]
         table = table.dropna(subset=["switched"])

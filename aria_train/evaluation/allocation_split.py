@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 
-def switched_draws(run: Path) -> np.ndarray | None:
-    """Switched draws per region over a run (int64 (K,)), or None if its metrics record none."""
+def switched_draws(run: Path) -> np.ndarray:
+    """Switched draws per region over a run (int64 (K,); empty if its metrics record none)."""
     records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line]
     counts = [r["switched_region_counts"] for r in records if "switched_region_counts" in r]
-    return np.sum(counts, axis=0).astype(np.int64) if counts else None
+    return np.sum(counts, axis=0).astype(np.int64) if counts else np.zeros(0, np.int64)
 
 
 def split_fit(draws: np.ndarray, discrepancy: np.ndarray, uniform_draws: np.ndarray,
@@ -66,7 +66,7 @@ def allocation_split(discrepancy, runs: dict[str, tuple[str, int]], runs_dir: Pa
             continue
         values = [pt[pt["model"] == run].sort_values("region")["discrepancy"].to_numpy() for run in (name, reference)]
         draws = [switched_draws(Path(runs_dir) / run) for run in (name, reference)]
-        if any(d is None for d in draws) or any(len(v) != len(draws[0]) for v in values):
+        if any(len(d) == 0 for d in draws) or any(len(v) != len(draws[0]) for v in values):
             return None
         slope, offset = split_fit(draws[0], values[0], draws[1], values[1])
         rows.append({"method": method, "seed": seed, "ratio": float(values[0].mean() / values[1].mean()),

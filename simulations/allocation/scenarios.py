@@ -8,6 +8,7 @@ import numpy as np
 
 from simulations.allocation.world import World
 
+
 def _draw_difficulty(rng: np.random.Generator, seen: np.ndarray, high_floors: int,
                      base_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per region: initial D ~ lognormal around 1 (sd 0.2 in log), floor 5% of it except
