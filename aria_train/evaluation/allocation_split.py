@@ -19,6 +19,9 @@ test bed's blind regions get worse with more draws while the others improve -- t
 the allocation's effect as well (ARIA in the blind cell: offsets 1.07-1.12 at slopes near 0), so
 read it beside the slope and the per-region ratios. Measured on the test bed: README, "How much
 could any allocation gain".
+
+``paired_test`` asks whether a policy's ratio differs from 1 more than its spread over seeds allows:
+a two-sided paired t-test on ln(ratio) at 5%, the seeds' runs being independent pairs.
 """
 from __future__ import annotations
 
@@ -72,3 +75,30 @@ def allocation_split(discrepancy, runs: dict[str, tuple[str, int]], runs_dir: Pa
         rows.append({"method": method, "seed": seed, "ratio": float(values[0].mean() / values[1].mean()),
                      "slope": slope, "offset": offset})
     return pd.DataFrame(rows) if rows else None
+
+
+def paired_test(split) -> "pd.DataFrame":
+    """Per method of an ``allocation_split`` table: ``seeds`` n, ``ratio`` the geometric mean of the
+    per-seed ratios, ``sd_log`` the sample sd of ln(ratio), ``t`` = mean ln(ratio) / (sd_log / sqrt n),
+    ``critical`` the two-sided 5% value of Student's t with n - 1 degrees of freedom, ``significant``
+    |t| > critical, and ``seeds_for_2pct`` the seeds a paired test needs to find a 2% effect at that
+    sd (|t| reaches the critical value: n with sqrt(n) * ln(1.02) / sd_log > t_{0.975, n-1}). Methods
+    with fewer than 2 seeds are left out (no spread); ``seeds_for_2pct`` is empty past 100,000."""
+    import pandas as pd
+    from scipy import stats
+
+    rows = []
+    for method, part in split.groupby("method", sort=False):
+        logs = np.log(part["ratio"].to_numpy(float))
+        n = len(logs)
+        if n < 2:
+            continue
+        sd = float(logs.std(ddof=1))
+        t = float(logs.mean() / (sd / np.sqrt(n))) if sd > 0 else float("inf") * np.sign(logs.mean())
+        critical = float(stats.t.ppf(0.975, n - 1))
+        m = np.arange(2, 100_001)
+        enough = np.sqrt(m) * np.log(1.02) > sd * stats.t.ppf(0.975, m - 1)
+        needed = int(m[enough.argmax()]) if enough.any() else None
+        rows.append({"method": method, "seeds": n, "ratio": float(np.exp(logs.mean())), "sd_log": sd, "t": t,
+                     "critical": critical, "significant": bool(abs(t) > critical), "seeds_for_2pct": needed})
+    return pd.DataFrame(rows)

@@ -10,7 +10,8 @@ the groups, and a continued experiment keeps them, see ``make_jobs``); then eval
 over seeds: per method, group and metric the mean and sample standard deviation of the group
 mean and of the worst region (OUT/results.csv, results.json, printed), and where it has
 region-uniform sampling and allocation policies, how much of each policy's ratio to it follows the
-draws it moved (OUT/allocation_split.csv, aria_train.evaluation.allocation_split); and writes a report of the
+draws it moved and whether it differs beyond the seeds' spread (OUT/allocation_split.csv,
+allocation_test.csv, aria_train.evaluation.allocation_split); and writes a report of the
 first seed's runs (OUT/report.html). One progress bar counts the steps of all runs. Every stage
 resumes: finished runs and a finished evaluation are kept, interrupted runs continue from their
 last checkpoint, and runs that stopped before their first checkpoint start again.
@@ -241,10 +242,11 @@ def write_allocation_split(configs: dict, out: Path) -> None:
     """Where the experiment has region-uniform sampling (rc with the region sampler) and allocation
     policies (aria): per policy and seed, its ratio to region-uniform split into what follows the
     draws it moved and a run-level offset (aria_train.evaluation.allocation_split), written to
-    OUT/allocation_split.csv and printed."""
+    OUT/allocation_split.csv and printed; with two seeds or more, whether each policy's ratio differs
+    from 1 beyond its spread over seeds (``paired_test``), OUT/allocation_test.csv, printed too."""
     import pandas as pd
 
-    from aria_train.evaluation.allocation_split import allocation_split
+    from aria_train.evaluation.allocation_split import allocation_split, paired_test
 
     uniform = [m for m, c in configs.values() if c.method == "rc" and c.sampler == "region"]
     policies = list(dict.fromkeys(m for m, c in configs.values() if c.method == "aria"))
@@ -258,6 +260,11 @@ def write_allocation_split(configs: dict, out: Path) -> None:
     print(f"\nover {uniform[0]} on the same seed (p(t)-weighted discrepancy, all regions): ratio, the offset every "
           f"region shares, and the slope of the regions' ratios on the draws the policy moved")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    test = paired_test(table)
+    if not test.empty:
+        test.to_csv(out / "allocation_test.csv", index=False)
+        print("\npaired over seeds (two-sided t-test on ln ratio at 5%; seeds_for_2pct: seeds a 2% effect needs at this sd)")
+        print(test.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = None, only: str = "all",

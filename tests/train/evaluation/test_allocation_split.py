@@ -59,6 +59,9 @@ def test_the_experiment_writes_and_prints_the_split(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "over region-uniform on the same seed" in printed
     assert "aria     2  1.021 -0.008   1.022" in printed  # the README's seed 2 (ratio, slope, offset)
+    test = pd.read_csv(out / "allocation_test.csv")
+    assert test["method"].tolist() == ["aria", "aria-b2"] and (test["seeds"] == 3).all() and not test["significant"].any()
+    assert "paired over seeds" in printed
 
 
 def test_no_split_without_region_uniform_or_policies(tmp_path):
@@ -66,3 +69,29 @@ def test_no_split_without_region_uniform_or_policies(tmp_path):
     only_rc = {name: entry for name, entry in configs.items() if entry[0] in ("rc", "aria")}
     write_allocation_split(only_rc, tmp_path)  # no region-uniform method: nothing read, nothing written
     assert not (tmp_path / "allocation_split.csv").exists()
+
+
+def test_paired_test_is_a_t_test_on_log_ratios():
+    """t, its critical value and the verdict against scipy's own paired test on ln ratio: a policy
+    about 1% worse with an sd of 1% is significant at 15 seeds, 1% worse with a 2% spread over 3
+    seeds is not; seeds_for_2pct is the first n whose t for a 2% effect passes."""
+    from scipy import stats
+
+    from aria_train.evaluation.allocation_split import paired_test
+
+    rng = np.random.default_rng(7)
+    ratios = np.exp(np.log(1.01) + rng.normal(0, 0.01, 15))
+    split = pd.DataFrame({"method": ["aria"] * 15 + ["aria-b2"] * 3, "seed": [*range(15), *range(3)],
+                          "ratio": [*ratios, 1.03, 0.99, 1.01]})
+    test = paired_test(split).set_index("method")
+    direct = stats.ttest_1samp(np.log(ratios), 0.0)
+    assert test.loc["aria", "t"] == pytest.approx(direct.statistic, rel=1e-12)
+    assert test.loc["aria", "critical"] == pytest.approx(2.1447866879, rel=1e-9)  # t_{0.975, 14}
+    assert test.loc["aria", "significant"] == (direct.pvalue < 0.05)
+    assert test.loc["aria", "ratio"] == pytest.approx(np.exp(np.log(ratios).mean()), rel=1e-12)
+    assert test.loc["aria-b2", "seeds"] == 3 and test.loc["aria-b2", "critical"] == pytest.approx(4.3026527, rel=1e-6)
+    assert test.loc["aria", "significant"] and not test.loc["aria-b2", "significant"]
+    sd, n = test.loc["aria", "sd_log"], test.loc["aria", "seeds_for_2pct"]
+    assert [np.sqrt(m) * np.log(1.02) / sd > stats.t.ppf(0.975, m - 1) for m in (n - 1, n)] == [False, True]
+    one_seed = paired_test(split[split["seed"] == 0])  # no spread from one seed: nothing to test
+    assert one_seed.empty
