@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -315,10 +316,26 @@ def given_options(cls: type, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> T:
-    """Defaults < ``base`` < the options given on the command line; validated."""
+    """Defaults < ``base`` < the options given on the command line; validated. Its messages name
+    the flags a user typed (``--null-prob``) where ``validate`` names fields (``null_prob``, the
+    JSON key): ``_as_flags``."""
     values = to_dict(base) if base is not None else {}
     values.update(given_options(cls, args))
-    return from_json(cls, values, "")
+    try:
+        return from_json(cls, values, "")
+    except ValueError as err:
+        raise ValueError(_as_flags(cls, str(err))) from None
+
+
+def _as_flags(cls: type, message: str) -> str:
+    """``message`` with every field name of ``cls`` that holds an underscore written as its flag.
+    One-word names are left alone: they read the same either way, and as ordinary words ("steps",
+    "pool", "teacher") they may be prose."""
+    names = sorted((name for name, *_ in flat_fields(cls) if "_" in name), key=len, reverse=True)
+    if not names:
+        return message
+    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?!\w)")
+    return pattern.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 def replace(options: T, **changes: Any) -> T:

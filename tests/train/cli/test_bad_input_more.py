@@ -274,8 +274,8 @@ def test_distill_says_what_it_writes_after_the_last_step(paths, tmp_path, capsys
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is there")),
     (["--guidance", "nan"], "--guidance must be a number or null, got nan"),
     (["--guidance", "inf"], "--guidance must be a number or null, got inf"),
-    (["--samples-per-region", "-1"], "samples_per_region must be >= 0, got -1"),
-    (["--max-per-region", "-1"], "max_per_region must be >= 0, got -1"),
+    (["--samples-per-region", "-1"], "--samples-per-region must be >= 0, got -1"),
+    (["--max-per-region", "-1"], "--max-per-region must be >= 0, got -1"),
     (["--seed", "-1"], "seed must be in [0, 2^63), got -1"),
 ])
 def test_eval_refuses_bad_values_before_writing(paths, heldout, tmp_path, capsys, extra, needle):
@@ -342,8 +342,8 @@ def test_a_world_folder_stands_for_its_world_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag, value, needle", [
-    ("--null-prob", "1.5", "null_prob must be in [0, 1], got 1.5"),  # once: one line for two options, no value
-    ("--ema-decay", "1", "ema_decay must be in [0, 1), got 1.0"),
+    ("--null-prob", "1.5", "--null-prob must be in [0, 1], got 1.5"),  # once: one line for two options, no value
+    ("--ema-decay", "1", "--ema-decay must be in [0, 1), got 1.0"),
     ("--workers", "-2", "workers must be >= -1"),  # once: training started
 ])
 def test_teacher_names_the_bad_option_and_its_value(tmp_path, capsys, flag, value, needle):

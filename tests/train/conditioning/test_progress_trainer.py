@@ -145,10 +145,10 @@ def test_two_processes_hold_the_same_policy_state(paths, tmp_path):
 
 
 BAD_OPTIONS = {
-    "rate 0": (("--aria-progress-rate", "0"), "aria_progress_rate must be finite and > 0"),
+    "rate 0": (("--aria-progress-rate", "0"), "--aria-progress-rate must be finite and > 0"),
     "slow = fast": (("--aria-progress-slow", "0.05"), "must satisfy 0 <= slow < fast <= 1"),
     "fast > 1": (("--aria-progress-fast", "1.5"), "must satisfy 0 <= slow < fast <= 1"),
-    "tau with progress": (("--aria-tau", "1"), "aria_tau .* applies to aria_policy 'aria' only"),
+    "tau with progress": (("--aria-tau", "1"), "--aria-tau .* applies to --aria-policy 'aria' only"),
 }
 
 

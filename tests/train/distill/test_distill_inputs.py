@@ -108,7 +108,7 @@ BAD_INPUTS = {
                         "takes 3 channels"),
     "text cache rows": (_text_rows(11), "has 11 rows, the pool 12"),
     "paired shard with a flipped byte": (_corrupt_shard, "is corrupt: its SHA-256 differs"),
-    "bad option value": (lambda p, r: ["--null-prob", "2"], "null_prob must be in"),
+    "bad option value": (lambda p, r: ["--null-prob", "2"], "--null-prob must be in"),
     "region sampler with kd": (lambda p, r: ["--method", "kd", "--sampler", "region"], "applies to --method rc only"),
     "region sampler with aria": (lambda p, r: ["--method", "aria", "--sampler", "region"], "applies to --method rc only"),
     "resume without checkpoint": (lambda p, r: ["--resume", "latest"], "no checkpoint"),
