@@ -99,7 +99,7 @@ def test_resume_with_blind_regions_is_exact(paths, tmp_path):
 
 @pytest.mark.parametrize("extra, needle", [
     (("--blind-regions", "7"), "blind_regions"),
-    (("--blind-regions", "-1"), "blind_regions"),
+    (("--blind-regions", "-1"), "--blind-regions"),
 ])
 def test_bad_blind_regions_refused(paths, tmp_path, capsys, extra, needle):
     out = tmp_path / "run"

@@ -138,7 +138,7 @@ def test_lagged_too_many_nonfinite_aborts(paths, tmp_path, capsys):
 def test_feedback_lag_other_than_0_or_1_is_refused(paths, tmp_path, capsys, lag):
     assert aria_cli.main(paths.options(tmp_path / "run", "--feedback-lag", lag)) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "feedback_lag must be 0 or 1" in err[0]
+    assert len(err) == 1 and "--feedback-lag must be 0 or 1" in err[0]
     assert not (tmp_path / "run").exists()
 
 

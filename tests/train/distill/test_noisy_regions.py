@@ -65,10 +65,10 @@ def test_resume_with_noise_is_exact(paths, tmp_path):
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (("--noisy-regions", "0"), "noise_std"),
-    (("--noise-std", "0.5"), "noise_std needs noisy_regions"),
+    (("--noisy-regions", "0"), "--noise-std"),
+    (("--noise-std", "0.5"), "--noise-std needs --noisy-regions"),
     (("--noisy-regions", "7", "--noise-std", "0.5"), "noisy_regions"),
-    (("--noisy-regions", "-1", "--noise-std", "0.5"), "noisy_regions"),
+    (("--noisy-regions", "-1", "--noise-std", "0.5"), "--noisy-regions"),
 ])
 def test_bad_noise_options_refused(paths, tmp_path, capsys, extra, needle):
     out = tmp_path / "run"
