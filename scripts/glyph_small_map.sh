@@ -30,7 +30,7 @@
 #   words-map rc, region-uniform, aria (beta 1, 2) x 3 seeds on those worlds (36 runs at once)
 #             -> runs/glyph_words_map_tau{0,05,1}/: does tau move the trainer once the text names the parts?
 #   gate-teachers  the teachers that missed the glyph gate at 1000 steps (small_tau1: one region at
-#             0.875; small_words_tau0: four regions; small_words_tau1: one) trained again from scratch
+#             0.875; small_words_tau0: three regions; small_words_tau1: one) trained again from scratch
 #             for $TEACHER_STEPS (default here 2000) steps in place, old teacher and cache removed;
 #             ~9-10 min, so give TEACHER_SECONDS=400 and run the part twice (the second call resumes).
 #             Then re-run their cells: `aria experiment experiments/glyph_small_map_tau1.json` and words-map.
