@@ -214,7 +214,8 @@ def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
                  "fig_allocation_pi", "fig_progress_allocation"):
         module = __import__(f"paper_figures.{name}", fromlist=["main"])
         monkeypatch.setattr(module, "CONFIG", FIGURE_CONFIGS[name](module))
-        monkeypatch.setattr(sim, "run_study", None)  # would raise if the figure recomputed
+        for study in ("run_study", "run_final_study", "simulate"):  # would raise if the figure recomputed
+            monkeypatch.setattr(sim, study, None)
         for study in ("step_sweep", "observation_sweep", "running_mean_study"):
             monkeypatch.setattr(rates, study, None)
         paths = module.main(tmp_path / "out", data)
