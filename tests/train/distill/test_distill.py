@@ -234,8 +234,12 @@ def test_train_step_without_accelerator(paths):
 def test_train_step_never_reads_a_tensor_on_the_host(paths, monkeypatch):
     """No value of the step's tensors is turned into a Python number or bool inside train_step
     (on a GPU each would wait for the device): the forward, the loss, ``finite`` and the backward
-    are queued; the loop reads ``finite`` once, with the feedback. Tensors' ``__bool__``, ``item``
-    and ``tolist`` raise while it runs."""
+    are queued; the loop reads ``finite`` once, with the feedback. While it runs, every Python
+    route to a value raises (``__bool__``, ``item``, ``tolist``, ``__float__``, ``__int__``,
+    ``__index__``, ``numpy``, ``__array__``), and so does the operator all of the scalar ones end
+    in (``aten._local_scalar_dense``), whichever way C++ reaches it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
     from aria_train.distill.step import train_step
 
     models, unet, _, batch = _step_setup(paths)
@@ -243,8 +247,15 @@ def test_train_step_never_reads_a_tensor_on_the_host(paths, monkeypatch):
     def host_read(*args, **kwargs):
         raise AssertionError("train_step read a tensor's value on the host")
 
+    class NoScalarReads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                host_read()
+            return func(*args, **(kwargs or {}))
+
     with monkeypatch.context() as patch:
-        for name in ("__bool__", "item", "tolist"):
+        for name in ("__bool__", "item", "tolist", "__float__", "__int__", "__index__", "numpy", "__array__"):
             patch.setattr(torch.Tensor, name, host_read)
-        losses = train_step(models, batch, LossWeights(1.0, 1.0, 0.0))
+        with NoScalarReads():
+            losses = train_step(models, batch, LossWeights(1.0, 1.0, 0.0))
     assert bool(losses["finite"]) and all(p.grad is not None for p in unet.parameters())
