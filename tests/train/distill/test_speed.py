@@ -93,9 +93,12 @@ def test_feature_hooks_attach_is_idempotent_and_detach_removes():
     assert len(models.teacher.down_blocks[0]._forward_hooks) == 1
 
 
-def test_fused_optimizer_only_on_cuda():
+def test_fused_optimizer_on_cuda_or_where_asked_for():
+    """Fused AdamW on a GPU, and on the CPU only where asked (--feedback-lag 1 needs its found_inf)."""
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert not make_optimizer(params, 1e-3, 0.0, torch.device("cpu")).defaults["fused"]
+    assert make_optimizer(params, 1e-3, 0.0, torch.device("cpu"), fused=True).defaults["fused"]
+    assert make_optimizer(params, 1e-3, 0.0, torch.device("cuda")).defaults["fused"]  # built, never stepped
 
 
 def test_distill_with_speed_options_records_them(tmp_path):
@@ -127,10 +130,24 @@ def test_distill_help_lists_the_speed_options(capsys):
     assert "recompute the student's activations" in text
 
 
-def test_distill_with_an_fp8_teacher(paths, tmp_path):
-    """--teacher-fp8 runs on the CPU (FP8 products emulated) and is recorded with the run."""
+def test_distill_with_an_fp8_teacher(paths, tmp_path, monkeypatch):
+    """--teacher-fp8 runs on the CPU (FP8 products emulated), reaches the teacher -- its eligible
+    Linear layers become Float8Linear, the student's stay -- and is recorded with the run."""
+    from aria_train.diffusion.models.fp8 import Float8Linear
+    from aria_train.distill import speed
+
+    seen = {}
+    prepare = speed.prepare_unets
+
+    def spy(teacher, student, **options):
+        prepare(teacher, student, **options)
+        seen.update(teacher=sum(isinstance(m, Float8Linear) for m in teacher.modules()),
+                    student=sum(isinstance(m, Float8Linear) for m in student.modules()))
+
+    monkeypatch.setattr(speed, "prepare_unets", spy)
     out = tmp_path / "run"
     assert aria_cli.main(paths.options(out, "--method", "rc", "--steps", "2", "--teacher-fp8")) == 0
+    assert seen["teacher"] > 0 and seen["student"] == 0
     assert json.loads((out / "config.json").read_text())["teacher_fp8"] is True
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records and all(r["loss"] > 0 for r in records)
