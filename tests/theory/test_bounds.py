@@ -181,7 +181,7 @@ def test_cross_term_matters_in_the_transient() -> None:
     a, delta, e0 = 0.5, 1.0, 4.0
     tempting = (1 - a) ** 2 * e0**2 + ((1 - a) / a) ** 2 * delta**2
     _, exact = bounds.worst_case_moments(1, a, 0.0, delta, 1.0, e0)
-    assert exact[0] == pytest.approx(6.25) and tempting == pytest.approx(5.0)
+    assert exact[0] == pytest.approx(6.25) and tempting < exact[0]
 
 
 @pytest.mark.parametrize("p", [1.0, 0.5, 0.05])
@@ -240,7 +240,7 @@ def test_closed_form_optimum_is_the_small_drift_limit() -> None:
                                1.0, rtol=2e-3)
     f_opt = bounds.steady_state_mse(bounds.optimal_step(sigma, delta), sigma, delta)
     np.testing.assert_allclose(f_opt / bounds.optimal_mse_closed_form(sigma, delta), 1.0, rtol=2e-3)
-    assert 3 * 2 ** (-4 / 3) == pytest.approx(1.1906, abs=1e-4)
+    assert float(bounds.optimal_mse_closed_form(1.0, 1.0)) == pytest.approx(1.1906, abs=1e-4)  # its constant
 
 
 def test_lower_bound_constant_and_maximisation() -> None:

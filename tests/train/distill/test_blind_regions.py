@@ -23,7 +23,8 @@ def test_blinded_sets_the_rows_of_blind_regions_to_the_null_text():
     out = blinded(hidden, regions, blind, null)
     assert torch.equal(out[[1, 3]], null.expand(2, -1, -1))
     assert torch.equal(out[[0, 2, 4]], hidden[[0, 2, 4]])  # other regions and the null text (-1) unchanged
-    assert blinded(hidden, regions, [1], null) is not None
+    one = blinded(hidden, regions, [1], null)  # region 1 is row 4 alone
+    assert torch.equal(one[[4]], null) and torch.equal(one[:4], hidden[:4])
     assert blinded(hidden, np.array([0, -1]), blind, null) is None  # no blind row: the student sees hidden
 
 
