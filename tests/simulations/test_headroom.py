@@ -63,8 +63,9 @@ def test_headroom_of_the_committed_cells():
 def test_cli_writes_the_table(tmp_path, capsys):
     assert main([str(RESULTS / "glyph_zipf_s0"), "--out", str(tmp_path / "h.csv")]) == 0
     assert "best_over_uniform" in capsys.readouterr().out and (tmp_path / "h.csv").is_file()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as done:
         main([str(tmp_path)])  # not an experiment folder: a one-line usage error
+    assert done.value.code == 2 and "not an evaluated experiment folder" in capsys.readouterr().err
 
 
 def test_the_48_region_tau_05_loss_is_an_offset_not_a_response_to_the_split():

@@ -151,8 +151,9 @@ def test_study_cli(tmp_path, capsys):
                           "--workers", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.count("testbed:tau=") == 9 and "progress r=0.003" in out
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as done:
         aria_cli.main(["sim", "allocation", "--study", "nothing"])
+    assert done.value.code == 2 and "invalid choice: 'nothing'" in capsys.readouterr().err
 
 
 def test_power_law_response_follows_its_closed_form():

@@ -17,6 +17,7 @@ import aria_theory.tracker
 from aria_train.conditioning.aria import AriaOptions, AriaSampler, TimestepNormaliser
 from aria_train.runs.checkpoint import list_checkpoints
 from aria_train.conditioning.samplers import RegionUniformSampler
+from cli_errors import refused
 from fixtures_train import DistillPaths, make_distill_inputs, run_two_processes
 
 T = 1000
@@ -164,7 +165,7 @@ def test_two_processes_hold_the_same_tracker_state(paths, tmp_path):
     assert records(out) == expected
 
 
-def test_heldout_discrepancy_is_logged_per_region(paths, tmp_path):
+def test_heldout_discrepancy_is_logged_per_region(paths, tmp_path, capsys):
     heldout = tmp_path / "heldout.csv"
     heldout.write_text("text,region\na red circle,0\na blue circle,0\na green cross,2\n")  # region 1 has none
     out = tmp_path / "run"
@@ -176,8 +177,8 @@ def test_heldout_discrepancy_is_logged_per_region(paths, tmp_path):
         assert values[1] is None and values[0] > 0 and values[2] > 0
         # relative to the mean over prompts at each timestep: the prompt-weighted mean is 1
         assert (2 * values[0] + values[2]) / 3 == pytest.approx(1.0)
-    assert aria_cli.main(paths.options(tmp_path / "bad", "--heldout-every", "3", "--heldout", str(heldout),
-                                       "--log-every", "2")) == 2
+    refused(paths.options(tmp_path / "bad", "--heldout-every", "3", "--heldout", str(heldout), "--log-every", "2"),
+            capsys, "--heldout-every needs --heldout and must be a multiple of --log-every")
     assert not (tmp_path / "bad").exists()
 
 

@@ -95,7 +95,7 @@ def test_teacher_refuses_existing_output_and_bad_config(setup, capsys):
     assert run_cli("teacher", "--out", teacher, "--steps", "1") == 2
     assert "already exists" in capsys.readouterr().err
     assert run_cli("teacher", "--out", teacher.parent / "new", "--channels", "8") == 2
-    assert not (teacher.parent / "new").exists()
+    assert "channels" in capsys.readouterr().err and not (teacher.parent / "new").exists()
 
 
 # ---------------------------------------------------------------- sampling
@@ -158,7 +158,7 @@ def cache_args(setup, out, *extra):
             "--out", out, "--steps", "2", "--batch-size", "2", "--shard-rows", "4", "--no-progress", *extra]
 
 
-def test_cache_writes_samples_and_resumes_without_duplicates(setup, tmp_path, monkeypatch):
+def test_cache_writes_samples_and_resumes_without_duplicates(setup, tmp_path, monkeypatch, capsys):
     teacher, root = setup
     paired = pd.read_parquet(root / "paired.parquet")
     pool = pd.read_parquet(root / "pool.parquet")
@@ -200,10 +200,12 @@ def test_cache_writes_samples_and_resumes_without_duplicates(setup, tmp_path, mo
     # A finished cache is left alone; other settings are refused rather than mixed in.
     assert run_cli(*cache_args(setup, tmp_path / "resumed")) == 0
     assert len(TensorCache(tmp_path / "resumed" / "paired")) == len(paired)
+    capsys.readouterr()
     assert run_cli(*cache_args(setup, tmp_path / "resumed", "--guidance", "3")) == 2
+    assert "guidance" in capsys.readouterr().err
 
 
-def test_cache_compile_compiles_the_teacher_unet_and_is_recorded(setup, tmp_path, monkeypatch):
+def test_cache_compile_compiles_the_teacher_unet_and_is_recorded(setup, tmp_path, monkeypatch, capsys):
     """--compile compiles the UNet the sampling calls (stubbed here: inductor takes minutes on a
     CPU) and is part of the cache's settings: continuing it without --compile is refused."""
     compiled = []
@@ -211,7 +213,9 @@ def test_cache_compile_compiles_the_teacher_unet_and_is_recorded(setup, tmp_path
     assert run_cli(*cache_args(setup, tmp_path / "c", "--compile")) == 0
     assert compiled == [{}]
     assert TensorCache(tmp_path / "c" / "paired").metadata["compile"] is True
+    capsys.readouterr()
     assert run_cli(*cache_args(setup, tmp_path / "c")) == 2  # other settings: not mixed in
+    assert "compile" in capsys.readouterr().err
     assert run_cli(*cache_args(setup, tmp_path / "plain")) == 0
     assert "compile" not in TensorCache(tmp_path / "plain" / "paired").metadata and compiled == [{}]
 

@@ -57,7 +57,9 @@ def test_experiment_runs_evaluates_aggregates_and_resumes(tmp_path, capsys):
     # a different experiment in the same folder is refused
     config["seeds"] = [0]
     file.write_text(json.dumps(config))
+    capsys.readouterr()
     assert aria_cli.main(["experiment", str(file), "--out", str(out)]) == 2
+    assert "experiment.json" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[3] / "experiments").glob("*.json")),
