@@ -156,18 +156,21 @@ def test_state_round_trips_through_json_exactly(name, before, after, m):
         np.testing.assert_array_equal(copy.probabilities(m), original.probabilities(m))
 
 
-BAD_ESTIMATES = {"inf": [np.inf, 0, 0, 0, 0], "short": [0.0] * (K - 1), "2-D": [[0.0] * K],
-                 "strings": ["a"] * K}
+# bad input -> (arguments, what the one-line error says)
+BAD_ESTIMATES = {"inf": ([np.inf, 0, 0, 0, 0], "must not be infinite"),
+                 "short": ([0.0] * (K - 1), "estimates must be 5 real numbers"),
+                 "2-D": ([[0.0] * K], "estimates must be 5 real numbers"),
+                 "strings": (["a"] * K, "estimates must be 5 real numbers")}
 BAD_FEEDBACK = {
-    "nan value": ([0], [np.nan], np.full(K, 1 / K)),
-    "id out of range": ([K], [1.0], np.full(K, 1 / K)),
-    "float id": ([0.0], [1.0], np.full(K, 1 / K)),
-    "length mismatch": ([0, 1], [1.0], np.full(K, 1 / K)),
-    "probabilities not summing to 1": ([0], [1.0], np.full(K, 0.3)),
-    "negative probability": ([0], [1.0], [1.5, -0.5, 0, 0, 0]),
-    "nan probability": ([0], [1.0], [np.nan, 1, 0, 0, 0]),
-    "observed region with probability 0": ([4], [1.0], [1.0, 0, 0, 0, 0]),
-    "wrong length probabilities": ([0], [1.0], [0.5, 0.5]),
+    "nan value": (([0], [np.nan], np.full(K, 1 / K)), "values must be finite"),
+    "id out of range": (([K], [1.0], np.full(K, 1 / K)), "out of range"),
+    "float id": (([0.0], [1.0], np.full(K, 1 / K)), "integer dtype"),
+    "length mismatch": (([0, 1], [1.0], np.full(K, 1 / K)), "differ in length"),
+    "probabilities not summing to 1": (([0], [1.0], np.full(K, 0.3)), "must sum to 1"),
+    "negative probability": (([0], [1.0], [1.5, -0.5, 0, 0, 0]), "finite and >= 0"),
+    "nan probability": (([0], [1.0], [np.nan, 1, 0, 0, 0]), "finite and >= 0"),
+    "observed region with probability 0": (([4], [1.0], [1.0, 0, 0, 0, 0]), "had probability 0"),
+    "wrong length probabilities": (([0], [1.0], [0.5, 0.5]), "must be shape"),
 }
 
 
@@ -176,43 +179,48 @@ def test_bad_input_is_rejected_and_state_untouched(name):
     policy = make_policies()[name]
     feed(policy, [[(0, 1.0), (3, 2.0)]])
     before = json.dumps(policy.state_dict())
-    for bad in BAD_ESTIMATES.values():
-        with pytest.raises(ValueError):
+    for bad, needle in BAD_ESTIMATES.values():
+        with pytest.raises(ValueError, match=needle):
             policy.probabilities(bad)
-    for case, bad in BAD_FEEDBACK.items():
+    for case, (bad, needle) in BAD_FEEDBACK.items():
         if case == "observed region with probability 0" and name.startswith("progress"):
             continue  # ProgressPolicy also observes samples that pi did not draw (paired ones)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=needle):
             policy.observe(*bad)
     assert json.dumps(policy.state_dict()) == before
     with pytest.raises(ValueError, match="cannot load"):
         policy.load_state_dict({**policy.state_dict(), "type": "Tracker"})
 
 
-@pytest.mark.parametrize("make", [
-    lambda: UniformPolicy(0), lambda: PromptSharePolicy(K, [0.0] * K), lambda: PromptSharePolicy(K, [1.0] * 3),
-    lambda: PromptSharePolicy(K, [-1.0, 1, 1, 1, 1]), lambda: AriaPolicy(K, beta=-1.0),
-    lambda: AriaPolicy(K, tau=0.0), lambda: AriaPolicy(K, eps=1.5), lambda: AriaPolicy(K, base=[np.nan] * K),
-    lambda: Exp3Policy(K, gamma=0.0), lambda: Exp3Policy(K, eta=-1.0),
-    lambda: DoReMiPolicy(K, reference=[0.0] * 3), lambda: DoReMiPolicy(K, reference=[0.0] * K, eps=-0.1),
-    lambda: ProgressPolicy(K, rate=-1.0), lambda: ProgressPolicy(K, fast=0.1, slow=0.2),
+@pytest.mark.parametrize("make, needle", [
+    (lambda: UniformPolicy(0), "num_regions must be a positive integer"),
+    (lambda: PromptSharePolicy(K, [0.0] * K), "not all zero"), (lambda: PromptSharePolicy(K, [1.0] * 3), "shares must be 5"),
+    (lambda: PromptSharePolicy(K, [-1.0, 1, 1, 1, 1]), "shares must be finite, >= 0"),
+    (lambda: AriaPolicy(K, beta=-1.0), "beta must be"), (lambda: AriaPolicy(K, tau=0.0), "tau must be"),
+    (lambda: AriaPolicy(K, eps=1.5), "eps must be in"), (lambda: AriaPolicy(K, base=[np.nan] * K), "base must be finite"),
+    (lambda: Exp3Policy(K, gamma=0.0), "gamma must be"), (lambda: Exp3Policy(K, eta=-1.0), "eta must be"),
+    (lambda: DoReMiPolicy(K, reference=[0.0] * 3), "reference must be 5"),
+    (lambda: DoReMiPolicy(K, reference=[0.0] * K, eps=-0.1), "eps must be in"),
+    (lambda: ProgressPolicy(K, rate=-1.0), "rate must be"),
+    (lambda: ProgressPolicy(K, fast=0.1, slow=0.2), r"slow \(0.2\) must be smaller than fast"),
 ])
-def test_bad_config_is_rejected(make):
-    with pytest.raises(ValueError):
+def test_bad_config_is_rejected(make, needle):
+    with pytest.raises(ValueError, match=needle):
         make()
 
 
 def test_sampling_and_weights_reject_bad_input():
     rng = np.random.default_rng(0)
-    for bad in ([0.5, 0.6], [1.2, -0.2], [np.nan, 1.0], [[0.5, 0.5]], []):
-        with pytest.raises(ValueError):
+    for bad, needle in (([0.5, 0.6], "must sum to 1"), ([1.2, -0.2], "finite and >= 0"), ([np.nan, 1.0], "finite and >= 0"),
+                        ([[0.5, 0.5]], "non-empty 1-D array"), ([], "non-empty 1-D array")):
+        with pytest.raises(ValueError, match=needle):
             sample_regions(bad, 3, rng)
     for n in (-1, 2.5, True):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="n must be a non-negative integer"):
             sample_regions([0.5, 0.5], n, rng)
     with pytest.raises(ValueError, match="probability 0"):
         importance_weights([1], [1.0, 0.0], [0.5, 0.5])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="base must be shape"):
         importance_weights([0], [0.5, 0.5], [1.0])
     assert check_distribution([0.25] * 4).dtype == np.float64
 
