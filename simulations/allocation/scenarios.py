@@ -99,11 +99,16 @@ def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: f
     of the glyph) are left to learn, their template being assumed learnt like a shared attribute.
     `response_alpha`: World.response_alpha (inf: exponential response to draws)."""
     k = int(num_regions)
-    if not (k >= 2 and zipf >= 0 and 0 <= tau <= 1 and min(unseen_tail, unseen_head, under, high_floors) >= 0
-            and unseen_head + unseen_tail + under < k - 1 and 0 < under_pairs <= 1
-            and 0 <= tail_floors <= unseen_tail and 0 <= easy <= k and 0 < easy_frac <= 1):
-        raise ValueError(f"bad test-bed world: k={k}, zipf={zipf}, tau={tau}, unseen_tail={unseen_tail}, "
-                         f"unseen_head={unseen_head}, under={under}, under_pairs={under_pairs}, easy={easy}, easy_frac={easy_frac}")
+    rules = {"k >= 2": k >= 2, "zipf >= 0": zipf >= 0, "0 <= tau <= 1": 0 <= tau <= 1,
+             "tail, head, under, floors >= 0": min(unseen_tail, unseen_head, under, high_floors) >= 0,
+             "head + tail + under < k - 1": unseen_head + unseen_tail + under < k - 1,
+             "0 < pairs <= 1": 0 < under_pairs <= 1, "0 <= tailfloors <= tail": 0 <= tail_floors <= unseen_tail,
+             "0 <= easy <= k": 0 <= easy <= k, "0 < easyfrac <= 1": 0 < easy_frac <= 1}
+    broken = [rule for rule, holds in rules.items() if not holds]
+    if broken:
+        raise ValueError(f"bad test-bed world: needs {', '.join(broken)} (k={k}, s={zipf}, tau={tau}, tail={unseen_tail}, "
+                         f"head={unseen_head}, under={under}, pairs={under_pairs}, tailfloors={tail_floors}, "
+                         f"easy={easy}, easyfrac={easy_frac})")
     rng = np.random.default_rng([seed, 202])
     rank = rng.permutation(k)
     shares = (1.0 + rank) ** -float(zipf)

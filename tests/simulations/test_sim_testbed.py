@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -109,11 +110,13 @@ def test_testbed_parsing_and_validation():
     np.testing.assert_allclose(easy.floor[scaled], 0.05 * easy.initial[scaled])  # the floor scales with it
     ranks = np.argsort(np.argsort(-easy.shares))[scaled]  # 0 = commonest: spread over the order, 16 regions
     assert sorted(ranks) == [2, 6, 10, 14]
-    for bad in ("testbed:tau=1.5", "testbed:tail=20", "testbed:s", "testbed:observe=some", "tested",
-                "testbed:tail=1:tailfloors=2", "testbed:easy=17", "testbed:easy=2:easyfrac=0"):
-        with pytest.raises(ValueError):
+    for bad, needle in (("testbed:tau=1.5", "needs 0 <= tau <= 1"), ("testbed:tail=20", "needs head + tail + under < k - 1"),
+                        ("testbed:s", "as key=value, got 's'"), ("testbed:observe=some", "'all' or 'switched'"),
+                        ("tested", "unknown scenario 'tested'"), ("testbed:tail=1:tailfloors=2", "needs 0 <= tailfloors <= tail"),
+                        ("testbed:easy=17", "needs 0 <= easy <= k"), ("testbed:easy=2:easyfrac=0", "needs 0 < easyfrac <= 1")):
+        with pytest.raises(ValueError, match=re.escape(needle)):
             sim.build_world(bad, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="World.labels must be"):
         dataclasses.replace(world, labels=("nowhere",) * 24)
 
 

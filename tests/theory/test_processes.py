@@ -52,7 +52,7 @@ def test_drift_sampling_checks_its_bound() -> None:
 
     with pytest.raises(AssertionError, match="gamma"):
         Jumpy(0.1).sample(2, 3, np.random.default_rng(0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="delta must be >= 0"):
         ConstantSign(-1.0)
 
 
@@ -152,7 +152,7 @@ def test_observation_mask_and_track() -> None:
     # 200000 Bernoulli(0.25): the mean is within 6 sd (false-failure rate < 1e-8)
     assert abs(mask.mean() - 0.25) <= 6 * math.sqrt(0.25 * 0.75 / mask.size)
     assert observation_mask(2, 3, 1.0, rng).all()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"p must be in \(0, 1\]"):
         observation_mask(2, 3, 0.0, rng)
     obs = rng.normal(size=(3, 6))
     seen = np.array([[True] * 6, [False, True, False, True, False, False], [False] * 6])
