@@ -156,28 +156,34 @@ def test_state_round_trips_through_json_exactly(before, after, config):
         np.testing.assert_array_equal(copy.reducible, original.reducible)
 
 
-@pytest.mark.parametrize("bad", [
-    dict(region_ids=[0], values=[1.0], probabilities=np.full(K, 0.25), trained=[K]),
-    dict(region_ids=[0], values=[1.0], probabilities=np.full(K, 0.25), trained=[0.5]),
-    dict(region_ids=[0], values=[np.inf], probabilities=np.full(K, 0.25)),
-    dict(region_ids=[0], values=[1.0], probabilities=np.full(K, 0.3)),
-    dict(region_ids=[0, 1], values=[1.0], probabilities=np.full(K, 0.25)),
+@pytest.mark.parametrize("bad, needle", [
+    (dict(region_ids=[0], values=[1.0], probabilities=np.full(K, 0.25), trained=[K]), "out of range"),
+    (dict(region_ids=[0], values=[1.0], probabilities=np.full(K, 0.25), trained=[0.5]), "integer dtype"),
+    (dict(region_ids=[0], values=[np.inf], probabilities=np.full(K, 0.25)), "values must be finite"),
+    (dict(region_ids=[0], values=[1.0], probabilities=np.full(K, 0.3)), "must sum to 1"),
+    (dict(region_ids=[0, 1], values=[1.0], probabilities=np.full(K, 0.25)), "differ in length"),
 ])
-def test_bad_feedback_is_rejected_and_state_untouched(bad):
+def test_bad_feedback_is_rejected_and_state_untouched(bad, needle):
     policy = ProgressPolicy(K)
     feed(policy, [([(0, 1.0), (1, 2.0)], [0, 0, 1])])
     before = json.dumps(policy.state_dict())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=needle):
         policy.observe(**bad)
     assert json.dumps(policy.state_dict()) == before
 
 
-@pytest.mark.parametrize("kwargs", [dict(rate=0.0), dict(rate=np.inf), dict(fast=0.0), dict(fast=0.1, slow=0.1),
-                                    dict(slow=-0.1), dict(beta=-1.0), dict(eps=1.5), dict(base=[1.0] * 3),
-                                    dict(shrink="floor"), dict(shrink=None), dict(resolution=-0.1),
-                                    dict(resolution=np.nan), dict(resolution=np.inf)])
-def test_bad_config_is_rejected(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(rate=0.0), "rate must be finite and > 0"), (dict(rate=np.inf), "rate must be finite and > 0"),
+    (dict(fast=0.0), r"fast must be in \(0, 1\]"), (dict(fast=0.1, slow=0.1), "must be smaller than fast"),
+    (dict(slow=-0.1), r"slow must be in \[0, 1\]"), (dict(beta=-1.0), "beta must be"),
+    (dict(eps=1.5), "eps must be in"), (dict(base=[1.0] * 3), f"base must be {K} real numbers"),
+    (dict(shrink="floor"), "shrink must be True or False"), (dict(shrink=None), "shrink must be True or False"),
+    (dict(resolution=-0.1), "resolution must be finite and >= 0"),
+    (dict(resolution=np.nan), "resolution must be finite and >= 0"),
+    (dict(resolution=np.inf), "resolution must be finite and >= 0"),
+])
+def test_bad_config_is_rejected(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
         ProgressPolicy(K, **kwargs)
 
 

@@ -276,7 +276,7 @@ def test_load_state_dict_rejects_another_type():
 
 # ---------------------------------------------------------------- input validation
 
-BAD_UPDATES = {
+BAD_UPDATES = {  # bad update -> its arguments; BAD_UPDATE_REASONS: what the error says
     "nan value": ([0, 1], [1.0, np.nan]),
     "inf value": ([0], [np.inf]),
     "-inf value": ([0], [-np.inf]),
@@ -290,6 +290,13 @@ BAD_UPDATES = {
     "string values": ([0], ["a"]),
     "complex values": ([0], [1 + 2j]),
 }
+BAD_UPDATE_REASONS = {
+    "nan value": "values must be finite", "inf value": "values must be finite", "-inf value": "values must be finite",
+    "negative id": "region id -1 out of range", "id too large": f"region id {K} out of range",
+    "float ids": "integer dtype", "bool ids": "integer dtype", "length mismatch": "differ in length",
+    "2-D ids": "must be 1-D", "scalar": "must be 1-D", "string values": "values must be real numbers",
+    "complex values": "values must be real numbers",
+}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -298,19 +305,26 @@ def test_bad_input_is_rejected_and_state_untouched(name, bad):
     tracker = make_trackers()[name]
     tracker.update([0, 0, 2], [1.0, 2.0, 3.0])
     before = json.dumps(tracker.state_dict())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=BAD_UPDATE_REASONS[bad]):
         tracker.update(*BAD_UPDATES[bad])
     assert json.dumps(tracker.state_dict()) == before
 
 
-@pytest.mark.parametrize("make", [
-    lambda: RegionTracker(0), lambda: RegionTracker(2.0), lambda: RegionTracker(True),
-    lambda: RegionTracker(2, step=1.5), lambda: RegionTracker(2, step=0.0, running_mean_start=False),
-    lambda: RegionTracker(2, step="fast"), lambda: RegionTracker(2, step="auto", running_mean_start=False),
-    lambda: RegionTracker(2, initial=np.nan), lambda: AutoStep(2, fast=0.01, slow=0.1),
-    lambda: KalmanTracker(2, q=-1.0, r=1.0), lambda: KalmanTracker(2, q=1.0, r=0.0),
-    lambda: KalmanTracker(2, q=1.0, r=1.0, prior_var=-1.0), lambda: DiscountedTracker(2, gamma=0.0),
+@pytest.mark.parametrize("make, needle", [
+    (lambda: RegionTracker(0), "num_regions must be a positive integer"),
+    (lambda: RegionTracker(2.0), "num_regions must be a positive integer"),
+    (lambda: RegionTracker(True), "num_regions must be a positive integer"),
+    (lambda: RegionTracker(2, step=1.5), r"step must be in \[0, 1\]"),
+    (lambda: RegionTracker(2, step=0.0, running_mean_start=False), r"step must be in \(0, 1\]"),
+    (lambda: RegionTracker(2, step="fast"), "step must be a number, 'auto' or"),
+    (lambda: RegionTracker(2, step="auto", running_mean_start=False), "needs running_mean_start=True"),
+    (lambda: RegionTracker(2, initial=np.nan), "initial must be finite"),
+    (lambda: AutoStep(2, fast=0.01, slow=0.1), "must be smaller than fast"),
+    (lambda: KalmanTracker(2, q=-1.0, r=1.0), "need q >= 0 and r > 0"),
+    (lambda: KalmanTracker(2, q=1.0, r=0.0), "need q >= 0 and r > 0"),
+    (lambda: KalmanTracker(2, q=1.0, r=1.0, prior_var=-1.0), "prior_var must be"),
+    (lambda: DiscountedTracker(2, gamma=0.0), "gamma must be in"),
 ])
-def test_bad_config_is_rejected(make):
-    with pytest.raises(ValueError):
+def test_bad_config_is_rejected(make, needle):
+    with pytest.raises(ValueError, match=needle):
         make()

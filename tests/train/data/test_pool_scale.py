@@ -171,5 +171,5 @@ def test_kmeans_restarts_and_info():
     R.kmeans_regions(points, 20, seed=0, seed_trials=10, tol=0.0, info=one)
     assert one["restart_inertia"] == info["restart_inertia"][:1]  # restart 1 is the single start's seeding
     for bad in ({"restarts": 0}, {"seed_trials": 0}, {"tol": 1.0}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
             R.kmeans_regions(points, 20, seed=0, **bad)
