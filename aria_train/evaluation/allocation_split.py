@@ -27,8 +27,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def switched_draws(run: Path) -> np.ndarray:
@@ -77,7 +81,7 @@ def allocation_split(discrepancy, runs: dict[str, tuple[str, int]], runs_dir: Pa
     return pd.DataFrame(rows) if rows else None
 
 
-def paired_test(split) -> "pd.DataFrame":
+def paired_test(split: "pd.DataFrame") -> "pd.DataFrame":
     """Per method of an ``allocation_split`` table: ``seeds`` n, ``ratio`` the geometric mean of the
     per-seed ratios, ``sd_log`` the sample sd of ln(ratio), ``t`` = mean ln(ratio) / (sd_log / sqrt n),
     ``critical`` the two-sided 5% value of Student's t with n - 1 degrees of freedom, ``significant``

@@ -99,7 +99,7 @@ def testbed_world(seed: int, *, num_regions: int = 16, zipf: float = 1.2, tau: f
     of the glyph) are left to learn, their template being assumed learnt like a shared attribute.
     `response_alpha`: World.response_alpha (inf: exponential response to draws)."""
     k = int(num_regions)
-    rules = {"k >= 2": k >= 2, "zipf >= 0": zipf >= 0, "0 <= tau <= 1": 0 <= tau <= 1,
+    rules = {"k >= 2": k >= 2, "s >= 0": zipf >= 0, "0 <= tau <= 1": 0 <= tau <= 1,
              "tail, head, under, floors >= 0": min(unseen_tail, unseen_head, under, high_floors) >= 0,
              "head + tail + under < k - 1": unseen_head + unseen_tail + under < k - 1,
              "0 < pairs <= 1": 0 < under_pairs <= 1, "0 <= tailfloors <= tail": 0 <= tail_floors <= unseen_tail,

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
+from scipy import integrate
 
 from aria_theory.processes import (DRIFTS, NOISES, AlternatingSign, ClippedCauchy, ConstantSign, Drift, Sinusoid,
                                    StudentT, TrainingCurve, observation_mask, simulate, track)
