@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,8 +208,8 @@ def rates_config(args: argparse.Namespace) -> RatesConfig:
     A value out of range is a ValueError naming the flag, raised before anything runs or is written."""
     for flag in ("sigma", "delta", "delta_p"):
         value = getattr(args, flag)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{flag.replace('_', '-')} must be a finite number > 0, got {value}")
+        if not 1e-100 <= value <= 1e100:  # squared and divided by one another: both must stay finite and > 0
+            raise ValueError(f"--{flag.replace('_', '-')} must be a number in [1e-100, 1e100], got {value}")
     if args.paths is not None and args.paths < 2:
         raise ValueError(f"--paths must be >= 2, got {args.paths}")
     if args.window is not None and args.window < 1:

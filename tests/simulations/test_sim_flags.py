@@ -91,10 +91,12 @@ def test_rates_quick_keeps_explicit_flags(argv, paths, window):
     (["--paths", "1"], "--paths must be >= 2, got 1"),
     (["--paths", "0"], "--paths must be >= 2"),
     (["--window", "0"], "--window must be >= 1, got 0"),
-    (["--sigma", "0"], "--sigma must be a finite number > 0"),
-    (["--sigma", "nan"], "--sigma must be a finite number > 0"),
-    (["--delta", "-1"], "--delta must be a finite number > 0"),
-    (["--delta-p", "inf"], "--delta-p must be a finite number > 0"),
+    (["--sigma", "0"], "--sigma must be a number in [1e-100, 1e100]"),
+    (["--sigma", "nan"], "--sigma must be a number in [1e-100, 1e100]"),
+    (["--sigma", "1e-300"], "--sigma must be a number in [1e-100, 1e100]"),  # its square underflowed to 0
+    (["--delta", "-1"], "--delta must be a number in [1e-100, 1e100]"),
+    (["--delta", "1e308"], "--delta must be a number in [1e-100, 1e100]"),  # its square overflowed: a traceback
+    (["--delta-p", "inf"], "--delta-p must be a number in [1e-100, 1e100]"),
     (["--seed", "-1"], "--seed must be >= 0"),
 ])
 @pytest.mark.parametrize("quick", [[], ["--quick"]], ids=["plain", "quick"])
