@@ -163,6 +163,9 @@ def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, respo
             rc = summaries[donors[0]]
             summary = pd.concat([summary, rc[rc["model"].str.startswith("rc-seed")]], ignore_index=True)
         chosen = [m for m in methods if m in POLICY_OF and m != "rc"]
+        if not chosen:  # checked before anything is simulated or written
+            raise ValueError(f"{folder} has no method to compare with rc (the simulator knows "
+                             f"{', '.join(m for m in POLICY_OF if m != 'rc')}; it has {', '.join(methods)})")
         plans.append((folder, scenario, summary, chosen, (scenario, config, ("rc", *(POLICY_OF[m] for m in chosen)))))
     keys = list(dict.fromkeys(key for *_, key in plans))  # folders of one world and methods share one simulation
     simulated = {}

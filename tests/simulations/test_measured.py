@@ -85,6 +85,10 @@ def test_cli_measured(tmp_path, capsys):
     refused(["sim", "allocation", "--measured", str(tmp_path), "--out", str(tmp_path / "x")], capsys,
             "not an experiment folder")
     assert not (tmp_path / "x").exists()
+    only_rc = _experiment(tmp_path / "rc", ["kd", "rc"], {"rc-seed0": [2.0, 1.0]})  # nothing to set beside rc
+    refused(["sim", "allocation", "--measured", str(only_rc), "--out", str(tmp_path / "z")], capsys,
+            "has no method to compare with rc")
+    assert not (tmp_path / "z").exists()
 
 
 def test_the_simulator_takes_the_trainers_realised_switch_fraction(tmp_path):
