@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.data.pool import PromptPool
     from aria_train.runs.atomic import check_free
 
-    check_free(args.out, args.overwrite)  # before reading a pool of millions
+    check_free(args.out, args.overwrite, [args.source])  # before reading a pool of millions
     pool = PromptPool.from_file(args.source, text_column=args.text_column, region_column=args.region_column or "region")
     if args.region_column is not None and pool.regions is None:
         raise ValueError(f"{args.source} has no column {args.region_column!r} (--region-column)")

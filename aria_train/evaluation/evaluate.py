@@ -99,7 +99,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
 
     quiet_libraries()
     args = config.validate()
-    check_free(out, overwrite)
+    check_free(out, overwrite, [args.teacher, *args.student, args.heldout, args.fid_detector,
+                                args.fid_inception_weights, args.fid_reference, args.clip_model])
     device = resolve_device(args.device)
     image_metrics = ImageMetrics.from_args(args)  # bad FID / CLIP paths fail here, before any sampling
     teacher_dir = Path(args.teacher)

@@ -11,14 +11,23 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
-def check_free(out: str | Path, overwrite: bool = False) -> Path:
-    """``out`` as a Path; ValueError if it exists, is not empty and ``overwrite`` is off, or if it
-    could not be written (checked now, so a command that computes for hours before it writes fails
-    at once instead)."""
+def check_free(out: str | Path, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """``out`` as a Path; ValueError if it is empty, if it exists, is not empty and ``overwrite`` is
+    off, if it is or holds one of the command's ``inputs`` (replacing it would delete what the
+    command reads; a folder inside an input, e.g. a run's eval/, is fine), or if it could not be
+    written (checked now, so a command that computes for hours before it writes fails at once)."""
+    if not str(out):  # Path("") is ".": the working directory, which no one means by an empty --out
+        raise ValueError("the output path is empty")
     out = Path(out)
+    target = out.resolve()
+    for item in inputs:
+        if item:
+            source = Path(item).resolve()
+            if target == source or target in source.parents:
+                raise ValueError(f"output {out} is or holds the input {item}: writing it would delete that")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"output {out} already exists (pass --overwrite to replace it)")
     check_writable(out.absolute().parent)
