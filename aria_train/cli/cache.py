@@ -125,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     for name, recorded in metadata.items():  # before loading the models: a refused run costs nothing
         check_metadata(out / name, recorded)
     teacher = open_teacher(teacher_dir)
+    train_steps = teacher.scheduler.config.num_train_timesteps
+    if args.steps > train_steps:  # before the cache folder is made: diffusers would refuse it at the first batch
+        raise ValueError(f"--steps must be <= the teacher's {train_steps} training timesteps, got {args.steps}")
     dtype = getattr(torch, args.dtype)
     teacher.unet.to(device, dtype)
     teacher.prompts.to(device, dtype)

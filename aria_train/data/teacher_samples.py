@@ -316,8 +316,11 @@ def write_paired(args: argparse.Namespace, metadata: dict, teacher, scheduler_co
     def compute(rows: np.ndarray) -> dict:
         cond = prompts.encode(paired.texts(rows))
         x = sampling.sample(teacher, scheduler_config, cond, null, [args.seed + int(r) for r in rows], shape,
-                            args.steps, args.guidance, args.batch_size)
-        tensors = {"sample": x.to(getattr(torch, args.sample_dtype)), "prompt_index": torch.from_numpy(rows)}
+                            args.steps, args.guidance, args.batch_size).to(getattr(torch, args.sample_dtype))
+        if not torch.isfinite(x).all():  # never written: a cache of NaN would only fail in distillation
+            raise ValueError(f"the teacher's samples of rows {rows[0]}..{rows[-1]} are not finite (guidance "
+                             f"{args.guidance:g}, --sample-dtype {args.sample_dtype}); remove {args.out} to start again")
+        tensors = {"sample": x, "prompt_index": torch.from_numpy(rows)}
         if pool_ids is not None:
             tensors["prompt_id"] = torch.from_numpy(pool_ids[rows])
         return tensors

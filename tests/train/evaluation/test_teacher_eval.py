@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors import safe_open
 
 import aria_cli
+from cli_errors import refused
 from aria_train.diffusion import sampling
 from aria_train.runs.atomic import atomic_output_dir
 from aria_train.data.cache import TensorCache
@@ -203,6 +204,16 @@ def test_cache_writes_samples_and_resumes_without_duplicates(setup, tmp_path, mo
     capsys.readouterr()
     assert run_cli(*cache_args(setup, tmp_path / "resumed", "--guidance", "3")) == 2
     assert "guidance" in capsys.readouterr().err
+
+
+def test_cache_refuses_steps_past_the_schedule_and_non_finite_samples(setup, tmp_path, capsys):
+    """More DDIM steps than the teacher's training timesteps: refused before the cache folder is
+    made (it used to be left behind, blocking the corrected rerun). A guidance that overflows:
+    refused at the first batch, no shard written (it used to write a cache of NaN with exit 0)."""
+    refused(cache_args(setup, tmp_path / "steps", "--steps", "1001"), capsys, "--steps must be <= the teacher's 1000")
+    assert not (tmp_path / "steps").exists()
+    refused(cache_args(setup, tmp_path / "nan", "--guidance", "1e308"), capsys, "are not finite")
+    assert not list((tmp_path / "nan").rglob("*.safetensors"))
 
 
 def test_cache_compile_compiles_the_teacher_unet_and_is_recorded(setup, tmp_path, monkeypatch, capsys):
