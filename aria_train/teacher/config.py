@@ -108,6 +108,8 @@ class TeacherConfig(Options):
             raise ValueError(f"null_prob must be in [0, 1], got {self.null_prob}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.eval_steps > 1000:  # checked now: the evaluation comes after the whole training
+            raise ValueError(f"eval_steps must be <= the 1000 training timesteps, got {self.eval_steps}")
         if not self.eval_timesteps or min(self.eval_timesteps) < 0 or max(self.eval_timesteps) >= 1000:
             raise ValueError(f"eval_timesteps must lie in [0, 1000), got {self.eval_timesteps}")
         return self

@@ -9,6 +9,7 @@ a resumed run (aria_train.teacher.checkpoint) starts it at its step without repl
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -181,6 +182,9 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
         loss_count += 1
         if step % config.log_every == 0 or step == config.steps:
             mean = accelerator.reduce(loss_sum, "mean").item() / loss_count  # the only host sync
+            if not math.isfinite(mean):  # nothing more to learn: stop now, not after every step and the evaluation
+                raise ValueError(f"the training loss is not finite at step {step} (--lr {config.lr:g} too large, "
+                                 f"or --max-grad-norm 0 with an unstable start?)")
             record = {"step": step, "loss": mean, "lr": lr_scheduler.get_last_lr()[0],
                       "steps_per_s": (step - first + 1) / (time.time() - start)}
             log.append(record)

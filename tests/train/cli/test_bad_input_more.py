@@ -345,9 +345,19 @@ def test_a_world_folder_stands_for_its_world_json(tmp_path, capsys):
     ("--null-prob", "1.5", "--null-prob must be in [0, 1], got 1.5"),  # once: one line for two options, no value
     ("--ema-decay", "1", "--ema-decay must be in [0, 1), got 1.0"),
     ("--workers", "-2", "workers must be >= -1"),  # once: training started
+    ("--eval-steps", "1001", "--eval-steps must be <= the 1000 training timesteps"),  # once: failed after training
 ])
 def test_teacher_names_the_bad_option_and_its_value(tmp_path, capsys, flag, value, needle):
     refused(["teacher", "--out", tmp_path / "t", flag, value], capsys, needle)
+    assert not (tmp_path / "t").exists()
+
+
+def test_teacher_stops_at_a_non_finite_loss(tmp_path, capsys):
+    """A diverging run stops at its first logged non-finite loss, not after every step and the
+    evaluation (it used to end in a pandas error about NA values), and leaves nothing."""
+    refused(["teacher", "--out", tmp_path / "t", "--steps", "3", "--log-every", "1", "--lr", "1e30",
+             "--max-grad-norm", "0", "--channels", "8", "8", "--norm-groups", "4", "--batch-size", "4",
+             "--eval-per-region", "0", "--no-progress"], capsys, "the training loss is not finite at step")
     assert not (tmp_path / "t").exists()
 
 
