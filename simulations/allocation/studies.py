@@ -55,6 +55,7 @@ def run_final_study(scenarios: list[str], policies: list[str], seeds: list[int],
 
     jobs = [(scenario, seed, tuple(policies), config) for scenario in scenarios for seed in seeds]
     rows: list[dict] = []
+    workers = min(workers, len(jobs))  # never more processes than jobs (--workers 1000000 started them all)
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for done, job_rows in enumerate(pool.map(_final_job, jobs) if pool else map(_final_job, jobs), 1):
             rows += job_rows

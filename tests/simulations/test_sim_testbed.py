@@ -181,3 +181,12 @@ def test_power_law_response_follows_its_closed_form():
         dataclasses.replace(base, response_alpha=0.0)
     assert sim.build_world("testbed:alpha=0.3", 0).response_alpha == 0.3
     assert sim.build_world("testbed", 0).response_alpha == np.inf
+
+
+def test_workers_beyond_the_jobs_start_no_more_processes(monkeypatch):
+    """--workers 1000000 used to start that many processes; one job runs in this process."""
+    import concurrent.futures
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", None)  # would raise if a pool were made
+    rows = sim.run_final_study(["imbalanced"], ["rc"], [0], TINY, workers=10**6)
+    assert {r["policy"] for r in rows} == {"RC"}
