@@ -75,18 +75,20 @@ def _paired_prompt_ids(paired: TensorCache, pool: PromptPool, paired_path: str, 
     return prompt_ids
 
 
-def check_paired_cache_fits_pool(paired_path: str, pool_path: str) -> None:
-    """ValueError where `load_inputs` would find that the paired cache at ``paired_path`` does not
-    caption its samples from the pool at ``pool_path``: for callers that check before starting runs."""
-    _paired_prompt_ids(_open_cache(paired_path, "paired cache", PAIRED_TENSORS), PromptPool.from_file(pool_path),
-                       paired_path, pool_path)
+def check_pool_and_cache(configs: list[DistillConfig]) -> None:
+    """ValueError where `load_inputs` would find, for any of ``configs`` (runs of one pool and paired
+    cache), that the pool lacks the regions its method needs or that the paired cache does not
+    caption its samples from the pool: for callers that check before starting runs (an experiment,
+    before any of its workers). The pool is read once."""
+    first = configs[0]
+    pool = PromptPool.from_file(first.pool)
+    for config in configs:
+        _check_pool_regions(config, pool)
+    _paired_prompt_ids(_open_cache(first.paired_cache, "paired cache", PAIRED_TENSORS), pool, first.paired_cache,
+                       first.pool)
 
 
-def load_inputs(config: DistillConfig) -> Inputs:
-    """Load and cross-check teacher, pool, paired cache and optional text cache."""
-    teacher = open_teacher(config.teacher)
-    unet = teacher.unet
-    pool = PromptPool.from_file(config.pool)
+def _check_pool_regions(config: DistillConfig, pool: PromptPool) -> None:
     if pool.regions is not None:
         # here, before the sampler, the tally and the held-out monitor each make an array per
         # region id: a stray id of 2^39 would ask them for terabytes
@@ -95,6 +97,13 @@ def load_inputs(config: DistillConfig) -> Inputs:
         what = "--method aria" if config.method == "aria" else "--sampler region"
         raise ValueError(f"{what} needs a region column in the pool {config.pool} (aria regions makes one)")
 
+
+def load_inputs(config: DistillConfig) -> Inputs:
+    """Load and cross-check teacher, pool, paired cache and optional text cache."""
+    teacher = open_teacher(config.teacher)
+    unet = teacher.unet
+    pool = PromptPool.from_file(config.pool)
+    _check_pool_regions(config, pool)
     paired = _open_cache(config.paired_cache, "paired cache", PAIRED_TENSORS, verify=True)
     prompt_ids = _paired_prompt_ids(paired, pool, config.paired_cache, config.pool)
     sample_shape = paired.shape("sample")[1:]

@@ -88,7 +88,8 @@ class ExperimentConfig(Options):
 
     def check_inputs(self) -> None:
         """ValueError naming the first input path of a run or of the evaluation that does not
-        exist, evaluation timesteps beyond the teacher's, or a paired cache that does not fit the pool:
+        exist, evaluation timesteps beyond the teacher's, a pool without the regions a method needs,
+        or a paired cache that does not fit the pool:
         found here, before any run starts, and not in every run's worker process (or after them)."""
         configs = [config for _, config in self.run_configs().values()] + [self.eval_config([self.teacher])]
         for config in configs:
@@ -102,10 +103,13 @@ class ExperimentConfig(Options):
         timesteps = self.eval_config([self.teacher]).timesteps
         if limit is not None and max(timesteps) >= limit:
             raise ValueError(f"eval timesteps must lie in [0, {limit}) for the teacher {self.teacher}, got {timesteps}")
-        from aria_train.distill.inputs import check_paired_cache_fits_pool  # torch, diffusers: only when run
+        from aria_train.distill.inputs import check_pool_and_cache  # torch, diffusers: only when run
 
-        for pool, paired in dict.fromkeys((c.pool, c.paired_cache) for _, c in self.run_configs().values()):
-            check_paired_cache_fits_pool(paired, pool)
+        by_inputs: dict[tuple[str, str], list[DistillConfig]] = {}
+        for _, config in self.run_configs().values():
+            by_inputs.setdefault((config.pool, config.paired_cache), []).append(config)
+        for configs in by_inputs.values():
+            check_pool_and_cache(configs)
 
     def run_configs(self) -> dict[str, tuple[str, DistillConfig]]:
         """{run name: (method name, validated DistillConfig)} for every method and seed."""

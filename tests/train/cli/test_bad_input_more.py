@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import get_args
 
+import pandas as pd
 import pytest
 import torch
 
@@ -90,6 +91,13 @@ def test_experiment_inputs_found_wrong_only_by_the_runs_are_refused_before_any_f
     other.write_text("text,region\nsomething else,0\nand more,1\n")
     config = write_json(tmp_path / "b.json", experiment(paths, heldout, pool=str(other)))
     refused(["experiment", config, "--out", tmp_path / "out"], capsys, "prompt_id outside the pool's rows [0, 2)")
+    assert not (tmp_path / "out").exists()
+    # ARIA needs the pool's regions: refused here, not by every run's worker after the folder was made
+    no_regions = tmp_path / "no_regions.parquet"
+    pd.read_parquet(paths.pool).drop(columns=["region"]).to_parquet(no_regions)
+    config = write_json(tmp_path / "c.json", experiment(paths, heldout, pool=str(no_regions),
+                                                        methods={"rc": {"method": "rc"}, "aria": {"method": "aria"}}))
+    refused(["experiment", config, "--out", tmp_path / "out"], capsys, "--method aria needs a region column")
     assert not (tmp_path / "out").exists()
 
 
