@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aria_train.distill.config import DistillConfig
-from aria_train.data.cache import TensorCache
+from aria_train.data.cache import TensorCache, folder_fingerprint
 from aria_train.data.pool import PromptPool
 from aria_train.data.regions import regions_from_column
-from aria_train.diffusion.loading import open_teacher
+from aria_train.diffusion.loading import open_teacher, teacher_parts
 from aria_train.diffusion.prompts import HIDDEN, TEXT_EMBEDS, PromptEncoder
 from aria_train.console import first_line
 
@@ -78,14 +78,16 @@ def _paired_prompt_ids(paired: TensorCache, pool: PromptPool, paired_path: str, 
 def check_pool_and_cache(configs: list[DistillConfig]) -> None:
     """ValueError where `load_inputs` would find, for any of ``configs`` (runs of one pool and paired
     cache), that the pool lacks the regions its method needs or that the paired cache does not
-    caption its samples from the pool: for callers that check before starting runs (an experiment,
-    before any of its workers). The pool is read once."""
+    caption its samples from the pool, or was sampled by another teacher: for callers that check
+    before starting runs (an experiment, before any of its workers). The pool is read once."""
     first = configs[0]
     pool = PromptPool.from_file(first.pool)
     for config in configs:
         _check_pool_regions(config, pool)
-    _paired_prompt_ids(_open_cache(first.paired_cache, "paired cache", PAIRED_TENSORS), pool, first.paired_cache,
-                       first.pool)
+    paired = _open_cache(first.paired_cache, "paired cache", PAIRED_TENSORS)
+    for config in {c.teacher: c for c in configs}.values():  # each teacher fingerprinted once
+        _check_cache_teacher(paired, config)
+    _paired_prompt_ids(paired, pool, first.paired_cache, first.pool)
 
 
 def _check_pool_regions(config: DistillConfig, pool: PromptPool) -> None:
@@ -98,6 +100,17 @@ def _check_pool_regions(config: DistillConfig, pool: PromptPool) -> None:
         raise ValueError(f"{what} needs a region column in the pool {config.pool} (aria regions makes one)")
 
 
+def _check_cache_teacher(paired: TensorCache, config: DistillConfig) -> None:
+    """The paired cache was sampled by this teacher (`aria cache` records a fingerprint of the
+    teacher's files; caches of older versions do not): distilling one teacher towards another's
+    samples is a mix-up, not a recipe."""
+    made_by = paired.metadata.get("teacher_fingerprint")
+    teacher = Path(config.teacher)
+    if made_by is not None and made_by != folder_fingerprint(teacher, teacher_parts(teacher)):
+        raise ValueError(f"paired cache {config.paired_cache} was sampled by another teacher than {config.teacher} "
+                         "(its files differ); pass the --teacher the cache was made with, or make the cache again")
+
+
 def load_inputs(config: DistillConfig) -> Inputs:
     """Load and cross-check teacher, pool, paired cache and optional text cache."""
     teacher = open_teacher(config.teacher)
@@ -105,6 +118,7 @@ def load_inputs(config: DistillConfig) -> Inputs:
     pool = PromptPool.from_file(config.pool)
     _check_pool_regions(config, pool)
     paired = _open_cache(config.paired_cache, "paired cache", PAIRED_TENSORS, verify=True)
+    _check_cache_teacher(paired, config)
     prompt_ids = _paired_prompt_ids(paired, pool, config.paired_cache, config.pool)
     sample_shape = paired.shape("sample")[1:]
     if len(sample_shape) != 3 or sample_shape[0] != unet.config.in_channels:

@@ -70,6 +70,22 @@ def _paired(**tensors):
     return make
 
 
+def _cache_of_another_teacher(paths, root):
+    """The fixture's paired samples, recorded as sampled by a teacher whose files differ (retrained)."""
+    from aria_train.data.cache import TensorCache, folder_fingerprint
+    from aria_train.diffusion.loading import teacher_parts
+
+    other = root / "retrained"
+    shutil.copytree(paths.teacher, other)
+    (other / "scheduler" / "scheduler_config.json").write_text(
+        (other / "scheduler" / "scheduler_config.json").read_text() + "\n")
+    cache = TensorCache(paths.paired)
+    with TensorCacheWriter(root / "paired",
+                           metadata={"teacher_fingerprint": folder_fingerprint(other, teacher_parts(other))}) as writer:
+        writer.append(sample=cache.get("sample"), prompt_id=cache.get("prompt_id"))
+    return ["--paired-cache", str(root / "paired")]
+
+
 def _text_rows(rows):
     def make(paths, root):
         with TensorCacheWriter(root / "text") as writer:
@@ -108,6 +124,7 @@ BAD_INPUTS = {
                         "takes 3 channels"),
     "text cache rows": (_text_rows(11), "has 11 rows, the pool 12"),
     "paired shard with a flipped byte": (_corrupt_shard, "is corrupt: its SHA-256 differs"),
+    "paired cache of another teacher": (_cache_of_another_teacher, "was sampled by another teacher than"),
     "bad option value": (lambda p, r: ["--null-prob", "2"], "--null-prob must be in"),
     "region sampler with kd": (lambda p, r: ["--method", "kd", "--sampler", "region"], "applies to --method rc only"),
     "region sampler with aria": (lambda p, r: ["--method", "aria", "--sampler", "region"], "applies to --method rc only"),
