@@ -289,9 +289,10 @@ def run(args: argparse.Namespace) -> int:
     level = config.alpha / n_checks
     start = time.perf_counter()
     jobs = [(cell, config, i, level) for i, cell in enumerate(cells)]
-    workers = min(workers, -(-len(jobs) // 8))  # never more processes than chunks of jobs to give them
+    chunk = 8
+    workers = min(workers, -(-len(jobs) // chunk))  # never more processes than chunks of jobs to give them
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        results = pool.map(_check_job, jobs, chunksize=8) if pool else map(_check_job, jobs)
+        results = pool.map(_check_job, jobs, chunksize=chunk) if pool else map(_check_job, jobs)
         rows = [row for cell_rows in tqdm(results, total=len(jobs), disable=args.quick, desc="cells")
                 for row in cell_rows]
     table = pd.DataFrame(rows)

@@ -263,7 +263,7 @@ def write_allocation_split(configs: dict, out: Path) -> None:
     test = paired_test(table)
     if not test.empty:
         test.to_csv(out / "allocation_test.csv", index=False)
-        print("\npaired over seeds (two-sided t-test on ln ratio at 5%; seeds_for_2pct: seeds a 2% effect needs at this sd)")
+        print("\npaired over seeds (two-sided t-test on ln ratio at 5%; seeds_for_2pct: seeds a 2% effect needs at this sd, power 0.8)")
         print(test.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

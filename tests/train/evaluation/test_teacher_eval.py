@@ -16,7 +16,6 @@ from PIL import Image
 from safetensors import safe_open
 
 import aria_cli
-from cli_errors import refused
 from aria_train.diffusion import sampling
 from aria_train.runs.atomic import atomic_output_dir
 from aria_train.data.cache import TensorCache
@@ -24,6 +23,7 @@ from aria_train.diffusion.loading import load_teacher
 from aria_train.diffusion.sampling import to_model_space
 from aria_train.diffusion.text import build_text_encoder, encode_prompts
 from aria_train.worlds import World, WorldConfig
+from cli_errors import refused
 
 WORLD = {
     "image_size": 8, "colours": ["red", "green", "blue"], "shapes": ["circle", "square", "triangle"],
