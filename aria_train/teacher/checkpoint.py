@@ -77,6 +77,10 @@ def load_training_state(folder: Path, accelerator, unet, optimizer, lr_scheduler
         raise ValueError(f"{folder} is not a complete teacher checkpoint for {accelerator.num_processes} process(es): "
                          f"missing {', '.join(missing)}")
     try:
+        saved_rng = torch.load(rng, weights_only=True)
+        if saved_rng.numel() != generator.get_state().numel():  # a CUDA generator's state is 16 bytes, a CPU one's 5,056
+            raise ValueError(f"it was written on another kind of device than {generator.device.type}; resume it on "
+                             "the kind that trained it (its noise generator cannot move)")
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
         unet.load_state_dict(load_file(weights))
         if text_encoder is not None:
@@ -84,7 +88,7 @@ def load_training_state(folder: Path, accelerator, unet, optimizer, lr_scheduler
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         ema.load_state_dict(state["ema"])
-        generator.set_state(torch.load(rng, weights_only=True))
+        generator.set_state(saved_rng)
     except Exception as err:  # torch / safetensors raise many types for a file that does not fit
         raise ValueError(f"cannot load teacher checkpoint {folder}: {str(err).splitlines()[0]}") from None
     return {k: state[k] for k in ("step", "log", "train_seconds", "loss_sum", "loss_count")}

@@ -1,6 +1,7 @@
 """`aria teacher --checkpoint-every / --stop-after-seconds / --resume`: a teacher run split across
 jobs ends exactly where one uninterrupted run ends (CPU, one thread, a tiny world and UNet)."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -44,6 +45,11 @@ def test_a_stopped_and_resumed_teacher_equals_an_uninterrupted_one(tmp_path, cap
     assert "holds a stopped teacher run" in capsys.readouterr().err
     assert teacher(split, world, "--resume", "--lr", "0.1") == 2  # a training option cannot change
     assert "changed: lr" in capsys.readouterr().err
+    moved = tmp_path / "moved"  # a checkpoint written on a GPU: its generator state is 16 bytes, not the CPU's 5,056
+    shutil.copytree(split, moved)
+    torch.save(torch.zeros(16, dtype=torch.uint8), moved / "checkpoint" / "rng-rank0.pt")
+    assert aria_cli.main(["teacher", "--out", str(moved), "--resume", "--no-progress"]) == 2
+    assert "written on another kind of device than cpu" in capsys.readouterr().err
     # run options can: this part stops again at step 4, the last one runs to the end
     assert aria_cli.main(["teacher", "--out", str(split), "--resume", "--no-progress"]) == 0
     assert torch.load(split / "checkpoint" / "training_state.pt", weights_only=False)["step"] == 4
