@@ -56,6 +56,20 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
+    def add_argument(self, *names, **kwargs):
+        if "--out" in names:  # every command's output path: '' would be Path('.'), the working directory
+            kwargs["type"] = _not_empty(kwargs.get("type") or str)
+        return super().add_argument(*names, **kwargs)
+
+
+def _not_empty(convert):
+    """``convert`` (an argparse type) that refuses an empty or blank value first."""
+    def checked(text: str):
+        if not text.strip():
+            raise argparse.ArgumentTypeError("an empty path (it would mean the working directory)")
+        return convert(text)
+    return checked
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(

@@ -38,3 +38,18 @@ def test_no_option_states_two_defaults(capsys):
         text = " ".join(capsys.readouterr().out.split())
         for option in re.split(r" (?=--[a-z])", text):
             assert option.count("(default") <= 1, (command, option)
+
+
+@pytest.mark.parametrize("command", sorted(aria_cli.COMMANDS, key=lambda c: (c[0] or "", c[1])),
+                         ids=lambda c: " ".join(p for p in c if p))
+@pytest.mark.parametrize("out", ["", "  "])
+def test_every_command_refuses_an_empty_output_path(command, out, tmp_path, capsys, monkeypatch):
+    """`--out ''` was Path('.'): the working directory, which `aria world` filled and `--overwrite`
+    could replace. Every command refuses it while parsing, before reading anything."""
+    monkeypatch.chdir(tmp_path)
+    argv = [part for part in command if part] + (["experiment.json"] if command == (None, "experiment") else [])
+    with pytest.raises(SystemExit) as done:
+        aria_cli.main(argv + ["--out", out])
+    assert done.value.code == 2
+    assert "argument --out: an empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
