@@ -61,6 +61,7 @@ import numpy as np
 from aria_theory import bounds, slope_bounds
 from aria_theory.processes import DRIFTS, NOISES, observation_mask, simulate, track
 from aria_theory.tracker import RegionTracker
+from simulations.output import writable_folder
 
 BOUNDS = ("every_path", "mse", "rmse_adaptive", "steady_state", "subgaussian", "subgaussian_all",
           "freedman", "freedman_all", "slope_every_path", "slope_mse")
@@ -284,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     workers = args.workers or (1 if args.quick else os.cpu_count() or 1)
+    writable_folder(args.out)
     cells = config.cells()
     n_checks = sum(len(applicable(cell)) for cell in cells)
     level = config.alpha / n_checks

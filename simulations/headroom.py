@@ -40,6 +40,7 @@ import numpy as np
 
 from aria_train.evaluation.allocation_split import split_fit
 from simulations.measured import region_draws
+from simulations.output import writable_folder
 
 POLICIES = ("region-uniform", "aria", "aria-b2", "progress")  # students that move draws; rc is the reference
 # the 12-region cells of the test bed: the experiment, then folders run beside it on the same world
@@ -108,10 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(f) for f in cell if not (f / "eval" / "discrepancy.csv").is_file()]
         if missing:
             parser.error(f"not an evaluated experiment folder: {', '.join(missing)}")
+    if args.out is not None:
+        try:
+            writable_folder(args.out.parent)
+        except OSError as err:
+            parser.error(str(err))
     table = pd.concat([headroom(region_draws(cell), Path(cell[0]).name) for cell in cells], ignore_index=True)
     print(table.round(3).to_string(index=False))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)
     return 0
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from aria_theory import bounds, processes
 from aria_theory.tracker import RegionTracker, RunningMeanTracker
+from simulations.output import writable_folder
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,7 @@ def rates_config(args: argparse.Namespace) -> RatesConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = rates_config(args)
+    writable_folder(args.out)
     result = run_rates(cfg)
     for path in write_rates(result, args.out):
         print(f"wrote {path}")

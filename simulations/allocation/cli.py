@@ -11,6 +11,7 @@ from simulations.allocation.scenarios import DEFAULT_SCENARIOS, SCENARIOS, build
 from simulations.allocation.studies import STUDIES, run_named_study
 from simulations.allocation.study import format_table, progress_bar, run_study, write_study
 from simulations.allocation.world import SimConfig
+from simulations.output import writable_folder
 
 QUICK = SimConfig(steps=600, batch=32, log_every=20)
 
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     specs = [PolicySpec.parse(p) for p in args.policies.split(",") if p.strip()]
     if not specs or not scenarios:
         raise ValueError("need at least one scenario and one policy")
+    writable_folder(args.out)
     if args.measured:
         import os
 

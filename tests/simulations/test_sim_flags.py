@@ -159,3 +159,19 @@ def test_help_states_the_defaults_and_quick_values(capsys):
         for expected in texts:
             assert expected in text, (command, expected)
 
+
+@pytest.mark.parametrize("command", [["bounds", "--quick"], ["rates", "--quick"], ["allocation", *TINY, "--quick"]])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_simulation(command, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """`aria sim bounds --out /proc/x` computed for 3.5 minutes, then failed with errno text as it wrote."""
+    def never(*args, **kwargs):
+        raise AssertionError("simulated before checking --out")
+
+    monkeypatch.setattr(rates, "run_rates", never)
+    monkeypatch.setattr(bounds_check, "_check_job", never)
+    monkeypatch.setattr(allocation.cli, "run_study", never)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("kept")
+    refused(["sim", *command, "--out", a_file], capsys, f"cannot write into --out {a_file}: {a_file} is a file")
+    refused(["sim", *command, "--out", a_file / "below"], capsys, f"{a_file} is a file")
+    assert a_file.read_text() == "kept" and [p.name for p in tmp_path.iterdir()] == ["a_file"]
