@@ -441,6 +441,19 @@ def test_bounds_check_runs_and_writes_results(tmp_path, capsys) -> None:
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"560 cells, {config['checks']} bound checks, 0 violations"
 
 
+def test_the_mean_square_test_does_not_reject_a_bound_on_two_close_paths() -> None:
+    """`aria sim bounds --paths 2` failed 6-10 correct mean-square checks per run (p down to 1e-158)
+    under a z-test: two squares close together give a tiny sample sd. Student's t with one degree
+    of freedom treats them as the two draws they are; with many paths it equals the z-test."""
+    from scipy import stats
+    from simulations.bounds_check import _t_test
+    mean, p = _t_test(np.array([0.4500, 0.4526]), 0.177)
+    assert mean == pytest.approx(0.4513) and p > 1e-3
+    squares = np.random.default_rng(0).chisquare(1, 4000)
+    z = (squares.mean() - 1.05) / (squares.std(ddof=1) / np.sqrt(squares.size))
+    assert _t_test(squares, 1.05)[1] == pytest.approx(stats.norm.sf(z), rel=0.05)
+
+
 def test_bounds_check_detects_a_wrong_bound(monkeypatch) -> None:
     from simulations.bounds_check import BoundsCheckConfig, check_cell
     cell = dict(a=0.2, sigma=1.0, delta=0.05, p=1.0, drift="constant_sign", noise="rademacher", start="constant")
