@@ -23,7 +23,7 @@ made (a refused or failed run leaves them as they were).
 With --centroids FILE (the centroids.npy of an earlier run) no k-means is run: each prompt goes
 to its nearest given centroid. That is how held-out prompts get the region ids of the pool they
 are evaluated against (`aria eval --heldout`, `aria distill --heldout`). Centroids must be
-finite, and made with the same text encoder when their folder's regions.json says which.
+finite and distinct, and made with the same text encoder when their folder's regions.json says which.
 
 Embedding runs at the GPU's speed: the text encoder in --dtype (auto = bfloat16 on CUDA, float32
 on the CPU), prompts tokenized by the Rust tokenizer in a background thread ahead of the encoder,
@@ -114,6 +114,11 @@ def load_centroids(path: str):
     bad = np.flatnonzero(~np.isfinite(centroids).all(axis=1))
     if bad.size:
         raise ValueError(f"--centroids {path}: {bad.size} centroid(s) hold NaN or infinite values (first: row {bad[0]})")
+    distinct, first = np.unique(centroids, axis=0, return_index=True)
+    if len(distinct) < len(centroids):  # the nearest-centroid rule gives a tie to the first: the copy's region stays empty
+        copy = int(np.setdiff1d(np.arange(len(centroids)), first)[0])
+        raise ValueError(f"--centroids {path}: {len(centroids) - len(distinct)} centroid(s) repeat an earlier one "
+                         f"(first: row {copy}), whose region no prompt could be assigned to")
     return centroids.astype(np.float32, copy=False)
 
 
@@ -161,8 +166,9 @@ def run(args: argparse.Namespace) -> int:
     from aria_train.console import first_line, quiet_libraries
     from aria_train.data.cache import folder_fingerprint
     from aria_train.data.pool import PromptPool
-    from aria_train.data.regions import (EMBEDDING_DTYPE, POOLED, assign_regions, check_embedding_cache,
-                                         embedding_metadata, kmeans_regions, pooled_embedding_cache)
+    from aria_train.data.regions import (EMBEDDING_DTYPE, POOLED, TooFewDistinct, assign_regions,
+                                         check_embedding_cache, embedding_metadata, kmeans_regions,
+                                         pooled_embedding_cache)
     from aria_train.diffusion.loading import load_region_encoder, resolve_device
     from aria_train.diffusion.precision import resolve_dtype
     from aria_train.diffusion.text import pooled_width
@@ -214,8 +220,12 @@ def run(args: argparse.Namespace) -> int:
                                    replace=args.overwrite)
     if centroids is None:
         print(f"k-means: {len(cache)} embeddings of dimension {width} into {args.k} regions on {device}")
-        labels, centroids = kmeans_regions(cache.get(POOLED), args.k, args.seed, device=device,
-                                           batch_size=args.kmeans_batch_size, iters=args.iters)
+        try:
+            labels, centroids = kmeans_regions(cache.get(POOLED), args.k, args.seed, device=device,
+                                               batch_size=args.kmeans_batch_size, iters=args.iters)
+        except TooFewDistinct as err:  # known only once the prompts are embedded
+            raise ValueError(f"{err} (the embeddings stay in {out / EMBEDDINGS}: a rerun with a smaller --k "
+                             "reuses them)") from None
     else:
         print(f"assigning {len(cache)} embeddings to the nearest of {args.k} given centroids on {device}")
         labels = assign_regions(cache.get(POOLED), centroids, device=device, batch_size=args.kmeans_batch_size)

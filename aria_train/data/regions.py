@@ -28,6 +28,10 @@ from aria_train.diffusion.text import fixed_length_tokenizer, pooled_outputs, pr
 POOLED = "pooled"  # the tensor name of pooled embeddings in a cache
 
 
+class TooFewDistinct(ValueError):
+    """k-means was asked for more regions than the data has distinct points."""
+
+
 def regions_from_column(pool: PromptPool) -> np.ndarray:
     """The pool's own region ids (int64 (N,)); ValueError unless every id in [0, K) has a prompt."""
     if pool.regions is None:
@@ -97,7 +101,7 @@ def _kmeans_plus_plus(sample: torch.Tensor, k: int, generator: torch.Generator, 
     for _ in range(1, k):
         weights = d2.double().cpu()
         if weights.sum() <= 0:
-            raise ValueError(f"fewer than k = {k} distinct embeddings: use fewer regions")
+            raise TooFewDistinct(f"fewer than k = {k} distinct embeddings: use fewer regions")
         candidates = torch.multinomial(weights, trials, replacement=True, generator=generator).to(sample.device)
         # (m, trials): sample x candidates as the (m, D) x (D, trials) product, the faster layout
         cross = torch.nn.functional.linear(sample, sample[candidates])
@@ -214,7 +218,7 @@ def _lloyd(
             # as plain Lloyd: re-seed at the points farthest from their (this iteration's) centroids
             far_dist, far = torch.topk(_own_distances(data, labels, centroids, device, batch_size), empty.numel())
             if far_dist.min() <= 0:
-                raise ValueError(f"fewer than k = {k} distinct embeddings: use fewer regions")
+                raise TooFewDistinct(f"fewer than k = {k} distinct embeddings: use fewer regions")
             new[empty] = _rows(data, far, device)
             centroids, full = new, True  # every bound is stale: compute every distance again
             continue

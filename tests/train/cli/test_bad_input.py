@@ -265,6 +265,9 @@ def test_regions_refuse_non_finite_centroids_and_centroids_of_another_teacher(re
     for name in ("nan.npy", "inf.npy"):
         refused(regions_argv(root, tmp_path / "out", "--centroids", tmp_path / name), capsys,
                 "NaN or infinite", "row 1")
+    np.save(tmp_path / "repeated.npy", centroids[[0, 1, 2, 1]])  # the copy's region would stay empty
+    refused(regions_argv(root, tmp_path / "out", "--centroids", tmp_path / "repeated.npy"), capsys,
+            "1 centroid(s) repeat an earlier one (first: row 3)")
     np.save(tmp_path / "text.npy", np.array([["a", "b"]]))
     refused(regions_argv(root, tmp_path / "out", "--centroids", tmp_path / "text.npy"), capsys, "expected numbers")
     (tmp_path / "plain.txt").write_text("0.1 0.2\n0.3 0.4\n")  # once: "Cannot load file containing pickled data"
@@ -277,6 +280,23 @@ def test_regions_refuse_non_finite_centroids_and_centroids_of_another_teacher(re
                          "--device", "bogus"), capsys, "--device")
     assert not (tmp_path / "out").exists()
     ok(regions_argv(root, tmp_path / "out", "--centroids", tmp_path / "made" / "centroids.npy"))
+
+
+def test_regions_with_more_regions_than_distinct_prompts_keep_the_embeddings_for_a_rerun(regions_inputs, tmp_path,
+                                                                                         capsys):
+    frame = pool_frame()
+    frame.assign(text=frame.text[:2].tolist() * (len(frame) // 2) + frame.text[:len(frame) % 2].tolist()).to_parquet(
+        tmp_path / "two.parquet")  # two distinct prompts
+    argv = ["regions", "--teacher", regions_inputs / "teacher", "--prompts", tmp_path / "two.parquet", "--out",
+            tmp_path / "out"]
+    assert aria_cli.main([str(a) for a in argv + ["--k", "3"]]) == 2  # after the embedding's progress bar
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "aria: error: fewer than k = 3 distinct embeddings: use fewer regions (the embeddings stay in "
+        f"{tmp_path / 'out' / 'embeddings'}: a rerun with a smaller --k reuses them)")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["embeddings"]
+    embeddings = snapshot(tmp_path / "out")
+    ok(argv + ["--k", "2"])
+    assert {k: v for k, v in snapshot(tmp_path / "out").items() if k.startswith("embeddings")} == embeddings
 
 
 def test_regions_refuse_an_unloadable_text_encoder(regions_inputs, tmp_path, capsys):

@@ -306,7 +306,7 @@ def test_regions_command_end_to_end(tmp_path, capsys):
         bad = assign[:5] + extra + (assign[5:7] if extra else []) + ["--out", str(tmp_path / "bad2")]
         assert aria_cli.main(bad) == 2
         assert "either --k" in capsys.readouterr().err
-    np.save(tmp_path / "wide.npy", np.zeros((4, 5), np.float32))
+    np.save(tmp_path / "wide.npy", np.arange(20, dtype=np.float32).reshape(4, 5))
     assert aria_cli.main(assign[:5] + ["--centroids", str(tmp_path / "wide.npy"), "--out", str(tmp_path / "bad3")]) == 2
     assert "dimension 5" in capsys.readouterr().err and not (tmp_path / "bad3").exists()
 
