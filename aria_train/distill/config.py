@@ -118,8 +118,13 @@ class DistillConfig(Options):
         if self.sampler != "uniform" and self.method != "rc":
             raise ValueError(f"sampler {self.sampler!r} applies to --method rc only (kd never replaces a caption; "
                              "aria draws its regions from the tracker's allocation)")
-        if self.aria.unbiased and self.method != "aria":
-            raise ValueError("aria_unbiased applies to --method aria only")
+        if self.method != "aria":  # an ARIA option on an RC or KD run would change nothing
+            default = AriaOptions()
+            changed = [f"aria_{f.name}" for f in dataclasses.fields(AriaOptions)
+                       if getattr(self.aria, f.name) != getattr(default, f.name)]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} appl{'y' if len(changed) > 1 else 'ies'} to --method aria "
+                                 f"only (this run: --method {self.method})")
         if self.noisy_regions and not (self.noise_std > 0 and min(self.noisy_regions) >= 0):
             raise ValueError(f"noisy_regions need noise_std > 0 and region ids >= 0, got {self.noisy_regions} "
                              f"with noise_std {self.noise_std}")

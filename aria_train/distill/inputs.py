@@ -113,6 +113,8 @@ def _check_cache_teacher(paired: TensorCache, config: DistillConfig) -> None:
 
 def load_inputs(config: DistillConfig) -> Inputs:
     """Load and cross-check teacher, pool, paired cache and optional text cache."""
+    if config.heldout and not Path(config.heldout).is_file():  # read only by the monitor, but recorded in any case
+        raise ValueError(f"held-out prompts {config.heldout}: no such file")
     teacher = open_teacher(config.teacher)
     unet = teacher.unet
     pool = PromptPool.from_file(config.pool)

@@ -201,6 +201,28 @@ def test_distill_refuses_every_non_finite_float_option(paths, tmp_path, capsys, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("method, extra, needle", [
+    ("rc", ["--aria-beta", "2"], "--aria-beta applies to --method aria only (this run: --method rc)"),
+    ("kd", ["--aria-warmup", "0", "--aria-unbiased"], "--aria-warmup, --aria-unbiased apply to --method aria only"),
+    ("rc", ["--aria-beta", "1"], None),  # the default: nothing changed
+])
+def test_distill_refuses_aria_options_on_a_run_that_would_ignore_them(paths, tmp_path, capsys, method, extra, needle):
+    """`--method rc --aria-beta 2` trained plain RC and recorded aria_beta 2 in its config."""
+    out = tmp_path / "run"
+    if needle is None:
+        assert aria_cli.main(paths.options(out, "--steps", "1", "--method", method, *extra, "--no-progress")) == 0
+        return
+    refused(paths.options(out, "--steps", "1", "--method", method, *extra), capsys, needle)
+    assert not out.exists()
+
+
+def test_distill_refuses_a_missing_heldout_file_even_without_the_monitor(paths, tmp_path, capsys):
+    out = tmp_path / "run"
+    refused(paths.options(out, "--steps", "1", "--heldout", tmp_path / "missing.csv", "--heldout-every", "0"), capsys,
+            f"held-out prompts {tmp_path / 'missing.csv'}: no such file")
+    assert not out.exists()
+
+
 def test_distill_out_that_is_a_file_is_not_offered_a_resume(paths, tmp_path, capsys):
     (tmp_path / "file").write_text("x")  # once: "... continue it with --resume latest"
     refused(paths.options(tmp_path / "file", "--steps", "1"), capsys, "is a file, not a run folder")
