@@ -59,6 +59,8 @@ class OneLineParser(argparse.ArgumentParser):
     def add_argument(self, *names, **kwargs):
         if "--out" in names:  # every command's output path: '' would be Path('.'), the working directory
             kwargs["type"] = _not_empty(kwargs.get("type") or str)
+        if kwargs.get("required") and "required" not in kwargs.get("help", "required"):
+            kwargs["help"] += " (required)"  # the usage line's brackets are easy to miss
         return super().add_argument(*names, **kwargs)
 
 

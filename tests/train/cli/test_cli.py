@@ -53,3 +53,20 @@ def test_every_command_refuses_an_empty_output_path(command, out, tmp_path, caps
     assert done.value.code == 2
     assert "argument --out: an empty path" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_required_option_says_so_in_its_help():
+    """`aria cache --help` marked none of its three required options; only the usage line's missing
+    brackets told."""
+    import argparse
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in dict.fromkeys(action.choices.values()):
+                    yield from parsers(sub)
+
+    required = [(parser.prog, action.option_strings[0], action.help) for parser in parsers(aria_cli.build_parser())
+                for action in parser._actions if action.required and action.option_strings]
+    assert len(required) >= 10 and all("(required" in text for _, _, text in required), required
