@@ -16,6 +16,8 @@ from aria_train.options import add_options, from_args
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder (default: refuse)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars, only the stages' lines and the summary (default: bars)")
     parser.add_argument("--student", action="append", metavar="PATH",
                         help="student UNet folder or distillation run directory; repeatable (required)")
     add_options(parser, EvalConfig, skip=("student",))
@@ -24,5 +26,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from aria_train.evaluation.evaluate import evaluate
 
-    evaluate(from_args(EvalConfig, args), Path(args.out), args.overwrite)
+    evaluate(from_args(EvalConfig, args), Path(args.out), args.overwrite, progress=not args.no_progress)
     return 0

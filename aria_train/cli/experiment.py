@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in it, whatever --group is then")
     parser.add_argument("--only", choices=("runs", "eval", "all"), default="all",
                         help="stop after the runs or after the evaluation (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars, only the stages' lines (for log files) (default: bars)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"output {out} exists and is not a folder: choose another --out")
     if (out / "experiment.json").exists():  # the runner compares it with CONFIG; first, that it can be read
         read_json_object(out / "experiment.json", "experiment record")
-    run_experiment(config, out, args.parallel, args.only, args.group)
+    run_experiment(config, out, args.parallel, args.only, args.group, progress=not args.no_progress)
     return 0

@@ -77,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embeddings per k-means distance batch (default: %(default)s)")
     parser.add_argument("--shard-rows", type=int, default=65536,
                         help="embeddings per cache shard file (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar over the embedded prompts (default: a bar)")
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -217,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
 
     cache = pooled_embedding_cache(pool, tokenizer, text_encoder, out / EMBEDDINGS, device,
                                    batch_size=args.batch_size, shard_rows=args.shard_rows, metadata=metadata,
-                                   replace=args.overwrite)
+                                   replace=args.overwrite, progress=not args.no_progress)
     if centroids is None:
         print(f"k-means: {len(cache)} embeddings of dimension {width} into {args.k} regions on {device}")
         try:

@@ -79,7 +79,8 @@ def _load_heldout(path: str, max_per_region: int):
 
 def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> dict:
     """Evaluate ``config.student`` against the teacher; write OUT (see the module docstring) and
-    return the results. Bad input raises ValueError before anything is written."""
+    return the results. Bad input raises ValueError before anything is written. Each stage prints a
+    line and the summary table is printed at the end; ``progress`` adds the sampling bars."""
     import pandas as pd
     import torch
 
@@ -129,15 +130,13 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
 
         x0 = to_model_space(torch.from_numpy(world.render(table)))
     else:  # the longest silent stage for a large teacher: say it, and show its bar
-        if progress:
-            print(f"clean images: teacher samples of {len(texts)} held-out prompts, {args.steps} DDIM steps", flush=True)
+        print(f"clean images: teacher samples of {len(texts)} held-out prompts, {args.steps} DDIM steps", flush=True)
         x0 = sample_prompts(teacher, dict(scheduler.config), prompts, texts, seeds, **sampling, progress=progress)
     hidden = prompts.encode(texts)
     # a student trained blind to some regions (DistillConfig.blind_regions) is evaluated as it trained
     blind = {name: ids for name, path in zip(names, args.student) if (ids := _blind_regions(path))}
     student_hidden = {name: blinded(hidden, table["region"].to_numpy(), ids, prompts.null()) for name, ids in blind.items()}
-    if progress:
-        print(f"discrepancy: {len(names)} student(s) x {len(table)} prompts x {len(args.timesteps)} timesteps", flush=True)
+    print(f"discrepancy: {len(names)} student(s) x {len(table)} prompts x {len(args.timesteps)} timesteps", flush=True)
     errors = fixed_timestep_errors(students, scheduler, x0, hidden, seeds, args.timesteps, reference=teacher,
                                    batch_size=max(1, args.batch_size // len(args.timesteps)),
                                    model_hidden={k: v for k, v in student_hidden.items() if v is not None})
@@ -162,8 +161,7 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
         chosen = table.groupby("region", sort=False).head(args.samples_per_region)
         images = {}
         for name, unet in {"teacher": teacher, **students}.items():
-            if progress:
-                print(f"sampling {name}: {len(chosen)} prompts, {args.steps} DDIM steps", flush=True)
+            print(f"sampling {name}: {len(chosen)} prompts, {args.steps} DDIM steps", flush=True)
             texts_shown = chosen["text"].where(~chosen["region"].isin(blind.get(name, [])), "")
             x = sample_prompts(unet, dict(scheduler.config), prompts, texts_shown.tolist(),
                                [seeds[i] for i in chosen.index], **sampling, progress=progress)
@@ -205,9 +203,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
 
         for group, (rows, labels) in grids.items():
             save_grid(rows, labels, tmp / f"grid_{group}.png")
-    if progress:
-        print_summary(summary)
-        print(f"evaluation written to {out}")
+    print_summary(summary)
+    print(f"evaluation written to {out}")
     return results
 
 

@@ -268,9 +268,10 @@ def write_allocation_split(configs: dict, out: Path) -> None:
 
 
 def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = None, only: str = "all",
-                   group: int = 1) -> Path:
+                   group: int = 1, progress: bool = True) -> Path:
     """Run, evaluate, aggregate and report one experiment into ``out`` (see the module docstring);
-    ``group`` > 1 trains up to that many runs in each process (aria_train.distill.group)."""
+    ``group`` > 1 trains up to that many runs in each process (aria_train.distill.group); ``progress``
+    False: no progress bars, only the stages' lines."""
     import pandas as pd
 
     from aria_train.evaluation.evaluate import evaluate
@@ -293,14 +294,15 @@ def run_experiment(config: ExperimentConfig, out: Path, parallel: int | None = N
     world = Path(config.teacher) / "world.json"
     if world.is_file():  # the teacher's world, kept with the results (the simulator's comparison reads it)
         (out / "world.json").write_text(world.read_text())
-    run_all(configs, out, parallel or config.parallel, config.mixed_precision, group=group)
+    run_all(configs, out, parallel or config.parallel, config.mixed_precision, show_progress=progress, group=group)
     if only == "runs":
         return out
 
     eval_dir = out / "eval"
     if not (eval_dir / "summary.csv").is_file():
         print("evaluating every student on the same held-out inputs")
-        evaluate(config.eval_config([str(out / "runs" / name) for name in configs]), eval_dir, overwrite=True)
+        evaluate(config.eval_config([str(out / "runs" / name) for name in configs]), eval_dir, overwrite=True,
+                 progress=progress)
     if only == "eval":
         return out
 

@@ -299,6 +299,14 @@ def test_regions_with_more_regions_than_distinct_prompts_keep_the_embeddings_for
     assert {k: v for k, v in snapshot(tmp_path / "out").items() if k.startswith("embeddings")} == embeddings
 
 
+@pytest.mark.parametrize("bar", [True, False], ids=["bar", "no-progress"])
+def test_regions_show_the_embedding_bar_unless_told_not_to(regions_inputs, tmp_path, capsys, bar):
+    capsys.readouterr()
+    ok(regions_argv(regions_inputs, tmp_path / "out", "--k", "2", *([] if bar else ["--no-progress"])))
+    printed = capsys.readouterr()
+    assert ("embedding: 100%" in printed.err) == bar and "prompts per region" in printed.out
+
+
 def test_regions_refuse_an_unloadable_text_encoder(regions_inputs, tmp_path, capsys):
     import shutil
 

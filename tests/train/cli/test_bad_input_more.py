@@ -328,16 +328,18 @@ def test_eval_of_a_run_whose_newest_checkpoint_lacks_the_ema_says_so(paths, held
     assert not (tmp_path / "eval").exists()
 
 
-def test_eval_prints_its_stages(paths, heldout, tmp_path, capsys):
+@pytest.mark.parametrize("bars", [True, False], ids=["bars", "no-progress"])
+def test_eval_prints_its_stages(paths, heldout, tmp_path, capsys, bars):
     capsys.readouterr()
     argv = ["eval", "--teacher", paths.teacher, "--student", paths.teacher / "unet", "--heldout", heldout,
             "--out", tmp_path / "eval", "--steps", "1", "--timesteps", "500", "--samples-per-region", "1"]
-    assert aria_cli.main([str(a) for a in argv]) == 0
-    printed = capsys.readouterr().out
+    assert aria_cli.main([str(a) for a in argv + ([] if bars else ["--no-progress"])]) == 0
+    printed = capsys.readouterr()
     stages = ["clean images: teacher samples of 3 held-out prompts", "discrepancy: 1 student(s) x 3 prompts",
               "sampling teacher: 3 prompts", "sampling unet: 3 prompts", "evaluation written to"]
-    positions = [printed.index(stage) for stage in stages]
+    positions = [printed.out.index(stage) for stage in stages]
     assert positions == sorted(positions)
+    assert ("DDIM: 100%" in printed.err) == bars, printed.err
 
 
 # ---------------------------------------------------------------- aria world
