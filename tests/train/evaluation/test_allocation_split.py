@@ -12,7 +12,8 @@ from aria_train.experiment.runner import write_allocation_split
 from simulations.headroom import headroom
 from simulations.measured import region_draws
 
-CELL = Path(__file__).resolve().parents[3] / "experiments" / "results" / "glyph_map_tau05"
+REPO = Path(__file__).resolve().parents[3]
+CELL = REPO / "experiments" / "results" / "glyph_map_tau05"
 
 
 def test_split_fit_separates_a_run_level_offset_from_the_response_to_the_split():
@@ -96,3 +97,29 @@ def test_paired_test_is_a_t_test_on_log_ratios():
             for m in (n - 1, n)] == [False, True]
     one_seed = paired_test(split[split["seed"] == 0])  # no spread from one seed: nothing to test
     assert one_seed.empty
+
+
+def test_pooling_two_experiment_folders_tests_all_their_seeds_and_each_folder_as_its_own(tmp_path, capsys):
+    """scripts/pooled_allocation_test.py on the committed 12-region tau = 1 cell (seeds 0-2) and its
+    later seeds (3-6): per folder it reproduces each folder's own allocation_test.csv, pooled it is
+    paired_test over the seven seeds; a seed in both folders is refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pooled", REPO / "scripts" / "pooled_allocation_test.py")
+    pooled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pooled)
+    cells = [REPO / "experiments" / "results" / name for name in ("glyph_small_map_tau1", "glyph_small_map_tau1_seeds")]
+    assert pooled.main([*map(str, cells), "--out", str(tmp_path / "pooled.csv")]) == 0
+    table = pd.read_csv(tmp_path / "pooled.csv")
+    for cell in cells:
+        own = pd.read_csv(cell / "allocation_test.csv")
+        mine = table[table["folders"] == cell.name].drop(columns="folders").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, own)
+    both = table[table["folders"].str.contains(r"\+")].set_index("method")
+    split = pd.concat([pd.read_csv(cell / "allocation_split.csv") for cell in cells])
+    logs = np.log(split[split["method"] == "aria"]["ratio"].to_numpy())
+    assert both.loc["aria", "seeds"] == 7 and both.loc["aria", "ratio"] == pytest.approx(np.exp(logs.mean()))
+    assert "differs from glyph_small_map_tau1 in distill.checkpoint_every" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        pooled.main([str(cells[0]), str(cells[0])])
+    assert "seeds found in two folders" in capsys.readouterr().err

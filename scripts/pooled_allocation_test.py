@@ -1,0 +1,65 @@
+"""The paired test of `aria experiment` (allocation_test.csv) over the seeds of several experiment
+folders of one cell: e.g. the 3 seeds of a committed cell and more seeds run later in another folder.
+
+Usage: python scripts/pooled_allocation_test.py DIR [DIR ...] [--out CSV]
+
+Reads DIR/allocation_split.csv (per policy and seed, the ratio to region-uniform of the same seed),
+refuses a (policy, seed) found in two folders, and prints per policy the test of
+aria_train.evaluation.allocation_split.paired_test over all seeds, then per folder beside it.
+The folders must be runs of one cell (the same world, teacher and options but the seeds); the script
+compares their experiment.json files without the seeds and says where they differ.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from aria_train.evaluation.allocation_split import paired_test
+
+
+def flat(config: dict, prefix: str = "") -> dict:
+    """``config`` with nested dicts as dotted keys ("distill.steps")."""
+    items = {}
+    for key, value in config.items():
+        items.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="experiment folders holding allocation_split.csv")
+    parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
+    args = parser.parse_args(argv)
+    splits, settings = [], {}
+    for folder in args.folders:
+        path = folder / "allocation_split.csv"
+        if not path.is_file():
+            parser.error(f"{path}: no such file (an experiment folder with region-uniform and a policy)")
+        splits.append(pd.read_csv(path).assign(folder=folder.name))
+        config = json.loads((folder / "experiment.json").read_text())
+        settings[folder.name] = {k: v for k, v in config.items() if k not in ("seeds", "methods", "parallel")}
+    split = pd.concat(splits, ignore_index=True)
+    repeated = split[split.duplicated(["method", "seed"], keep=False)]
+    if not repeated.empty:
+        parser.error(f"seeds found in two folders: {repeated[['method', 'seed', 'folder']].to_dict('records')}")
+    first = flat(next(iter(settings.values())))
+    for name, config in settings.items():
+        config = flat(config)
+        differ = sorted(k for k in set(first) | set(config) if first.get(k) != config.get(k))
+        if differ:
+            print(f"note: {name} differs from {next(iter(settings))} in {', '.join(differ)}")
+    pooled = paired_test(split).assign(folders="+".join(f.name for f in args.folders))
+    per_folder = [paired_test(part).assign(folders=name) for name, part in split.groupby("folder", sort=False)]
+    table = pd.concat([pooled, *per_folder], ignore_index=True)
+    print(table.round(4).to_string(index=False))
+    if args.out is not None:
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
