@@ -106,10 +106,10 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
     from aria_train.distill.config import DistillConfig
     from aria_train.distill.loop import train
 
+    aria = AriaOptions(warmup=0) if method == "aria" else AriaOptions()  # RC and KD take no ARIA option
     config = DistillConfig(teacher=str(folder), paired_cache=str(paired), pool=str(pool), method=method,
-                           aria=AriaOptions(warmup=0) if method == "aria" else AriaOptions(), batch_size=batch, steps=steps, log_every=log_every,
-                           checkpoint_every=0, checkpoint_limit=1, sample_every=0, seed=0, feedback_lag=feedback_lag,
-                           **speed)
+                           aria=aria, batch_size=batch, steps=steps, log_every=log_every, checkpoint_every=0,
+                           checkpoint_limit=1, sample_every=0, seed=0, feedback_lag=feedback_lag, **speed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
