@@ -172,7 +172,7 @@ def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_
     bar = tqdm(total=total, initial=sum(done.values()), desc="runs", unit="step", dynamic_ncols=True,
                disable=not show_progress)
     running: dict[str, tuple[list[str], multiprocessing.Process]] = {}
-    failed = []
+    failed, finished = [], 0
     while jobs or running:
         while jobs and len(running) < parallel:
             names = jobs.pop(0)
@@ -196,6 +196,9 @@ def run_all(configs: dict, out: Path, parallel: int, mixed_precision: str, show_
                     failed.extend(names)
                     bar.write(f"run{'s' if len(names) > 1 else ''} {', '.join(names)} FAILED (exit {process.exitcode}); "
                               f"log {_log_path(out, names)}")
+                else:  # a line per finished job: all a log file shows with the bar off
+                    finished += len(names)
+                    bar.write(f"finished {', '.join(names)} ({finished} of {len(pending)} runs)")
         bar.set_postfix_str(f"{len(running)} running, {len(jobs)} waiting", refresh=False)
     bar.close()
     if failed:

@@ -1,6 +1,7 @@
 """`aria experiment`: every method and seed distilled at equal steps, one evaluation of all
 students, aggregation over seeds, and resumption of a finished or interrupted experiment."""
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +37,8 @@ def test_experiment_runs_evaluates_aggregates_and_resumes(tmp_path, capsys):
     file = tmp_path / "experiment.json"
     file.write_text(json.dumps(config))
     out = tmp_path / "exp"
-    assert aria_cli.main(["experiment", str(file), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert aria_cli.main(["experiment", str(file), "--out", str(out), "--no-progress"]) == 0
     results = pd.read_csv(out / "results.csv")
     assert set(results["method"]) == {"rc", "aria"} and (results["seeds"] == 2).all()
     views = {"discrepancy", "discrepancy_text", "discrepancy_pt"}
@@ -47,8 +49,13 @@ def test_experiment_runs_evaluates_aggregates_and_resumes(tmp_path, capsys):
         assert run_config["steps"] == 2 and run_config["seed"] == int(name[-1])
     report = (out / "report.html").read_text()
     assert "id=evaluation" in report and "aria-seed1" in report  # the experiment's evaluation table is in it
-    printed = capsys.readouterr().out
-    assert "unseen" in printed and "aria" in printed
+    printed = capsys.readouterr()
+    assert "unseen" in printed.out and "aria" in printed.out
+    # without bars a log still says how far the runs are: a line per finished run
+    found = re.findall(r"finished ([a-z-]+seed\d) \((\d) of 4 runs\)", printed.out)
+    assert sorted(name for name, _ in found) == ["aria-seed0", "aria-seed1", "rc-seed0", "rc-seed1"]
+    assert [int(count) for _, count in found] == [1, 2, 3, 4]
+    assert "runs:" not in printed.err and "%|" not in printed.err
     # resuming a finished experiment runs nothing again
     before = (out / "runs" / "rc-seed0" / "metrics.jsonl").stat().st_mtime_ns
     assert aria_cli.main(["experiment", str(file), "--out", str(out)]) == 0
