@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         try:
             writable_folder(args.out.parent)
-        except OSError as err:
+        except ValueError as err:
             parser.error(str(err))
     table = pd.concat([headroom(region_draws(cell), Path(cell[0]).name) for cell in cells], ignore_index=True)
     print(table.round(3).to_string(index=False))

@@ -34,13 +34,18 @@ def check_free(out: str | Path, overwrite: bool = False, inputs: Iterable[str | 
     return out
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing ancestor (the root at worst)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_writable(folder: Path) -> None:
     """ValueError unless a folder can be made in ``folder`` (or in its nearest existing ancestor,
     where the command would make it). Tried, not asked of os.access, which says yes to root on a
     read-only file system and does not know about quotas or ACLs."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".aria-write-test-", dir=existing))
     except OSError as err:
