@@ -34,4 +34,8 @@ def run(args: argparse.Namespace) -> int:
     path = pool.to_arrow(args.out)
     regions = f", {pool.num_regions} regions" if pool.regions is not None else ""
     print(f"wrote {path}: {len(pool)} prompts{regions}")
+    blank = pool.count_blank()
+    if blank:  # kept, but rarely meant: RC and ARIA draws of them train the null text's output
+        print(f"warning: {blank} of {len(pool)} prompts are empty or whitespace; they are kept and act as the null "
+              f"text when drawn (drop them from {args.source} if that is not meant)")
     return 0

@@ -254,6 +254,12 @@ class PromptPool:
         chunks = [chunk for chunk in self.table.column(self.text_column).chunks if len(chunk)]  # the pool is not empty
         return chunks, np.cumsum([0] + [len(c) for c in chunks[:-1]]).astype(np.int64)
 
+    def count_blank(self) -> int:
+        """How many prompts are empty or only whitespace: kept (dropping rows would break the row
+        alignment of paired caches), they condition like the null text when drawn."""
+        texts = self.table.column(self.text_column)
+        return int(pc.sum(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)).as_py() or 0)
+
     def fingerprint(self) -> str:
         """A content hash of the text column (what embeddings and teacher samples depend on): 32 hex
         digits of SHA-256 over every prompt's UTF-8 length and bytes, in row order.

@@ -209,3 +209,17 @@ def test_aria_pool_converts_to_a_mapped_pool_and_rejects_bad_input(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("aria: error:") and ".arrow" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "pool.parquet").exists()
+
+
+def test_aria_pool_warns_about_blank_prompts_and_keeps_them(tmp_path, capsys):
+    import aria_cli
+
+    texts = ["a red cat", "", "   ", "a blue dog"]
+    pd.DataFrame({"text": texts}).to_parquet(tmp_path / "pool.parquet")
+    assert aria_cli.main(["pool", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "pool.arrow")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: 2 of 4 prompts are empty or whitespace" in out
+    assert PromptPool.from_file(tmp_path / "pool.arrow").texts(range(4)) == texts  # rows kept: caches stay aligned
+    pd.DataFrame({"text": ["a red cat"]}).to_parquet(tmp_path / "clean.parquet")
+    assert aria_cli.main(["pool", str(tmp_path / "clean.parquet"), "--out", str(tmp_path / "clean.arrow")]) == 0
+    assert "warning" not in capsys.readouterr().out
