@@ -70,7 +70,11 @@ def _load_heldout(path: str, max_per_region: int):
     from aria_train.data.pool import PromptPool
     from aria_train.evaluation.region_metrics import with_regions
 
-    table = with_regions(PromptPool.from_file(path).table.to_pandas())
+    raw = PromptPool.from_file(path).table.to_pandas()
+    if "region" not in raw:  # allowed (one region, as for a plain prompt list), but per-region metrics then say little
+        print(f"note: {path} has no region column: its {len(raw)} prompts are evaluated as one region \"all\" "
+              f"(`aria regions` writes prompts with their region ids)", flush=True)
+    table = with_regions(raw)
     table["row"] = range(len(table))  # row in the file: held-out row i always uses seed + i
     if max_per_region > 0:
         table = table.groupby("region", sort=False).head(max_per_region).reset_index(drop=True)

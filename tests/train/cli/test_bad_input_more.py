@@ -342,6 +342,17 @@ def test_eval_prints_its_stages(paths, heldout, tmp_path, capsys, bars):
     assert ("DDIM: 100%" in printed.err) == bars, printed.err
 
 
+def test_eval_of_prompts_without_regions_says_they_are_one_region(paths, tmp_path, capsys):
+    plain = tmp_path / "prompts.txt"
+    plain.write_text("a red circle\na white square\n")
+    argv = ["eval", "--teacher", paths.teacher, "--student", paths.teacher / "unet", "--heldout", plain,
+            "--out", tmp_path / "eval", "--steps", "1", "--timesteps", "500", "--samples-per-region", "1", "--no-progress"]
+    assert aria_cli.main([str(a) for a in argv]) == 0
+    assert f'note: {plain} has no region column: its 2 prompts are evaluated as one region "all"' in capsys.readouterr().out
+    regions = pd.read_csv(tmp_path / "eval" / "discrepancy.csv")["region_name"].unique().tolist()
+    assert regions == ["all"]
+
+
 # ---------------------------------------------------------------- aria world
 
 
