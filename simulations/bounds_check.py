@@ -251,7 +251,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = BoundsCheckConfig()
     parser.add_argument("--quick", action="store_true",
                         help="small grid (a in {0.05, 0.3}, sigma 1, delta in {0.01, 0.2}, p in {1, 0.3}, every drift, "
-                             "noise and start; 400 paths x 200 steps): ~20 s on 2 cores)")
+                             "noise and start; 400 paths x 200 steps): ~20 s on 2 cores")
     parser.add_argument("--out", type=Path, default=Path("results/bounds"),
                         help="output directory for results.csv and config.json (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed, >= 0 (default %(default)s)")

@@ -257,8 +257,8 @@ class PromptPool:
     def count_blank(self) -> int:
         """How many prompts are empty or only whitespace: kept (dropping rows would break the row
         alignment of paired caches), they condition like the null text when drawn."""
-        texts = self.table.column(self.text_column)
-        return int(pc.sum(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)).as_py() or 0)
+        blank = pc.match_substring_regex(self.table.column(self.text_column), r"^[\s\p{Z}]*$")  # no copy of the texts
+        return int(pc.sum(blank).as_py() or 0)
 
     def fingerprint(self) -> str:
         """A content hash of the text column (what embeddings and teacher samples depend on): 32 hex
