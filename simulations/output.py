@@ -16,5 +16,5 @@ def writable_folder(folder: Path) -> Path:
     try:
         check_writable(existing)
     except ValueError as err:
-        raise ValueError(f"cannot write into --out {folder}: {err}") from None
+        raise ValueError(f"--out {folder}: {err}") from None  # err names the folder and the reason
     return folder

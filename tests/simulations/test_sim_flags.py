@@ -13,6 +13,7 @@ import json
 import pytest
 
 import aria_cli
+from aria_train.runs import atomic
 from simulations import allocation, bounds_check, rates
 from cli_errors import refused
 
@@ -175,3 +176,15 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_simulatio
     refused(["sim", *command, "--out", a_file], capsys, f"cannot write into --out {a_file}: {a_file} is a file")
     refused(["sim", *command, "--out", a_file / "below"], capsys, f"{a_file} is a file")
     assert a_file.read_text() == "kept" and [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
+def test_a_folder_without_write_permission_is_named_once_with_the_reason(tmp_path, capsys, monkeypatch):
+    """The probe's own message named the folder again ("cannot write into --out X: cannot write under
+    X: ..."). Denied by a stub of the probe's mkdtemp: a read-only folder does not stop root."""
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(rates, "run_rates", lambda *a, **k: pytest.fail("simulated before checking --out"))
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", denied)
+    line = refused(["sim", "rates", "--quick", "--out", tmp_path], capsys)
+    assert line == f"aria: error: --out {tmp_path}: cannot write under {tmp_path}: Permission denied"
