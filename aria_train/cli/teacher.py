@@ -19,24 +19,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the stopped run in --out (one written with "
                         "--checkpoint-every) exactly where its checkpoint left it; the training options are the run's "
                         "own, only run options (logging, workers, checkpoints, evaluation, save dtype) may be given")
+    parser.add_argument("--finish", action="store_true", help="write the teacher of the stopped run in --out now, from "
+                        "its last checkpoint (the EMA weights of that step, evaluated as a finished run's; "
+                        "teacher_report.json records steps_trained), instead of training on; works on any device, "
+                        "also the CPU for a run that trained on a GPU. Run options may be given as with --resume")
     add_options(parser, TeacherConfig)
 
 
-def resumed_config(out: Path, args: argparse.Namespace) -> TeacherConfig:
+def resumed_config(out: Path, args: argparse.Namespace, flag: str) -> TeacherConfig:
     """The stopped run's config in ``out`` with the run options given on the command line on top;
-    ValueError if ``out`` is no stopped run or a training option was changed."""
+    ValueError (naming ``flag``) if ``out`` is no stopped run or a training option was changed."""
     from aria_train.options import load_json, to_dict
     from aria_train.teacher.checkpoint import CONFIG_FILE, RUN_OPTIONS, is_stopped_run
 
     if not is_stopped_run(out) or not (out / CONFIG_FILE).is_file():
-        raise ValueError(f"--resume: {out} is not a stopped teacher run (no checkpoint/ and {CONFIG_FILE} without a "
+        raise ValueError(f"{flag}: {out} is not a stopped teacher run (no checkpoint/ and {CONFIG_FILE} without a "
                          "finished unet/)")
     saved = load_json(TeacherConfig, out / CONFIG_FILE, TeacherConfig.WHAT)
     config = from_args(TeacherConfig, args, saved)
     before = to_dict(saved)
     changed = [k for k, v in to_dict(config).items() if k not in RUN_OPTIONS and v != before[k]]
     if changed:
-        raise ValueError(f"--resume keeps the run's training options; changed: {', '.join(changed)}")
+        raise ValueError(f"{flag} keeps the run's training options; changed: {', '.join(changed)}")
     return config
 
 
@@ -48,14 +52,18 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     out = Path(args.out)
-    if args.resume:
-        config = resumed_config(out, args)
+    if args.resume and args.finish:
+        raise ValueError("--resume trains on, --finish stops where the checkpoint is: give one")
+    if args.resume or args.finish:
+        config = resumed_config(out, args, "--resume" if args.resume else "--finish")
     else:
         config = from_args(TeacherConfig, args)
         if is_stopped_run(out) and not args.overwrite:
-            raise ValueError(f"{out} holds a stopped teacher run: --resume continues it, --overwrite starts again")
+            raise ValueError(f"{out} holds a stopped teacher run: --resume continues it, --finish writes "
+                             "its teacher now, --overwrite starts again")
         check_free(out, args.overwrite)
-    report = train_teacher(config, out, overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume)
+    report = train_teacher(config, out, overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume,
+                           finish=args.finish)
     if report is not None:
         groups = ", ".join(f"{g['group']} {g['mean']:.3f} (worst {g['worst_region']} {g['worst']:.3f})"
                            for g in report["accuracy"]["groups"])

@@ -63,22 +63,23 @@ def save_training_state(folder: Path, accelerator, unet, optimizer, lr_scheduler
     accelerator.wait_for_everyone()
 
 
-def load_training_state(folder: Path, accelerator, unet, optimizer, lr_scheduler, ema, generator: torch.Generator,
-                        text_encoder=None) -> dict:
+def load_training_state(folder: Path, accelerator, unet, optimizer, lr_scheduler, ema,
+                        generator: torch.Generator | None, text_encoder=None) -> dict:
     """Restore what ``save_training_state`` wrote into the (unwrapped) models, optimizer, LR
-    schedule, EMA and this process's generator; return the loop's counters. ValueError (one line)
-    for a checkpoint that does not fit the models or is incomplete."""
+    schedule, EMA and this process's generator (none: a run that trains no further); return the
+    loop's counters. ValueError (one line) for a checkpoint that does not fit the models or is incomplete."""
     from safetensors.torch import load_file
 
     rng = folder / f"rng-rank{accelerator.process_index}.pt"
     weights = folder / "unet_raw" / "diffusion_pytorch_model.safetensors"
-    missing = [p.name for p in (folder / STATE_FILE, rng, weights) if not p.is_file()]
+    needed = (folder / STATE_FILE, weights) if generator is None else (folder / STATE_FILE, rng, weights)
+    missing = [p.name for p in needed if not p.is_file()]
     if missing:
         raise ValueError(f"{folder} is not a complete teacher checkpoint for {accelerator.num_processes} process(es): "
                          f"missing {', '.join(missing)}")
     try:
-        saved_rng = torch.load(rng, weights_only=True)
-        if saved_rng.numel() != generator.get_state().numel():  # a CUDA generator's state is 16 bytes, a CPU one's 5,056
+        saved_rng = None if generator is None else torch.load(rng, weights_only=True)
+        if generator is not None and saved_rng.numel() != generator.get_state().numel():  # a CUDA generator's state is 16 bytes, a CPU one's 5,056
             raise ValueError(f"it was written on another kind of device than {generator.device.type}; resume it on "
                              "the kind that trained it (its noise generator cannot move)")
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
@@ -88,7 +89,8 @@ def load_training_state(folder: Path, accelerator, unet, optimizer, lr_scheduler
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         ema.load_state_dict(state["ema"])
-        generator.set_state(saved_rng)
+        if generator is not None:
+            generator.set_state(saved_rng)
     except Exception as err:  # torch / safetensors raise many types for a file that does not fit
         raise ValueError(f"cannot load teacher checkpoint {folder}: {str(err).splitlines()[0]}") from None
     return {k: state[k] for k in ("step", "log", "train_seconds", "loss_sum", "loss_count")}

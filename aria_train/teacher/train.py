@@ -93,13 +93,14 @@ def _mixed_precision() -> str:
 
 
 def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, progress: bool = True,
-                  resume: bool = False) -> dict | None:
+                  resume: bool = False, finish: bool = False) -> dict | None:
     """Train, evaluate and write the teacher folder ``out``; the report on the main process, else None.
 
     With ``config.checkpoint_every`` > 0 the training state goes to out/checkpoint/ every that many
     steps (aria_train.teacher.checkpoint); ``resume`` continues from it exactly. A run that passes
     ``config.stop_after_seconds`` stops at its next checkpoint and returns None, leaving ``out`` a
-    stopped run to resume."""
+    stopped run to resume. ``finish`` writes the stopped run's teacher at its checkpoint's step (the
+    EMA weights of that step, no more training), on any kind of device: for a run whose time ran out."""
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
@@ -135,9 +136,9 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     trained_encoder = bare[-1] if config.train_text_encoder else None
 
     counters = {"step": 0, "log": [], "train_seconds": 0.0, "loss_sum": torch.zeros(()), "loss_count": 0}
-    if resume:
-        counters = load_training_state(checkpoint, accelerator, bare[0], optimizer, lr_scheduler, ema, generator,
-                                       trained_encoder)
+    if resume or finish:  # finishing draws no more noise: the generator may come from another kind of device
+        counters = load_training_state(checkpoint, accelerator, bare[0], optimizer, lr_scheduler, ema,
+                                       None if finish else generator, trained_encoder)
         ema.to(device)
     elif config.checkpoint_every and accelerator.is_main_process:
         check_free(out, overwrite)
@@ -145,19 +146,20 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
         out.mkdir(parents=True)
         config.save(out / CONFIG_FILE)  # what --resume continues with
     first, log, loss_count = counters["step"] + 1, counters["log"], counters["loss_count"]
+    last = counters["step"] if finish else config.steps
     loss_sum = counters["loss_sum"].to(device)
-    loader = torch.utils.data.DataLoader(
-        WorldBatches(world, tokenizer, config.batch_size, config.seed, accelerator.process_index, start=first - 1),
-        batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers else None, persistent_workers=workers > 0)
 
     def counters_at(step: int) -> dict:
         return {"step": step, "log": log, "train_seconds": counters["train_seconds"] + time.time() - start,
                 "loss_sum": loss_sum.cpu(), "loss_count": loss_count}
 
     start = time.time()
-    batches = iter(loader)
-    bar = tqdm(range(first, config.steps + 1), initial=first - 1, total=config.steps, desc="teacher", unit="step",
+    if first <= last:  # finishing (no step left) starts no data workers
+        batches = iter(torch.utils.data.DataLoader(
+            WorldBatches(world, tokenizer, config.batch_size, config.seed, accelerator.process_index, start=first - 1),
+            batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
+            prefetch_factor=4 if workers else None, persistent_workers=workers > 0))
+    bar = tqdm(range(first, last + 1), initial=first - 1, total=config.steps, desc="teacher", unit="step",
                disable=not (progress and accelerator.is_main_process))
     unet.train()
     for step in bar:
@@ -209,15 +211,16 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
     # a stopped run's folder (checkpoint_every) is replaced by the teacher folder
     with atomic_output_dir(out, overwrite or resume or bool(config.checkpoint_every)) as tmp:
         (tmp / CHECKPOINT_DIR).mkdir()
-        write_state(tmp / CHECKPOINT_DIR, bare[0], optimizer, lr_scheduler, ema, counters_at(config.steps),
+        write_state(tmp / CHECKPOINT_DIR, bare[0], optimizer, lr_scheduler, ema, counters_at(last),
                     trained_encoder)  # the end-of-training state, kept in the teacher folder
         bare = [accelerator.unwrap_model(m, keep_fp32_wrapper=False) for m in models]  # plain fp32 forward from here on
         ema.copy_to([p for m in bare for p in m.parameters()])
         unet, text_encoder = bare[0].eval(), bare[-1] if config.train_text_encoder else text_encoder
         text_encoder.eval().requires_grad_(False)  # frozen from now on, as aria_train.diffusion.text expects
         report = evaluate_teacher(unet, tokenizer, text_encoder, scheduler, world, config)
-        report.update(train_seconds=train_seconds, steps_per_s=config.steps / train_seconds, resumed=resume,
-                      final_train_loss=log[-1]["loss"], parameters=sum(p.numel() for p in unet.parameters()),
+        report.update(train_seconds=train_seconds, steps_trained=last, steps_per_s=last / train_seconds,
+                      resumed=resume or finish, finished_early=finish,
+                      final_train_loss=log[-1]["loss"] if log else None, parameters=sum(p.numel() for p in unet.parameters()),
                       device=str(device), mixed_precision=accelerator.mixed_precision, world_size=accelerator.num_processes)
         write_teacher_folder(tmp, unet, tokenizer, text_encoder, scheduler, world_config, config)
         (tmp / "teacher_report.json").write_text(json.dumps(report, indent=2) + "\n")

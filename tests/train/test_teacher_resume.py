@@ -83,3 +83,41 @@ def test_the_data_stream_does_not_depend_on_the_worker_count_or_the_start():
     for got in (batches(2, 0, 6), [*batches(0, 0, 3), *batches(0, 3, 3)]):
         assert len(got) == 6 and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(reference, got))
     assert not torch.equal(reference[0][1], reference[1][1])
+
+
+def test_finish_writes_the_stopped_runs_ema_teacher_at_its_checkpoint_even_from_another_device(tmp_path, capsys):
+    """`--finish`: a run whose device time ran out becomes a teacher at its last checkpoint, also on the
+    CPU for a run that trained on a GPU (whose noise generator the CPU cannot take: none is needed)."""
+    from diffusers.training_utils import EMAModel
+
+    from aria_train.teacher.config import TeacherConfig
+    from aria_train.teacher.train import build_teacher
+    from aria_train.worlds import load_world_config, make_world
+
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps(WORLD))
+    run = tmp_path / "run"
+    assert teacher(run, world, "--checkpoint-every", "2", "--stop-after-seconds", "1e-9") == 0
+    torch.save(torch.zeros(16, dtype=torch.uint8), run / "checkpoint" / "rng-rank0.pt")  # as a CUDA generator's
+    state = torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)
+    capsys.readouterr()
+    assert aria_cli.main(["teacher", "--out", str(run), "--resume", "--finish", "--no-progress"]) == 2
+    assert "give one" in capsys.readouterr().err
+    assert aria_cli.main(["teacher", "--out", str(run), "--finish", "--steps", "3", "--no-progress"]) == 2
+    assert "--finish keeps the run's training options; changed: steps" in capsys.readouterr().err
+    assert aria_cli.main(["teacher", "--out", str(run), "--finish", "--no-progress"]) == 0
+    report = json.loads((run / "teacher_report.json").read_text())
+    assert report["steps_trained"] == 2 and report["finished_early"] and report["accuracy"]["samples"] > 0
+    assert torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)["step"] == 2
+    # the written UNet is the checkpoint's EMA (saved as float16)
+    config = TeacherConfig.load(run / "teacher_config.json")
+    unet, _, text_encoder, _ = build_teacher(config, make_world(load_world_config(world)))
+    params = [p for m in (unet, text_encoder) for p in m.parameters()]
+    ema = EMAModel(params, decay=config.ema_decay)
+    ema.load_state_dict(state["ema"])
+    ema.copy_to(params)
+    written = weights(run / "unet")
+    expected = {k: v.to(torch.float16) for k, v in unet.state_dict().items()}
+    assert written.keys() == expected.keys() and all(torch.equal(written[k], expected[k]) for k in written)
+    assert aria_cli.main(["teacher", "--out", str(run), "--finish", "--no-progress"]) == 2  # a teacher now
+    assert "--finish: " in capsys.readouterr().err
