@@ -1,14 +1,15 @@
-"""The 48-region cells, tau = 0 and 0.5: each method's p(t)-weighted discrepancy over RC's, per group and per region.
+"""The 48-region cells, tau = 0, 0.5 and 1: each method's p(t)-weighted discrepancy over RC's, per group and per region.
 
 The glyph worlds with 48 regions (Zipf 1.2, 1000 steps of 64, 3 seeds; teachers of 5000 steps,
-glyph accuracy 1.00 in every region) with no transfer (tau = 0) and half the glyph cells shared
-(tau = 0.5). Top: per region group and cell, the trainer's ratio to RC on the same seed (filled,
+glyph accuracy 1.00 in every region; at tau = 1 2000 steps, >= 0.958) with no transfer (tau = 0),
+half the glyph cells shared (tau = 0.5) and all of them (tau = 1). Top: per region group and cell, the trainer's ratio to RC on the same seed (filled,
 mean +- sd over seeds) beside the allocation simulator's prediction for the same world (open;
 power-law response with alpha = 1, 5 seeds). Below: per region of each cell, most common prompt
 first, bars as in fig_testbed_regions. Below 1: better than RC. Data: the committed
-experiments/results/glyph_map_tau{0,05}/ (eval/discrepancy.csv, world.json) and
+experiments/results/glyph_map_tau{0,05,1}/ (eval/discrepancy.csv, world.json) and
 glyph_map_sim/measured_48_regions/measured_vs_predicted_alpha1.csv, written by `aria sim allocation
---measured experiments/results/glyph_map_tau0 experiments/results/glyph_map_tau05 --measured-alpha 1`
+--measured experiments/results/glyph_map_tau0 experiments/results/glyph_map_tau05
+experiments/results/glyph_map_tau1 --measured-alpha 1`
 (README, "The 48-region map"), or the same folders under --data.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from paper_figures.fig_testbed_regions import plot_region_ratios
 
 @dataclass(frozen=True)
 class Config:
-    cells: tuple[tuple[str, str], ...] = (("glyph_map_tau0", "tau = 0"), ("glyph_map_tau05", "tau = 0.5"))
+    cells: tuple[tuple[str, str], ...] = (("glyph_map_tau0", "tau = 0"), ("glyph_map_tau05", "tau = 0.5"),
+                                          ("glyph_map_tau1", "tau = 1"))
     predicted: str = "glyph_map_sim/measured_48_regions"  # folder of measured_vs_predicted_alpha1.csv
     groups: tuple[str, ...] = ("head", "mid", "under", "unseen-head", "unseen-tail", "all", "weighted")
     methods: tuple[tuple[str, str, str], ...] = (("region-uniform", "region-uniform", "#55a868"),
@@ -64,9 +66,9 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
         methods = tuple(m for m in CONFIG.methods if m[0] in set(rows["method"]))  # the progress policy: tau = 0 only
         top = fig.add_subplot(grid[0, i])
         plot_groups(top, rows, CONFIG.groups, methods)
-        top.set_title(f"48 regions, {label}: per group (filled: trainer, mean +- sd of 3 seeds; open: simulator)",
+        top.set_title(f"48 regions, {label}: per group\n(filled: trainer, mean +- sd of 3 seeds; open: simulator)",
                       fontsize=9)
-        top.tick_params(axis="x", labelsize=7)
+        top.tick_params(axis="x", labelsize=7, rotation=25)
         if i == 0:
             top.legend(loc="upper left", frameon=False, ncol=2, fontsize=6)
         bottom = fig.add_subplot(grid[1 + i, :])
