@@ -60,6 +60,7 @@ def fixed_timestep_errors(
     reference: UNet2DConditionModel | None = None,
     batch_size: int = 16,
     model_hidden: Mapping[str, Conditioning] | None = None,
+    progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """{name: errors (N, J) float64 on the CPU}, J = len(timesteps), per model of ``models``.
 
@@ -69,7 +70,8 @@ def fixed_timestep_errors(
     one device; they are evaluated in their own dtype with float32 inputs cast to it.
     ``batch_size`` is in prompts: one forward pass holds batch_size x J noisy samples.
     ``model_hidden`` gives a model its own conditioning of the same prompts where it differs from
-    ``hidden`` (a student trained with blind regions, DistillConfig.blind_regions).
+    ``hidden`` (a student trained with blind regions, DistillConfig.blind_regions). ``progress``
+    shows a bar over the batches.
     """
     n, num_t = x0.shape[0], len(timesteps)
     if hidden.shape[0] != n or len(seeds) != n:
@@ -81,7 +83,12 @@ def fixed_timestep_errors(
     abar = scheduler.alphas_cumprod.detach().cpu().double()  # add_noise may have moved it to a GPU
     t_all = torch.tensor(list(timesteps), dtype=torch.long)
     errors = {name: torch.empty(n, num_t, dtype=torch.float64) for name in models}
-    for start in range(0, n, batch_size):
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="discrepancy", unit="batch")
+    for start in starts:
         stop = min(start + batch_size, n)
         noise = seeded_noise((num_t, *x0.shape[1:]), [s + NOISE_OFFSET for s in seeds[start:stop]])  # (b, J, C, H, W)
         b = stop - start

@@ -143,7 +143,8 @@ def evaluate(config: EvalConfig, out: str | Path, overwrite: bool = False, progr
     print(f"discrepancy: {len(names)} student(s) x {len(table)} prompts x {len(args.timesteps)} timesteps", flush=True)
     errors = fixed_timestep_errors(students, scheduler, x0, hidden, seeds, args.timesteps, reference=teacher,
                                    batch_size=max(1, args.batch_size // len(args.timesteps)),
-                                   model_hidden={k: v for k, v in student_hidden.items() if v is not None})
+                                   model_hidden={k: v for k, v in student_hidden.items() if v is not None},
+                                   progress=progress)
 
     disc_rows, summary_rows, results = [], [], {"discrepancy": {}, "accuracy": {}}
     for name, err in errors.items():

@@ -217,7 +217,7 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
         ema.copy_to([p for m in bare for p in m.parameters()])
         unet, text_encoder = bare[0].eval(), bare[-1] if config.train_text_encoder else text_encoder
         text_encoder.eval().requires_grad_(False)  # frozen from now on, as aria_train.diffusion.text expects
-        report = evaluate_teacher(unet, tokenizer, text_encoder, scheduler, world, config)
+        report = evaluate_teacher(unet, tokenizer, text_encoder, scheduler, world, config, progress)
         report.update(train_seconds=train_seconds, steps_trained=last, steps_per_s=last / train_seconds,
                       resumed=resume or finish, finished_early=finish,
                       final_train_loss=log[-1]["loss"] if log else None, parameters=sum(p.numel() for p in unet.parameters()),
@@ -245,9 +245,10 @@ def write_teacher_folder(folder: Path, unet: UNet2DConditionModel, tokenizer, te
 
 @torch.no_grad()
 def evaluate_teacher(unet: UNet2DConditionModel, tokenizer, text_encoder, scheduler: DDPMScheduler, world: AnyWorld,
-                     config: TeacherConfig) -> dict:
+                     config: TeacherConfig, progress: bool = False) -> dict:
     """Held-out denoising loss (per region and group), sample accuracy read by the world's checker
-    (attributes; for a glyph world also the glyph's region and its bits), float16 effect."""
+    (attributes; for a glyph world also the glyph's region and its bits), float16 effect. Prints a
+    line per stage (minutes on a CPU); ``progress`` adds bars."""
     import copy
 
     import pandas as pd
@@ -263,13 +264,16 @@ def evaluate_teacher(unet: UNet2DConditionModel, tokenizer, text_encoder, schedu
     hidden, _ = encode_prompts(tokenizer, text_encoder, heldout["text"].tolist(), device)
     rounded = copy.deepcopy(unet).to(getattr(torch, config.save_dtype)).float()
     seeds = [config.seed + i for i in range(len(heldout))]  # held-out row i always uses seed + i
-    errors = fixed_timestep_errors({"loss": unet}, scheduler, x0, hidden, seeds, config.eval_timesteps)["loss"]
+    print(f"teacher evaluation: denoising loss of {len(heldout)} held-out prompts x {len(config.eval_timesteps)} "
+          f"timesteps, with their text, the null text and as saved in {config.save_dtype}", flush=True)
+    errors = fixed_timestep_errors({"loss": unet}, scheduler, x0, hidden, seeds, config.eval_timesteps,
+                                   progress=progress)["loss"]
     # The same inputs with the null prompt: how much the teacher uses its text, per timestep.
     null, _ = encode_prompts(tokenizer, text_encoder, [""], device)
     unconditional = fixed_timestep_errors({"null": unet}, scheduler, x0, null.expand(len(heldout), -1, -1), seeds,
-                                          config.eval_timesteps)["null"]
+                                          config.eval_timesteps, progress=progress)["null"]
     change = fixed_timestep_errors({"saved": rounded}, scheduler, x0, hidden, seeds, config.eval_timesteps,
-                                   reference=unet)["saved"]
+                                   reference=unet, progress=progress)["saved"]
     loss_regions = region_means(heldout, pd.DataFrame({"loss": errors.mean(1).numpy()}))
     report = {
         "eval_loss": {"all": float(errors.mean()), "null_text": float(unconditional.mean()),
@@ -284,9 +288,11 @@ def evaluate_teacher(unet: UNet2DConditionModel, tokenizer, text_encoder, schedu
     }
     if config.eval_per_region > 0:
         chosen = heldout.groupby("region", sort=False).head(config.eval_per_region)
+        print(f"teacher evaluation: {len(chosen)} samples ({config.eval_per_region} per region), "
+              f"{config.eval_steps} DDIM steps", flush=True)
         x = sample_texts(unet, dict(scheduler.config), tokenizer, text_encoder, chosen["text"].tolist(),
                          [seeds[i] for i in chosen.index],
-                         config.eval_steps, config.eval_guidance)
+                         config.eval_steps, config.eval_guidance, progress=progress)
         per_region = accuracy_by_region(world.checker(), to_uint8_images(x), chosen)
         report["accuracy"] = {"samples": len(chosen), "steps": config.eval_steps, "guidance": config.eval_guidance,
                               "groups": summarise_groups(per_region, "all", "min").to_dict("records"),

@@ -106,6 +106,8 @@ def test_finish_writes_the_stopped_runs_ema_teacher_at_its_checkpoint_even_from_
     assert aria_cli.main(["teacher", "--out", str(run), "--finish", "--steps", "3", "--no-progress"]) == 2
     assert "--finish keeps the run's training options; changed: steps" in capsys.readouterr().err
     assert aria_cli.main(["teacher", "--out", str(run), "--finish", "--no-progress"]) == 0
+    stages = [line for line in capsys.readouterr().out.splitlines() if line.startswith("teacher evaluation: ")]
+    assert len(stages) == 2 and "held-out prompts x 6 timesteps" in stages[0] and "DDIM steps" in stages[1]
     report = json.loads((run / "teacher_report.json").read_text())
     assert report["steps_trained"] == 2 and report["finished_early"] and report["accuracy"]["samples"] > 0
     assert torch.load(run / "checkpoint" / "training_state.pt", weights_only=False)["step"] == 2
