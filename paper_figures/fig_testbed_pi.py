@@ -2,7 +2,7 @@
 
 One panel per test-bed world (12 regions, Zipf 1.2; tau = 0, 0.5, 1, and tau = 0 with teacher
 noise on the two unseen-tail regions, a floor of the training loss, or with them blind to the
-student, a floor of the evaluated error: stage 2; then the 48-region worlds at tau = 0 and 0.5), four panels
+student, a floor of the evaluated error: stage 2; then the 48-region worlds at tau = 0, 0.5 and 1), four panels
 a row; solid: ARIA beta 1,
 dashed: the progress policy where it ran; mean over 3 seeds. Thin dotted: the group's share under
 region-uniform sampling (regions in the group / all regions). Data: the "pi" of every metrics record in
@@ -36,6 +36,7 @@ class Config:
         ("tau = 0, blind unseen-tail (floor)", "glyph_blind_tau0", "glyph_blind_tau0"),
         ("tau = 0, 48 regions", "glyph_map_tau0", "glyph_map_tau0"),
         ("tau = 0.5, 48 regions", "glyph_map_tau05", ""),
+        ("tau = 1, 48 regions", "glyph_map_tau1", ""),
     )
     seeds: tuple[int, ...] = (0, 1, 2)
 
