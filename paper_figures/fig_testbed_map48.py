@@ -2,8 +2,8 @@
 
 The glyph worlds with 48 regions (Zipf 1.2, 1000 steps of 64, 3 seeds; teachers of 5000 steps,
 glyph accuracy 1.00 in every region; at tau = 1 2000 steps, >= 0.958) with no transfer (tau = 0),
-half the glyph cells shared (tau = 0.5) and all of them (tau = 1). Top: per region group and cell, the trainer's ratio to RC on the same seed (filled,
-mean +- sd over seeds) beside the allocation simulator's prediction for the same world (open;
+half the glyph cells shared (tau = 0.5) and all of them (tau = 1). Top: per region group and cell,
+the trainer's ratio to RC on the same seed (filled, mean +- sd over seeds) beside the allocation simulator's prediction for the same world (open;
 power-law response with alpha = 1, 5 seeds). Below: per region of each cell, most common prompt
 first, bars as in fig_testbed_regions. Below 1: better than RC. Data: the committed
 experiments/results/glyph_map_tau{0,05,1}/ (eval/discrepancy.csv, world.json) and

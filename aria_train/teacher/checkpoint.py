@@ -79,7 +79,8 @@ def load_training_state(folder: Path, accelerator, unet, optimizer, lr_scheduler
                          f"missing {', '.join(missing)}")
     try:
         saved_rng = None if generator is None else torch.load(rng, weights_only=True)
-        if generator is not None and saved_rng.numel() != generator.get_state().numel():  # a CUDA generator's state is 16 bytes, a CPU one's 5,056
+        # a CUDA generator's state is 16 bytes, a CPU one's 5,056
+        if generator is not None and saved_rng.numel() != generator.get_state().numel():
             raise ValueError(f"it was written on another kind of device than {generator.device.type}; resume it on "
                              "the kind that trained it (its noise generator cannot move)")
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)

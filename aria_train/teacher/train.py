@@ -220,7 +220,8 @@ def train_teacher(config: TeacherConfig, out: Path, overwrite: bool = False, pro
         report = evaluate_teacher(unet, tokenizer, text_encoder, scheduler, world, config, progress)
         report.update(train_seconds=train_seconds, steps_trained=last, steps_per_s=last / train_seconds,
                       resumed=resume or finish, finished_early=finish,
-                      final_train_loss=log[-1]["loss"] if log else None, parameters=sum(p.numel() for p in unet.parameters()),
+                      final_train_loss=log[-1]["loss"] if log else None,
+                      parameters=sum(p.numel() for p in unet.parameters()),
                       device=str(device), mixed_precision=accelerator.mixed_precision, world_size=accelerator.num_processes)
         write_teacher_folder(tmp, unet, tokenizer, text_encoder, scheduler, world_config, config)
         (tmp / "teacher_report.json").write_text(json.dumps(report, indent=2) + "\n")
