@@ -1,4 +1,5 @@
-"""A teacher run's training state, so that a stopped run continues exactly (`aria teacher --resume`).
+"""A teacher run's training state, so that a stopped run continues exactly (`aria teacher --resume`)
+or ends where it stopped (`--finish`: the EMA weights of the checkpoint's step; no generator needed).
 
     OUT/checkpoint/
         unet_raw/            the non-EMA UNet (save_pretrained)
