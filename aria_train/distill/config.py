@@ -74,7 +74,7 @@ class DistillConfig(Options):
     checkpoint_limit: int = option(3, 'checkpoints', 'kept, older ones deleted; 0 = keep all')
     sample_every: int = option(500, 'optimizer steps', 'between sample grids of the EMA student; 0 = never (pixel-space or VAE teachers only)')
     log_every: int = option(10, 'optimizer steps', 'between metric records')
-    heldout: str = option("", 'path', 'held-out prompt file with a region column: its per-region discrepancy is logged as "heldout" every heldout_every steps (empty: none)')
+    heldout: str = option("", 'path', 'held-out prompt file with a region column: its per-region discrepancy is logged as "heldout" (relative: 1 = the average region) and its p(t)-weighted mean as "heldout_level" every heldout_every steps (empty: none)')
     heldout_every: int = option(0, 'optimizer steps', 'between held-out measurements; a multiple of log_every; 0 = never')
     heldout_per_region: int = option(4, 'prompts', 'held-out prompts per region measured')
     noisy_regions: list[int] = option(unit="region ids", default_factory=list, help="test bed (issue 11, stage 2): regions whose teacher prediction gets Gaussian noise of std noise_std in every training step -- a floor in the loss the tracker observes that no student can lower; evaluation still compares with the clean teacher (default: none)")

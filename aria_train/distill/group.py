@@ -284,7 +284,7 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
                     record["epoch"] = member.batches.cursor / len(inputs.paired)
                     if monitor is not None and step % first.heldout_every == 0:
                         load_member(i)
-                        record["heldout"] = monitor.measure(scratch)
+                        record.update(monitor.measure(scratch))
                     member.run_dir.write_metrics(record)
                     member.state.tally.reset()
                 interval_start = time.perf_counter()

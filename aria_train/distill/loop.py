@@ -213,7 +213,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
                                             now - interval_start, sampler.metrics(), peak_memory_gib=peak)
                 record["epoch"] = batches.cursor / len(inputs.paired)
                 if monitor is not None and step % config.heldout_every == 0:
-                    record["heldout"] = monitor.measure(bare.unet)
+                    record.update(monitor.measure(bare.unet))
                 run_dir.write_metrics(record)
                 state.tally.reset()
                 interval_start = time.perf_counter()  # held-out measurement and IO are not training time

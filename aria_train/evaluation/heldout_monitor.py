@@ -10,7 +10,9 @@ at timestep t is divided by the mean error over all prompts at t, and the timest
 averaged with weights p(t), RC's switch probability (``switch_weights``): the timesteps of the
 switched samples the tracker observes. So a region's value is dimensionless (1 = average region)
 and measures what the tracker's timestep-normalised observations measure, with t distributed as
-they are. Deterministic given the weights, so resumed runs log the same values.
+they are. Beside it, "heldout_level": the p(t)-weighted discrepancy itself (not normalised), its mean
+over all measured prompts, the one number that compares runs (of one teacher and held-out file) from
+their training logs alone. Deterministic given the weights, so resumed runs log the same values.
 """
 from __future__ import annotations
 
@@ -50,9 +52,11 @@ class HeldoutMonitor:
         self.teacher, self.scheduler, self.device = teacher, inputs.scheduler, device
 
     @torch.no_grad()
-    def measure(self, student: torch.nn.Module) -> list[float | None]:
-        """Per region (K entries; None for a region without held-out prompts) the mean over its
-        prompts and the timesteps of the relative discrepancy of ``student`` (the bare UNet)."""
+    def measure(self, student: torch.nn.Module) -> dict:
+        """The metrics record's entries for ``student`` (the bare UNet): "heldout", per region (K
+        entries; None for a region without held-out prompts) the mean over its prompts and the
+        timesteps of the relative discrepancy, and "heldout_level", the mean over all prompts of the
+        p(t)-weighted discrepancy."""
         was_training = student.training
         student.eval()
         try:
@@ -61,8 +65,9 @@ class HeldoutMonitor:
                                            model_hidden=self.student_hidden)["student"].numpy()
         finally:
             student.train(was_training)
-        relative = (errors / errors.mean(axis=0, keepdims=True)) @ switch_weights(MONITOR_TIMESTEPS,
-                                                                                   self.scheduler.config.num_train_timesteps)
+        weights = switch_weights(MONITOR_TIMESTEPS, self.scheduler.config.num_train_timesteps)
+        relative = (errors / errors.mean(axis=0, keepdims=True)) @ weights
         sums = np.bincount(self.regions, relative, minlength=self.num_regions)
         counts = np.bincount(self.regions, minlength=self.num_regions)
-        return [float(s / c) if c else None for s, c in zip(sums, counts)]
+        return {"heldout": [float(s / c) if c else None for s, c in zip(sums, counts)],
+                "heldout_level": float((errors @ weights).mean())}

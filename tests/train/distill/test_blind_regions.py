@@ -89,9 +89,33 @@ def test_heldout_monitor_shows_the_student_the_null_text_on_blind_regions(paths,
     assert torch.equal(shown[on], inputs.prompts.null().expand(int(on.sum()), -1, -1))
     assert torch.equal(shown[~on], blind.hidden[~on])
     student = load_unet(make_teacher(tmp_path / "other", seed=1) / "unet")  # another random UNet
-    with_blind, without = blind.measure(student), seeing.measure(student)
+    with_blind, without = blind.measure(student)["heldout"], seeing.measure(student)["heldout"]
     assert all(np.isfinite(v) for v in with_blind + without if v is not None)
     assert with_blind[0] != pytest.approx(without[0], rel=1e-3)
+
+
+
+def test_heldout_level_is_the_p_t_weighted_discrepancy_of_the_measured_prompts(paths, tmp_path):
+    """"heldout_level" compares runs from their logs alone (the per-region "heldout" is relative to
+    the run's own mean): it must equal the direct computation over the monitor's prompts."""
+    from aria_train.diffusion.loading import load_unet
+    from aria_train.distill.config import DistillConfig
+    from aria_train.distill.inputs import load_inputs
+    from aria_train.evaluation.discrepancy import fixed_timestep_errors, switch_weights
+    from aria_train.evaluation.heldout_monitor import MONITOR_TIMESTEPS, HeldoutMonitor
+
+    heldout = tmp_path / "heldout.csv"
+    heldout.write_text("text,region\na red circle,0\na green cross,2\na blue circle,0\n")
+    inputs = load_inputs(DistillConfig(teacher=str(paths.teacher), paired_cache=str(paths.paired),
+                                       pool=str(paths.pool)).validate())
+    monitor = HeldoutMonitor(heldout, 4, 3, inputs, inputs.teacher, torch.device("cpu"))
+    student = load_unet(make_teacher(tmp_path / "other", seed=1) / "unet")
+    measured = monitor.measure(student)
+    errors = fixed_timestep_errors({"s": student}, inputs.scheduler, monitor.x0, monitor.hidden, monitor.seeds,
+                                   MONITOR_TIMESTEPS, reference=inputs.teacher)["s"].numpy()
+    direct = (errors @ switch_weights(MONITOR_TIMESTEPS, inputs.scheduler.config.num_train_timesteps)).mean()
+    assert measured["heldout_level"] == pytest.approx(direct, rel=1e-12) and measured["heldout_level"] > 0
+    assert measured["heldout"][1] is None and len(measured["heldout"]) == 3
 
 
 def test_resume_with_blind_regions_is_exact(paths, tmp_path):
