@@ -230,6 +230,7 @@ def test_heldout_records_and_progress_are_each_students(paths, tmp_path):
             assert ("heldout" in a) == ("heldout" in b)
             if "heldout" in b:
                 assert a["heldout"] == pytest.approx(b["heldout"], rel=1e-4)
+                assert a["heldout_level"] == pytest.approx(b["heldout_level"], rel=1e-4)
 
 
 @pytest.mark.parametrize("change, needle", [
