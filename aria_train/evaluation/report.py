@@ -196,6 +196,20 @@ def loss_figure(runs: list[Run]) -> str:
     return _png(fig)
 
 
+def heldout_level_figure(runs: list[Run]) -> str:
+    """The held-out monitor's p(t)-weighted discrepancy over training, one line per run that logged it."""
+    fig = _figure(6, 3.4)
+    ax = fig.subplots()
+    for run in runs:
+        steps, values = run.series("heldout_level")
+        if steps.size:
+            ax.plot(steps, values, "o-", ms=2.5, lw=1, label=run.name)
+    ax.set(xlabel="step", ylabel="p(t)-weighted discrepancy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def pi_figure(run: Run) -> str:
     """The allocation pi over training as stacked areas, regions stacked group by group."""
     regions = run.regions
@@ -340,6 +354,11 @@ def build_report(runs: list[Run], eval_dirs: list[Path] = ()) -> str:
              "<h2 id=losses>Loss curves</h2>",
              _figure_html(loss_figure(runs), "Mean training losses per logged interval (loss: total, out: output KD, "
                           "feat: feature KD), one line per run; gaps are intervals without a finite loss.")]
+    if any("heldout_level" in x for run in runs for x in run.records):
+        parts += ["<h2 id=heldout>Held-out discrepancy over training</h2>",
+                  _figure_html(heldout_level_figure(runs), "The held-out monitor's teacher-student discrepancy, "
+                               "p(t)-weighted, mean over its prompts (distill --heldout-every): comparable between "
+                               "runs of one teacher and held-out file; the final evaluation measures more prompts.")]
     if aria:
         parts.append("<h2 id=allocation>ARIA allocation pi over training</h2>")
         for run in aria:

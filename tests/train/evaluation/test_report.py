@@ -41,7 +41,7 @@ def make_run(folder: Path, method: str, pool: Path | str) -> Path:
             record["pi"] = rng.dirichlet(np.ones(4)).tolist()
             record["estimates"] = [1.0 + 0.1 * k + 0.05 * i for k in range(3)] + [None if i == 0 else 0.8]
             if step % 20 == 0:
-                record["heldout"] = [1.2, None, 0.9, 1.1]
+                record.update(heldout=[1.2, None, 0.9, 1.1], heldout_level=0.05 / step)
         records.append(record)
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder
@@ -86,12 +86,12 @@ def test_aria_run_has_every_section_and_is_self_contained(runs, tmp_path, capsys
     code, stdout, _ = report(capsys, str(runs["aria"]), "--out", str(out))
     assert code == 0 and stdout.strip() == str(out)
     page = out.read_text()
-    for heading in ("<h2 id=runs>", "<h2 id=losses>", *ARIA_SECTIONS, "<h2 id=drawn>"):
+    for heading in ("<h2 id=runs>", "<h2 id=losses>", "<h2 id=heldout>", *ARIA_SECTIONS, "<h2 id=drawn>"):
         assert heading in page
     assert "<h2 id=evaluation>" not in page  # no eval/ folder
     assert "data:image/png;base64," in page
     assert not re.search(r"<script|<link|href=|url\(", page)
-    assert len(images(page)) == 4  # losses, pi, estimates, drawn counts
+    assert len(images(page)) == 5  # losses, held-out level, pi, estimates, drawn counts
     assert "held-out teacher-student discrepancy" in page and "regions unnamed" not in page
 
 
@@ -99,7 +99,7 @@ def test_rc_run_omits_the_aria_sections(runs, tmp_path, capsys):
     out = tmp_path / "rc.html"
     assert report(capsys, str(runs["rc"]), "--out", str(out))[0] == 0
     page = out.read_text()
-    assert not any(heading in page for heading in ARIA_SECTIONS)
+    assert not any(heading in page for heading in (*ARIA_SECTIONS, "<h2 id=heldout>"))  # it logged no held-out
     assert "<h2 id=drawn>" in page and "aria_beta" not in page
     assert len(images(page)) == 2  # losses, drawn counts
 
@@ -112,7 +112,7 @@ def test_two_runs_in_one_report(runs, tmp_path, capsys):
     assert "<tr><th>aria_warmup</th><td>-</td><td>15</td></tr>" in page  # RC never used its aria_* defaults
     assert page.count("<h2 id=losses>") == 1 and all(heading in page for heading in ARIA_SECTIONS)
     assert page.count("<h3>aria</h3>") == 3 and page.count("<h3>rc</h3>") == 1  # pi, estimates, drawn / drawn only
-    assert len(images(page)) == 1 + 2 + 2
+    assert len(images(page)) == 1 + 1 + 2 + 2  # losses, held-out level (the aria run's line), aria's two, drawn x 2
 
 
 def test_same_folder_names_are_told_apart(runs, tmp_path, capsys):
