@@ -9,7 +9,8 @@
 # a machine you hold, or the teachers first in parts: `TEACHER_SECONDS=480 scripts/glyph_teachers.sh
 # runs/glyph_teachers 5000 tau0 tau05 tau1`, repeated until all three have finished). At tau = 0.5
 # (2026-12-05): the teacher 774 s, its 12 students as PARALLEL=3 GROUP=4 (45 steps/s in all) ~7 min
-# with the evaluation. Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
+# with the evaluation. At tau = 1 (2026-12-05, its teacher finished at step 2000 with `aria teacher
+# --finish`): 15 students as PARALLEL=3 GROUP=5, 439 s with the evaluation. Outputs: runs/glyph_teachers/, runs/glyph_map_tau*/ (results.csv,
 # report.html each), runs/glyph_map_sim/. PARALLEL=P GROUP=G: P processes of G students each
 # (`aria experiment --group`; default 18 processes of one).
 # Check each teacher's gate (glyph accuracy >= 0.95 in every region, printed by glyph_teachers.sh)
