@@ -358,7 +358,8 @@ def build_report(runs: list[Run], eval_dirs: list[Path] = ()) -> str:
         parts += ["<h2 id=heldout>Held-out discrepancy over training</h2>",
                   _figure_html(heldout_level_figure(runs), "The held-out monitor's teacher-student discrepancy, "
                                "p(t)-weighted, mean over its prompts (distill --heldout-every): comparable between "
-                               "runs of one teacher and held-out file; the final evaluation measures more prompts.")]
+                               "runs of one teacher and held-out file; not the evaluation's level, since its clean "
+                               "inputs are paired images, as for a switched sample.")]
     if aria:
         parts.append("<h2 id=allocation>ARIA allocation pi over training</h2>")
         for run in aria:
