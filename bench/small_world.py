@@ -12,7 +12,9 @@ when N share the device, and from the runs' metrics records the steady step time
 median over runs of their median record after the first; in a group, the group's step, which
 trains its G students) and the first record's seconds
 (``first_record_s``: its 10 steps hold a compilation, when there is one). Issue 16's target:
-<= 15 s per 1000-step run. ``--mixed-precision`` is the experiment's (the map's experiments ran "no": fp32 with TF32 matmuls); ``--compile`` compiles
+<= 15 s per 1000-step run. ``--mixed-precision`` is the experiment's (the map's experiments ran "no":
+float32, with cuDNN's convolutions in TF32 as torch does by default, the matrix products in full
+float32); ``--tf32`` runs the matrix products in TF32 too (`aria distill --tf32`); ``--compile`` compiles
 each run's UNets (`aria distill --compile`), its compilation inside the run's seconds.
 The CPU smoke test runs it with a few steps; the numbers that mean something come from a GPU
 (`python -m bench.small_world --parallel 16 1`, one GPU call of ~9.5 min, measured 2026-12-03).
@@ -44,7 +46,7 @@ def make_inputs(work: Path) -> dict:
 
 
 def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, samples: int,
-            mixed_precision: str, compile: bool = False, group: int = 1) -> dict:
+            mixed_precision: str, compile: bool = False, group: int = 1, tf32: bool = False) -> dict:
     """One experiment of ``parallel`` x ``group`` runs, all at once (``parallel`` processes of
     ``group`` students each); its row."""
     from aria_train.experiment.config import ExperimentConfig
@@ -55,9 +57,9 @@ def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, sam
     seeds = list(range((total + len(methods) - 1) // len(methods)))
     config = {**inputs, "seeds": seeds, "methods": methods, "parallel": parallel, "mixed_precision": mixed_precision,
               "distill": {"steps": steps, "batch_size": batch, "log_every": 10, "checkpoint_every": steps,
-                          "sample_every": 0, "compile": compile},
+                          "sample_every": 0, "compile": compile, "tf32": tf32},
               "eval": {"samples_per_region": samples, "guidance": 1.0}}
-    name = f"{parallel}x{group}{'_compiled' if compile else ''}"
+    name = f"{parallel}x{group}{'_compiled' if compile else ''}{'_tf32' if tf32 else ''}"
     path = work / f"experiment_{name}.json"
     path.write_text(json.dumps(config))
     experiment = ExperimentConfig.load(path)
@@ -71,7 +73,7 @@ def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, sam
     eval_s = time.perf_counter() - start
     step_ms, first_s = record_times(sorted((out / "runs").glob("*/metrics.jsonl")), batch)
     return {"parallel": parallel, "group": group, "runs": runs, "steps": steps, "batch": batch, "samples_per_region": samples,
-            "mixed_precision": mixed_precision, "compile": compile, "runs_s": runs_s, "eval_s": eval_s,
+            "mixed_precision": mixed_precision, "tf32": tf32, "compile": compile, "runs_s": runs_s, "eval_s": eval_s,
             "s_per_run": (runs_s + eval_s) / runs, "step_ms": step_ms, "first_record_s": first_s}
 
 
@@ -101,6 +103,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="evaluation samples per region (default: %(default)s)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
                         help="the runs' precision (default: %(default)s, as the map's experiments)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="the runs' float32 matrix products in TF32 (`aria distill --tf32`; default: full float32, "
+                             "as the map's experiments)")
     parser.add_argument("--compile", action="store_true",
                         help="the runs compile both UNets (`aria distill --compile`; each run compiles its own)")
     parser.add_argument("--group", type=int, nargs="+", default=[1],
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for parallel in args.parallel:
             for group in args.group:
                 rows.append(run_one(inputs, work, parallel, args.steps, args.batch, args.samples_per_region,
-                                    args.mixed_precision, args.compile, group))
+                                    args.mixed_precision, args.compile, group, args.tf32))
             report(args.name, rows, args.out, show=False)  # a run cut short keeps what it measured
     report(args.name, rows, args.out)
     return rows

@@ -3,6 +3,7 @@ cache_vs_diffusers.py) and the SDXL path of bench/distill_step.py (issue 13) run
 CPU size: each writes its CSV with the expected columns and positive rates. Only that they run
 and report: the numbers themselves are GPU measurements."""
 import csv
+import json
 import math
 import sys
 from pathlib import Path
@@ -176,18 +177,21 @@ def test_out_of_memory_names_its_phase():
 def test_small_world(tmp_path):
     """bench/small_world.py: an experiment per --parallel and --group value on the shipped glyph demo
     world (2-step runs and no samples here), its row with the runs' and the evaluation's seconds;
-    --group 2 trains its two runs in one process (aria_train.distill.group)."""
+    --group 2 trains its two runs in one process (aria_train.distill.group); --tf32 reaches the runs."""
     rows = small_world.main(["--parallel", "1", "--group", "1", "2", "--steps", "2", "--samples-per-region", "0",
-                             "--out", str(tmp_path), "--work", str(tmp_path / "work")])
+                             "--tf32", "--out", str(tmp_path), "--work", str(tmp_path / "work")])
     written = check(rows, tmp_path / "small_world.csv",
                     {"parallel", "group", "runs", "steps", "runs_s", "eval_s", "s_per_run", "step_ms", "first_record_s"},
                     ("runs_s", "eval_s", "s_per_run", "first_record_s"))
     assert [(r["parallel"], r["group"], r["runs"], r["steps"]) for r in written] == [("1", "1", "1", "2"),
                                                                                     ("1", "2", "2", "2")]
     assert written[0]["step_ms"] == "nan"  # one record: nothing after the first
-    for name in ("1x1", "1x2"):
+    assert [r["tf32"] for r in written] == ["True", "True"]
+    for name in ("1x1_tf32", "1x2_tf32"):
         assert (tmp_path / "work" / f"out_{name}" / "eval" / "summary.csv").is_file()
-    assert "as student 2 of a group of 2" in (tmp_path / "work" / "out_1x2" / "runs" / "aria-seed0" / "log.txt").read_text()
+    run = tmp_path / "work" / "out_1x2_tf32" / "runs" / "aria-seed0"
+    assert "as student 2 of a group of 2" in (run / "log.txt").read_text()
+    assert json.loads((run / "config.json").read_text())["tf32"] is True
 
 
 def test_small_world_record_times(tmp_path):

@@ -54,6 +54,7 @@ class DistillConfig(Options):
     compile: bool = option(False, 'flag', 'torch.compile teacher and student UNets in place (GPU; the first steps compile, minutes for SD)')
     channels_last: bool = option(False, 'flag', 'hold both UNets in channels-last memory format (faster convolutions on GPUs)')
     gradient_checkpointing: bool = option(False, 'flag', "recompute the student's activations in backward: less memory, about a third more student compute")
+    tf32: bool = option(False, 'flag', "float32 matrix products on NVIDIA tensor cores in TF32 (10-bit mantissa products, float32 sums; Ampere and later): what makes a float32 run fast on a GPU (the grouped small-world step: bench/small_world.py). Off by default, as in torch and in every committed test-bed run; cuDNN's convolutions use TF32 either way (torch's default). No effect on CPUs or under bf16 autocast's matmuls")
     teacher_fp8: bool = option(False, 'flag', "the frozen teacher's linear layers multiply in FP8 with row-wise scales (H100/H200 tensor cores; the CPU emulates it, slowly); its prediction moves by ~0.02 relative RMS (bench/fp8_teacher.py). Measured SLOWER at SD size on an H200: 0.84x the bf16 step eager, 0.96x compiled")
     steps: int = option(1000, 'optimizer steps', 'length of the run, counting resumed steps')
     batch_size: int = option(64, 'samples', 'micro-batch size per device')

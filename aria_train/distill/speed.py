@@ -15,6 +15,10 @@
   on every micro-batch's drawn prompts when there is no text cache, between two steps, where
   its ~10 kernels per layer are launch-bound.
 
+* TF32 matrix products for float32 work (``--tf32``, ``set_matmul_precision``): a process-wide
+  torch setting, so the trainer sets it from its config at every start (also to off), and a
+  student group, one process, needs it equal in all its runs.
+
 Half precision is not set here: it comes from the accelerator (aria_train.distill.config); the
 trainer holds the frozen teacher and text encoder in that half precision.
 """
@@ -46,6 +50,12 @@ def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool 
     if compile:
         teacher.compile()
         student_unet.compile()
+
+
+def set_matmul_precision(tf32: bool) -> None:
+    """float32 matrix products in TF32 on CUDA tensor cores (``tf32``) or in full float32
+    (torch's default); process-wide, no effect on CPUs."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def prepare_text_encoder(text_encoder: nn.Module, *, compile: bool = False) -> None:

@@ -235,6 +235,7 @@ def test_heldout_records_and_progress_are_each_students(paths, tmp_path):
 
 @pytest.mark.parametrize("change, needle", [
     ({"lr": 1e-3}, "lr is 0.0002 in one, 0.001 in another"),
+    ({"tf32": True}, "tf32 is False in one, True in another"),  # process-wide: one setting per group
     ({"grad_accum": 2}, "grad_accum > 1"),
     ({"feedback_lag": 1}, "feedback_lag 1"),
     ({"aria": AriaOptions(signal="text")}, "aria signal text"),
@@ -242,7 +243,7 @@ def test_heldout_records_and_progress_are_each_students(paths, tmp_path):
 def test_what_a_group_cannot_do_is_refused_in_one_line(paths, change, needle):
     configs = members(paths)
     with pytest.raises(ValueError, match=needle):
-        if "lr" in change:  # differs between members
+        if "lr" in change or "tf32" in change:  # differs between members
             check_group([configs[0], dataclasses.replace(configs[1], **change)])
         else:
             check_group([dataclasses.replace(c, **change) for c in configs])

@@ -111,6 +111,27 @@ def test_distill_with_speed_options_records_them(tmp_path):
     assert len(records) == 2 and all(r["loss"] > 0 for r in records)
 
 
+@pytest.fixture
+def matmul_precision():
+    """Leave torch's process-wide TF32 switch as the test found it."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_distill_sets_the_tf32_switch_from_its_config_at_every_start(tmp_path, matmul_precision):
+    """--tf32 turns TF32 matrix products on for the run's process, and a run without it turns them
+    off again (the switch is process-wide: a run must not inherit an earlier run's, or the teacher
+    trainer's, setting); recorded with the run."""
+    paths = make_distill_inputs(tmp_path / "inputs")
+    for flag, expected in (("--tf32", True), ("--no-tf32", False)):
+        torch.backends.cuda.matmul.allow_tf32 = not expected
+        out = tmp_path / flag
+        assert aria_cli.main(paths.options(out, "--steps", "1", flag)) == 0
+        assert torch.backends.cuda.matmul.allow_tf32 is expected
+        assert json.loads((out / "config.json").read_text())["tf32"] is expected
+
+
 def test_both_unets_attend_through_pytorch_sdpa():
     from diffusers.models.attention_processor import AttnProcessor2_0
 
@@ -125,7 +146,7 @@ def test_distill_help_lists_the_speed_options(capsys):
         aria_cli.main(["distill", "--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--compile", "--channels-last", "--gradient-checkpointing", "--teacher-fp8"):
+    for flag in ("--compile", "--channels-last", "--gradient-checkpointing", "--teacher-fp8", "--tf32"):
         assert f"{flag}, --no-{flag[2:]}" in text
     assert "recompute the student's activations" in text
 
