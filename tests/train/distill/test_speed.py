@@ -111,6 +111,21 @@ def test_distill_with_speed_options_records_them(tmp_path):
     assert len(records) == 2 and all(r["loss"] > 0 for r in records)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_channels_last_unets_force_inductors_layout_optimisation(monkeypatch, channels_last):
+    """With --channels-last, --compile hands inductor force_layout_optimization (its heuristic
+    leaves UNets in NCHW between convolutions, so each convolution backward copied its gradient):
+    both UNets get it, and torch accepts it as an inductor option (it checks the names at once)."""
+    seen = []
+    monkeypatch.setattr(UNet2DConditionModel, "compile", lambda self, **kwargs: seen.append(kwargs), raising=False)
+    _models(compile=True, channels_last=channels_last)
+    expected = {"force_layout_optimization": True} if channels_last else {}
+    assert seen == [{"options": expected}] * 2
+    torch.compile(torch.nn.Linear(2, 2), options=expected)
+    with pytest.raises(RuntimeError, match="Unexpected optimization option"):  # the check is real
+        torch.compile(torch.nn.Linear(2, 2), options={"force_layout_optimisation": True})
+
+
 @pytest.fixture
 def matmul_precision():
     """Leave torch's process-wide TF32 switch as the test found it."""
