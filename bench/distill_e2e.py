@@ -10,7 +10,12 @@ a paired cache of ``--paired`` random latents, a pool of ``--pool`` random promp
 ``--steps`` optimizer steps of ``--batch`` images. Its images/s come from the run's own metrics
 records (training time only, checkpoints and logging excluded), leaving out those of the first
 ``--warmup`` steps (allocation, cuDNN's choices, compilation); peak memory is the GPU's over the
-whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured step.
+whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured step. Beside that
+rate, ``loop_median_step_ms``: the median time between the ends of those same steps as the host
+sees them (each record waits for its step to finish, so the rate holds the records' waits and the
+median does not; a real run records every 10 or more steps, this one every ``--warmup`` / 2).
+On a GPU the step benchmark runs float32 matrix products in TF32, and so does the loop
+(`aria distill --tf32`); under bf16 autocast the UNets' and the encoder's products are bf16 anyway.
 
 Beside it, in the same process: bench.distill_step's step (``train_step`` + AdamW on a fixed
 batch, no data path) with the same folder, batch and speed options. Per method and
@@ -97,10 +102,10 @@ def record_interval(warmup: int) -> int:
 
 def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, batch: int, steps: int, log_every: int,
              speed: dict, device: torch.device, profile: int = 0, warmup: int = 1,
-             feedback_lag: int = 0) -> tuple[float, float, dict | None]:
+             feedback_lag: int = 0) -> tuple[float, float, dict | None, list[float]]:
     """One `aria distill --feedback-lag FEEDBACK_LAG` run in this process: (seconds of the whole
     call, peak GPU GiB, the profile of its last ``profile`` steps, NVML read from step ``warmup``
-    on, or None)."""
+    on, or None; the host's clock at the end of each step, perf_counter seconds)."""
     from bench.loop_profile import LoopProfiler
     from aria_train.conditioning.aria import AriaOptions
     from aria_train.distill.config import DistillConfig
@@ -109,14 +114,17 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
     aria = AriaOptions(warmup=0) if method == "aria" else AriaOptions()  # RC and KD take no ARIA option
     config = DistillConfig(teacher=str(folder), paired_cache=str(paired), pool=str(pool), method=method,
                            aria=aria, batch_size=batch, steps=steps, log_every=log_every, checkpoint_every=0,
-                           checkpoint_limit=1, sample_every=0, seed=0, feedback_lag=feedback_lag, **speed)
+                           checkpoint_limit=1, sample_every=0, seed=0, feedback_lag=feedback_lag,
+                           tf32=device.type == "cuda", **speed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
 
     profiler = LoopProfiler(steps, profile, skip=warmup) if profile else None
+    step_ends = []
 
     def progress(step: int, total: int) -> None:
+        step_ends.append(time.perf_counter())
         if step % log_every == 0 or step == total:
             print(f"  {method} loop: step {step}/{total}, {time.perf_counter() - start:.0f} s", flush=True)
         if profiler is not None:
@@ -127,7 +135,14 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
     summary = None if profiler is None else {"method": method, "batch": batch, **speed, "feedback_lag": feedback_lag,
                                              **profiler.summary()}
-    return time.perf_counter() - start, peak, summary
+    return time.perf_counter() - start, peak, summary, step_ends
+
+
+def median_step_ms(step_ends: list[float], warmup: int, last: int | None = None) -> float:
+    """The median of the intervals between the ends of steps ``warmup`` + 1 .. ``last`` (all
+    after warm-up when None), in ms, from ``step_ends[i]`` = the end of step i + 1."""
+    intervals = np.diff(step_ends[max(warmup, 1) - 1:last])  # step 1 has no end before it
+    return float(np.median(intervals) * 1e3) if len(intervals) else math.nan
 
 
 def free_memory(device: torch.device) -> None:
@@ -155,9 +170,11 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         step_rate = float(np.mean([r["images_per_s"] for r in measured]))
         print(f"{method}: step {step_rate:.4g} img/s; the loop with feedback lag {lag}, {steps} steps:", flush=True)
         with tempfile.TemporaryDirectory(dir=work) as scratch:
-            seconds, peak, profiled = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch, steps,
-                                               record_interval(warmup), speed, device, profile, warmup, lag)
+            seconds, peak, profiled, step_ends = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch,
+                                                          steps, record_interval(warmup), speed, device, profile,
+                                                          warmup, lag)
             rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
+            median_ms = median_step_ms(step_ends, warmup, unprofiled_steps(steps, profile))
         if profiled is not None:
             path = Path(out) / f"distill_e2e_profile_{size}_{method}{'_lag1' if lag else ''}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +184,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         flops = measured[0]["step_tflop"]
         rows.append({"size": size, "device": name, **speed, "method": method, "feedback_lag": lag, "batch": batch,
                      "step_images_per_s": step_rate, "loop_images_per_s": rate, "loop_over_step": rate / step_rate,
+                     "loop_median_step_ms": median_ms, "median_step_over_step": batch / step_rate * 1e3 / median_ms,
                      "step_mfu": float(np.mean([r["mfu"] for r in measured])),
                      "loop_mfu": flops * rate / batch / peak_tflops,  # nan on the CPU, as the step's
                      "step_peak_gib": max(r["peak_gib"] for r in measured), "loop_peak_gib": peak,

@@ -58,9 +58,19 @@ def test_distill_e2e(work, tmp_path):
                                   "--work", str(work), "--out", str(tmp_path)])
     written = check(rows, tmp_path / "distill_e2e_tiny.csv",
                     {"method", "batch", "step_images_per_s", "loop_images_per_s", "loop_over_step", "loop_time_over_rc",
-                     "loop_peak_gib", "step_tflop"},
-                    ("step_images_per_s", "loop_images_per_s", "loop_over_step", "loop_time_over_rc", "step_tflop"))
+                     "loop_peak_gib", "step_tflop", "loop_median_step_ms", "median_step_over_step"},
+                    ("step_images_per_s", "loop_images_per_s", "loop_over_step", "loop_time_over_rc", "step_tflop",
+                     "loop_median_step_ms", "median_step_over_step"))
     assert [r["method"] for r in written] == ["rc", "aria"]
+
+
+def test_distill_e2e_median_step_uses_the_steps_after_warmup_and_before_the_profile():
+    ends = [0.0, 1.0, 3.0, 6.0, 10.0, 15.0, 21.0]  # the ends of steps 1..7: steps 2..7 take 1 .. 6 s
+    assert distill_e2e.median_step_ms(ends, 2) == 4000.0  # steps 3..7: 2, 3, 4, 5, 6 s
+    assert distill_e2e.median_step_ms(ends, 2, last=5) == 3000.0  # steps 3..5: 2, 3, 4 s
+    assert distill_e2e.median_step_ms(ends, 0) == 3500.0  # steps 2..7 (step 1 has no start)
+    assert distill_e2e.median_step_ms(ends, 6) == 6000.0  # step 7 alone
+    assert math.isnan(distill_e2e.median_step_ms(ends, 7))  # no step after warm-up
 
 
 def test_cache_vs_diffusers(work, tmp_path, monkeypatch):
