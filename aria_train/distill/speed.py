@@ -19,7 +19,6 @@
 * the frozen text encoder, compiled too under ``--compile`` (``prepare_text_encoder``): it runs
   on every micro-batch's drawn prompts when there is no text cache, between two steps, where
   its ~10 kernels per layer are launch-bound.
-
 * TF32 matrix products for float32 work (``--tf32``, ``set_matmul_precision``): a process-wide
   torch setting, so the trainer sets it from its config at every start (also to off), and a
   student group, one process, needs it equal in all its runs.
