@@ -13,10 +13,13 @@ With lag 1 the order per micro-batch m is
 so the sampler's draw for m + 1 knows m - 1, one micro-batch less than with lag 0. Reading a
 micro-batch adds it to the tally and, where it ends an optimizer step, closes that step (the EMA
 update or the count of a non-finite step; the optimizer itself skipped a non-finite step on the
-device). Where the loop needs a step complete (a metrics record, a sample grid, a checkpoint, the
-end), ``drain()`` reads the last micro-batch without observing it yet: the sampler observes it at
-the same point as without the drain, so the run does not depend on how often it logs, and a
-checkpoint stores it (``TrainingState.unobserved``) so that a resumed run observes it there too.
+device). Where the loop needs a step complete (a sample grid, a checkpoint, a held-out
+measurement, the end), ``drain()`` reads the last micro-batch without observing it yet: the
+sampler observes it at the same point as without the drain, so the run does not depend on how often
+it logs, and a checkpoint stores it (``TrainingState.unobserved``) so that a resumed run observes it
+there too. A plain metrics record does not drain: the loop writes it after the next micro-batch's
+``push`` has read its step, with the sampler's metrics copied at the end of that step, so it is the
+record a drain would have written and the device is not left idle for it.
 """
 from __future__ import annotations
 

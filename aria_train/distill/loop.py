@@ -20,7 +20,8 @@ micro-batch, for that feedback (PendingFeedback.wait: one packed copy): it says 
 gradients may be used (a non-finite loss skips the optimizer step) and feeds the tracker before
 the next draw. ``--feedback-lag 1`` moves that wait one micro-batch later, behind the next
 micro-batch's launch, and skips a non-finite step on the device instead
-(aria_train.distill.lagged_feedback). Its copies to the device do not wait, and nothing else is
+(aria_train.distill.lagged_feedback); its metrics records are written one micro-batch late too,
+after the push that reads their step, so a record does not wait for the device either. Its copies to the device do not wait, and nothing else is
 read back but what the held-out measurement, sample grids and checkpoints need (train_step runs
 its backward without looking at ``finite``: the optimizer step, after the wait, does; token ids
 go to the device from pinned memory, aria_train.device). Waits outside the loop: the L_sd term
@@ -29,6 +30,7 @@ fp16 loss scaling checks the gradients for inf before each optimizer step (not b
 """
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Callable
@@ -160,6 +162,22 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     lagged = LaggedFeedback(state, sampler if pool.regions is not None else None, close_step) \
         if config.feedback_lag else None
     interval_start = time.perf_counter()
+    deferred = None  # lag 1: a record whose step is read by the next micro-batch's push, not by a drain
+
+    def write_record(step: int, lr: float, extra: dict, epoch: float) -> None:
+        """The metrics record of the interval ending at ``step`` (its micro-batches all read),
+        with the sampler's metrics and the epoch as they were at the end of that step."""
+        nonlocal interval_start
+        now = time.perf_counter()
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        record = state.tally.record(step, lr, state.nonfinite, now - interval_start, extra, peak_memory_gib=peak)
+        record["epoch"] = epoch
+        if monitor is not None and step % config.heldout_every == 0:
+            record.update(monitor.measure(bare.unet))
+        run_dir.write_metrics(record)
+        state.tally.reset()
+        interval_start = time.perf_counter()  # held-out measurement and IO are not training time
+
     run_dir.progress(config.steps, state.step, enabled=progress)
     batches = Prefetcher(stream, background=prefetch)
     try:
@@ -174,6 +192,9 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
                                               batch.timesteps, losses, LOSS_NAMES)
                     if lagged is not None:  # the wait, for the micro-batch before, while this one trains
                         lagged.push(pending, state.step + 1, micro == config.grad_accum - 1)
+                        if deferred is not None:  # that read ended the step of the deferred record
+                            write_record(**deferred)
+                            deferred = None
                         bad = ~losses["finite"]
                         not_finite = bad if not_finite is None else not_finite | bad
                     else:
@@ -200,24 +221,24 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
             record_now = step % config.log_every == 0 or last
             grid_now = config.sample_every and (step % config.sample_every == 0 or last)
             checkpoint_now = (config.checkpoint_every and step % config.checkpoint_every == 0) or last
+            # lag 1: a plain record waits for its step no more than the loop does; it is written
+            # after the next micro-batch's push has read the step (the device still busy)
+            defer = (lagged is not None and record_now and not (grid_now or checkpoint_now)
+                     and not (monitor is not None and step % config.heldout_every == 0))
             if lagged is None:
                 close_step(step, not skipped)
-            elif record_now or grid_now or checkpoint_now:
+            elif (record_now or grid_now or checkpoint_now) and not defer:
                 lagged.drain()  # the step complete: its tally, EMA update and non-finite count
             run_dir.advance()
             if on_step is not None and accelerator.is_main_process:
                 on_step(step, config.steps)
-            if record_now:
-                now = time.perf_counter()
-                peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-                record = state.tally.record(step, optimizer.param_groups[0]["lr"], state.nonfinite,
-                                            now - interval_start, sampler.metrics(), peak_memory_gib=peak)
-                record["epoch"] = batches.cursor / len(inputs.paired)
-                if monitor is not None and step % config.heldout_every == 0:
-                    record.update(monitor.measure(bare.unet))
-                run_dir.write_metrics(record)
-                state.tally.reset()
-                interval_start = time.perf_counter()  # held-out measurement and IO are not training time
+            if record_now:  # the sampler's metrics copied now: the next push observes this step
+                fields = dict(step=step, lr=optimizer.param_groups[0]["lr"], extra=copy.deepcopy(sampler.metrics()),
+                              epoch=batches.cursor / len(inputs.paired))
+                if defer:
+                    deferred = fields
+                else:
+                    write_record(**fields)
             if grid_now:
                 if grid is not None:
                     run_dir.status(f"step {step}: writing the sample grid")

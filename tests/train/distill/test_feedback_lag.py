@@ -73,6 +73,24 @@ def test_lagged_run_does_not_depend_on_how_often_it_logs(paths, tmp_path, grad_a
     assert sum(np.array(r["region_counts"]) for r in often).tolist() == once[-1]["region_counts"]  # every micro-batch tallied
 
 
+@pytest.mark.parametrize("grad_accum, nan", [(1, False), (2, False), (1, True)])
+def test_a_deferred_record_is_the_record_a_drain_writes(paths, tmp_path, grad_accum, nan):
+    """With lag 1 a plain record is written after the next micro-batch's push has read its step,
+    instead of waiting for the device (a drain); a record that meets a checkpoint still drains.
+    Recording every step with a checkpoint at every step (all drained) and without (all but the
+    last deferred) writes the same records -- losses, counts, pi and estimates as at the end of
+    their step, the non-finite count of a skipped step -- and trains the same student."""
+    fields = {"grad_accum": grad_accum, "log_every": 1, "checkpoint_limit": 0}
+    if nan:
+        fields["paired_cache"] = str(_nan_cache(paths, tmp_path, [5]))
+    train(lagged(paths, checkpoint_every=1, **fields), tmp_path / "drained", progress=False)
+    train(lagged(paths, checkpoint_every=0, **fields), tmp_path / "deferred", progress=False)
+    drained, deferred = (run_files(tmp_path / name, "none")["metrics"] for name in ("drained", "deferred"))
+    assert len(deferred) == 5 and deferred == drained
+    assert deferred[-1]["nonfinite"] == (1 if nan else 0) and "pi" in deferred[-1]
+    assert_same_tensors(final_tensors(tmp_path / "drained", 5), final_tensors(tmp_path / "deferred", 5))
+
+
 def test_the_lag_changes_what_aria_draws_and_not_what_rc_draws(paths, tmp_path):
     """ARIA's draws depend on its tracker, which now learns one micro-batch later; RC's uniform
     draws do not depend on the feedback at all, so its batches are the lag-0 run's."""
