@@ -21,12 +21,13 @@ gradients may be used (a non-finite loss skips the optimizer step) and feeds the
 the next draw. ``--feedback-lag 1`` moves that wait one micro-batch later, behind the next
 micro-batch's launch, and skips a non-finite step on the device instead
 (aria_train.distill.lagged_feedback); its metrics records are written one micro-batch late too,
-after the push that reads their step, so a record does not wait for the device either. Its copies to the device do not wait, and nothing else is
-read back but what the held-out measurement, sample grids and checkpoints need (train_step runs
-its backward without looking at ``finite``: the optimizer step, after the wait, does; token ids
-go to the device from pinned memory, aria_train.device). Waits outside the loop: the L_sd term
-selects its paired rows with a boolean mask (aria_train.distill.losses, only with l_sd > 0), and
-fp16 loss scaling checks the gradients for inf before each optimizer step (not bf16).
+after the push that reads their step, so a record does not wait for the device either. Its
+copies to the device do not wait, and nothing else is read back but what the held-out
+measurement, sample grids and checkpoints need (train_step runs its backward without looking
+at ``finite``: the optimizer step, after the wait, does; token ids go to the device from pinned
+memory, aria_train.device). Waits outside the loop: the L_sd term selects its paired rows with a
+boolean mask (aria_train.distill.losses, only with l_sd > 0), and fp16 loss scaling checks the
+gradients for inf before each optimizer step (not bf16).
 """
 from __future__ import annotations
 
