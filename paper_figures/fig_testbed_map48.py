@@ -69,7 +69,9 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
         top.set_title(f"48 regions, {label}: per group\n(filled: trainer, mean +- sd of 3 seeds; open: simulator)",
                       fontsize=9)
         top.tick_params(axis="x", labelsize=7, rotation=25)
-        if i == 0:
+        if i == 0:  # the legend gets its own space above the data, which it covered at unseen-head
+            low, high = top.get_ylim()
+            top.set_ylim(low, high + 0.6 * (high - low))
             top.legend(loc="upper left", frameon=False, ncol=2, fontsize=6)
         bottom = fig.add_subplot(grid[1 + i, :])
         plot_region_ratios(bottom, experiment_dir(data_dir, experiment), methods[:3])
