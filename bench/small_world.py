@@ -16,12 +16,17 @@ trains its G students) and the first record's seconds
 float32, with cuDNN's convolutions in TF32 as torch does by default, the matrix products in full
 float32); ``--tf32`` runs the matrix products in TF32 too (`aria distill --tf32`); ``--compile`` compiles
 each run's UNets (`aria distill --compile`), its compilation inside the run's seconds.
+``--eval-batch-size B ...`` evaluates the same trained runs once per B (the experiment's ``eval``
+option ``batch_size``: prompts per sampling batch; the discrepancy passes hold B / 6 prompts),
+one row each, with the same ``runs_s``: the evaluation is ~60 forwards of each student at B = 64
+on the demo world's 96 held-out prompts.
 The CPU smoke test runs it with a few steps; the numbers that mean something come from a GPU
 (`python -m bench.small_world --parallel 16 1`, one GPU call of ~9.5 min, measured 2026-12-03).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -46,9 +51,11 @@ def make_inputs(work: Path) -> dict:
 
 
 def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, samples: int,
-            mixed_precision: str, compile: bool = False, group: int = 1, tf32: bool = False) -> dict:
+            mixed_precision: str, compile: bool = False, group: int = 1, tf32: bool = False,
+            eval_batch_sizes: tuple[int, ...] = (64,)) -> list[dict]:
     """One experiment of ``parallel`` x ``group`` runs, all at once (``parallel`` processes of
-    ``group`` students each); its row."""
+    ``group`` students each), then its evaluation once per ``eval_batch_sizes``; a row each."""
+    from aria_train.evaluation.evaluate import evaluate
     from aria_train.experiment.config import ExperimentConfig
     from aria_train.experiment.runner import run_experiment
 
@@ -68,13 +75,19 @@ def run_one(inputs: dict, work: Path, parallel: int, steps: int, batch: int, sam
     start = time.perf_counter()
     run_experiment(experiment, out, only="runs", group=group)
     runs_s = time.perf_counter() - start
-    start = time.perf_counter()
-    run_experiment(experiment, out, only="eval")
-    eval_s = time.perf_counter() - start
     step_ms, first_s = record_times(sorted((out / "runs").glob("*/metrics.jsonl")), batch)
-    return {"parallel": parallel, "group": group, "runs": runs, "steps": steps, "batch": batch, "samples_per_region": samples,
-            "mixed_precision": mixed_precision, "tf32": tf32, "compile": compile, "runs_s": runs_s, "eval_s": eval_s,
-            "s_per_run": (runs_s + eval_s) / runs, "step_ms": step_ms, "first_record_s": first_s}
+    students = [str(out / "runs" / name) for name in experiment.run_configs()]
+    rows = []
+    for eval_batch in eval_batch_sizes:  # what run_experiment's evaluation stage runs, at each batch size
+        eval_config = dataclasses.replace(experiment.eval_config(students), batch_size=eval_batch)
+        start = time.perf_counter()
+        evaluate(eval_config, out / f"eval_b{eval_batch}", overwrite=True, progress=False)
+        eval_s = time.perf_counter() - start
+        rows.append({"parallel": parallel, "group": group, "runs": runs, "steps": steps, "batch": batch,
+                     "samples_per_region": samples, "eval_batch_size": eval_batch, "mixed_precision": mixed_precision,
+                     "tf32": tf32, "compile": compile, "runs_s": runs_s, "eval_s": eval_s,
+                     "s_per_run": (runs_s + eval_s) / runs, "step_ms": step_ms, "first_record_s": first_s})
+    return rows
 
 
 def record_times(metrics: list[Path], batch: int) -> tuple[float, float]:
@@ -111,19 +124,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--group", type=int, nargs="+", default=[1],
                         help="runs trained together in each process (`aria experiment --group`), one experiment "
                              "per --parallel and --group pair (default: %(default)s)")
+    parser.add_argument("--eval-batch-size", type=int, nargs="+", default=[64],
+                        help="prompts per sampling batch of the evaluation, one evaluation of the same runs each "
+                             "(default: %(default)s, `aria eval`'s)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
     parser.add_argument("--name", default="small_world", help="CSV name (default: %(default)s)")
     args = parser.parse_args(argv)
-    if min(args.parallel) < 1 or min(args.group) < 1 or args.steps < 1 or args.batch < 1 or args.samples_per_region < 0:
-        parser.error("--parallel, --group, --steps and --batch must be >= 1, --samples-per-region >= 0")
+    if (min(args.parallel) < 1 or min(args.group) < 1 or args.steps < 1 or args.batch < 1
+            or min(args.eval_batch_size) < 1 or args.samples_per_region < 0):
+        parser.error("--parallel, --group, --steps, --batch and --eval-batch-size must be >= 1, "
+                     "--samples-per-region >= 0")
     rows = []
     with work_folder(args.work) as work:
         inputs = make_inputs(work)
         for parallel in args.parallel:
             for group in args.group:
-                rows.append(run_one(inputs, work, parallel, args.steps, args.batch, args.samples_per_region,
-                                    args.mixed_precision, args.compile, group, args.tf32))
+                rows += run_one(inputs, work, parallel, args.steps, args.batch, args.samples_per_region,
+                                args.mixed_precision, args.compile, group, args.tf32, tuple(args.eval_batch_size))
             report(args.name, rows, args.out, show=False)  # a run cut short keeps what it measured
     report(args.name, rows, args.out)
     return rows

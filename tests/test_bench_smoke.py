@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,19 +187,24 @@ def test_out_of_memory_names_its_phase():
 
 def test_small_world(tmp_path):
     """bench/small_world.py: an experiment per --parallel and --group value on the shipped glyph demo
-    world (2-step runs and no samples here), its row with the runs' and the evaluation's seconds;
-    --group 2 trains its two runs in one process (aria_train.distill.group); --tf32 reaches the runs."""
+    world (2-step runs and no samples here), a row per evaluation batch size with the runs' and the
+    evaluation's seconds; --group 2 trains its two runs in one process (aria_train.distill.group);
+    --tf32 reaches the runs; the evaluations at two batch sizes measure the same runs alike."""
     rows = small_world.main(["--parallel", "1", "--group", "1", "2", "--steps", "2", "--samples-per-region", "0",
-                             "--tf32", "--out", str(tmp_path), "--work", str(tmp_path / "work")])
+                             "--eval-batch-size", "64", "192", "--tf32", "--out", str(tmp_path),
+                             "--work", str(tmp_path / "work")])
     written = check(rows, tmp_path / "small_world.csv",
-                    {"parallel", "group", "runs", "steps", "runs_s", "eval_s", "s_per_run", "step_ms", "first_record_s"},
+                    {"parallel", "group", "runs", "steps", "eval_batch_size", "runs_s", "eval_s", "s_per_run",
+                     "step_ms", "first_record_s"},
                     ("runs_s", "eval_s", "s_per_run", "first_record_s"))
-    assert [(r["parallel"], r["group"], r["runs"], r["steps"]) for r in written] == [("1", "1", "1", "2"),
-                                                                                    ("1", "2", "2", "2")]
+    assert [(r["parallel"], r["group"], r["runs"], r["steps"], r["eval_batch_size"]) for r in written] == [
+        ("1", "1", "1", "2", "64"), ("1", "1", "1", "2", "192"), ("1", "2", "2", "2", "64"), ("1", "2", "2", "2", "192")]
+    assert written[0]["runs_s"] == written[1]["runs_s"]  # one training, two evaluations
     assert written[0]["step_ms"] == "nan"  # one record: nothing after the first
-    assert [r["tf32"] for r in written] == ["True", "True"]
+    assert {r["tf32"] for r in written} == {"True"}
     for name in ("1x1_tf32", "1x2_tf32"):
-        assert (tmp_path / "work" / f"out_{name}" / "eval" / "summary.csv").is_file()
+        small, large = (pd.read_csv(tmp_path / "work" / f"out_{name}" / f"eval_b{b}" / "summary.csv") for b in (64, 192))
+        pd.testing.assert_frame_equal(small, large, rtol=1e-4)
     run = tmp_path / "work" / "out_1x2_tf32" / "runs" / "aria-seed0"
     assert "as student 2 of a group of 2" in (run / "log.txt").read_text()
     assert json.loads((run / "config.json").read_text())["tf32"] is True
