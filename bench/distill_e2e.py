@@ -13,7 +13,8 @@ records (training time only, checkpoints and logging excluded), leaving out thos
 whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured step. Beside that
 rate, ``loop_median_step_ms``: the median time between the ends of those same steps as the host
 sees them (each record waits for its step to finish, so the rate holds the records' waits and the
-median does not; a real run records every 10 or more steps, this one every ``--warmup`` / 2).
+median does not; a real run records every 10 or more steps, this one every ``--warmup`` / 2);
+every such interval is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag.
 On a GPU the step benchmark runs float32 matrix products in TF32, and so does the loop
 (`aria distill --tf32`); under bf16 autocast the UNets' and the encoder's products are bf16 anyway.
 
@@ -138,11 +139,16 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
     return time.perf_counter() - start, peak, summary, step_ends
 
 
+def step_intervals_ms(step_ends: list[float], warmup: int, last: int | None = None) -> np.ndarray:
+    """The intervals between the ends of steps ``warmup`` + 1 .. ``last`` (all after warm-up
+    when None), in ms, from ``step_ends[i]`` = the end of step i + 1."""
+    return np.diff(step_ends[max(warmup, 1) - 1:last]) * 1e3  # step 1 has no end before it
+
+
 def median_step_ms(step_ends: list[float], warmup: int, last: int | None = None) -> float:
-    """The median of the intervals between the ends of steps ``warmup`` + 1 .. ``last`` (all
-    after warm-up when None), in ms, from ``step_ends[i]`` = the end of step i + 1."""
-    intervals = np.diff(step_ends[max(warmup, 1) - 1:last])  # step 1 has no end before it
-    return float(np.median(intervals) * 1e3) if len(intervals) else math.nan
+    """The median of ``step_intervals_ms``; nan without an interval."""
+    intervals = step_intervals_ms(step_ends, warmup, last)
+    return float(np.median(intervals)) if len(intervals) else math.nan
 
 
 def free_memory(device: torch.device) -> None:
@@ -164,7 +170,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
     step_rows = run_rows(make_setup(str(folder), device, speed, regions, pool_size), batch, step_steps, 3, device,
                          peak_tflops)
     free_memory(device)
-    rows = []
+    rows, intervals = [], {}
     for method, lag in [(method, lag) for method in methods for lag in lags]:
         measured = [r for r in step_rows if r["method"] == method]
         step_rate = float(np.mean([r["images_per_s"] for r in measured]))
@@ -175,6 +181,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
                                                           warmup, lag)
             rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
             median_ms = median_step_ms(step_ends, warmup, unprofiled_steps(steps, profile))
+            intervals[f"{method}_lag{lag}"] = [round(float(ms), 2) for ms in
+                                               step_intervals_ms(step_ends, warmup, unprofiled_steps(steps, profile))]
         if profiled is not None:
             path = Path(out) / f"distill_e2e_profile_{size}_{method}{'_lag1' if lag else ''}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +203,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         rc = [r for r in rows if r["method"] == "rc" and r["feedback_lag"] == row["feedback_lag"]]
         row["loop_time_over_rc"] = rc[0]["loop_images_per_s"] / row["loop_images_per_s"] if rc else math.nan
     report(f"distill_e2e_{size}", rows, out)  # by size: a CPU run leaves the GPU results alone
+    # each measured step's time as the host sees it: the records' waits and any other outlier
+    (Path(out) / f"distill_e2e_step_ms_{size}.json").write_text(json.dumps(intervals) + "\n")
     return rows
 
 

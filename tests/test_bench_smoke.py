@@ -63,6 +63,9 @@ def test_distill_e2e(work, tmp_path):
                     ("step_images_per_s", "loop_images_per_s", "loop_over_step", "loop_time_over_rc", "step_tflop",
                      "loop_median_step_ms", "median_step_over_step"))
     assert [r["method"] for r in written] == ["rc", "aria"]
+    steps = json.loads((tmp_path / "distill_e2e_step_ms_tiny.json").read_text())
+    assert {k: len(v) for k, v in steps.items()} == {"rc_lag0": 2, "aria_lag0": 2}  # steps 2 and 3
+    assert all(ms > 0 for v in steps.values() for ms in v)
 
 
 def test_distill_e2e_median_step_uses_the_steps_after_warmup_and_before_the_profile():
@@ -72,6 +75,7 @@ def test_distill_e2e_median_step_uses_the_steps_after_warmup_and_before_the_prof
     assert distill_e2e.median_step_ms(ends, 0) == 3500.0  # steps 2..7 (step 1 has no start)
     assert distill_e2e.median_step_ms(ends, 6) == 6000.0  # step 7 alone
     assert math.isnan(distill_e2e.median_step_ms(ends, 7))  # no step after warm-up
+    assert distill_e2e.step_intervals_ms(ends, 2, last=5).tolist() == [2000.0, 3000.0, 4000.0]
 
 
 def test_cache_vs_diffusers(work, tmp_path, monkeypatch):
