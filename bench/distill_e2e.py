@@ -14,7 +14,8 @@ whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured ste
 rate, ``loop_median_step_ms``: the median time between the ends of those same steps as the host
 sees them (each record waits for its step to finish, so the rate holds the records' waits and the
 median does not; a real run records every 10 or more steps, this one every ``--warmup`` / 2);
-every such interval is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag.
+every such interval is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the
+garbage collector's milliseconds in each (a collection stops the loop's launches).
 On a GPU the step benchmark runs float32 matrix products in TF32, and so does the loop
 (`aria distill --tf32`); under bf16 autocast the UNets' and the encoder's products are bf16 anyway.
 
@@ -122,21 +123,46 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
     start = time.perf_counter()
 
     profiler = LoopProfiler(steps, profile, skip=warmup) if profile else None
-    step_ends = []
+    step_ends, collected = [], []
+    clock = CollectionClock()
 
     def progress(step: int, total: int) -> None:
         step_ends.append(time.perf_counter())
+        collected.append(clock.seconds)
         if step % log_every == 0 or step == total:
             print(f"  {method} loop: step {step}/{total}, {time.perf_counter() - start:.0f} s", flush=True)
         if profiler is not None:
             profiler.on_step(step, total)
 
-    with profiler or contextlib.nullcontext():
+    with profiler or contextlib.nullcontext(), clock:
         train(config, out, progress=False, on_step=progress)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
     summary = None if profiler is None else {"method": method, "batch": batch, **speed, "feedback_lag": feedback_lag,
                                              **profiler.summary()}
-    return time.perf_counter() - start, peak, summary, step_ends
+    return time.perf_counter() - start, peak, summary, step_ends, collected
+
+
+class CollectionClock:
+    """The seconds the interpreter has spent in its garbage collector while entered (gc.callbacks):
+    a collection stops every thread, the loop's launches too."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started: float | None = None
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self._started = None
+
+    def __enter__(self) -> "CollectionClock":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        gc.callbacks.remove(self)
 
 
 def step_intervals_ms(step_ends: list[float], warmup: int, last: int | None = None) -> np.ndarray:
@@ -176,13 +202,14 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         step_rate = float(np.mean([r["images_per_s"] for r in measured]))
         print(f"{method}: step {step_rate:.4g} img/s; the loop with feedback lag {lag}, {steps} steps:", flush=True)
         with tempfile.TemporaryDirectory(dir=work) as scratch:
-            seconds, peak, profiled, step_ends = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch,
+            seconds, peak, profiled, step_ends, collected = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch,
                                                           steps, record_interval(warmup), speed, device, profile,
                                                           warmup, lag)
             rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
             median_ms = median_step_ms(step_ends, warmup, unprofiled_steps(steps, profile))
-            intervals[f"{method}_lag{lag}"] = [round(float(ms), 2) for ms in
-                                               step_intervals_ms(step_ends, warmup, unprofiled_steps(steps, profile))]
+            intervals[f"{method}_lag{lag}"] = {
+                name: [round(float(ms), 2) for ms in step_intervals_ms(clock, warmup, unprofiled_steps(steps, profile))]
+                for name, clock in (("step_ms", step_ends), ("gc_ms", collected))}
         if profiled is not None:
             path = Path(out) / f"distill_e2e_profile_{size}_{method}{'_lag1' if lag else ''}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,7 +230,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         rc = [r for r in rows if r["method"] == "rc" and r["feedback_lag"] == row["feedback_lag"]]
         row["loop_time_over_rc"] = rc[0]["loop_images_per_s"] / row["loop_images_per_s"] if rc else math.nan
     report(f"distill_e2e_{size}", rows, out)  # by size: a CPU run leaves the GPU results alone
-    # each measured step's time as the host sees it: the records' waits and any other outlier
+    # each measured step's time as the host sees it (the records' waits and any other outlier) and
+    # the garbage collector's time in it
     (Path(out) / f"distill_e2e_step_ms_{size}.json").write_text(json.dumps(intervals) + "\n")
     return rows
 

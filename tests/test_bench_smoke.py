@@ -3,6 +3,7 @@ cache_vs_diffusers.py) and the SDXL path of bench/distill_step.py (issue 13) run
 CPU size: each writes its CSV with the expected columns and positive rates. Only that they run
 and report: the numbers themselves are GPU measurements."""
 import csv
+import gc
 import json
 import math
 import sys
@@ -64,8 +65,20 @@ def test_distill_e2e(work, tmp_path):
                      "loop_median_step_ms", "median_step_over_step"))
     assert [r["method"] for r in written] == ["rc", "aria"]
     steps = json.loads((tmp_path / "distill_e2e_step_ms_tiny.json").read_text())
-    assert {k: len(v) for k, v in steps.items()} == {"rc_lag0": 2, "aria_lag0": 2}  # steps 2 and 3
-    assert all(ms > 0 for v in steps.values() for ms in v)
+    assert {k: (len(v["step_ms"]), len(v["gc_ms"])) for k, v in steps.items()} == {"rc_lag0": (2, 2),
+                                                                                     "aria_lag0": (2, 2)}  # steps 2, 3
+    assert all(0 <= gc_ms <= ms for v in steps.values() for ms, gc_ms in zip(v["step_ms"], v["gc_ms"]))
+    assert all(ms > 0 for v in steps.values() for ms in v["step_ms"])
+
+
+def test_collection_clock_counts_the_collections_while_entered():
+    clock = distill_e2e.CollectionClock()
+    with clock:
+        gc.collect()
+    after = clock.seconds
+    assert after > 0
+    gc.collect()  # no longer counted
+    assert clock.seconds == after and clock not in gc.callbacks
 
 
 def test_distill_e2e_median_step_uses_the_steps_after_warmup_and_before_the_profile():
