@@ -1,0 +1,145 @@
+"""The distillation step's attention under each of torch's SDPA backends, at the step's own shapes.
+
+The SD-size compiled step spends about a fifth of its kernel time in attention (cuDNN's flash
+kernels, 82 of 425 ms per step on the H200; docs/design.md §7), so the backend torch picks is one
+lever left on MFU. This times ``F.scaled_dot_product_attention`` alone, for every attention shape
+of the step: the shapes and how many layers have each come from one forward of the teacher and of
+its BK-SDM-Small student on the meta device (``--size sd14``: SD v1.4's UNet at 64 x 64 latents and
+77 tokens; ``tiny``: the tests' tiny SD UNet). Per backend (``default``: torch's own choice; then
+flash, efficient, cudnn, math, each forced with ``torch.nn.attention.sdpa_kernel``) and shape, a
+row with the forward's ms (the frozen teacher's) and forward + backward's ms (the student's), and
+per backend a ``step`` row: the sum over layers of one step's attention, teacher forwards plus
+student forwards and backwards, at ``--batch`` images. A backend that cannot run a shape gives
+nan and its reason. bf16 on a GPU, float32 on the CPU (where the numbers mean nothing; the CPU
+smoke test runs ``--quick``).
+
+``python -m bench.attention_backends [--size sd14|tiny] [--batch B] [--repeats N] [--quick]``
+"""
+from __future__ import annotations
+
+import collections
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bench.common import end_to_end_parser, parse_args, report
+
+BACKENDS = ("default", "flash", "efficient", "cudnn", "math")
+Shape = tuple[int, int, int, int]  # (query tokens, heads, head dim, key tokens)
+
+
+def attention_shapes(size: str) -> tuple[collections.Counter, collections.Counter]:
+    """How many attention layers of each Shape the teacher of ``size`` and its Small student run in
+    one forward of one image (read from the attention modules' inputs on the meta device)."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import Attention
+
+    from aria_train.diffusion.models.configs import SD_V1_4_UNET_CONFIG, tiny_unet_config
+    from aria_train.diffusion.models.students import make_student
+
+    config = SD_V1_4_UNET_CONFIG if size == "sd14" else tiny_unet_config(in_channels=4, sample_size=8)
+    with torch.device("meta"):
+        teacher = UNet2DConditionModel(**config)
+    student = make_student(teacher, "small").to("meta")
+    side, width = config["sample_size"], config["cross_attention_dim"]
+
+    def shapes(model) -> collections.Counter:
+        seen = collections.Counter()
+
+        def record(module, args, kwargs) -> None:
+            x = args[0] if args else kwargs["hidden_states"]
+            context = kwargs.get("encoder_hidden_states")
+            keys = x.shape[1] if context is None else context.shape[1]
+            seen[(x.shape[1], module.heads, module.inner_dim // module.heads, keys)] += 1
+
+        hooks = [m.register_forward_pre_hook(record, with_kwargs=True) for m in model.modules() if isinstance(m, Attention)]
+        with torch.no_grad():
+            model(torch.zeros(1, config["in_channels"], side, side, device="meta"),
+                  torch.zeros(1, dtype=torch.long, device="meta"), torch.zeros(1, 77, width, device="meta"))
+        for hook in hooks:
+            hook.remove()
+        return seen
+
+    return shapes(teacher), shapes(student)
+
+
+def time_ms(fn, repeats: int, device: torch.device) -> float:
+    """Median ms of ``repeats`` calls of ``fn`` after two untimed ones."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            begin = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - begin) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def backend_context(name: str):
+    from contextlib import nullcontext
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if name == "default":
+        return nullcontext()
+    return sdpa_kernel({"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                        "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[name])
+
+
+def measure(shape: Shape, batch: int, backend: str, repeats: int, device: torch.device) -> tuple[float, float, str]:
+    """(forward ms, forward + backward ms, why not) of one attention call of ``shape`` at ``batch``."""
+    tokens, heads, dim, keys = shape
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    generator = torch.Generator(device).manual_seed(0)
+    q, k, v = (torch.randn(batch, heads, n, dim, generator=generator, device=device, dtype=dtype)
+               for n in (tokens, keys, keys))
+    q.requires_grad_()
+    grad = torch.randn(batch, heads, tokens, dim, generator=generator, device=device, dtype=dtype)
+    try:
+        with backend_context(backend):
+            with torch.no_grad():
+                forward = time_ms(lambda: F.scaled_dot_product_attention(q, k, v), repeats, device)
+            both = time_ms(lambda: F.scaled_dot_product_attention(q, k, v).backward(grad), repeats, device)
+    except RuntimeError as error:  # no kernel of this backend for this shape, dtype or device
+        return math.nan, math.nan, str(error).splitlines()[0][:120]
+    return forward, both, ""
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = end_to_end_parser("attention_backends", __doc__, ("tiny", "sd14"), "teacher")
+    parser.add_argument("--batch", type=int, default=64, help="images per step (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per shape (default: %(default)s)")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+                        help="SDPA backends to time (default: all)")
+    args = parse_args(parser, argv, {"size": "tiny", "batch": 2, "repeats": 2})
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher, student = attention_shapes(args.size)
+    rows = []
+    for backend in args.backends:
+        total = 0.0
+        for shape in sorted(set(teacher) | set(student), reverse=True):
+            forward, both, why = measure(shape, args.batch, backend, args.repeats, device)
+            step = teacher[shape] * forward + student[shape] * both
+            total += step
+            rows.append({"size": args.size, "backend": backend, "batch": args.batch, "tokens": shape[0], "heads": shape[1],
+                         "head_dim": shape[2], "key_tokens": shape[3], "teacher_layers": teacher[shape],
+                         "student_layers": student[shape], "forward_ms": forward, "forward_backward_ms": both,
+                         "step_ms": step, "unsupported": why})
+        rows.append({"size": args.size, "backend": backend, "batch": args.batch, "tokens": "step", "step_ms": total})
+        print(f"{backend}: {total:.4g} ms of attention per step", flush=True)
+    report(f"attention_backends_{args.size}", rows, args.out)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
