@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ is the repository's folder of benchmarks, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import cache_vs_diffusers, distill_e2e, distill_step, fp8_teacher, regions_embed, small_world  # noqa: E402
+from bench import (attention_backends, cache_vs_diffusers, distill_e2e, distill_step, fp8_teacher,  # noqa: E402
+                   regions_embed, small_world)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -269,3 +270,24 @@ def test_distill_e2e_profile(work, tmp_path):
     with pytest.raises(SystemExit) as error:
         distill_e2e.main(argv=["--quick", "--steps", "6", "--warmup", "2", "--profile", "3"])
     assert error.value.code == 2
+
+
+def test_attention_backends(tmp_path):
+    """bench/attention_backends.py on the CPU: the step's attention shapes counted from a meta
+    forward (the tiny teacher's 3 attention resolutions; its Small student keeps fewer layers and
+    no mid-block), a row per backend and shape, and a step row summing layers x times; a backend
+    without a CPU kernel gives nan and its reason."""
+    teacher, student = attention_backends.attention_shapes("tiny")
+    assert sum(student.values()) < sum(teacher.values()) and set(student) <= set(teacher)
+    rows = attention_backends.main(
+        ["--quick", "--backends", "default", "math", "cudnn", "--out", str(tmp_path)])
+    written = list(csv.DictReader((tmp_path / "attention_backends_tiny.csv").open()))
+    assert len(written) == len(rows) == 3 * (len(teacher) + 1)
+    for backend in ("default", "math"):
+        shapes = [r for r in rows if r["backend"] == backend and r["tokens"] != "step"]
+        step = next(r for r in rows if r["backend"] == backend and r["tokens"] == "step")
+        assert all(r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 and not r["unsupported"] for r in shapes)
+        assert step["step_ms"] == pytest.approx(sum(r["teacher_layers"] * r["forward_ms"]
+                                                    + r["student_layers"] * r["forward_backward_ms"] for r in shapes))
+    cudnn = [r for r in rows if r["backend"] == "cudnn" and r["tokens"] != "step"]
+    assert all(math.isnan(r["forward_ms"]) and r["unsupported"] for r in cudnn)  # no cuDNN on a CPU
