@@ -264,11 +264,11 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                       {"size": "tiny", "batch": 4, "steps": 6, "warmup": 2, "step_steps": 2, "paired": 64, "pool": 200,
                        "regions": 8})
     device = torch.device("cuda" if cuda else "cpu")
-    if cuda:  # as the step benchmark, and what `accelerate launch --mixed_precision bf16` sets
-        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    if cuda:
+        from aria_train.distill.speed import set_process_speed
+
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"  # what `accelerate launch --mixed_precision bf16` sets
+        set_process_speed(tf32=True)  # the step benchmark's kernel choices; the loop sets its own, the same
     speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False,
              "teacher_fp8": args.teacher_fp8}
     steps = max(args.warmup + 1, int(args.steps * scale))

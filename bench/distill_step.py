@@ -250,9 +250,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--compile needs --warmup >= 1: the first step compiles, and must not be timed")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        from aria_train.distill.speed import set_process_speed
+
+        set_process_speed(tf32=True)  # the trainer's kernel choices under `aria distill --tf32`
     peak = matmul_tflops(device)
     speed = {"compile": args.compile, "channels_last": args.channels_last,
              "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}

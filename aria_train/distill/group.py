@@ -144,7 +144,7 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
     from aria_train.distill.group_step import GroupModels, group_step
     from aria_train.distill.inputs import load_inputs, make_condition_sampler
     from aria_train.distill.losses import LOSS_NAMES, LossWeights
-    from aria_train.distill.speed import make_optimizer, prepare_unets, set_matmul_precision
+    from aria_train.distill.speed import make_optimizer, prepare_unets, set_process_speed
     from aria_train.distill.state import TrainingState
     from aria_train.distill.tally import Tally
     from aria_train.conditioning.feedback import gather_feedback
@@ -165,7 +165,7 @@ def train_group(configs: Sequence[DistillConfig], outs: Sequence[str | Path], re
         raise ValueError("a student group runs in one process")
     inputs = load_inputs(first)
     device = accelerator.device
-    set_matmul_precision(first.tf32)
+    set_process_speed(first.tf32)
     weight_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
     teacher = inputs.teacher
     template = make_student(teacher, first.student_variant, first.channel_scale)  # every student starts as it

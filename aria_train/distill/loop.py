@@ -64,7 +64,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     from aria_train.distill.inputs import load_inputs, make_condition_sampler
     from aria_train.distill.lagged_feedback import LaggedFeedback
     from aria_train.distill.losses import LOSS_NAMES, LossWeights
-    from aria_train.distill.speed import make_optimizer, prepare_text_encoder, prepare_unets, set_matmul_precision
+    from aria_train.distill.speed import make_optimizer, prepare_text_encoder, prepare_unets, set_process_speed
     from aria_train.distill.state import TrainingState
     from aria_train.distill.step import StepModels, Student, train_step
     from aria_train.distill.tally import Tally
@@ -85,7 +85,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     sampler = make_condition_sampler(config, inputs)
 
     device = accelerator.device
-    set_matmul_precision(config.tf32)
+    set_process_speed(config.tf32)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     teacher = inputs.teacher
     student_unet = make_student(teacher, config.student_variant, config.channel_scale)  # fp32 copy, exact

@@ -19,9 +19,13 @@
 * the frozen text encoder, compiled too under ``--compile`` (``prepare_text_encoder``): it runs
   on every micro-batch's drawn prompts when there is no text cache, between two steps, where
   its ~10 kernels per layer are launch-bound.
-* TF32 matrix products for float32 work (``--tf32``, ``set_matmul_precision``): a process-wide
+* TF32 matrix products for float32 work (``--tf32``, ``set_process_speed``): a process-wide
   torch setting, so the trainer sets it from its config at every start (also to off), and a
   student group, one process, needs it equal in all its runs.
+* cuDNN's benchmark mode (``set_process_speed``, always): the loop's shapes are fixed, so timing
+  the candidate convolution algorithms once per shape and keeping the fastest pays for itself
+  within a few steps; without it cuDNN takes its heuristic's first choice. The benchmarks always
+  ran with it; ``aria distill`` ran without it until 2026-12-05 (the teacher trainer had it).
 
 Half precision is not set here: it comes from the accelerator (aria_train.distill.config); the
 trainer holds the frozen teacher and text encoder in that half precision.
@@ -57,10 +61,12 @@ def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool 
         student_unet.compile(options=options)
 
 
-def set_matmul_precision(tf32: bool) -> None:
-    """float32 matrix products in TF32 on CUDA tensor cores (``tf32``) or in full float32
-    (torch's default); process-wide, no effect on CPUs."""
+def set_process_speed(tf32: bool) -> None:
+    """The process-wide kernel choices of a run: float32 matrix products in TF32 on CUDA tensor
+    cores (``tf32``) or in full float32 (torch's default), and cuDNN's benchmark mode on; no
+    effect on CPUs."""
     torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
 
 
 def prepare_text_encoder(text_encoder: nn.Module, *, compile: bool = False) -> None:

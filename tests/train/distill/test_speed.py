@@ -127,23 +127,25 @@ def test_compiled_channels_last_unets_force_inductors_layout_optimisation(monkey
 
 
 @pytest.fixture
-def matmul_precision():
-    """Leave torch's process-wide TF32 switch as the test found it."""
-    before = torch.backends.cuda.matmul.allow_tf32
+def process_switches():
+    """Leave torch's process-wide TF32 and cuDNN benchmark switches as the test found them."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark
     yield
-    torch.backends.cuda.matmul.allow_tf32 = before
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = before
 
 
-def test_distill_sets_the_tf32_switch_from_its_config_at_every_start(tmp_path, matmul_precision):
+def test_distill_sets_the_tf32_switch_from_its_config_at_every_start(tmp_path, process_switches):
     """--tf32 turns TF32 matrix products on for the run's process, and a run without it turns them
     off again (the switch is process-wide: a run must not inherit an earlier run's, or the teacher
-    trainer's, setting); recorded with the run."""
+    trainer's, setting); recorded with the run. cuDNN's benchmark mode is on in every run."""
     paths = make_distill_inputs(tmp_path / "inputs")
     for flag, expected in (("--tf32", True), ("--no-tf32", False)):
         torch.backends.cuda.matmul.allow_tf32 = not expected
+        torch.backends.cudnn.benchmark = False
         out = tmp_path / flag
         assert aria_cli.main(paths.options(out, "--steps", "1", flag)) == 0
         assert torch.backends.cuda.matmul.allow_tf32 is expected
+        assert torch.backends.cudnn.benchmark is True
         assert json.loads((out / "config.json").read_text())["tf32"] is expected
 
 
