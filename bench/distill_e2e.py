@@ -202,14 +202,14 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         step_rate = float(np.mean([r["images_per_s"] for r in measured]))
         print(f"{method}: step {step_rate:.4g} img/s; the loop with feedback lag {lag}, {steps} steps:", flush=True)
         with tempfile.TemporaryDirectory(dir=work) as scratch:
-            seconds, peak, profiled, step_ends, collected = run_loop(method, folder, pool, cache, Path(scratch) / "run", batch,
-                                                          steps, record_interval(warmup), speed, device, profile,
-                                                          warmup, lag)
+            seconds, peak, profiled, step_ends, collected = run_loop(
+                method, folder, pool, cache, Path(scratch) / "run", batch, steps, record_interval(warmup), speed,
+                device, profile, warmup, lag)
             rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
             median_ms = median_step_ms(step_ends, warmup, unprofiled_steps(steps, profile))
-            intervals[f"{method}_lag{lag}"] = {
-                name: [round(float(ms), 2) for ms in step_intervals_ms(clock, warmup, unprofiled_steps(steps, profile))]
-                for name, clock in (("step_ms", step_ends), ("gc_ms", collected))}
+            intervals[f"{method}_lag{lag}"] = {  # step_intervals_ms of a running total: its growth per step
+                name: [round(float(ms), 2) for ms in step_intervals_ms(ends, warmup, unprofiled_steps(steps, profile))]
+                for name, ends in (("step_ms", step_ends), ("gc_ms", collected))}
         if profiled is not None:
             path = Path(out) / f"distill_e2e_profile_{size}_{method}{'_lag1' if lag else ''}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
