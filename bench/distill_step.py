@@ -83,7 +83,7 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
     return step
 
 
-SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
+SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8", "cuda_graphs")  # prepare_unets' options
 FLOP_BATCH = 8  # images in the FLOP-counting step; larger batches are scaled from it (see run_rows)
 MEASURED = ("step_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
             "aria_ops_ms", "aria_ops_fraction")
@@ -137,6 +137,8 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     def one_step(with_aria: bool, data: dict = batch_data) -> None:
         from aria_train.distill.step import train_step
 
+        if speed["cuda_graphs"] and speed["compile"]:  # the last step's graph outputs may be overwritten now
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast:
             losses = train_step(models, data, weights)
         optimizer.step()
@@ -164,10 +166,11 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         one_step(False, batch_data if flop_batch == batch else
                  make_batch(flop_batch, inputs, device, torch.Generator().manual_seed(0)))
     step_flops = flops.get_total_flops() * batch / flop_batch
-    if speed["compile"]:
-        from aria_train.distill.speed import prepare_unets
+    if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
+        from aria_train.distill.speed import compile_unets
 
-        prepare_unets(models.teacher, models.student.unet, compile=True)
+        compile_unets(models.teacher, models.student.unet, channels_last=speed["channels_last"],
+                      cuda_graphs=speed["cuda_graphs"])
     compile_start = time.perf_counter()
     with oom_phase("the warm-up steps", device):
         for _ in range(warmup):
@@ -240,6 +243,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--channels-last", action="store_true", help="both UNets in channels-last memory format")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute the student's activations in backward")
     parser.add_argument("--teacher-fp8", action="store_true", help="the teacher's linear layers in FP8 (aria distill --teacher-fp8)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="with --compile: inductor replays each compiled graph "
+                        "as a CUDA graph (a candidate; no trainer option)")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
     parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
@@ -248,6 +253,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.compile and args.warmup < 1:
         parser.error("--compile needs --warmup >= 1: the first step compiles, and must not be timed")
+    if args.cuda_graphs and not args.compile:
+        parser.error("--cuda-graphs needs --compile: inductor records the graphs")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         from aria_train.distill.speed import set_process_speed
@@ -255,7 +262,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         set_process_speed(tf32=True)  # the trainer's kernel choices under `aria distill --tf32`
     peak = matmul_tflops(device)
     speed = {"compile": args.compile, "channels_last": args.channels_last,
-             "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}
+             "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8,
+             "cuda_graphs": args.cuda_graphs}
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None

@@ -166,24 +166,21 @@ def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeyp
         return real_step(models, data, *args, **kwargs)
 
     monkeypatch.setattr(step, "train_step", train_step)
-    real_prepare = speed.prepare_unets
-
-    def prepare_unets(*unets, compile=False, **options):  # the set-up as it is, compilation recorded instead
-        if compile:
-            calls.append("compiled")
-        return real_prepare(*unets, compile=False, **options)
-
-    monkeypatch.setattr(speed, "prepare_unets", prepare_unets)
+    # compilation recorded instead of done (inductor takes minutes on a CPU), with its options
+    monkeypatch.setattr(speed, "compile_unets", lambda *unets, **options: calls.append(("compiled", options)))
     monkeypatch.setattr(distill_step, "FLOP_BATCH", 1)
     argv = ["--size", "sdxl-tiny", "--batch", "2", "--steps", "1", "--warmup", "1", "--regions", "8", "--pool", "1000",
             "--out", str(tmp_path)]
-    distill_step.main(argv=argv + ["--compile", "--name", "compiled"])
-    assert calls == [1, "compiled", 2, 2, 2, 2, 2]  # FLOP count, compile, warm-up, four timed rows
+    distill_step.main(argv=argv + ["--compile", "--channels-last", "--name", "compiled"])
+    # FLOP count, compile (as the trainer compiles: the layout forced where channels-last), warm-up, four timed rows
+    assert calls == [1, ("compiled", {"channels_last": True, "cuda_graphs": False}), 2, 2, 2, 2, 2]
     calls.clear()
     distill_step.main(argv=argv + ["--name", "eager"])
     assert calls == [2, 1, 2, 2, 2, 2, 2]  # first step, FLOP count, warm-up, four timed rows
     with pytest.raises(SystemExit):
         distill_step.main(argv=argv[:-5] + ["--warmup", "0", "--compile", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):  # CUDA graphs are recorded by inductor: no --cuda-graphs without --compile
+        distill_step.main(argv=argv + ["--cuda-graphs"])
 
 
 def test_out_of_memory_names_its_phase():

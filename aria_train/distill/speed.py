@@ -39,8 +39,10 @@ from torch import nn
 
 
 def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool = False,
-                  channels_last: bool = False, gradient_checkpointing: bool = False, teacher_fp8: bool = False) -> None:
-    """Apply the speed options to the frozen teacher and the trained student UNet, in place.
+                  channels_last: bool = False, gradient_checkpointing: bool = False, teacher_fp8: bool = False,
+                  cuda_graphs: bool = False) -> None:
+    """Apply the speed options to the frozen teacher and the trained student UNet, in place
+    (``cuda_graphs``: see ``compile_unets``).
 
     Call after the models are on their device and in their dtype; hooks may be attached before
     or after (compilation happens at the first forward).
@@ -56,9 +58,20 @@ def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool 
     if gradient_checkpointing:
         student_unet.enable_gradient_checkpointing()
     if compile:
-        options = {"force_layout_optimization": True} if channels_last else {}
-        teacher.compile(options=options)
-        student_unet.compile(options=options)
+        compile_unets(teacher, student_unet, channels_last=channels_last, cuda_graphs=cuda_graphs)
+
+
+def compile_unets(teacher: nn.Module, student_unet: nn.Module, *, channels_last: bool, cuda_graphs: bool = False) -> None:
+    """``torch.compile`` both UNets in place, with inductor's layout optimisation forced where they
+    are channels-last (module docstring). ``cuda_graphs``: inductor records each compiled graph as a
+    CUDA graph and replays it (a candidate measured by bench.distill_step --cuda-graphs, not an
+    option of the trainer: each training step must then begin with
+    ``torch.compiler.cudagraph_mark_step_begin()``)."""
+    options = {"force_layout_optimization": True} if channels_last else {}
+    if cuda_graphs:
+        options["triton.cudagraphs"] = True
+    teacher.compile(options=options)
+    student_unet.compile(options=options)
 
 
 def set_process_speed(tf32: bool) -> None:

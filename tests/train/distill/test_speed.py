@@ -126,6 +126,20 @@ def test_compiled_channels_last_unets_force_inductors_layout_optimisation(monkey
         torch.compile(torch.nn.Linear(2, 2), options={"force_layout_optimisation": True})
 
 
+def test_compile_unets_with_cuda_graphs_asks_inductor_for_them(monkeypatch):
+    """The CUDA-graph candidate of bench.distill_step --cuda-graphs: both UNets compiled with
+    inductor's triton.cudagraphs beside the forced layout, an option torch accepts."""
+    from aria_train.distill.speed import compile_unets
+
+    seen = []
+    monkeypatch.setattr(UNet2DConditionModel, "compile", lambda self, **kwargs: seen.append(kwargs), raising=False)
+    models = _models()
+    compile_unets(models.teacher, models.student.unet, channels_last=True, cuda_graphs=True)
+    expected = {"force_layout_optimization": True, "triton.cudagraphs": True}
+    assert seen == [{"options": expected}] * 2
+    torch.compile(torch.nn.Linear(2, 2), options=expected)
+
+
 @pytest.fixture
 def process_switches():
     """Leave torch's process-wide TF32 and cuDNN benchmark switches as the test found them."""
