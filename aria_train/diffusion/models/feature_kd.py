@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -115,26 +116,35 @@ def _project(conv: nn.Conv2d, feature: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"cannot project a feature of shape {tuple(feature.shape)}")
 
 
-class SquaredError(torch.autograd.Function):
-    """Per-sample mean squared error (N,) of two feature maps (N, ...), computed in float32, that
-    keeps for its backward the two maps as they come: bf16 under autocast, where float32 copies
-    (what ``F.mse_loss`` of ``.float()`` inputs keeps) are twice the bytes each, and at SD size
-    (BK-SDM's eight block outputs, 6.2M elements a sample) held from the loss to the backward
-    they are 3.2 GB of a batch of 64. The backward recomputes the float32 difference from the
-    kept maps (exact: a bf16 -> float32 cast is), so the gradient is what the float32 copies
-    give. ``teacher`` gets no gradient."""
+class FeatureError(torch.autograd.Function):
+    """The float32 mean squared error of two feature maps (N, ...) -- over everything (a scalar)
+    or per sample (N,) -- that keeps for its backward the two maps as they come: bf16 under
+    autocast, where float32 copies (what ``F.mse_loss`` of ``.float()`` inputs keeps) are twice the
+    bytes each, and at SD size (BK-SDM's eight block outputs, 6.2M elements a sample) held from the
+    loss to the backward they are 3.2 GB of a batch of 64. The backward upcasts the kept maps again
+    (exact) and applies the formula autograd applies to the float32 expression -- ``F.mse_loss``'s
+    own backward, or that of ``(s - t).square().flatten(1).mean(1)`` -- so the loss and the gradient
+    are bitwise those of the expression on float32 copies. ``teacher`` gets no gradient."""
 
     @staticmethod
-    def forward(ctx, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, student: torch.Tensor, teacher: torch.Tensor, per_sample: bool) -> torch.Tensor:
         ctx.save_for_backward(student, teacher)
-        return (student.float() - teacher.float()).square().flatten(1).mean(1)
+        ctx.per_sample = per_sample
+        student32, teacher32 = student.float(), teacher.float()
+        if per_sample:
+            return (student32 - teacher32).square().flatten(1).mean(1)
+        return F.mse_loss(student32, teacher32)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         student, teacher = ctx.saved_tensors
-        difference = student.float() - teacher.float()
-        scale = grad.float().view(-1, *[1] * (difference.dim() - 1)) * (2.0 / difference[0].numel())
-        return (difference * scale).to(student.dtype), None
+        student32, teacher32 = student.float(), teacher.float()
+        if ctx.per_sample:  # mean's backward (grad / D, broadcast), then square's (times 2 (s - t))
+            difference = (student32 - teacher32).flatten(1)
+            grad_student = (grad.unsqueeze(1) / difference.shape[1]) * (2 * difference)
+        else:
+            grad_student = torch.ops.aten.mse_loss_backward(grad, student32, teacher32, 1)  # 1: mean reduction
+        return grad_student.view_as(student).to(student.dtype), None, None
 
 
 def feature_kd_loss(
@@ -161,8 +171,10 @@ def feature_kd_loss(
             student = _project(projections[key], student.float())
         if student.shape != teacher.shape:
             raise ValueError(f"feature {s_name} {tuple(student.shape)} vs {t_name} {tuple(teacher.shape)}; a projection is needed")
-        per_sample = SquaredError.apply(student, teacher)
-        term = per_sample.mean() if sample_weights is None else (sample_weights * per_sample).mean()
+        if sample_weights is None:
+            term = FeatureError.apply(student, teacher, False)
+        else:
+            term = (sample_weights * FeatureError.apply(student, teacher, True)).mean()
         total = term if total is None else total + term
     if total is None:
         raise ValueError("layer_map is empty")
