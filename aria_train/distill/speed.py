@@ -25,7 +25,9 @@
 * cuDNN's benchmark mode (``set_process_speed``, always): the loop's shapes are fixed, so timing
   the candidate convolution algorithms once per shape and keeping the fastest pays for itself
   within a few steps; without it cuDNN takes its heuristic's first choice. The benchmarks always
-  ran with it; ``aria distill`` ran without it until 2026-12-05 (the teacher trainer had it).
+  ran with it; ``aria distill`` ran without it until 2026-12-05 (the teacher trainer had it). A
+  resumed process times them again and may choose others: on a GPU a resume is exact in its draws,
+  not in the last bits of its floats (docs/design.md §9).
 
 Half precision is not set here: it comes from the accelerator (aria_train.distill.config); the
 trainer holds the frozen teacher and text encoder in that half precision.
