@@ -26,8 +26,9 @@
   the candidate convolution algorithms once per shape and keeping the fastest pays for itself
   within a few steps; without it cuDNN takes its heuristic's first choice. The benchmarks always
   ran with it; ``aria distill`` ran without it until 2026-12-05 (the teacher trainer had it). A
-  resumed process times them again and may choose others: on a GPU a resume is exact in its draws,
-  not in the last bits of its floats (docs/design.md §9).
+  resumed process times them again and may choose others: on a GPU a resume restores the
+  generators, the data cursor and the tracker exactly, not the last bits of the floats that
+  follow (docs/design.md §9).
 
 Half precision is not set here: it comes from the accelerator (aria_train.distill.config); the
 trainer holds the frozen teacher and text encoder in that half precision.
