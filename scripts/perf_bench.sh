@@ -17,20 +17,11 @@
 set -uo pipefail
 OUT=$(mkdir -p "${1:-bench/results}" && cd "${1:-bench/results}" && pwd)
 cd "$(dirname "$0")/.."
-export PYTHONUNBUFFERED=1
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-start=$SECONDS
-status=0
-bench() {  # bench LIMIT_S MODULE ARGS...: one benchmark, after a progress line with the seconds so far
-  local limit=$1 module=$2
-  shift 2
-  echo "== [$((SECONDS - start)) s] $module $*"
-  timeout "$limit" "${PYTHON:-python3}" -m "bench.$module" --size sd14 --work "$WORK" --out "$OUT" "$@" || {
-    echo "== $module failed or ran out of its ${limit} s (exit $?)"; status=1; }
-}
+BENCH_ARGS=(--size sd14 --work "$WORK")
+source scripts/bench_calls.sh
 bench 130 regions_embed --prompts 60000 --reference-prompts 20000 --batch 1024 2048 --dtype bfloat16 float32
 bench "${E2E_LIMIT:-260}" distill_e2e --batch 64 --steps 32 --warmup 8 --step-steps 8 ${E2E_FLAGS---channels-last}
 bench "${CACHE_LIMIT:-130}" cache_vs_diffusers --samples 128 --batch 64 --dtype bfloat16 float16 ${CACHE_FLAGS-}
-echo "== [$((SECONDS - start)) s] done; CSVs in $OUT"
-exit $status
+finish

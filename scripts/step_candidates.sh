@@ -11,19 +11,10 @@
 set -uo pipefail
 OUT=$(mkdir -p "${1:-bench/results}" && cd "${1:-bench/results}" && pwd)
 cd "$(dirname "$0")/.."
-export PYTHONUNBUFFERED=1
-start=$SECONDS
-status=0
-bench() {  # bench LIMIT_S MODULE ARGS...: one benchmark, after a progress line with the seconds so far
-  local limit=$1 module=$2
-  shift 2
-  echo "== [$((SECONDS - start)) s] $module $*"
-  timeout "$limit" "${PYTHON:-python3}" -m "bench.$module" --out "$OUT" "$@" || {
-    echo "== $module failed or ran out of its ${limit} s (exit $?)"; status=1; }
-}
-STEP=(--size sd14 --batch 64 --compile --channels-last --steps 10 --warmup 3)
-bench 60 attention_backends --size sd14 --batch 64
+BENCH_ARGS=(--size sd14)
+source scripts/bench_calls.sh
+STEP=(--batch 64 --compile --channels-last --steps 10 --warmup 3)
+bench 60 attention_backends --batch 64
 bench 255 distill_step "${STEP[@]}" --name distill_step_sd14_compiled
 bench 255 distill_step "${STEP[@]}" --cuda-graphs --name distill_step_sd14_cuda_graphs
-echo "== [$((SECONDS - start)) s] done; CSVs in $OUT"
-exit $status
+finish

@@ -1,0 +1,20 @@
+# Sourced by the GPU benchmark scripts (perf_bench.sh, step_candidates.sh), after they set OUT (the
+# CSV folder) and BENCH_ARGS (options every benchmark of the script takes):
+#   bench LIMIT_S MODULE ARGS...   runs `python -m bench.MODULE BENCH_ARGS... --out OUT ARGS...` under its
+#                                  own time limit, after a progress line with the seconds so far; a
+#                                  failure sets status=1 and the script goes on with the next one.
+#   finish                         the closing line, and the script's exit status.
+export PYTHONUNBUFFERED=1
+start=$SECONDS
+status=0
+bench() {
+  local limit=$1 module=$2
+  shift 2
+  echo "== [$((SECONDS - start)) s] $module $*"
+  timeout "$limit" "${PYTHON:-python3}" -m "bench.$module" "${BENCH_ARGS[@]}" --out "$OUT" "$@" || {
+    echo "== $module failed or ran out of its ${limit} s (exit $?)"; status=1; }
+}
+finish() {
+  echo "== [$((SECONDS - start)) s] done; CSVs in $OUT"
+  exit $status
+}
