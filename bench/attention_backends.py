@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import math
+import statistics
 import time
 
 import torch
@@ -66,23 +67,21 @@ def attention_shapes(size: str) -> tuple[collections.Counter, collections.Counte
 
 
 def time_ms(fn, repeats: int, device: torch.device) -> float:
-    """Median ms of ``repeats`` calls of ``fn`` after two untimed ones."""
+    """Median ms of ``repeats`` calls of ``fn`` after two untimed ones, each waited for."""
+    def wait() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     for _ in range(2):
         fn()
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            begin = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - begin) * 1e3)
-    return sorted(times)[len(times) // 2]
+        wait()
+        begin = time.perf_counter()
+        fn()
+        wait()
+        times.append((time.perf_counter() - begin) * 1e3)
+    return statistics.median(times)
 
 
 def backend_context(name: str):
@@ -101,9 +100,9 @@ def measure(shape: Shape, batch: int, backend: str, repeats: int, device: torch.
     tokens, heads, dim, keys = shape
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     generator = torch.Generator(device).manual_seed(0)
-    q, k, v = (torch.randn(batch, heads, n, dim, generator=generator, device=device, dtype=dtype)
+    # all three need gradients in the student: its query, key and value projections train
+    q, k, v = (torch.randn(batch, heads, n, dim, generator=generator, device=device, dtype=dtype).requires_grad_()
                for n in (tokens, keys, keys))
-    q.requires_grad_()
     grad = torch.randn(batch, heads, tokens, dim, generator=generator, device=device, dtype=dtype)
     try:
         with backend_context(backend):

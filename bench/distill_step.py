@@ -83,7 +83,7 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
     return step
 
 
-SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8", "cuda_graphs")  # prepare_unets' options
+SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
 FLOP_BATCH = 8  # images in the FLOP-counting step; larger batches are scaled from it (see run_rows)
 MEASURED = ("step_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
             "aria_ops_ms", "aria_ops_fraction")
@@ -137,7 +137,7 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     def one_step(with_aria: bool, data: dict = batch_data) -> None:
         from aria_train.distill.step import train_step
 
-        if speed["cuda_graphs"] and speed["compile"]:  # the last step's graph outputs may be overwritten now
+        if setup["cuda_graphs"]:  # the last step's graph outputs may be overwritten now
             torch.compiler.cudagraph_mark_step_begin()
         with autocast:
             losses = train_step(models, data, weights)
@@ -170,7 +170,7 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         from aria_train.distill.speed import compile_unets
 
         compile_unets(models.teacher, models.student.unet, channels_last=speed["channels_last"],
-                      cuda_graphs=speed["cuda_graphs"])
+                      cuda_graphs=setup["cuda_graphs"])
     compile_start = time.perf_counter()
     with oom_phase("the warm-up steps", device):
         for _ in range(warmup):
@@ -204,13 +204,14 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
 
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
-               feature_kd: str = "blocks") -> dict:
+               feature_kd: str = "blocks", cuda_graphs: bool = False) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
-    (``default_student`` if None), feature KD kind, device, the speed options (compile,
-    channels_last, gradient_checkpointing) and ARIA's K regions over a pool of ``pool`` prompts."""
+    (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS, and
+    ``cuda_graphs``: the compiled UNets replayed as CUDA graphs, a candidate the trainer does not
+    offer) and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            **{k: speed[k] for k in SPEED_OPTIONS},
+            **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs,
             "regions": regions, "pool": pool}
 
 
@@ -262,9 +263,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         set_process_speed(tf32=True)  # the trainer's kernel choices under `aria distill --tf32`
     peak = matmul_tflops(device)
     speed = {"compile": args.compile, "channels_last": args.channels_last,
-             "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8,
-             "cuda_graphs": args.cuda_graphs}
-    setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd)
+             "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}
+    setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd,
+                       args.cuda_graphs)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

@@ -42,10 +42,8 @@ from torch import nn
 
 
 def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool = False,
-                  channels_last: bool = False, gradient_checkpointing: bool = False, teacher_fp8: bool = False,
-                  cuda_graphs: bool = False) -> None:
-    """Apply the speed options to the frozen teacher and the trained student UNet, in place
-    (``cuda_graphs``: see ``compile_unets``).
+                  channels_last: bool = False, gradient_checkpointing: bool = False, teacher_fp8: bool = False) -> None:
+    """Apply the speed options to the frozen teacher and the trained student UNet, in place.
 
     Call after the models are on their device and in their dtype; hooks may be attached before
     or after (compilation happens at the first forward).
@@ -61,7 +59,7 @@ def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool 
     if gradient_checkpointing:
         student_unet.enable_gradient_checkpointing()
     if compile:
-        compile_unets(teacher, student_unet, channels_last=channels_last, cuda_graphs=cuda_graphs)
+        compile_unets(teacher, student_unet, channels_last=channels_last)
 
 
 def compile_unets(teacher: nn.Module, student_unet: nn.Module, *, channels_last: bool, cuda_graphs: bool = False) -> None:
