@@ -28,8 +28,10 @@ micro-batch's launch (aria_train.distill.lagged_feedback).
 
 ``--profile N`` profiles each loop's last N steps (bench/loop_profile.py: the device's busy and
 idle time per step, its idle gaps by length, the top kernels and host operators; NVML's
-utilisation and SM clock over the steps before; each top kernel's launch sites) into
-OUT/distill_e2e_profile_SIZE_METHOD[_lag1].json:
+utilisation and SM clock over the steps before; each top kernel's launch sites; device time by
+class of work, and in ``class_rates`` each class's time beside its FLOPs from the step benchmark's
+count: the rate attention, convolutions and matrix products reach, over the measured matmul peak)
+into OUT/distill_e2e_profile_SIZE_METHOD[_lag1].json:
 what stands between the loop and its step benchmark. The profiled steps are left out of the
 loop's rate (the profiler slows them), so --steps must leave --warmup + 1 steps before them.
 
@@ -183,6 +185,19 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def class_rates(kernel_ms: dict[str, float], step_row: dict, peak_tflops: float) -> list[dict]:
+    """Per kernel class of a profile (bench.loop_profile.kernel_classes: device ms per step): its ms,
+    the step's TFLOP of that class (bench.distill_step's ``CLASS_tflop`` count, 0 for classes that
+    only move data), the TFLOP/s its kernels reach and that over the measured bf16 matmul peak."""
+    rows = []
+    for name, ms in kernel_ms.items():
+        tflop = step_row.get(f"{name}_tflop", 0.0)
+        tflops = tflop / ms * 1e3 if ms > 0 else 0.0
+        rows.append({"class": name, "ms_per_step": ms, "step_tflop": tflop, "tflops": tflops,
+                     "of_matmul_peak": tflops / peak_tflops})
+    return rows
+
+
 def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired: int, pool_size: int, regions: int,
         speed: dict, device: torch.device, work: Path, out: Path, methods: tuple[str, ...] = ("rc", "aria"),
         profile: int = 0, lags: tuple[int, ...] = (0,)) -> list[dict]:
@@ -211,6 +226,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
                 name: [round(float(ms), 2) for ms in step_intervals_ms(ends, warmup, unprofiled_steps(steps, profile))]
                 for name, ends in (("step_ms", step_ends), ("gc_ms", collected))}
         if profiled is not None:
+            if "kernel_classes" in profiled:  # a GPU's profile
+                profiled["class_rates"] = class_rates(profiled["kernel_classes"], measured[0], peak_tflops)
             path = Path(out) / f"distill_e2e_profile_{size}_{method}{'_lag1' if lag else ''}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(profiled, indent=1))

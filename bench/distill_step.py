@@ -12,8 +12,10 @@ SDXL-shaped UNet (a CPU smoke test). ``--size demo`` is the shipped 24 px embedd
 and ``--size FOLDER`` any teacher folder, SD or SDXL (its UNet's sample shape, conditioning as
 long and as wide as its encoders'). Students come from ``make_student``, as the trainer makes
 them (BK-SDM-Small of SD, KOALA-700M of SDXL unless ``--student``). Per row: images/s, peak
-memory, FLOPs of one whole step counted with torch.utils.flop_counter, and MFU against a bf16
-8192^3 matmul measured in the same run.
+memory, FLOPs of one whole step counted with torch.utils.flop_counter (and split into attention,
+convolutions and matrix products: ``*_tflop``; the counter does not know the CPU's attention
+kernel, so on a CPU attention counts 0), and MFU against a bf16 8192^3 matmul measured in the same
+run.
 ``--compile``, ``--channels-last``, ``--gradient-checkpointing`` and ``--teacher-fp8`` set the models up exactly as
 ``aria distill`` does (aria_train.distill.speed). FLOPs are counted on an eager step (the counter sees
 aten ops, not compiled kernels; with checkpointing they include the recomputed forward);
@@ -86,7 +88,20 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
 SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
 FLOP_BATCH = 8  # images in the FLOP-counting step; larger batches are scaled from it (see run_rows)
 MEASURED = ("step_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
-            "aria_ops_ms", "aria_ops_fraction")
+            "aria_ops_ms", "aria_ops_fraction", "attention_tflop", "convolution_tflop", "matmul_tflop")
+FLOP_CLASSES = ("attention", "convolution", "matmul")  # every counted operator is one of these (flop_classes)
+
+
+def flop_classes(counts: dict) -> dict[str, float]:
+    """FLOPs of a FlopCounterMode's global counts (``get_flop_counts()["Global"]``: operator ->
+    FLOPs) by class of work, named as bench.loop_profile's kernel classes so that a profile can
+    divide one by the other: attention (every SDPA kernel), convolution (forward and backward),
+    matmul (the rest: mm, addmm, bmm, baddbmm, FP8's scaled mm)."""
+    totals = dict.fromkeys(FLOP_CLASSES, 0.0)
+    for op, flops in counts.items():
+        name = str(op)
+        totals["attention" if "attention" in name else "convolution" if "conv" in name else "matmul"] += flops
+    return totals
 
 
 def make_row(setup: dict, method: str, batch: int, **measured) -> dict:
@@ -166,6 +181,8 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         one_step(False, batch_data if flop_batch == batch else
                  make_batch(flop_batch, inputs, device, torch.Generator().manual_seed(0)))
     step_flops = flops.get_total_flops() * batch / flop_batch
+    class_tflop = {f"{name}_tflop": count * batch / flop_batch / 1e12
+                   for name, count in flop_classes(flops.get_flop_counts()["Global"]).items()}
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
         from aria_train.distill.speed import compile_unets
 
@@ -191,7 +208,7 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         rows.append(make_row(setup, method, batch, step_ms=seconds * 1e3, images_per_s=batch / seconds,
                              peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
                              step_tflop=step_flops / 1e12, tflops=step_flops / seconds / 1e12,
-                             mfu=step_flops / seconds / 1e12 / peak, matmul_peak_tflops=peak))
+                             mfu=step_flops / seconds / 1e12 / peak, matmul_peak_tflops=peak, **class_tflop))
     discrepancy = np.random.default_rng(1).exponential(size=batch)
     start = time.perf_counter()
     for _ in range(200):

@@ -19,7 +19,10 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
   their ms per step; one long gap per step is a wait on the host, thousands of short ones are
   launches the device outruns), ``top_kernels`` (by device time) and ``kernel_sources``: for
   the top kernels, the operators that launched them and the innermost Python frame outside torch
-  (diffusers', the trainer's) by device time -- e.g. which conversions a copy kernel is.
+  (diffusers', the trainer's) by device time -- e.g. which conversions a copy kernel is;
+  ``kernel_classes``: device ms per step by class of work (``kernel_class``: attention,
+  convolution, matrix products, inductor's Triton kernels, copies, the optimizer, other), which
+  bench/distill_e2e divides into the step's FLOPs of each class.
 
 Under the profiler a step is slower than without it (tracing slowed the glyph demo world's step
 from 128 ms to 160-180 ms on an H200), so the profile says where the time goes, not how long a
@@ -151,6 +154,7 @@ class LoopProfiler:
         if self.cuda:
             result.update(self.kernel_summary([e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]))
             result["kernel_sources"] = kernel_sources(events, [k["name"] for k in result["top_kernels"][:6]], n)
+            result["kernel_classes"] = kernel_classes(events, n)
         return {**result, **self.sampler.summary()}
 
     def kernel_summary(self, kernels: list) -> dict:
@@ -206,6 +210,39 @@ def kernel_sources(events, names: list[str], steps: int, top: int = 3) -> list[d
     return [{"kernel": name, "sources": [{"op": op, "frame": frame, "ms_per_step": us / 1e3 / steps}
                                          for (op, frame), us in counts.most_common(top)]}
             for name, counts in by_source.items()]
+
+
+# kernel classes by the aten operator that launched them (launch_site's), first match wins
+OP_CLASSES = (("attention", ("attention",)), ("convolution", ("convolution",)),
+              ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::linear", "aten::matmul")),
+              ("optimizer", ("_fused_adam", "_foreach_")),
+              ("copy", ("aten::copy_", "aten::to", "aten::_to_copy", "aten::contiguous", "aten::clone")))
+KERNEL_CLASSES = ("attention", "convolution", "matmul", "triton", "copy", "optimizer", "other")
+
+
+def kernel_class(op: str, kernel: str) -> str:
+    """One of KERNEL_CLASSES for a kernel launched by operator ``op`` (``launch_site``'s): a plain
+    copy kernel is ``copy`` whatever launched it (a convolution's backward copies gradients to its
+    layout: no arithmetic); else by the operator where it is an aten one (a compiled graph still
+    calls aten for convolutions, matrix products and attention: inductor's extern kernels); by the
+    kernel's name where it is not (``triton``: inductor's own fused kernels -- norms, activations,
+    adds, layout changes)."""
+    if "direct_copy_kernel" in kernel:
+        return "copy"
+    for name, markers in OP_CLASSES:
+        if any(marker in op for marker in markers):
+            return name
+    return "triton" if kernel.startswith("triton_") else "other"
+
+
+def kernel_classes(events, steps: int) -> dict[str, float]:
+    """Device ms per step of every kernel class (``kernel_class``), each kernel counted once, under
+    the operator event it hangs off."""
+    totals = dict.fromkeys(KERNEL_CLASSES, 0.0)
+    for event in events:
+        for kernel in getattr(event, "kernels", ()):
+            totals[kernel_class(launch_site(event)[0], kernel.name)] += kernel.duration / 1e3 / steps
+    return totals
 
 
 class DeviceSampler:

@@ -143,6 +143,10 @@ def test_distill_step_sdxl_tiny(tmp_path, monkeypatch, capsys):
         else:
             assert all(math.isfinite(v) and v > 0 for v in measured), row
     flops = {(r["student"], r["batch"]): float(r["step_tflop"]) for r in written if r["method"] == "rc"}
+    for row in (r for r in written if r["method"] == "rc"):  # every counted FLOP is in one class
+        classes = [float(row[f"{name}_tflop"]) for name in distill_step.FLOP_CLASSES]
+        assert sum(classes) == pytest.approx(float(row["step_tflop"]), rel=1e-9)
+        assert float(row["convolution_tflop"]) > 0 and float(row["matmul_tflop"]) > 0
     assert flops[("koala-700m", "2")] == pytest.approx(2 * flops[("koala-700m", "1")])  # per-sample work only
     # a batch above FLOP_BATCH is counted on FLOP_BATCH images and scaled: the same count as counting it whole
     monkeypatch.setattr(distill_step, "FLOP_BATCH", 1)
@@ -288,3 +292,17 @@ def test_attention_backends(tmp_path):
                                                     + r["student_layers"] * r["forward_backward_ms"] for r in shapes))
     cudnn = [r for r in rows if r["backend"] == "cudnn" and r["tokens"] != "step"]
     assert all(math.isnan(r["forward_ms"]) and r["unsupported"] for r in cudnn)  # no cuDNN on a CPU
+
+
+def test_flop_classes_and_their_rates():
+    """Operators go to the class named in them (attention before convolution), everything else is a
+    matrix product; a profile's class rate is its FLOPs over its device time, over the matmul peak."""
+    counts = {"aten._scaled_dot_product_cudnn_attention": 3.0, "aten._scaled_dot_product_cudnn_attention_backward": 6.0,
+              "aten.convolution": 10.0, "aten.convolution_backward": 20.0, "aten.mm": 4.0, "aten.addmm": 1.0,
+              "aten._scaled_mm": 2.0}
+    assert distill_step.flop_classes(counts) == {"attention": 9.0, "convolution": 30.0, "matmul": 7.0}
+    rates = distill_e2e.class_rates({"attention": 2.0, "convolution": 0.0, "triton": 1.5},
+                                    {"attention_tflop": 1.0, "convolution_tflop": 3.0}, peak_tflops=800.0)
+    assert rates == [{"class": "attention", "ms_per_step": 2.0, "step_tflop": 1.0, "tflops": 500.0, "of_matmul_peak": 0.625},
+                     {"class": "convolution", "ms_per_step": 0.0, "step_tflop": 3.0, "tflops": 0.0, "of_matmul_peak": 0.0},
+                     {"class": "triton", "ms_per_step": 1.5, "step_tflop": 0.0, "tflops": 0.0, "of_matmul_peak": 0.0}]

@@ -138,3 +138,32 @@ def test_kernel_sources_name_the_operator_and_the_callers_frame():
         {"op": "aten::to", "frame": attention.name, "ms_per_step": 0.2},
         {"op": "aten::contiguous", "frame": loss.name, "ms_per_step": 0.1}]}
     assert kernel_sources([event("aten::mm", None, ("gemm", 10.0))], ["gemm"], 1)[0]["sources"][0]["frame"] == "-"
+
+
+def test_kernel_classes_by_launching_operator_then_by_name():
+    """Kernels are classed by the outermost aten operator above them (a cuDNN kernel under
+    ``aten::cudnn_convolution`` under ``aten::convolution`` is a convolution), plain copies as
+    copies whatever launched them, and kernels a compiled graph launches itself by their name;
+    each kernel counts once, per profiled step."""
+    from types import SimpleNamespace
+
+    from bench.loop_profile import KERNEL_CLASSES, kernel_class, kernel_classes
+
+    def event(name, parent=None, *kernels):
+        return SimpleNamespace(name=name, cpu_parent=parent,
+                               kernels=[SimpleNamespace(name=k, duration=d) for k, d in kernels])
+
+    graph = event("## Call CompiledFxGraph abc ##")
+    conv = event("aten::convolution", graph)
+    events = [conv, event("aten::cudnn_convolution", conv, ("sm90_xmma_fprop_implicit_gemm", 4000.0)),
+              event("aten::convolution_backward", graph, ("direct_copy_kernel_cuda", 1000.0), ("sm90_xmma_dgrad", 2000.0)),
+              event("aten::_scaled_dot_product_cudnn_attention", graph, ("cudnn_generated_fort_native_sdpa", 3000.0)),
+              event("aten::addmm", graph, ("nvjet_sm90_tst", 600.0)),
+              event("cuLaunchKernel", graph, ("triton_red_fused_native_group_norm_0", 800.0), ("unknown", 200.0)),
+              event("aten::_fused_adamw_", None, ("FusedAdamMathFunctor", 400.0))]
+    classes = kernel_classes(events, steps=2)
+    assert list(classes) == list(KERNEL_CLASSES)
+    assert classes == pytest.approx({"attention": 1.5, "convolution": 3.0, "matmul": 0.3, "triton": 0.4,
+                                     "copy": 0.5, "optimizer": 0.2, "other": 0.1})
+    assert kernel_class("aten::to", "elementwise_kernel") == "copy"
+    assert kernel_class("aten::add_", "vectorized_elementwise_kernel") == "other"
