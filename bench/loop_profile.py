@@ -21,7 +21,8 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
   the top kernels, the operators that launched them and the innermost Python frame outside torch
   (diffusers', the trainer's) by device time -- e.g. which conversions a copy kernel is;
   ``kernel_classes``: device ms per step by class of work (``kernel_class``: attention,
-  convolution, matrix products, inductor's Triton kernels, copies, the optimizer, other), which
+  convolution, matrix products, inductor's Triton kernels, copies, the optimizer with every other
+  ``_foreach_`` update such as gradient clipping's norms, other), which
   bench/distill_e2e divides into the step's FLOPs of each class.
 
 Under the profiler a step is slower than without it (tracing slowed the glyph demo world's step
