@@ -221,14 +221,16 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
 
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
-               feature_kd: str = "blocks", cuda_graphs: bool = False) -> dict:
+               feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
-    (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS, and
-    ``cuda_graphs``: the compiled UNets replayed as CUDA graphs, a candidate the trainer does not
-    offer) and ARIA's K regions over a pool of ``pool`` prompts."""
+    (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS, and two
+    candidates the trainer does not offer: ``cuda_graphs``, the compiled UNets replayed as CUDA
+    graphs; ``cudnn_benchmark`` false, cuDNN's heuristic choice of convolution algorithm instead of
+    its benchmark mode, which the trainer always has on -- the caller sets it, as it is process-wide)
+    and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs,
+            **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "cudnn_benchmark": cudnn_benchmark,
             "regions": regions, "pool": pool}
 
 
@@ -263,6 +265,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--teacher-fp8", action="store_true", help="the teacher's linear layers in FP8 (aria distill --teacher-fp8)")
     parser.add_argument("--cuda-graphs", action="store_true", help="with --compile: inductor replays each compiled graph "
                         "as a CUDA graph (a candidate; no trainer option)")
+    parser.add_argument("--cudnn-heuristics", action="store_true", help="cuDNN's benchmark mode off: each convolution "
+                        "takes the heuristic's first algorithm, not the fastest one timed (whose workspace may be "
+                        "larger where more memory is free); a memory candidate, no trainer option")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
     parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
@@ -278,11 +283,12 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         from aria_train.distill.speed import set_process_speed
 
         set_process_speed(tf32=True)  # the trainer's kernel choices under `aria distill --tf32`
+        torch.backends.cudnn.benchmark = not args.cudnn_heuristics
     peak = matmul_tflops(device)
     speed = {"compile": args.compile, "channels_last": args.channels_last,
              "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd,
-                       args.cuda_graphs)
+                       args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Where the SD-size compiled step's peak memory differs by card (issue 16: 43.75 GiB for the loop on an
+# H200, 42.81 on an H100, the step alone 0.93 GiB larger on the H200 too), on one GPU in one 10-minute
+# call (~8 min: run it under `timeout 590`):
+#   scripts/memory_candidates.sh [OUT_DIR]   CSVs into OUT_DIR (default bench/results); PYTHON=... (default python3)
+#   distill_step   the compiled channels-last step at batch 64 as the trainer runs it (cuDNN's benchmark mode
+#                  on), then with cuDNN's heuristic algorithm choice (--cudnn-heuristics), one after the
+#                  other on the same machine: distill_step_sd14_cudnn_benchmark.csv,
+#                  distill_step_sd14_cudnn_heuristics.csv (~4 min each, most of it compilation). Their
+#                  peak_gib columns say whether the benchmark mode's algorithms are the larger footprint,
+#                  their step_ms what the smaller one would cost.
+# Each benchmark has its own time limit, so one that stalls or fails cannot take the other.
+set -uo pipefail
+OUT=$(mkdir -p "${1:-bench/results}" && cd "${1:-bench/results}" && pwd)
+cd "$(dirname "$0")/.."
+BENCH_ARGS=(--size sd14)
+source scripts/bench_calls.sh
+STEP=(--batch 64 --compile --channels-last --steps 10 --warmup 3)
+bench 270 distill_step "${STEP[@]}" --name distill_step_sd14_cudnn_benchmark
+bench 270 distill_step "${STEP[@]}" --cudnn-heuristics --name distill_step_sd14_cudnn_heuristics
+finish
