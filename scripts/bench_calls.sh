@@ -1,9 +1,13 @@
-# Sourced by the GPU benchmark scripts (perf_bench.sh, step_candidates.sh), after they set OUT (the
-# CSV folder) and BENCH_ARGS (options every benchmark of the script takes):
+# Sourced by the GPU benchmark scripts (perf_bench.sh, step_candidates.sh, memory_candidates.sh) as
+#   source "$(dirname "$0")/bench_calls.sh" "${1:-bench/results}"
+# which makes that folder, sets OUT to its absolute path and moves to the repository root; each script
+# then sets BENCH_ARGS (options every benchmark of the script takes) and calls:
 #   bench LIMIT_S MODULE ARGS...   runs `python -m bench.MODULE BENCH_ARGS... --out OUT ARGS...` under its
 #                                  own time limit, after a progress line with the seconds so far; a
 #                                  failure sets status=1 and the script goes on with the next one.
 #   finish                         the closing line, and the script's exit status.
+OUT=$(mkdir -p "$1" && cd "$1" && pwd) || exit
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit
 export PYTHONUNBUFFERED=1
 start=$SECONDS
 status=0

@@ -11,10 +11,8 @@
 #                  their step_ms what the smaller one would cost.
 # Each benchmark has its own time limit, so one that stalls or fails cannot take the other.
 set -uo pipefail
-OUT=$(mkdir -p "${1:-bench/results}" && cd "${1:-bench/results}" && pwd)
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/bench_calls.sh" "${1:-bench/results}"  # OUT, and the repository root
 BENCH_ARGS=(--size sd14)
-source scripts/bench_calls.sh
 STEP=(--batch 64 --compile --channels-last --steps 10 --warmup 3)
 bench 270 distill_step "${STEP[@]}" --name distill_step_sd14_cudnn_benchmark
 bench 270 distill_step "${STEP[@]}" --cudnn-heuristics --name distill_step_sd14_cudnn_heuristics

@@ -15,12 +15,10 @@
 # One random SD v1.4-size folder (bench/sd_folder.py) is built once in a temporary work folder
 # and shared; each benchmark has its own time limit, so one that stalls cannot take the others.
 set -uo pipefail
-OUT=$(mkdir -p "${1:-bench/results}" && cd "${1:-bench/results}" && pwd)
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/bench_calls.sh" "${1:-bench/results}"  # OUT, and the repository root
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 BENCH_ARGS=(--size sd14 --work "$WORK")
-source scripts/bench_calls.sh
 bench 130 regions_embed --prompts 60000 --reference-prompts 20000 --batch 1024 2048 --dtype bfloat16 float32
 bench "${E2E_LIMIT:-260}" distill_e2e --batch 64 --steps 32 --warmup 8 --step-steps 8 ${E2E_FLAGS---channels-last}
 bench "${CACHE_LIMIT:-130}" cache_vs_diffusers --samples 128 --batch 64 --dtype bfloat16 float16 ${CACHE_FLAGS-}

@@ -9,10 +9,8 @@
 #                        most of it compilation)
 # Each benchmark has its own time limit, so one that stalls or fails cannot take the others.
 set -uo pipefail
-OUT=$(mkdir -p "${1:-bench/results}" && cd "${1:-bench/results}" && pwd)
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/bench_calls.sh" "${1:-bench/results}"  # OUT, and the repository root
 BENCH_ARGS=(--size sd14)
-source scripts/bench_calls.sh
 STEP=(--batch 64 --compile --channels-last --steps 10 --warmup 3)
 bench 60 attention_backends --batch 64
 bench 255 distill_step "${STEP[@]}" --name distill_step_sd14_compiled
