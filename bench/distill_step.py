@@ -187,7 +187,7 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         from aria_train.distill.speed import compile_unets
 
         compile_unets(models.teacher, models.student.unet, channels_last=speed["channels_last"],
-                      cuda_graphs=setup["cuda_graphs"])
+                      cuda_graphs=setup["cuda_graphs"], max_autotune=setup["max_autotune"])
     compile_start = time.perf_counter()
     with oom_phase("the warm-up steps", device):
         for _ in range(warmup):
@@ -221,16 +221,19 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
 
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
-               feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True) -> dict:
+               feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
+               max_autotune: bool = False) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
-    (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS, and two
+    (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS, and three
     candidates the trainer does not offer: ``cuda_graphs``, the compiled UNets replayed as CUDA
-    graphs; ``cudnn_benchmark`` false, cuDNN's heuristic choice of convolution algorithm instead of
+    graphs; ``max_autotune``, inductor's autotuned matrix-product and convolution templates;
+    ``cudnn_benchmark`` false, cuDNN's heuristic choice of convolution algorithm instead of
     its benchmark mode, which the trainer always has on -- the caller sets it, as it is process-wide)
     and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "cudnn_benchmark": cudnn_benchmark,
+            **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "max_autotune": max_autotune,
+            "cudnn_benchmark": cudnn_benchmark,
             "regions": regions, "pool": pool}
 
 
@@ -265,6 +268,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--teacher-fp8", action="store_true", help="the teacher's linear layers in FP8 (aria distill --teacher-fp8)")
     parser.add_argument("--cuda-graphs", action="store_true", help="with --compile: inductor replays each compiled graph "
                         "as a CUDA graph (a candidate; no trainer option)")
+    parser.add_argument("--max-autotune", action="store_true", help="with --compile: inductor times its Triton "
+                        "templates against cuBLAS / cuDNN for each matrix product and convolution and keeps the "
+                        "fastest (a candidate; no trainer option; compilation takes far longer)")
     parser.add_argument("--cudnn-heuristics", action="store_true", help="cuDNN's benchmark mode off: each convolution "
                         "takes the heuristic's first algorithm, not the fastest one timed (whose workspace may be "
                         "larger where more memory is free); a memory candidate, no trainer option")
@@ -278,6 +284,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--compile needs --warmup >= 1: the first step compiles, and must not be timed")
     if args.cuda_graphs and not args.compile:
         parser.error("--cuda-graphs needs --compile: inductor records the graphs")
+    if args.max_autotune and not args.compile:
+        parser.error("--max-autotune needs --compile: inductor does the autotuning")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         from aria_train.distill.speed import set_process_speed
@@ -288,7 +296,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     speed = {"compile": args.compile, "channels_last": args.channels_last,
              "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd,
-                       args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics)
+                       args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics,
+                       max_autotune=args.max_autotune)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

@@ -178,7 +178,10 @@ def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeyp
             "--out", str(tmp_path)]
     distill_step.main(argv=argv + ["--compile", "--channels-last", "--name", "compiled"])
     # FLOP count, compile (as the trainer compiles: the layout forced where channels-last), warm-up, four timed rows
-    assert calls == [1, ("compiled", {"channels_last": True, "cuda_graphs": False}), 2, 2, 2, 2, 2]
+    assert calls == [1, ("compiled", {"channels_last": True, "cuda_graphs": False, "max_autotune": False}), 2, 2, 2, 2, 2]
+    calls.clear()  # the candidates reach compile_unets
+    distill_step.main(argv=argv + ["--compile", "--max-autotune", "--name", "autotuned"])
+    assert calls[1] == ("compiled", {"channels_last": False, "cuda_graphs": False, "max_autotune": True})
     calls.clear()
     distill_step.main(argv=argv + ["--name", "eager"])
     assert calls == [2, 1, 2, 2, 2, 2, 2]  # first step, FLOP count, warm-up, four timed rows
@@ -186,6 +189,8 @@ def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeyp
         distill_step.main(argv=argv[:-5] + ["--warmup", "0", "--compile", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):  # CUDA graphs are recorded by inductor: no --cuda-graphs without --compile
         distill_step.main(argv=argv + ["--cuda-graphs"])
+    with pytest.raises(SystemExit):  # and no --max-autotune: inductor autotunes
+        distill_step.main(argv=argv + ["--max-autotune"])
 
 
 def test_out_of_memory_names_its_phase():

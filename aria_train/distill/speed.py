@@ -62,15 +62,19 @@ def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool 
         compile_unets(teacher, student_unet, channels_last=channels_last)
 
 
-def compile_unets(teacher: nn.Module, student_unet: nn.Module, *, channels_last: bool, cuda_graphs: bool = False) -> None:
+def compile_unets(teacher: nn.Module, student_unet: nn.Module, *, channels_last: bool, cuda_graphs: bool = False,
+                  max_autotune: bool = False) -> None:
     """``torch.compile`` both UNets in place, with inductor's layout optimisation forced where they
-    are channels-last (module docstring). ``cuda_graphs``: inductor records each compiled graph as a
-    CUDA graph and replays it (a candidate measured by bench.distill_step --cuda-graphs, not an
-    option of the trainer: each training step must then begin with
-    ``torch.compiler.cudagraph_mark_step_begin()``)."""
+    are channels-last (module docstring). Two candidates measured by bench.distill_step, not options
+    of the trainer: ``cuda_graphs``, inductor records each compiled graph as a CUDA graph and
+    replays it (each training step must then begin with ``torch.compiler.cudagraph_mark_step_begin()``);
+    ``max_autotune``, inductor times its Triton templates against cuBLAS / cuDNN for every matrix
+    product and convolution shape and keeps the fastest (compilation takes far longer)."""
     options = {"force_layout_optimization": True} if channels_last else {}
     if cuda_graphs:
         options["triton.cudagraphs"] = True
+    if max_autotune:
+        options["max_autotune"] = True
     teacher.compile(options=options)
     student_unet.compile(options=options)
 
