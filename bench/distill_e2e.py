@@ -106,8 +106,8 @@ def record_interval(warmup: int) -> int:
 
 def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, batch: int, steps: int, log_every: int,
              speed: dict, device: torch.device, profile: int = 0, warmup: int = 1,
-             feedback_lag: int = 0) -> tuple[float, float, dict | None, list[float]]:
-    """One `aria distill --feedback-lag FEEDBACK_LAG` run in this process: (seconds of the whole
+             feedback_lag: int = 0, ema_offload: bool = False) -> tuple[float, float, dict | None, list[float]]:
+    """One `aria distill --feedback-lag FEEDBACK_LAG [--ema-offload]` run in this process: (seconds of the whole
     call, peak GPU GiB, the profile of its last ``profile`` steps, NVML read from step ``warmup``
     on, or None; the host's clock at the end of each step, perf_counter seconds)."""
     from bench.loop_profile import LoopProfiler
@@ -119,7 +119,7 @@ def run_loop(method: str, folder: Path, pool: Path, paired: Path, out: Path, bat
     config = DistillConfig(teacher=str(folder), paired_cache=str(paired), pool=str(pool), method=method,
                            aria=aria, batch_size=batch, steps=steps, log_every=log_every, checkpoint_every=0,
                            checkpoint_limit=1, sample_every=0, seed=0, feedback_lag=feedback_lag,
-                           tf32=device.type == "cuda", **speed)
+                           ema_offload=ema_offload, tf32=device.type == "cuda", **speed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -200,7 +200,7 @@ def class_rates(kernel_ms: dict[str, float], step_row: dict, peak_tflops: float)
 
 def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired: int, pool_size: int, regions: int,
         speed: dict, device: torch.device, work: Path, out: Path, methods: tuple[str, ...] = ("rc", "aria"),
-        profile: int = 0, lags: tuple[int, ...] = (0,)) -> list[dict]:
+        profile: int = 0, lags: tuple[int, ...] = (0,), ema_offload: bool = False) -> list[dict]:
     from bench.distill_step import make_setup, matmul_tflops, run_rows
 
     folder = sd_folder(work, size)
@@ -219,7 +219,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         with tempfile.TemporaryDirectory(dir=work) as scratch:
             seconds, peak, profiled, step_ends, collected = run_loop(
                 method, folder, pool, cache, Path(scratch) / "run", batch, steps, record_interval(warmup), speed,
-                device, profile, warmup, lag)
+                device, profile, warmup, lag, ema_offload)
             rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
             median_ms = median_step_ms(step_ends, warmup, unprofiled_steps(steps, profile))
             intervals[f"{method}_lag{lag}"] = {  # step_intervals_ms of a running total: its growth per step
@@ -234,7 +234,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
             print(f"{method}: profile of the last {profile} steps in {path}", flush=True)
         free_memory(device)
         flops = measured[0]["step_tflop"]
-        rows.append({"size": size, "device": name, **speed, "method": method, "feedback_lag": lag, "batch": batch,
+        rows.append({"size": size, "device": name, **speed, "method": method, "feedback_lag": lag,
+                     "ema_offload": ema_offload, "batch": batch,
                      "step_images_per_s": step_rate, "loop_images_per_s": rate, "loop_over_step": rate / step_rate,
                      "loop_median_step_ms": median_ms, "median_step_over_step": batch / step_rate * 1e3 / median_ms,
                      "step_mfu": float(np.mean([r["mfu"] for r in measured])),
@@ -274,6 +275,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                              "method alone saves a compilation)")
     parser.add_argument("--feedback-lags", type=int, nargs="+", choices=[0, 1], default=[0],
                         help="a loop per method and lag, as `aria distill --feedback-lag` (default: %(default)s)")
+    parser.add_argument("--ema-offload", action="store_true", help="the loops' EMA in host memory, as `aria distill "
+                        "--ema-offload` (the step benchmark has no EMA)")
     parser.add_argument("--profile", type=int, default=0,
                         help="profile each loop's last N steps into distill_e2e_profile_SIZE_METHOD[_lag1].json, left "
                              "out of the loop's rate (default: 0, no profile)")
@@ -296,7 +299,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                      f"for the loop's rate: run more --steps")
     with work_folder(args.work) as work:
         return run(args.size, args.batch, steps, args.warmup, args.step_steps, args.paired, args.pool, args.regions,
-                   speed, device, work, args.out, tuple(args.methods), args.profile, tuple(args.feedback_lags))
+                   speed, device, work, args.out, tuple(args.methods), args.profile, tuple(args.feedback_lags),
+                   args.ema_offload)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ def test_distill_e2e(work, tmp_path):
                                                                                      "aria_lag0": (2, 2)}  # steps 2, 3
     assert all(0 <= gc_ms <= ms for v in steps.values() for ms, gc_ms in zip(v["step_ms"], v["gc_ms"]))
     assert all(ms > 0 for v in steps.values() for ms in v["step_ms"])
+    offloaded = distill_e2e.main(argv=["--quick", "--batch", "2", "--steps", "3", "--warmup", "1", "--step-steps", "1",
+                                       "--methods", "rc", "--ema-offload", "--work", str(work), "--out", str(tmp_path)])
+    assert [(r["method"], r["ema_offload"]) for r in offloaded] == [("rc", True)]
+    assert not any(r["ema_offload"] for r in rows)
 
 
 def test_collection_clock_counts_the_collections_while_entered():

@@ -79,7 +79,7 @@ def check_group(configs: Sequence[DistillConfig], mixed_precision: str = "no") -
                              f"{name} is {shared[name]!r} in one, {other[name]!r} in another")
     unsupported = {"grad_accum > 1": first.grad_accum > 1, "feedback_lag 1": first.feedback_lag,
                    "compile": first.compile, "channels_last": first.channels_last,
-                   "gradient_checkpointing": first.gradient_checkpointing,
+                   "gradient_checkpointing": first.gradient_checkpointing, "ema_offload": first.ema_offload,
                    "aria signal text": any(c.method == "aria" and c.aria.signal == "text" for c in configs),
                    "feature projections (channel_scale below 1 with l_feat)": first.l_feat and first.channel_scale < 1,
                    "SDXL teachers": (Path(first.teacher) / "text_encoder_2").is_dir(),

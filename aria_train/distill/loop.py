@@ -61,6 +61,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     from aria_train.diffusion.models.feature_kd import make_projections
     from aria_train.diffusion.models.students import feature_layer_channels, feature_layer_map, make_student
     from aria_train.distill.batches import BatchStream, ConditionEncoder, Prefetcher
+    from aria_train.distill.ema_offload import OffloadedEMA
     from aria_train.distill.inputs import load_inputs, make_condition_sampler
     from aria_train.distill.lagged_feedback import LaggedFeedback
     from aria_train.distill.losses import LOSS_NAMES, LossWeights
@@ -111,6 +112,13 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
                                fused=bool(config.feedback_lag))
     student, optimizer = accelerator.prepare(student, optimizer)
     bare = accelerator.unwrap_model(student)
+    # before the checkpoint is loaded: its EMA then goes straight to host memory
+    offload = OffloadedEMA(ema, bare.unet.parameters(), getattr(optimizer, "optimizer", optimizer)) \
+        if config.ema_offload else None
+
+    def settled_ema() -> EMAModel:
+        """The EMA with every closed step's update in it (the offloaded one's update in flight done)."""
+        return offload.settled() if offload is not None else ema
     models = StepModels(teacher, student, inputs.scheduler, layer_map if config.l_feat else {})
     weights = LossWeights(config.l_out, config.l_feat, config.l_sd)
     encoder = ConditionEncoder(inputs, device)
@@ -146,7 +154,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         if lagged is not None:  # the step complete (a no-op where the loop has drained already)
             lagged.drain()
         batches.settle()  # the stream's position after the batches trained on, not after the next draft
-        path = save_checkpoint(accelerator, run_dir.checkpoints, state.step, bare.unet, ema,
+        path = save_checkpoint(accelerator, run_dir.checkpoints, state.step, bare.unet, settled_ema(),
                                state.state_dict(run_dir.metrics_position()),
                                {**generator_state(stream.rng, stream.noise_generator), "sampler": sampler.state_dict()},
                                config.checkpoint_limit)
@@ -158,7 +166,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         if not finite:
             state.skip_step(number, run_dir.log, run_dir.checkpoints)
         elif not accelerator.optimizer_step_was_skipped:
-            ema.step(bare.unet.parameters())
+            (offload or ema).step(bare.unet.parameters())
 
     lagged = LaggedFeedback(state, sampler if pool.regions is not None else None, close_step) \
         if config.feedback_lag else None
@@ -243,13 +251,15 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
             if grid_now:
                 if grid is not None:
                     run_dir.status(f"step {step}: writing the sample grid")
-                    grid.save(run_dir.samples, step, bare.unet, ema)
+                    grid.save(run_dir.samples, step, bare.unet, settled_ema())
                 accelerator.wait_for_everyone()
             if checkpoint_now:
                 run_dir.status(f"step {step}: writing the checkpoint")
                 write_checkpoint()
     finally:
         batches.close()
+        if offload is not None:
+            offload.close()
         run_dir.close()
         run_dir.export_csv()  # also after an abort, so the CSV holds every record written
         run_dir.unlock()

@@ -238,6 +238,7 @@ def test_heldout_records_and_progress_are_each_students(paths, tmp_path):
     ({"tf32": True}, "tf32 is False in one, True in another"),  # process-wide: one setting per group
     ({"grad_accum": 2}, "grad_accum > 1"),
     ({"feedback_lag": 1}, "feedback_lag 1"),
+    ({"ema_offload": True}, "ema_offload"),
     ({"aria": AriaOptions(signal="text")}, "aria signal text"),
 ])
 def test_what_a_group_cannot_do_is_refused_in_one_line(paths, change, needle):

@@ -151,7 +151,9 @@ def run_files(out: Path, checkpoints: str = "step-*") -> dict[str, object]:
     return files
 
 
-def assert_same_run(a: Path, b: Path, checkpoints: str = "step-*") -> None:
+def assert_same_run(a: Path, b: Path, checkpoints: str = "step-*", config_change: str | None = None) -> None:
+    """Runs ``a`` and ``b`` left the same files (run_files); ``config_change``: an option that
+    differs between their configs (and in the config copy of every trainer state)."""
     x, y = run_files(a, checkpoints), run_files(b, checkpoints)
     assert x.keys() == y.keys()
     for key in x:
@@ -159,6 +161,8 @@ def assert_same_run(a: Path, b: Path, checkpoints: str = "step-*") -> None:
             assert x[key].keys() == y[key].keys(), key
             assert all(torch.equal(x[key][name], y[key][name]) for name in x[key]), key
         else:
+            if config_change is not None and key.endswith("trainer_state.json"):
+                assert x[key]["config"].pop(config_change) != y[key]["config"].pop(config_change)
             assert x[key] == y[key], key
 
 
