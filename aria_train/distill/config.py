@@ -70,7 +70,7 @@ class DistillConfig(Options):
     switch_lambda: float = option(5.0, 'dimensionless', 'lambda of the exp switch schedule')
     null_prob: float = option(0.1, 'probability', 'that a condition becomes the null text (classifier-free guidance), both methods')
     ema_decay: float = option(0.999, 'per optimizer step', 'maximum EMA decay of the student weights (warm-up (1+n)/(10+n) below it)')
-    ema_offload: bool = option(False, 'flag', "hold the student's EMA in host memory, updated there by a host thread from a copy of the weights made on a side stream after each optimizer step: 4 bytes of GPU memory per student parameter freed (1.8 GiB for BK-SDM-Small), the step's time unchanged (aria_train/distill/ema_offload.py); the EMA is that of the GPU up to the last bits of its floats; training itself is unchanged. Costs 8 bytes of host memory per parameter")
+    ema_offload: bool = option(False, 'flag', "hold the student's EMA in host memory, updated there by a host thread from a copy of the weights made on a side stream after each optimizer step: 4 bytes of GPU memory per student parameter freed (1.8 GiB for BK-SDM-Small: the compiled SD-size loop at 41.94 GiB and 0.998 of its step's speed on an H100; aria_train/distill/ema_offload.py); the EMA is that of the GPU up to the last bits of its floats; training itself is unchanged. Costs 8 bytes of host memory per parameter")
     seed: int = option(0, 'integer', 'seed of every random draw (data order, t, noise, switches, prompts)')
     checkpoint_every: int = option(500, 'optimizer steps', 'between checkpoints; 0 = only at the end')
     checkpoint_limit: int = option(3, 'checkpoints', 'kept, older ones deleted; 0 = keep all')
