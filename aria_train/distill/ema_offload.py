@@ -5,8 +5,7 @@ peak and its step's); the compiled SD-size loop with it ran at 0.998 of its step
 
 diffusers' training scripts offload the EMA by moving it to the GPU for each update and back
 (two 1.8 GiB copies per step in the default stream, which the training waits for; not measured
-here). Here
-the weights go to the EMA instead, and nothing waits for them:
+here). Here the weights go to the EMA instead, and nothing waits for them:
 
 * after each optimizer step (an optimizer post-hook) an event marks the new weights in the
   default stream; ``step`` copies them from there into pinned host buffers on a side stream,
