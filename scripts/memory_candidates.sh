@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Where the SD-size compiled step's peak memory differs by card (issue 16: 43.75 GiB for the loop on an
-# H200, 42.81 on an H100, the step alone 0.93 GiB larger on the H200 too), on one GPU in one 10-minute
+# What cuDNN's benchmark mode costs the SD-size compiled step in peak memory (issue 16: the step at
+# 41.69-41.70 GiB on an H200 and an H100 on 2026-12-06, 0.93 GiB above an H100 run of 2026-12-05 made
+# before two code changes, one of them the loop's benchmark mode), on one GPU in one 10-minute
 # call (~8 min: run it under `timeout 590`):
 #   scripts/memory_candidates.sh [OUT_DIR]   CSVs into OUT_DIR (default bench/results); PYTHON=... (default python3)
 #   distill_step   the compiled channels-last step at batch 64 as the trainer runs it (cuDNN's benchmark mode
