@@ -187,7 +187,7 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         from aria_train.distill.speed import compile_unets
 
         compile_unets(models.teacher, models.student.unet, channels_last=speed["channels_last"],
-                      cuda_graphs=setup["cuda_graphs"], max_autotune=setup["max_autotune"])
+                      cuda_graphs=setup["cuda_graphs"], inductor=parse_inductor(setup["inductor"]))
     compile_start = time.perf_counter()
     with oom_phase("the warm-up steps", device):
         for _ in range(warmup):
@@ -220,19 +220,46 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     return rows
 
 
+def inductor_option(text: str) -> str:
+    """``--inductor``'s argument type: KEY=VALUE with a non-empty key, kept as written."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (an inductor option), got {text!r}")
+    return text
+
+
+def parse_inductor(joined: str) -> dict[str, object]:
+    """The inductor options of a setup's ``inductor`` column (KEY=VALUE words): VALUE true / false
+    as booleans, integers and numbers as such, anything else as a string."""
+    options: dict[str, object] = {}
+    for word in joined.split():
+        key, _, value = word.partition("=")
+        if value.lower() in ("true", "false"):
+            options[key] = value.lower() == "true"
+        else:
+            for kind in (int, float, str):
+                try:
+                    options[key] = kind(value)
+                    break
+                except ValueError:
+                    continue
+    return options
+
+
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
                feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
-               max_autotune: bool = False) -> dict:
+               inductor: list[str] | None = None) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
     (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS, and three
     candidates the trainer does not offer: ``cuda_graphs``, the compiled UNets replayed as CUDA
-    graphs; ``max_autotune``, inductor's autotuned matrix-product and convolution templates;
+    graphs; ``inductor``, further inductor options as KEY=VALUE strings (``parse_inductor``; the
+    column holds them joined by spaces);
     ``cudnn_benchmark`` false, cuDNN's heuristic choice of convolution algorithm instead of
     its benchmark mode, which the trainer always has on -- the caller sets it, as it is process-wide)
     and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "max_autotune": max_autotune,
+            **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
             "cudnn_benchmark": cudnn_benchmark,
             "regions": regions, "pool": pool}
 
@@ -268,9 +295,13 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--teacher-fp8", action="store_true", help="the teacher's linear layers in FP8 (aria distill --teacher-fp8)")
     parser.add_argument("--cuda-graphs", action="store_true", help="with --compile: inductor replays each compiled graph "
                         "as a CUDA graph (a candidate; no trainer option)")
-    parser.add_argument("--max-autotune", action="store_true", help="with --compile: inductor times its Triton "
-                        "templates against cuBLAS / cuDNN for each matrix product and convolution and keeps the "
-                        "fastest (a candidate; no trainer option; compilation takes far longer)")
+    parser.add_argument("--inductor", nargs="+", default=[], metavar="KEY=VALUE", type=inductor_option,
+                        help="with --compile: further inductor options (torch._inductor.config's names; VALUE "
+                        "true/false, an integer, a number or a string), e.g. max_autotune=true (Triton templates "
+                        "timed against cuBLAS / cuDNN for each matrix product and convolution; compilation takes "
+                        "far longer), coordinate_descent_tuning=true (each fused Triton kernel's launch "
+                        "configuration tuned), conv_1x1_as_mm=true (1x1 convolutions as matrix products); "
+                        "candidates, no trainer options")
     parser.add_argument("--cudnn-heuristics", action="store_true", help="cuDNN's benchmark mode off: each convolution "
                         "takes the heuristic's first algorithm, not the fastest one timed (whose workspace may be "
                         "larger where more memory is free); a memory candidate, no trainer option")
@@ -284,8 +315,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--compile needs --warmup >= 1: the first step compiles, and must not be timed")
     if args.cuda_graphs and not args.compile:
         parser.error("--cuda-graphs needs --compile: inductor records the graphs")
-    if args.max_autotune and not args.compile:
-        parser.error("--max-autotune needs --compile: inductor does the autotuning")
+    if args.inductor and not args.compile:
+        parser.error("--inductor needs --compile: its options are inductor's")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         from aria_train.distill.speed import set_process_speed
@@ -297,7 +328,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
              "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd,
                        args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics,
-                       max_autotune=args.max_autotune)
+                       inductor=args.inductor)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

@@ -182,10 +182,13 @@ def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeyp
             "--out", str(tmp_path)]
     distill_step.main(argv=argv + ["--compile", "--channels-last", "--name", "compiled"])
     # FLOP count, compile (as the trainer compiles: the layout forced where channels-last), warm-up, four timed rows
-    assert calls == [1, ("compiled", {"channels_last": True, "cuda_graphs": False, "max_autotune": False}), 2, 2, 2, 2, 2]
+    assert calls == [1, ("compiled", {"channels_last": True, "cuda_graphs": False, "inductor": {}}), 2, 2, 2, 2, 2]
     calls.clear()  # the candidates reach compile_unets
-    distill_step.main(argv=argv + ["--compile", "--max-autotune", "--name", "autotuned"])
-    assert calls[1] == ("compiled", {"channels_last": False, "cuda_graphs": False, "max_autotune": True})
+    rows = distill_step.main(argv=argv + ["--compile", "--inductor", "max_autotune=true", "coordinate_descent_search_radius=2",
+                                          "triton.descriptive_names=original_aten", "--name", "autotuned"])
+    assert calls[1] == ("compiled", {"channels_last": False, "cuda_graphs": False, "inductor": {
+        "max_autotune": True, "coordinate_descent_search_radius": 2, "triton.descriptive_names": "original_aten"}})
+    assert rows[0]["inductor"] == "max_autotune=true coordinate_descent_search_radius=2 triton.descriptive_names=original_aten"
     calls.clear()
     distill_step.main(argv=argv + ["--name", "eager"])
     assert calls == [2, 1, 2, 2, 2, 2, 2]  # first step, FLOP count, warm-up, four timed rows
@@ -193,8 +196,10 @@ def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeyp
         distill_step.main(argv=argv[:-5] + ["--warmup", "0", "--compile", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):  # CUDA graphs are recorded by inductor: no --cuda-graphs without --compile
         distill_step.main(argv=argv + ["--cuda-graphs"])
-    with pytest.raises(SystemExit):  # and no --max-autotune: inductor autotunes
-        distill_step.main(argv=argv + ["--max-autotune"])
+    with pytest.raises(SystemExit):  # nor inductor's options
+        distill_step.main(argv=argv + ["--inductor", "max_autotune=true"])
+    with pytest.raises(SystemExit):  # an option is KEY=VALUE
+        distill_step.main(argv=argv + ["--compile", "--inductor", "max_autotune"])
 
 
 def test_out_of_memory_names_its_phase():

@@ -35,7 +35,7 @@ trainer holds the frozen teacher and text encoder in that half precision.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -63,18 +63,18 @@ def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool 
 
 
 def compile_unets(teacher: nn.Module, student_unet: nn.Module, *, channels_last: bool, cuda_graphs: bool = False,
-                  max_autotune: bool = False) -> None:
+                  inductor: Mapping[str, object] | None = None) -> None:
     """``torch.compile`` both UNets in place, with inductor's layout optimisation forced where they
-    are channels-last (module docstring). Two candidates measured by bench.distill_step, not options
-    of the trainer: ``cuda_graphs``, inductor records each compiled graph as a CUDA graph and
-    replays it (each training step must then begin with ``torch.compiler.cudagraph_mark_step_begin()``);
-    ``max_autotune``, inductor times its Triton templates against cuBLAS / cuDNN for every matrix
-    product and convolution shape and keeps the fastest (compilation takes far longer)."""
-    options = {"force_layout_optimization": True} if channels_last else {}
+    are channels-last (module docstring). Candidates measured by bench.distill_step, not options of
+    the trainer: ``cuda_graphs``, inductor records each compiled graph as a CUDA graph and replays
+    it (each training step must then begin with ``torch.compiler.cudagraph_mark_step_begin()``);
+    ``inductor``, further inductor options by name (``torch._inductor.config``'s, e.g.
+    ``max_autotune``: its Triton templates timed against cuBLAS / cuDNN for every matrix product
+    and convolution shape; torch.compile refuses a name it does not know)."""
+    options: dict[str, object] = {"force_layout_optimization": True} if channels_last else {}
     if cuda_graphs:
         options["triton.cudagraphs"] = True
-    if max_autotune:
-        options["max_autotune"] = True
+    options.update(inductor or {})
     teacher.compile(options=options)
     student_unet.compile(options=options)
 

@@ -140,6 +140,21 @@ def test_compile_unets_with_cuda_graphs_asks_inductor_for_them(monkeypatch):
     torch.compile(torch.nn.Linear(2, 2), options=expected)
 
 
+def test_compile_unets_passes_inductor_options_torch_knows(monkeypatch):
+    """bench.distill_step --inductor's candidates reach both UNets beside the forced layout, and
+    the names scripts/inductor_candidates.sh tries are options torch accepts."""
+    from aria_train.distill.speed import compile_unets
+
+    seen = []
+    monkeypatch.setattr(UNet2DConditionModel, "compile", lambda self, **kwargs: seen.append(kwargs), raising=False)
+    models = _models()
+    candidates = {"coordinate_descent_tuning": True, "conv_1x1_as_mm": True}
+    compile_unets(models.teacher, models.student.unet, channels_last=True, inductor=candidates)
+    expected = {"force_layout_optimization": True, **candidates}
+    assert seen == [{"options": expected}] * 2
+    torch.compile(torch.nn.Linear(2, 2), options=expected)
+
+
 @pytest.fixture
 def process_switches():
     """Leave torch's process-wide TF32 and cuDNN benchmark switches as the test found them."""
