@@ -97,6 +97,23 @@ def test_nvml_is_read_after_the_skipped_steps_until_tracing(monkeypatch):
     assert profiler.summary()["unprofiled_ms_per_step"] == pytest.approx(750.0)
 
 
+def test_only_the_traced_steps_and_the_one_before_wait_for_the_device(monkeypatch):
+    """A wait at every step's end would keep a lag-1 loop's host from running ahead in the steps
+    whose rate is measured; wall_ms_per_step needs the ends of the traced steps and of the step
+    before them (the profiler's warm-up step) to be the device's."""
+    from types import SimpleNamespace
+
+    waits = []
+    monkeypatch.setattr("bench.loop_profile.torch.cuda.synchronize", lambda: waits.append(len(profiler.ends) + 1))
+    profiler = LoopProfiler(steps=8, active=2, skip=3)
+    monkeypatch.setattr(profiler, "prof", SimpleProf())
+    monkeypatch.setattr(profiler, "sampler", SimpleNamespace(__enter__=lambda: None, close=lambda: None))
+    profiler.cuda = True
+    for step in range(1, 9):
+        profiler.on_step(step, 8)
+    assert waits == [6, 7, 8]  # step 6 is the profiler's warm-up step; 7 and 8 are traced
+
+
 class SimpleProf:
     """Stands in for torch.profiler.profile: the window logic only calls these."""
 
