@@ -5,7 +5,7 @@ the GPU (issue 16; README, Benchmarks). The counts come from the run's seed and 
 teacher, so the tiny teacher on a CPU draws those of the SD-size GPU runs (same --batch, --paired,
 --pool, --regions; method rc, seed 0):
 
-    python -m scripts.prompt_counts [--steps 30] [--out DIR]    # ~1 min on a CPU
+    python -m scripts.prompt_counts [--steps 30] [--out DIR]    # under a minute on a CPU
 
 writes OUT/prompt_counts.csv (step, real_prompts, new) and prints the steps with a new count.
 """
