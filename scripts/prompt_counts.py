@@ -7,7 +7,8 @@ teacher, so the tiny teacher on a CPU draws those of the SD-size GPU runs (same 
 
     python -m scripts.prompt_counts [--steps 30] [--out DIR]    # under a minute on a CPU
 
-writes OUT/prompt_counts.csv (step, real_prompts, new) and prints the steps with a new count.
+writes OUT/prompt_counts.csv (step, real_prompts, new) and prints the steps with a new count
+(bench/results/prompt_counts.csv: `--steps 42`).
 """
 from __future__ import annotations
 
