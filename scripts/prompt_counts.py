@@ -3,7 +3,7 @@ order, and where a count appears for the first time (``new``): with the text enc
 (``--compile``, a dynamic batch size), each first count coincided with a 75-95 ms longer step on
 the GPU (issue 16; README, Benchmarks). The counts come from the run's seed and sizes, not from the
 teacher, so the tiny teacher on a CPU draws those of the SD-size GPU runs (same --batch, --paired,
---pool, --regions; method rc, seed 0):
+--pool, --regions; method rc, seed 0; both schedulers have 1000 timesteps):
 
     python -m scripts.prompt_counts [--steps 30] [--out DIR]    # under a minute on a CPU
 
