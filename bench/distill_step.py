@@ -231,19 +231,17 @@ def inductor_option(text: str) -> str:
 def parse_inductor(joined: str) -> dict[str, object]:
     """The inductor options of a setup's ``inductor`` column (KEY=VALUE words): VALUE true / false
     as booleans, integers and numbers as such, anything else as a string."""
-    options: dict[str, object] = {}
-    for word in joined.split():
-        key, _, value = word.partition("=")
-        if value.lower() in ("true", "false"):
-            options[key] = value.lower() == "true"
-        else:
-            for kind in (int, float, str):
-                try:
-                    options[key] = kind(value)
-                    break
-                except ValueError:
-                    continue
-    return options
+    def value(text: str) -> object:
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    return {key: value(text) for key, _, text in (word.partition("=") for word in joined.split())}
 
 
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
