@@ -6,11 +6,14 @@ lever left on MFU. This times ``F.scaled_dot_product_attention`` alone, for ever
 of the step: the shapes and how many layers have each come from one forward of the teacher and of
 its BK-SDM-Small student on the meta device (``--size sd14``: SD v1.4's UNet at 64 x 64 latents and
 77 tokens; ``tiny``: the tests' tiny SD UNet). Per backend (``default``: torch's own choice; then
-flash, efficient, cudnn, math, each forced with ``torch.nn.attention.sdpa_kernel``) and shape, a
+flash, efficient, cudnn, math, each forced with ``torch.nn.attention.sdpa_kernel``; ``fa4``:
+FlashAttention-4's Hopper kernels, bench/fa4_attention.py, when installed) and shape, a
 row with the forward's ms (the frozen teacher's) and forward + backward's ms (the student's), and
 per backend a ``step`` row: the sum over layers of one step's attention, teacher forwards plus
 student forwards and backwards, at ``--batch`` images. A backend that cannot run a shape gives
-nan and its reason. bf16 on a GPU, float32 on the CPU (where the numbers mean nothing; the CPU
+nan and its reason. Each shape's row also holds the relative RMS difference of the forward's
+output and of the query's gradient to float32 attention on the same bf16 inputs (the first two
+images: the float32 reference holds the whole score matrix). bf16 on a GPU, float32 on the CPU (where the numbers mean nothing; the CPU
 smoke test runs ``--quick``).
 
 ``python -m bench.attention_backends [--size sd14|tiny] [--batch B] [--repeats N] [--quick]``
@@ -27,7 +30,7 @@ import torch.nn.functional as F
 
 from bench.common import end_to_end_parser, parse_args, report
 
-BACKENDS = ("default", "flash", "efficient", "cudnn", "math")
+BACKENDS = ("default", "flash", "efficient", "cudnn", "math", "fa4")
 Shape = tuple[int, int, int, int]  # (query tokens, heads, head dim, key tokens)
 
 
@@ -95,23 +98,54 @@ def backend_context(name: str):
                         "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[name])
 
 
-def measure(shape: Shape, batch: int, backend: str, repeats: int, device: torch.device) -> tuple[float, float, str]:
-    """(forward ms, forward + backward ms, why not) of one attention call of ``shape`` at ``batch``."""
+def relative_rms(x: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((x.float() - reference).norm() / reference.norm()).item()
+
+
+def run_attention(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention over (batch, heads, tokens, width) tensors under ``backend``; fa4 takes its own
+    layout, (batch, tokens, heads, width), which the UNets' projections give untransposed."""
+    if backend == "fa4":
+        from bench.fa4_attention import attention
+
+        return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    with backend_context(backend):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def measure(shape: Shape, batch: int, backend: str, repeats: int, device: torch.device) -> dict:
+    """Forward ms, forward + backward ms, the differences to float32 and why not, of one attention
+    call of ``shape`` at ``batch``."""
     tokens, heads, dim, keys = shape
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     generator = torch.Generator(device).manual_seed(0)
-    # all three need gradients in the student: its query, key and value projections train
-    q, k, v = (torch.randn(batch, heads, n, dim, generator=generator, device=device, dtype=dtype).requires_grad_()
-               for n in (tokens, keys, keys))
-    grad = torch.randn(batch, heads, tokens, dim, generator=generator, device=device, dtype=dtype)
+
+    def make(n: int, gradient: bool = True) -> torch.Tensor:
+        """(batch, heads, n, dim); for fa4 a view of a (batch, n, heads, dim) tensor, as the UNet hands it over."""
+        layout = (batch, n, heads, dim) if backend == "fa4" else (batch, heads, n, dim)
+        x = torch.randn(layout, generator=generator, device=device, dtype=dtype)
+        x = x.transpose(1, 2) if backend == "fa4" else x
+        return x.requires_grad_(gradient)
+
+    q, k, v = make(tokens), make(keys), make(keys)  # all three train in the student: its projections do
+    grad = make(tokens, gradient=False)
     try:
-        with backend_context(backend):
-            with torch.no_grad():
-                forward = time_ms(lambda: F.scaled_dot_product_attention(q, k, v), repeats, device)
-            both = time_ms(lambda: F.scaled_dot_product_attention(q, k, v).backward(grad), repeats, device)
-    except RuntimeError as error:  # no kernel of this backend for this shape, dtype or device
-        return math.nan, math.nan, str(error).splitlines()[0][:120]
-    return forward, both, ""
+        with torch.no_grad():
+            forward = time_ms(lambda: run_attention(backend, q, k, v), repeats, device)
+        both = time_ms(lambda: run_attention(backend, q, k, v).backward(grad), repeats, device)
+        sample = [x[:2].detach().requires_grad_() for x in (q, k, v)]
+        out = run_attention(backend, *sample)
+        out.backward(grad[:2])
+        exact = [x.detach().float().requires_grad_() for x in sample]
+        with backend_context("math"):
+            reference = F.scaled_dot_product_attention(*exact)
+        reference.backward(grad[:2].float())
+        errors = {"output_rel_rms": relative_rms(out.detach(), reference.detach()),
+                  "grad_q_rel_rms": relative_rms(sample[0].grad, exact[0].grad)}
+    except Exception as error:  # no kernel of this backend for this shape, dtype or device; fa4 not installed
+        return {"forward_ms": math.nan, "forward_backward_ms": math.nan,
+                "unsupported": f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"}
+    return {"forward_ms": forward, "forward_backward_ms": both, **errors, "unsupported": ""}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -127,13 +161,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for backend in args.backends:
         total = 0.0
         for shape in sorted(set(teacher) | set(student), reverse=True):
-            forward, both, why = measure(shape, args.batch, backend, args.repeats, device)
-            step = teacher[shape] * forward + student[shape] * both
+            measured = measure(shape, args.batch, backend, args.repeats, device)
+            step = teacher[shape] * measured["forward_ms"] + student[shape] * measured["forward_backward_ms"]
             total += step
             rows.append({"size": args.size, "backend": backend, "batch": args.batch, "tokens": shape[0], "heads": shape[1],
                          "head_dim": shape[2], "key_tokens": shape[3], "teacher_layers": teacher[shape],
-                         "student_layers": student[shape], "forward_ms": forward, "forward_backward_ms": both,
-                         "step_ms": step, "unsupported": why})
+                         "student_layers": student[shape], **measured, "step_ms": step})
         rows.append({"size": args.size, "backend": backend, "batch": args.batch, "tokens": "step", "step_ms": total})
         print(f"{backend}: {total:.4g} ms of attention per step", flush=True)
     report(f"attention_backends_{args.size}", rows, args.out)

@@ -1,0 +1,100 @@
+"""FlashAttention-4's Hopper kernels as the UNets' attention: a candidate for the step (issue 16).
+
+torch's SDPA runs cuDNN's flash attention on Hopper, and at SD v1.4's 40-wide heads that reaches
+about 0.32 of the bf16 matrix peak (docs/design.md §7). FA4 (the ``flash-attn-4`` package, kernels
+written in NVIDIA's CuTe DSL and compiled when first called) has an SM90 path that takes any head
+width divisible by 8. It is not a dependency: ``available()`` says whether it imports, and the
+benchmarks that try it (``bench.attention_backends --backends fa4``, ``bench.distill_step
+--attention fa4``) need it installed, on a Hopper GPU.
+
+The kernels are wrapped as two torch custom ops (forward, backward) joined by ``register_autograd``,
+so ``torch.compile`` keeps each attention as one opaque call inside its graph instead of breaking
+the graph at FA4's Python. Tensors are (batch, tokens, heads, head width), FA's own layout, which
+is what the query/key/value projections give before any transpose.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+
+def available() -> str:
+    """'' when FA4's CuTe interface imports, else why not (one line)."""
+    try:
+        importlib.import_module("flash_attn.cute.interface")
+    except Exception as error:  # ImportError, or the CuTe DSL failing to load its libraries
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+    return ""
+
+
+@torch.library.custom_op("aria_bench::fa4_forward", mutates_args=())
+def fa4_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output, log-sum-exp of each query's scores, float32 (batch, heads, tokens))."""
+    from flash_attn.cute.interface import _flash_attn_fwd
+
+    out, lse, *_ = _flash_attn_fwd(q.contiguous(), k.contiguous(), v.contiguous(), return_lse=True)
+    return out, lse
+
+
+@fa4_forward.register_fake
+def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, tokens, heads, _ = q.shape
+    return q.new_empty(batch, tokens, heads, v.shape[-1]), q.new_empty(batch, heads, tokens, dtype=torch.float32)
+
+
+@torch.library.custom_op("aria_bench::fa4_backward", mutates_args=())
+def fa4_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor,
+                 lse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of q, k and v, from the forward's output and log-sum-exp."""
+    from flash_attn.cute.interface import _flash_attn_bwd
+
+    grads = _flash_attn_bwd(q.contiguous(), k.contiguous(), v.contiguous(), out.contiguous(),
+                            grad_out.contiguous(), lse.contiguous())
+    return grads[0], grads[1], grads[2]
+
+
+@fa4_backward.register_fake
+def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor,
+      lse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _save(ctx, inputs: tuple, output: tuple) -> None:
+    ctx.save_for_backward(*inputs, *output)
+
+
+def _backward(ctx, grad_out: torch.Tensor, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    q, k, v, out, lse = ctx.saved_tensors  # grad_lse is None: nothing downstream reads the lse
+    return fa4_backward(q, k, v, out, grad_out, lse)
+
+
+fa4_forward.register_autograd(_backward, setup_context=_save)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head width)) v over (batch, tokens, heads, head width) tensors."""
+    return fa4_forward(q, k, v)[0]
+
+
+class FA4AttnProcessor:
+    """diffusers' attention processor for SD UNets' transformer attention (self and cross, no mask,
+    no group or spatial norm, no residual inside the block), with FA4 in place of SDPA."""
+
+    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None) -> torch.Tensor:
+        unsupported = (attention_mask is not None or attn.group_norm is not None or attn.spatial_norm is not None
+                       or attn.residual_connection or attn.norm_cross or attn.norm_q is not None
+                       or hidden_states.ndim != 3 or abs(attn.scale * (attn.inner_dim // attn.heads) ** 0.5 - 1) > 1e-6)
+        if unsupported:
+            raise ValueError("FA4AttnProcessor: only plain transformer attention (SD v1.x/2.x UNets)")
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        q, k, v = (projection(x).unflatten(-1, (attn.heads, -1))
+                   for projection, x in ((attn.to_q, hidden_states), (attn.to_k, context), (attn.to_v, context)))
+        out = attention(q, k, v).flatten(2)
+        return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
+
+
+def use_fa4(unet: torch.nn.Module) -> None:
+    """Every attention of ``unet`` through FA4 (in place)."""
+    unet.set_attn_processor(FA4AttnProcessor())
