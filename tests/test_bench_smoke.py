@@ -335,14 +335,13 @@ def test_fa4_attention_wiring():
     from aria_train.diffusion.models.configs import tiny_unet_config
     from bench import fa4_attention
 
-    def forward_cpu(q, k, v):
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
+    def forward_cpu(q, k, v, scale):
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
         lse = scores.logsumexp(-1)
         out = torch.einsum("bhqk,bkhd->bqhd", (scores - lse[..., None]).exp(), v)
         return out.contiguous(), lse.contiguous()  # FA4 writes both into fresh contiguous tensors
 
-    def backward_cpu(q, k, v, out, grad_out, lse):  # FA's backward, written out
-        scale = q.shape[-1] ** -0.5
+    def backward_cpu(q, k, v, out, grad_out, lse, scale):  # FA's backward, written out
         p = (torch.einsum("bqhd,bkhd->bhqk", q, k) * scale - lse[..., None]).exp()
         grad_p = torch.einsum("bqhd,bkhd->bhqk", grad_out, v)
         grad_s = p * (grad_p - torch.einsum("bqhd,bqhd->bhq", grad_out, out)[..., None])
@@ -354,7 +353,7 @@ def test_fa4_attention_wiring():
     fa4_attention.fa4_backward.register_kernel("cpu")(backward_cpu)
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, n, 3, 8, generator=generator, requires_grad=True) for n in (5, 7, 7))
-    torch.library.opcheck(fa4_attention.fa4_forward, (q, k, v))
+    torch.library.opcheck(fa4_attention.fa4_forward, (q, k, v, 8 ** -0.5))
     reference = torch.nn.functional.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v))).transpose(1, 2)
     compiled = torch.compile(fa4_attention.attention, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(q, k, v), reference)
