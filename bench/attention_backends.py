@@ -12,9 +12,9 @@ row with the forward's ms (the frozen teacher's) and forward + backward's ms (th
 per backend a ``step`` row: the sum over layers of one step's attention, teacher forwards plus
 student forwards and backwards, at ``--batch`` images. A backend that cannot run a shape gives
 nan and its reason. Each shape's row also holds the relative RMS difference of the forward's
-output and of the query's gradient to float32 attention on the same bf16 inputs (the first two
-images: the float32 reference holds the whole score matrix). bf16 on a GPU, float32 on the CPU (where the numbers mean nothing; the CPU
-smoke test runs ``--quick``).
+output and of the query's, key's and value's gradients to float32 attention on the same bf16
+inputs (the first two images: the float32 reference holds the whole score matrix). bf16 on a GPU,
+float32 on the CPU (where the numbers mean nothing; the CPU smoke test runs ``--quick``).
 
 ``python -m bench.attention_backends [--size sd14|tiny] [--batch B] [--repeats N] [--quick]``
 """
@@ -141,7 +141,7 @@ def measure(shape: Shape, batch: int, backend: str, repeats: int, device: torch.
             reference = F.scaled_dot_product_attention(*exact)
         reference.backward(grad[:2].float())
         errors = {"output_rel_rms": relative_rms(out.detach(), reference.detach()),
-                  "grad_q_rel_rms": relative_rms(sample[0].grad, exact[0].grad)}
+                  **{f"grad_{name}_rel_rms": relative_rms(x.grad, y.grad) for name, x, y in zip("qkv", sample, exact)}}
     except Exception as error:  # no kernel of this backend for this shape, dtype or device; fa4 not installed
         return {"forward_ms": math.nan, "forward_backward_ms": math.nan,
                 "unsupported": f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"}

@@ -4,8 +4,8 @@
 # `timeout 590`, flash-attn-4 and its CuTe DSL importable; FA4 compiles each kernel when first called):
 #   scripts/fa4_candidate.sh [OUT_DIR]   CSVs into OUT_DIR (default bench/results); PYTHON=... (default python3)
 #   attention_backends   the step's attention shapes, torch's default against fa4 (head widths padded to
-#                        a multiple of 32: bench/fa4_attention.py says why), with each one's output and
-#                        query-gradient difference to float32 attention: attention_backends_sd14.csv
+#                        a multiple of 32: bench/fa4_attention.py says why), with each one's output's and
+#                        gradients' differences to float32 attention: attention_backends_sd14.csv
 #   distill_step         the compiled channels-last step at batch 64 with --attention fa4:
 #                        distill_step_sd14_fa4.csv. Its baseline is the plain compiled step on the same
 #                        warm machine (e.g. bench.distill_e2e's step row in the call before).

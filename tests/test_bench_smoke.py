@@ -292,8 +292,9 @@ def test_distill_e2e_profile(work, tmp_path):
 def test_attention_backends(tmp_path):
     """bench/attention_backends.py on the CPU: the step's attention shapes counted from a meta
     forward (the tiny teacher's 3 attention resolutions; its Small student keeps fewer layers and
-    no mid-block), a row per backend and shape, and a step row summing layers x times; a backend
-    without a CPU kernel gives nan and its reason."""
+    no mid-block), a row per backend and shape, and a step row summing layers x times, each shape's
+    output and gradients as float32 attention's (the CPU computes in float32); a backend without a
+    CPU kernel gives nan and its reason."""
     teacher, student = attention_backends.attention_shapes("tiny")
     assert sum(student.values()) < sum(teacher.values()) and set(student) <= set(teacher)
     rows = attention_backends.main(
@@ -304,6 +305,7 @@ def test_attention_backends(tmp_path):
         shapes = [r for r in rows if r["backend"] == backend and r["tokens"] != "step"]
         step = next(r for r in rows if r["backend"] == backend and r["tokens"] == "step")
         assert all(r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 and not r["unsupported"] for r in shapes)
+        assert all(r[f"{what}_rel_rms"] < 1e-5 for r in shapes for what in ("output", "grad_q", "grad_k", "grad_v"))
         assert step["step_ms"] == pytest.approx(sum(r["teacher_layers"] * r["forward_ms"]
                                                     + r["student_layers"] * r["forward_backward_ms"] for r in shapes))
     cudnn = [r for r in rows if r["backend"] == "cudnn" and r["tokens"] != "step"]
