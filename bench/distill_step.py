@@ -183,11 +183,11 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     step_flops = flops.get_total_flops() * batch / flop_batch
     class_tflop = {f"{name}_tflop": count * batch / flop_batch / 1e12
                    for name, count in flop_classes(flops.get_flop_counts()["Global"]).items()}
-    if setup["attention"] == "fa4":  # after the count: FA4's custom ops have no FLOP formula, SDPA's is the same
+    if setup["attention"] != "sdpa":  # after the count: FA4's custom ops have no FLOP formula, SDPA's is the same
         from bench.fa4_attention import use_fa4
 
-        use_fa4(models.teacher)
-        use_fa4(models.student.unet)
+        for unet in (models.teacher, models.student.unet):
+            use_fa4(unet, self_attention_only=setup["attention"] == "fa4-self")
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
         from aria_train.distill.speed import compile_unets
 
@@ -257,7 +257,8 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
     candidates the trainer does not offer: ``cuda_graphs``, the compiled UNets replayed as CUDA
     graphs; ``inductor``, further inductor options as KEY=VALUE strings (``parse_inductor``; the
     column holds them joined by spaces); ``attention``, ``fa4`` for FlashAttention-4's kernels in both
-    UNets (bench/fa4_attention.py) instead of torch's SDPA;
+    UNets (bench/fa4_attention.py) instead of torch's SDPA, ``fa4-self`` for them in the self-attention
+    only;
     ``cudnn_benchmark`` false, cuDNN's heuristic choice of convolution algorithm instead of
     its benchmark mode, which the trainer always has on -- the caller sets it, as it is process-wide)
     and ARIA's K regions over a pool of ``pool`` prompts."""
@@ -307,9 +308,10 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                         "far longer), coordinate_descent_tuning=true (each fused Triton kernel's launch "
                         "configuration tuned), conv_1x1_as_mm=true (1x1 convolutions as matrix products); "
                         "candidates, no trainer options")
-    parser.add_argument("--attention", choices=("sdpa", "fa4"), default="sdpa", help="both UNets' attention: torch's "
-                        "SDPA (cuDNN's flash kernels on Hopper), or FlashAttention-4's (flash-attn-4 installed, a "
-                        "Hopper GPU; bench/fa4_attention.py; a candidate, no trainer option) (default: %(default)s)")
+    parser.add_argument("--attention", choices=("sdpa", "fa4", "fa4-self"), default="sdpa", help="both UNets' "
+                        "attention: torch's SDPA (cuDNN's flash kernels on Hopper), FlashAttention-4's (flash-attn-4 "
+                        "installed, a Hopper GPU; bench/fa4_attention.py; a candidate, no trainer option), or FA4's in "
+                        "the self-attention and SDPA in the cross-attention (default: %(default)s)")
     parser.add_argument("--cudnn-heuristics", action="store_true", help="cuDNN's benchmark mode off: each convolution "
                         "takes the heuristic's first algorithm, not the fastest one timed (whose workspace may be "
                         "larger where more memory is free); a memory candidate, no trainer option")
@@ -325,7 +327,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--cuda-graphs needs --compile: inductor records the graphs")
     if args.inductor and not args.compile:
         parser.error("--inductor needs --compile: its options are inductor's")
-    if args.attention == "fa4":
+    if args.attention != "sdpa":
         from bench.fa4_attention import available
 
         if why := available():

@@ -60,6 +60,15 @@ def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, grad
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
+# FA4 4.0.0b40's SM90 backward gets the query's gradient wrong at head widths 40 and 80: measured
+# on an H100 (2026-12-06, scripts/fa4_gradient_check.py), a relative RMS of 1.27 and 1.34 against
+# float32, with the key and value gradients and the forward right; zero-padded to 64, 96 or 128,
+# every gradient is right (0.0024, bf16's rounding). So the backward runs on widths padded to a
+# multiple of PAD_TO: zero columns in q and k change no score (the forward's lse stands), zero
+# columns in v give zero output columns, and the padded gradients' extra columns are cut off.
+PAD_TO = 32
+
+
 def _save(ctx, inputs: tuple, output: tuple) -> None:
     ctx.save_for_backward(*inputs[:3], *output)
     ctx.scale = inputs[3]
@@ -67,26 +76,19 @@ def _save(ctx, inputs: tuple, output: tuple) -> None:
 
 def _backward(ctx, grad_out: torch.Tensor, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     q, k, v, out, lse = ctx.saved_tensors  # grad_lse is None: nothing downstream reads the lse
-    return *fa4_backward(q, k, v, out, grad_out, lse, ctx.scale), None
+    width = q.shape[-1]
+    pad = -width % PAD_TO
+    tensors = [torch.nn.functional.pad(x, (0, pad)) if pad else x for x in (q, k, v, out, grad_out)]
+    grads = fa4_backward(*tensors[:4], tensors[4], lse, ctx.scale)
+    return *(grad[..., :width] for grad in grads), None
 
 
 fa4_forward.register_autograd(_backward, setup_context=_save)
 
 
-PAD_TO = 32  # FA4 4.0.0b40's SM90 backward gets the query's gradient wrong at head widths 40 and 80
-
-
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(head width)) v over (batch, tokens, heads, head width) tensors.
-
-    Head widths are zero-padded to a multiple of PAD_TO (40 -> 64, 80 -> 96): zero columns change
-    no score and add zero output columns, cut off again. Measured on an H100 (2026-12-06), FA4's
-    SM90 backward gives a query gradient off by a relative RMS of 1.27 at width 40 and 1.34 at 80
-    (key and value gradients and the forward right), and 0.0024, bf16's rounding, padded."""
-    width = q.shape[-1]
-    pad = -width % PAD_TO
-    padded = (torch.nn.functional.pad(x, (0, pad)) for x in (q, k, v)) if pad else (q, k, v)
-    return fa4_forward(*padded, width ** -0.5)[0][..., :width]
+    """softmax(q k^T / sqrt(head width)) v over (batch, tokens, heads, head width) tensors."""
+    return fa4_forward(q, k, v, q.shape[-1] ** -0.5)[0]
 
 
 class FA4AttnProcessor:
@@ -107,6 +109,9 @@ class FA4AttnProcessor:
         return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
 
 
-def use_fa4(unet: torch.nn.Module) -> None:
-    """Every attention of ``unet`` through FA4 (in place)."""
-    unet.set_attn_processor(FA4AttnProcessor())
+def use_fa4(unet: torch.nn.Module, self_attention_only: bool = False) -> None:
+    """``unet``'s attention through FA4 (in place): all of it, or only its self-attention (the
+    ``attn1`` of each transformer block), the cross-attention to the prompt's 77 tokens left to
+    SDPA, where cuDNN's kernels were the faster (bench/results/attention_backends_sd14_fa4_h100.csv)."""
+    unet.set_attn_processor({name: FA4AttnProcessor() if not self_attention_only or name.endswith(".attn1.processor")
+                             else processor for name, processor in unet.attn_processors.items()})
