@@ -5,7 +5,7 @@ about 0.32 of the bf16 matrix peak (docs/design.md §7). FA4 (the ``flash-attn-4
 written in NVIDIA's CuTe DSL and compiled when first called) has an SM90 path that takes any head
 width divisible by 8. It is not a dependency: ``available()`` says whether it imports, and the
 benchmarks that try it (``bench.attention_backends --backends fa4``, ``bench.distill_step
---attention fa4``) need it installed, on a Hopper GPU.
+--attention fa4|fa4-self``) need it installed, on a Hopper GPU.
 
 The kernels are wrapped as two torch custom ops (forward, backward) joined by ``register_autograd``,
 so ``torch.compile`` keeps each attention as one opaque call inside its graph instead of breaking
@@ -79,7 +79,7 @@ def _backward(ctx, grad_out: torch.Tensor, grad_lse: torch.Tensor | None) -> tup
     width = q.shape[-1]
     pad = -width % PAD_TO
     tensors = [torch.nn.functional.pad(x, (0, pad)) if pad else x for x in (q, k, v, out, grad_out)]
-    grads = fa4_backward(*tensors[:4], tensors[4], lse, ctx.scale)
+    grads = fa4_backward(*tensors, lse, ctx.scale)
     return *(grad[..., :width] for grad in grads), None
 
 
