@@ -52,10 +52,11 @@ def read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     with path.open(newline="") as handle:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [{k: number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _number(text: str) -> object:
+def number(text: str) -> object:
+    """``text`` as an int or a float where it reads as one, else unchanged."""
     for kind in (int, float):
         try:
             return kind(text)

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import RESULTS, read_rows, report
+from bench.common import RESULTS, number, read_rows, report
 from bench.step_setup import build, default_student, make_batch
 
 
@@ -237,14 +237,7 @@ def parse_inductor(joined: str) -> dict[str, object]:
     """The inductor options of a setup's ``inductor`` column (KEY=VALUE words): VALUE true / false
     as booleans, integers and numbers as such, anything else as a string."""
     def value(text: str) -> object:
-        if text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        for kind in (int, float):
-            try:
-                return kind(text)
-            except ValueError:
-                pass
-        return text
+        return text.lower() == "true" if text.lower() in ("true", "false") else number(text)
 
     return {key: value(text) for key, _, text in (word.partition("=") for word in joined.split())}
 
