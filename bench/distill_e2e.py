@@ -208,8 +208,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
     peak_tflops = matmul_tflops(device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"{name}: step benchmark on {folder} (batch {batch}, {step_steps} steps per row)", flush=True)
-    step_rows = run_rows(make_setup(str(folder), device, speed, regions, pool_size), batch, step_steps, 3, device,
-                         peak_tflops)
+    step_rows, _ = run_rows(make_setup(str(folder), device, speed, regions, pool_size), batch, step_steps, 3, device,
+                            peak_tflops)
     free_memory(device)
     rows, intervals = [], {}
     for method, lag in [(method, lag) for method in methods for lag in lags]:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,8 +132,11 @@ def oom_phase(name: str, device: torch.device):
         raise PhaseOutOfMemory(f"out of memory in {name}{held}: {str(err).splitlines()[0][:160]}") from err
 
 
-def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.device, peak: float) -> list[dict]:
-    """Two rc and two aria rows (interleaved) of ``steps`` timed steps each, after ``warmup`` steps.
+def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.device, peak: float,
+             profile: int = 0) -> tuple[list[dict], dict | None]:
+    """Two rc and two aria rows (interleaved) of ``steps`` timed steps each, after ``warmup`` steps,
+    and with ``profile`` > 0 the profile of that many rc steps after them (bench.loop_profile's
+    summary: kernel classes, top kernels and their launch sites; None without).
     Running out of device memory raises PhaseOutOfMemory naming the phase."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -222,7 +226,20 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     rc_ms = np.mean([r["step_ms"] for r in rows if r["method"] == "rc"])
     for r in rows:
         r.update(warmup_s=warmup_s, aria_ops_ms=ops_ms, aria_ops_fraction=ops_ms / rc_ms)
-    return rows
+    return rows, profile_steps(one_step, profile) if profile else None
+
+
+def profile_steps(one_step, active: int) -> dict:
+    """bench.loop_profile's summary of ``active`` rc steps (after one untraced step and the
+    profiler's own warm-up step), with its 40 costliest kernels."""
+    from bench.loop_profile import LoopProfiler
+
+    total = active + 2
+    with LoopProfiler(total, active, top=40, skip=0) as profiler:
+        for step in range(total):
+            one_step(False)
+            profiler.on_step(step, total)
+    return profiler.summary()
 
 
 def inductor_option(text: str) -> str:
@@ -313,6 +330,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
     parser.add_argument("--append", action="store_true", help="keep the rows already in the CSV and add these")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="after the timed steps, profile N more rc "
+                        "steps (bench/loop_profile.py: device ms per kernel class, the 40 costliest kernels and what "
+                        "launched them) into OUT/NAME_profile_bBATCH.json (default: 0, none)")
     args = parser.parse_args(argv)
     if args.compile and args.warmup < 1:
         parser.error("--compile needs --warmup >= 1: the first step compiles, and must not be timed")
@@ -344,7 +364,13 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
             print(f"batch {batch} skipped: batch {too_large} ran out of memory")
             continue
         try:
-            rows += run_rows(setup, batch, max(1, int(args.steps * scale)), args.warmup, device, peak)
+            batch_rows, profiled = run_rows(setup, batch, max(1, int(args.steps * scale)), args.warmup, device, peak,
+                                            args.profile)
+            rows += batch_rows
+            if profiled is not None:
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / f"{args.name}_profile_b{batch}.json").write_text(json.dumps({**setup, "batch": batch,
+                                                                                          **profiled}, indent=1))
         except RuntimeError as err:
             if not out_of_memory(err):
                 raise
