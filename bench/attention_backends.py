@@ -7,7 +7,7 @@ of the step: the shapes and how many layers have each come from one forward of t
 its BK-SDM-Small student on the meta device (``--size sd14``: SD v1.4's UNet at 64 x 64 latents and
 77 tokens; ``tiny``: the tests' tiny SD UNet). Per backend (``default``: torch's own choice; then
 flash, efficient, cudnn, math, each forced with ``torch.nn.attention.sdpa_kernel``; ``fa4``:
-FlashAttention-4's Hopper kernels, bench/fa4_attention.py, when installed) and shape, a
+FlashAttention-4's Hopper kernels, aria_train/diffusion/models/fa4_attention.py, when installed) and shape, a
 row with the forward's ms (the frozen teacher's) and forward + backward's ms (the student's), and
 per backend a ``step`` row: the sum over layers of one step's attention, teacher forwards plus
 student forwards and backwards, at ``--batch`` images. A backend that cannot run a shape gives
@@ -106,7 +106,7 @@ def run_attention(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     """Attention over (batch, heads, tokens, width) tensors under ``backend``; fa4 takes its own
     layout, (batch, tokens, heads, width), which the UNets' projections give untransposed."""
     if backend == "fa4":
-        from bench.fa4_attention import attention
+        from aria_train.diffusion.models.fa4_attention import attention
 
         return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
     with backend_context(backend):

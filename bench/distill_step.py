@@ -44,10 +44,13 @@ import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
+from aria_train.diffusion.models.fa4_attention import available
+from aria_train.distill.config import Attention
 from bench.common import RESULTS, number, read_rows, report
 from bench.step_setup import build, default_student, make_batch
 
@@ -187,11 +190,9 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     step_flops = flops.get_total_flops() * batch / flop_batch
     class_tflop = {f"{name}_tflop": count * batch / flop_batch / 1e12
                    for name, count in flop_classes(flops.get_flop_counts()["Global"]).items()}
-    if setup["attention"] != "sdpa":  # after the count: FA4's custom ops have no FLOP formula, SDPA's is the same
-        from bench.fa4_attention import use_fa4
+    from aria_train.distill.speed import set_attention  # after the count: FA4's ops have no FLOP formula, SDPA's is the same
 
-        for unet in (models.teacher, models.student.unet):
-            use_fa4(unet, self_attention_only=setup["attention"] == "fa4-self")
+    set_attention(models.teacher, models.student.unet, setup["attention"])
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
         from aria_train.distill.speed import compile_unets
 
@@ -263,15 +264,13 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
                feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
                inductor: list[str] | None = None, attention: str = "sdpa") -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
-    (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS, and three
-    candidates the trainer does not offer: ``cuda_graphs``, the compiled UNets replayed as CUDA
+    (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS), the
+    UNets' ``attention`` as ``aria distill --attention`` sets it (aria_train.distill.speed.set_attention),
+    two candidates the trainer does not offer (``cuda_graphs``, the compiled UNets replayed as CUDA
     graphs; ``inductor``, further inductor options as KEY=VALUE strings (``parse_inductor``; the
-    column holds them joined by spaces); ``attention``, ``fa4`` for FlashAttention-4's kernels in both
-    UNets (bench/fa4_attention.py) instead of torch's SDPA, ``fa4-self`` for them in the self-attention
-    only;
-    ``cudnn_benchmark`` false, cuDNN's heuristic choice of convolution algorithm instead of
-    its benchmark mode, which the trainer always has on -- the caller sets it, as it is process-wide)
-    and ARIA's K regions over a pool of ``pool`` prompts."""
+    column holds them joined by spaces)), ``cudnn_benchmark`` false for cuDNN's heuristic choice of
+    convolution algorithm instead of its benchmark mode, which the trainer always has on (the caller
+    sets it, as it is process-wide), and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
@@ -318,10 +317,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                         "far longer), coordinate_descent_tuning=true (each fused Triton kernel's launch "
                         "configuration tuned), conv_1x1_as_mm=true (1x1 convolutions as matrix products); "
                         "candidates, no trainer options")
-    parser.add_argument("--attention", choices=("sdpa", "fa4", "fa4-self"), default="sdpa", help="both UNets' "
-                        "attention: torch's SDPA (cuDNN's flash kernels on Hopper), FlashAttention-4's (flash-attn-4 "
-                        "installed, a Hopper GPU; bench/fa4_attention.py; a candidate, no trainer option), or FA4's in "
-                        "the self-attention and SDPA in the cross-attention (default: %(default)s)")
+    parser.add_argument("--attention", choices=get_args(Attention), default="sdpa", help="both UNets' attention, as aria distill "
+                        "--attention: torch's SDPA (cuDNN's flash kernels on Hopper), or FlashAttention-4's in the "
+                        "self-attention only or in all of it (flash-attn-4 installed, a Hopper GPU) (default: %(default)s)")
     parser.add_argument("--cudnn-heuristics", action="store_true", help="cuDNN's benchmark mode off: each convolution "
                         "takes the heuristic's first algorithm, not the fastest one timed (whose workspace may be "
                         "larger where more memory is free); a memory candidate, no trainer option")
@@ -340,11 +338,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--cuda-graphs needs --compile: inductor records the graphs")
     if args.inductor and not args.compile:
         parser.error("--inductor needs --compile: its options are inductor's")
-    if args.attention != "sdpa":
-        from bench.fa4_attention import available
-
-        if why := available():
-            parser.error(f"--attention fa4 needs flash-attn-4: {why}")
+    if args.attention != "sdpa" and (why := available()):
+        parser.error(f"--attention fa4 needs flash-attn-4: {why}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         from aria_train.distill.speed import set_process_speed

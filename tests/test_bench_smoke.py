@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ is the repository's folder of benchmarks, not an installed package
@@ -324,63 +323,3 @@ def test_flop_classes_and_their_rates():
     assert rates == [{"class": "attention", "ms_per_step": 2.0, "step_tflop": 1.0, "tflops": 500.0, "of_matmul_peak": 0.625},
                      {"class": "convolution", "ms_per_step": 0.0, "step_tflop": 3.0, "tflops": 0.0, "of_matmul_peak": 0.0},
                      {"class": "triton", "ms_per_step": 1.5, "step_tflop": 0.0, "tflops": 0.0, "of_matmul_peak": 0.0}]
-
-
-def test_fa4_attention_wiring():
-    """bench/fa4_attention.py on the CPU, FA4's kernels stood in for by exact attention registered
-    for the CPU (FA4 itself runs on Hopper GPUs only): the custom ops pass torch's opcheck (schema,
-    fake tensors, autograd registration), compile into one graph, and the tiny teacher with
-    FA4AttnProcessor, in all its attention or in the self-attention alone, gives diffusers' own
-    output and parameter gradients; the backward's head-width padding (8 -> 32 here) is exact.
-    (The stand-in stays registered in this test process; it computes what FA4 computes.)"""
-    from diffusers import UNet2DConditionModel
-
-    from aria_train.diffusion.models.configs import tiny_unet_config
-    from bench import fa4_attention
-
-    def forward_cpu(q, k, v, scale):
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
-        lse = scores.logsumexp(-1)
-        out = torch.einsum("bhqk,bkhd->bqhd", (scores - lse[..., None]).exp(), v)
-        return out.contiguous(), lse.contiguous()  # FA4 writes both into fresh contiguous tensors
-
-    def backward_cpu(q, k, v, out, grad_out, lse, scale):  # FA's backward, written out
-        p = (torch.einsum("bqhd,bkhd->bhqk", q, k) * scale - lse[..., None]).exp()
-        grad_p = torch.einsum("bqhd,bkhd->bhqk", grad_out, v)
-        grad_s = p * (grad_p - torch.einsum("bqhd,bqhd->bhq", grad_out, out)[..., None])
-        grads = (torch.einsum("bhqk,bkhd->bqhd", grad_s, k) * scale, torch.einsum("bhqk,bqhd->bkhd", grad_s, q) * scale,
-                 torch.einsum("bhqk,bqhd->bkhd", p, grad_out))
-        return tuple(g.contiguous() for g in grads)
-
-    fa4_attention.fa4_forward.register_kernel("cpu")(forward_cpu)
-    fa4_attention.fa4_backward.register_kernel("cpu")(backward_cpu)
-    generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, n, 3, 8, generator=generator, requires_grad=True) for n in (5, 7, 7))
-    torch.library.opcheck(fa4_attention.fa4_forward, (q, k, v, 8 ** -0.5))
-    reference = torch.nn.functional.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v))).transpose(1, 2)
-    compiled = torch.compile(fa4_attention.attention, backend="aot_eager", fullgraph=True)
-    torch.testing.assert_close(compiled(q, k, v), reference)
-    grads = torch.autograd.grad(compiled(q, k, v).sum(), (q, k, v))
-    torch.testing.assert_close(grads, torch.autograd.grad(reference.sum(), (q, k, v)))
-
-    config = tiny_unet_config(in_channels=4, sample_size=8)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**config)
-    inputs = (torch.randn(2, 4, 8, 8, generator=generator), torch.tensor([10, 500]),
-              torch.randn(2, 77, config["cross_attention_dim"], generator=generator))
-
-    def output_and_grads():
-        unet.zero_grad()
-        out = unet(*inputs).sample
-        out.square().mean().backward()
-        return out.detach(), [p.grad.clone() for p in unet.parameters()]
-
-    sdpa_out, sdpa_grads = output_and_grads()
-    fa4_attention.use_fa4(unet, self_attention_only=True)
-    processors = unet.attn_processors
-    assert {type(p).__name__ for name, p in processors.items() if name.endswith(".attn1.processor")} == {"FA4AttnProcessor"}
-    assert "FA4AttnProcessor" not in {type(p).__name__ for name, p in processors.items() if name.endswith(".attn2.processor")}
-    torch.testing.assert_close(output_and_grads(), (sdpa_out, sdpa_grads), rtol=1e-3, atol=1e-5)
-    fa4_attention.use_fa4(unet)
-    assert {type(p).__name__ for p in unet.attn_processors.values()} == {"FA4AttnProcessor"}
-    torch.testing.assert_close(output_and_grads(), (sdpa_out, sdpa_grads), rtol=1e-3, atol=1e-5)

@@ -27,7 +27,7 @@ step of the whole group: each student logs its own loss, counts the step as skip
 own max_nonfinite) and is from then on no longer its single run; one student's NonFiniteAbort
 ends the group. ``check_group`` refuses what a group does not do: gradient accumulation,
 --feedback-lag 1, ARIA's text signal, feature projections (channel_scale below 1 with feature
-KD), SDXL teachers, --compile, --channels-last, gradient checkpointing, fp16; nor does it run
+KD), SDXL teachers, --compile, --channels-last, gradient checkpointing, --attention fa4, fp16; nor does it run
 on several processes. A member's ``peak_memory_gib`` is the group process's.
 
 Checkpoints: every run folder gets its own (aria_train.runs.checkpoint.stage_group_checkpoint:
@@ -80,6 +80,7 @@ def check_group(configs: Sequence[DistillConfig], mixed_precision: str = "no") -
     unsupported = {"grad_accum > 1": first.grad_accum > 1, "feedback_lag 1": first.feedback_lag,
                    "compile": first.compile, "channels_last": first.channels_last,
                    "gradient_checkpointing": first.gradient_checkpointing, "ema_offload": first.ema_offload,
+                   "attention fa4": first.attention != "sdpa",
                    "aria signal text": any(c.method == "aria" and c.aria.signal == "text" for c in configs),
                    "feature projections (channel_scale below 1 with l_feat)": first.l_feat and first.channel_scale < 1,
                    "SDXL teachers": (Path(first.teacher) / "text_encoder_2").is_dir(),

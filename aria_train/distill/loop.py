@@ -101,7 +101,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         if weight_dtype != torch.float32:
             frozen.to(dtype=weight_dtype)
     prepare_unets(teacher, student_unet, compile=config.compile, channels_last=config.channels_last,
-                  gradient_checkpointing=config.gradient_checkpointing, teacher_fp8=config.teacher_fp8)
+                  gradient_checkpointing=config.gradient_checkpointing, teacher_fp8=config.teacher_fp8,
+                  attention=config.attention)
     for text_encoder in inputs.prompts.encoders:
         prepare_text_encoder(text_encoder, compile=config.compile)
     # foreach: a few multi-tensor kernels per step instead of three per parameter tensor, whose

@@ -239,6 +239,7 @@ def test_heldout_records_and_progress_are_each_students(paths, tmp_path):
     ({"grad_accum": 2}, "grad_accum > 1"),
     ({"feedback_lag": 1}, "feedback_lag 1"),
     ({"ema_offload": True}, "ema_offload"),
+    ({"attention": "fa4-self"}, "attention fa4"),
     ({"aria": AriaOptions(signal="text")}, "aria signal text"),
 ])
 def test_what_a_group_cannot_do_is_refused_in_one_line(paths, change, needle):

@@ -52,7 +52,8 @@ def test_text_encoder_in_half_precision_and_compiled_with_the_unets(paths, tmp_p
     finally:
         AcceleratorState._reset_state()
     assert "mixed precision bf16" in (out / "log.txt").read_text()
-    assert seen == {"unets": {"compile": True, "channels_last": False, "gradient_checkpointing": False, "teacher_fp8": False},
+    assert seen == {"unets": {"compile": True, "channels_last": False, "gradient_checkpointing": False, "teacher_fp8": False,
+                              "attention": "sdpa"},
                     "dtype": torch.bfloat16, "compile": True}
     record = json.loads((out / "metrics.jsonl").read_text())
     assert np.isfinite(record["loss"])

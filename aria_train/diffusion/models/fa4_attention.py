@@ -1,11 +1,13 @@
-"""FlashAttention-4's Hopper kernels as the UNets' attention: a candidate for the step (issue 16).
+"""FlashAttention-4's Hopper kernels as the UNets' attention (``aria distill --attention fa4-self|fa4``).
 
 torch's SDPA runs cuDNN's flash attention on Hopper, and at SD v1.4's 40-wide heads that reaches
 about 0.32 of the bf16 matrix peak (docs/design.md §7). FA4 (the ``flash-attn-4`` package, kernels
 written in NVIDIA's CuTe DSL and compiled when first called) has an SM90 path that takes any head
-width divisible by 8. It is not a dependency: ``available()`` says whether it imports, and the
-benchmarks that try it (``bench.attention_backends --backends fa4``, ``bench.distill_step
---attention fa4|fa4-self``) need it installed, on a Hopper GPU.
+width divisible by 8. In the compiled SD-size step its self-attention kernels take ~67 ms where
+cuDNN's take ~88 (profiled on an H100, 2026-12-06), and the step is 0.965-0.972x as long with FA4
+in the self-attention (``fa4-self``), 0.978x with it in all attention (``fa4``: FA4's kernels are
+the slower at the cross-attention's 77 keys) (bench/results/distill_step_sd14_fa4_*_h100.csv). It
+is not a dependency: ``check_fa4`` says, in one line, why a run cannot use it.
 
 The kernels are wrapped as two torch custom ops (forward, backward) joined by ``register_autograd``,
 so ``torch.compile`` keeps each attention as one opaque call inside its graph instead of breaking
@@ -28,7 +30,22 @@ def available() -> str:
     return ""
 
 
-@torch.library.custom_op("aria_bench::fa4_forward", mutates_args=())
+def check_fa4(device: torch.device, dtype: torch.dtype) -> None:
+    """ValueError (one line) unless FA4 can run the attention of UNets held on ``device`` in
+    ``dtype``: a Hopper GPU (compute capability 9.x; FA4's Blackwell kernels are untried here),
+    bf16 (FA4 takes half precision only, and its gradients were checked in bf16: the trainer holds
+    the teacher in the accelerator's half precision and autocasts the student), and flash-attn-4
+    importable."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"
+        raise ValueError(f"--attention fa4 needs a Hopper GPU (compute capability 9.x, e.g. H100), not {name}")
+    if dtype != torch.bfloat16:
+        raise ValueError(f"--attention fa4 needs bf16 (accelerate's --mixed_precision bf16), not {dtype}")
+    if why := available():
+        raise ValueError(f"--attention fa4 needs flash-attn-4 (pip install flash-attn-4==4.0.0b40): {why}")
+
+
+@torch.library.custom_op("aria::fa4_forward", mutates_args=())
 def fa4_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(output, log-sum-exp of each query's scores, float32 (batch, heads, tokens))."""
     from flash_attn.cute.interface import _flash_attn_fwd
@@ -43,7 +60,7 @@ def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tuple[
     return q.new_empty(batch, tokens, heads, v.shape[-1]), q.new_empty(batch, heads, tokens, dtype=torch.float32)
 
 
-@torch.library.custom_op("aria_bench::fa4_backward", mutates_args=())
+@torch.library.custom_op("aria::fa4_backward", mutates_args=())
 def fa4_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor,
                  lse: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of q, k and v, from the forward's output and log-sum-exp."""
@@ -112,6 +129,6 @@ class FA4AttnProcessor:
 def use_fa4(unet: torch.nn.Module, self_attention_only: bool = False) -> None:
     """``unet``'s attention through FA4 (in place): all of it, or only its self-attention (the
     ``attn1`` of each transformer block), the cross-attention to the prompt's 77 tokens left to
-    SDPA, where cuDNN's kernels were the faster (bench/results/attention_backends_sd14_fa4_h100.csv)."""
+    SDPA, where cuDNN's kernels are the faster (bench/results/attention_backends_sd14_fa4_padded_h100.csv)."""
     unet.set_attn_processor({name: FA4AttnProcessor() if not self_attention_only or name.endswith(".attn1.processor")
                              else processor for name, processor in unet.attn_processors.items()})
