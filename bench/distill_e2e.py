@@ -36,7 +36,7 @@ what stands between the loop and its step benchmark. The profiled steps are left
 loop's rate (the profiler slows them), so --steps must leave --warmup + 1 steps before them.
 
 ``python -m bench.distill_e2e [--size sd14|tiny] [--batch B] [--steps S] [--compile]
-[--channels-last] [--profile N] [--quick] [--out DIR] [--work DIR]``; the default size is sd14 on a GPU, tiny
+[--channels-last] [--attention sdpa|fa4-self|fa4] [--profile N] [--quick] [--out DIR] [--work DIR]``; the default size is sd14 on a GPU, tiny
 on the CPU.
 """
 from __future__ import annotations
@@ -50,10 +50,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
+from aria_train.distill.config import Attention
 from bench.common import end_to_end_parser, parse_args, report, work_folder
 from bench.sd_folder import SIZES, random_prompts, sd_folder
 
@@ -208,8 +210,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
     peak_tflops = matmul_tflops(device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"{name}: step benchmark on {folder} (batch {batch}, {step_steps} steps per row)", flush=True)
-    step_rows, _ = run_rows(make_setup(str(folder), device, speed, regions, pool_size), batch, step_steps, 3, device,
-                            peak_tflops)
+    step_rows, _ = run_rows(make_setup(str(folder), device, speed, regions, pool_size, attention=speed["attention"]),
+                            batch, step_steps, 3, device, peak_tflops)
     free_memory(device)
     rows, intervals = [], {}
     for method, lag in [(method, lag) for method in methods for lag in lags]:
@@ -270,6 +272,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--compile", action="store_true", help="torch.compile both UNets, as `aria distill --compile`")
     parser.add_argument("--channels-last", action="store_true", help="channels-last UNets, as `aria distill --channels-last`")
     parser.add_argument("--teacher-fp8", action="store_true", help="FP8 teacher linears, as `aria distill --teacher-fp8`")
+    parser.add_argument("--attention", choices=get_args(Attention), default="sdpa",
+                        help="the UNets' attention, as `aria distill --attention` (default: %(default)s)")
     parser.add_argument("--methods", nargs="+", choices=["rc", "aria"], default=["rc", "aria"],
                         help="loops run, each beside the step benchmark (default: %(default)s; compiled, one "
                              "method alone saves a compilation)")
@@ -290,7 +294,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"  # what `accelerate launch --mixed_precision bf16` sets
         set_process_speed(tf32=True)  # the step benchmark's kernel choices; the loop sets its own, the same
     speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False,
-             "teacher_fp8": args.teacher_fp8}
+             "teacher_fp8": args.teacher_fp8, "attention": args.attention}
     steps = max(args.warmup + 1, int(args.steps * scale))
     every = record_interval(args.warmup)
     first_record_after_warmup = math.ceil(args.warmup / every) * every + every
