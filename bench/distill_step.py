@@ -193,6 +193,10 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     from aria_train.distill.speed import set_attention  # after the count: FA4's ops have no FLOP formula, SDPA's is the same
 
     set_attention(models.teacher, models.student.unet, setup["attention"])
+    if setup["compile_loss"]:
+        from aria_train.distill.speed import compile_loss
+
+        models.loss_fn = compile_loss()
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
         from aria_train.distill.speed import compile_unets
 
@@ -262,19 +266,20 @@ def parse_inductor(joined: str) -> dict[str, object]:
 
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
                feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
-               inductor: list[str] | None = None, attention: str = "sdpa") -> dict:
+               inductor: list[str] | None = None, attention: str = "sdpa", compile_loss: bool = False) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
     (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS), the
     UNets' ``attention`` as ``aria distill --attention`` sets it (aria_train.distill.speed.set_attention),
-    two candidates the trainer does not offer (``cuda_graphs``, the compiled UNets replayed as CUDA
+    three candidates the trainer does not offer (``cuda_graphs``, the compiled UNets replayed as CUDA
     graphs; ``inductor``, further inductor options as KEY=VALUE strings (``parse_inductor``; the
-    column holds them joined by spaces)), ``cudnn_benchmark`` false for cuDNN's heuristic choice of
+    column holds them joined by spaces); ``compile_loss``, the loss compiled too:
+    aria_train.distill.speed.compile_loss), ``cudnn_benchmark`` false for cuDNN's heuristic choice of
     convolution algorithm instead of its benchmark mode, which the trainer always has on (the caller
     sets it, as it is process-wide), and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
-            "attention": attention,
+            "attention": attention, "compile_loss": compile_loss,
             "cudnn_benchmark": cudnn_benchmark,
             "regions": regions, "pool": pool}
 
@@ -320,6 +325,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--attention", choices=get_args(Attention), default="sdpa", help="both UNets' attention, as aria distill "
                         "--attention: torch's SDPA (cuDNN's flash kernels on Hopper), or FlashAttention-4's in the "
                         "self-attention only or in all of it (flash-attn-4 installed, a Hopper GPU) (default: %(default)s)")
+    parser.add_argument("--compile-loss", action="store_true", help="torch.compile the distillation loss too (its "
+                        "feature terms: one fused pass over the feature maps instead of several eager ones; "
+                        "aria_train.distill.speed.compile_loss; a candidate, no trainer option)")
     parser.add_argument("--cudnn-heuristics", action="store_true", help="cuDNN's benchmark mode off: each convolution "
                         "takes the heuristic's first algorithm, not the fastest one timed (whose workspace may be "
                         "larger where more memory is free); a memory candidate, no trainer option")
@@ -351,7 +359,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
              "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd,
                        args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics,
-                       inductor=args.inductor, attention=args.attention)
+                       inductor=args.inductor, attention=args.attention, compile_loss=args.compile_loss)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

@@ -192,6 +192,12 @@ def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeyp
     calls.clear()
     distill_step.main(argv=argv + ["--name", "eager"])
     assert calls == [2, 1, 2, 2, 2, 2, 2]  # first step, FLOP count, warm-up, four timed rows
+    calls.clear()  # the compiled loss: after the (eager) FLOP count, before the warm-up (its compilation)
+    from aria_train.distill.losses import distillation_loss
+
+    monkeypatch.setattr(speed, "compile_loss", lambda: calls.append("loss compiled") or distillation_loss)
+    rows = distill_step.main(argv=argv + ["--compile-loss", "--name", "compiled_loss"])
+    assert calls == [2, 1, "loss compiled", 2, 2, 2, 2, 2] and all(row["compile_loss"] for row in rows)
     with pytest.raises(SystemExit):
         distill_step.main(argv=argv[:-5] + ["--warmup", "0", "--compile", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):  # CUDA graphs are recorded by inductor: no --cuda-graphs without --compile

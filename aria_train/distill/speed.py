@@ -38,7 +38,7 @@ trainer holds the frozen teacher and text encoder in that half precision.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -95,6 +95,22 @@ def compile_unets(teacher: nn.Module, student_unet: nn.Module, *, channels_last:
     options.update(inductor or {})
     teacher.compile(options=options)
     student_unet.compile(options=options)
+
+
+def compile_loss() -> Callable[..., dict[str, torch.Tensor]]:
+    """``distillation_loss`` compiled (a candidate that bench.distill_step --compile-loss measures;
+    no trainer option yet). Eager, its feature terms are memory-bound passes over every captured
+    feature map (BK-SDM-Small's eight block outputs of SD v1.4: 6.2M elements a sample, 397M at
+    batch 64): float32 copies of the bf16 maps, the difference, its square, the mean, and in the
+    backward the copies again, ``mse_loss_backward`` and the cast back. The H100 profile of the
+    compiled SD-size step has 6.4 ms of ``mse_loss_backward`` per step, and 13.7 ms of plain copy
+    kernels, the loss's casts among them (bench/results/distill_step_sd14_sdpa_profiled_profile_b64_h100.json).
+    Compiled, each term is one reduction that reads the bf16 maps once, and its backward one
+    pointwise kernel; the loss sums in another order (float32 rounding), the gradients are the
+    same expression."""
+    from aria_train.distill.losses import distillation_loss
+
+    return torch.compile(distillation_loss, dynamic=False)
 
 
 def set_process_speed(tf32: bool) -> None:

@@ -5,6 +5,7 @@ the accumulation boundary), so it can be called with or without an Accelerator.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,8 @@ class StepModels:
     # which samples get the prompt-effect discrepancy ("switched" or "all", AriaOptions.observe)
     null_hidden: Conditioning | None = None
     text_signal_rows: str = "switched"
+    # the loss: distillation_loss, or a compiled form of it (aria_train.distill.speed.compile_loss)
+    loss_fn: Callable[..., dict[str, torch.Tensor]] = distillation_loss
     teacher_features: FeatureHooks = field(init=False)
     student_features: FeatureHooks = field(init=False)
 
@@ -84,7 +87,7 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
     if weights.sd:
         target = prediction_target(models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod,
                                    batch.x0, batch.noise, batch.timesteps)
-    losses = distillation_loss(
+    losses = models.loss_fn(
         pred_student, pred_teacher, target, batch.paired,
         models.student_features.features, models.teacher_features.features,
         models.layer_map, weights, student.projections, batch.weights)

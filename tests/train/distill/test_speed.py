@@ -93,6 +93,27 @@ def test_feature_hooks_attach_is_idempotent_and_detach_removes():
     assert len(models.teacher.down_blocks[0]._forward_hooks) == 1
 
 
+def test_compiled_loss_gives_the_eager_loss_and_gradients():
+    """bench.distill_step --compile-loss's candidate: the step with the loss compiled (inductor, on
+    the CPU here) gives the eager step's losses up to float32 summation order, and its gradients."""
+    from aria_train.distill.speed import compile_loss
+
+    eager, compiled = _models(), _models()
+    compiled.loss_fn = compile_loss()
+    weights = LossWeights(1.0, 1.0, 0.0)
+    for _ in range(2):  # the second call runs the compiled graph without compiling again
+        a, b = train_step(eager, _batch(), weights), train_step(compiled, _batch(), weights)
+        for key in ("loss", "out", "feat", "discrepancy"):
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7)
+        assert float(a["feat"]) > 0
+        ga, gb = _grads(eager), _grads(compiled)
+        assert ga.keys() == gb.keys() and len(ga) > 10
+        for name in ga:
+            torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-7, msg=name)
+        for models in (eager, compiled):
+            models.student.zero_grad(set_to_none=True)
+
+
 def test_fused_optimizer_on_cuda_or_where_asked_for():
     """Fused AdamW on a GPU, and on the CPU only where asked (--feedback-lag 1 needs its found_inf)."""
     params = [torch.nn.Parameter(torch.zeros(2))]
