@@ -190,16 +190,13 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     step_flops = flops.get_total_flops() * batch / flop_batch
     class_tflop = {f"{name}_tflop": count * batch / flop_batch / 1e12
                    for name, count in flop_classes(flops.get_flop_counts()["Global"]).items()}
-    from aria_train.distill.speed import set_attention  # after the count: FA4's ops have no FLOP formula, SDPA's is the same
+    from aria_train.distill.speed import compile_loss, compile_unets, set_attention
 
+    # after the count: FA4's ops have no FLOP formula (SDPA's is the same), and the counter runs eagerly
     set_attention(models.teacher, models.student.unet, setup["attention"])
     if setup["compile_loss"]:
-        from aria_train.distill.speed import compile_loss
-
         models.loss_fn = compile_loss()
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
-        from aria_train.distill.speed import compile_unets
-
         compile_unets(models.teacher, models.student.unet, channels_last=speed["channels_last"],
                       cuda_graphs=setup["cuda_graphs"], inductor=parse_inductor(setup["inductor"]))
     compile_start = time.perf_counter()

@@ -217,7 +217,7 @@ def kernel_sources(events, names: list[str], steps: int, top: int = 3) -> list[d
 
 
 # kernel classes by the aten operator that launched them (launch_site's), first match wins
-OP_CLASSES = (("attention", ("attention",)), ("convolution", ("convolution",)),
+OP_CLASSES = (("attention", ("attention", "::fa4_")), ("convolution", ("convolution",)),
               ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::linear", "aten::matmul")),
               ("optimizer", ("_fused_adam", "_foreach_")),
               ("copy", ("aten::copy_", "aten::to", "aten::_to_copy", "aten::contiguous", "aten::clone")))

@@ -184,3 +184,4 @@ def test_kernel_classes_by_launching_operator_then_by_name():
                                      "copy": 0.5, "optimizer": 0.2, "other": 0.1})
     assert kernel_class("aten::to", "elementwise_kernel") == "copy"
     assert kernel_class("aten::add_", "vectorized_elementwise_kernel") == "other"
+    assert kernel_class("aria::fa4_backward", "kernel_cutlass_kernel_flash_attncuteflash_bwd_sm90") == "attention"
