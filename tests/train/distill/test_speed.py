@@ -93,12 +93,14 @@ def test_feature_hooks_attach_is_idempotent_and_detach_removes():
     assert len(models.teacher.down_blocks[0]._forward_hooks) == 1
 
 
-def test_compiled_loss_gives_the_eager_loss_and_gradients():
+@pytest.mark.parametrize("speed", [{}, {"channels_last": True}])
+def test_compiled_loss_gives_the_eager_loss_and_gradients(speed):
     """bench.distill_step --compile-loss's candidate: the step with the loss compiled (inductor, on
-    the CPU here) gives the eager step's losses up to float32 summation order, and its gradients."""
+    the CPU here) gives the eager step's losses up to float32 summation order, and its gradients,
+    also on channels-last feature maps."""
     from aria_train.distill.speed import compile_loss
 
-    eager, compiled = _models(), _models()
+    eager, compiled = _models(**speed), _models(**speed)
     compiled.loss_fn = compile_loss()
     weights = LossWeights(1.0, 1.0, 0.0)
     for _ in range(2):  # the second call runs the compiled graph without compiling again
