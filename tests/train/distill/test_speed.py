@@ -93,18 +93,19 @@ def test_feature_hooks_attach_is_idempotent_and_detach_removes():
     assert len(models.teacher.down_blocks[0]._forward_hooks) == 1
 
 
-@pytest.mark.parametrize("speed", [{}, {"channels_last": True}])
-def test_compiled_loss_gives_the_eager_loss_and_gradients(speed):
+@pytest.mark.parametrize("speed, bf16", [({}, False), ({"channels_last": True}, False), ({}, True)])
+def test_compiled_loss_gives_the_eager_loss_and_gradients(speed, bf16):
     """bench.distill_step --compile-loss's candidate: the step with the loss compiled (inductor, on
     the CPU here) gives the eager step's losses up to float32 summation order, and its gradients,
-    also on channels-last feature maps."""
+    also on channels-last feature maps and on bf16 ones (under bf16 autocast, as on a GPU)."""
     from aria_train.distill.speed import compile_loss
 
     eager, compiled = _models(**speed), _models(**speed)
     compiled.loss_fn = compile_loss()
     weights = LossWeights(1.0, 1.0, 0.0)
     for _ in range(2):  # the second call runs the compiled graph without compiling again
-        a, b = train_step(eager, _batch(), weights), train_step(compiled, _batch(), weights)
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            a, b = train_step(eager, _batch(), weights), train_step(compiled, _batch(), weights)
         for key in ("loss", "out", "feat", "discrepancy"):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7)
         assert float(a["feat"]) > 0
