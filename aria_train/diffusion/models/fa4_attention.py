@@ -3,8 +3,8 @@
 torch's SDPA runs cuDNN's flash attention on Hopper, and at SD v1.4's 40-wide heads that reaches
 about 0.32 of the bf16 matrix peak (docs/design.md §7). FA4 (the ``flash-attn-4`` package, kernels
 written in NVIDIA's CuTe DSL and compiled when first called) has an SM90 path that takes any head
-width divisible by 8. In the compiled SD-size step its self-attention kernels take ~67 ms where
-cuDNN's take ~88 (profiled on an H100, 2026-12-06), and the step is 0.965-0.972x as long with FA4
+width divisible by 8. In the compiled SD-size step its self-attention kernels take ~70 ms where
+cuDNN's take ~89 (profiled on an H100, 2026-12-06), and the step is 0.965-0.972x as long with FA4
 in the self-attention (``fa4-self``), 0.979x with it in all attention (``fa4``: FA4's kernels are
 the slower at the cross-attention's 77 keys) (bench/results/distill_step_sd14_fa4_*_h100.csv). It
 is not a dependency: ``check_fa4`` says, in one line, why a run cannot use it.
