@@ -263,20 +263,21 @@ def parse_inductor(joined: str) -> dict[str, object]:
 
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
                feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
-               inductor: list[str] | None = None, attention: str = "sdpa", compile_loss: bool = False) -> dict:
+               inductor: list[str] | None = None, attention: str = "sdpa", compile_loss: bool | None = None) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
     (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS), the
     UNets' ``attention`` as ``aria distill --attention`` sets it (aria_train.distill.speed.set_attention),
-    three candidates the trainer does not offer (``cuda_graphs``, the compiled UNets replayed as CUDA
+    two candidates the trainer does not offer (``cuda_graphs``, the compiled UNets replayed as CUDA
     graphs; ``inductor``, further inductor options as KEY=VALUE strings (``parse_inductor``; the
-    column holds them joined by spaces); ``compile_loss``, the loss compiled too:
-    aria_train.distill.speed.compile_loss), ``cudnn_benchmark`` false for cuDNN's heuristic choice of
+    column holds them joined by spaces), ``compile_loss``, the loss compiled too
+    (aria_train.distill.speed.compile_loss; None: where the UNets are, as the trainer's ``--compile``
+    does; False for the eager loss it was measured against), ``cudnn_benchmark`` false for cuDNN's heuristic choice of
     convolution algorithm instead of its benchmark mode, which the trainer always has on (the caller
     sets it, as it is process-wide), and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
-            "attention": attention, "compile_loss": compile_loss,
+            "attention": attention, "compile_loss": speed["compile"] if compile_loss is None else compile_loss,
             "cudnn_benchmark": cudnn_benchmark,
             "regions": regions, "pool": pool}
 
@@ -322,9 +323,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--attention", choices=get_args(Attention), default="sdpa", help="both UNets' attention, as aria distill "
                         "--attention: torch's SDPA (cuDNN's flash kernels on Hopper), or FlashAttention-4's in the "
                         "self-attention only or in all of it (flash-attn-4 installed, a Hopper GPU) (default: %(default)s)")
-    parser.add_argument("--compile-loss", action="store_true", help="torch.compile the distillation loss too (its "
-                        "feature terms: one fused pass over the feature maps instead of several eager ones; "
-                        "aria_train.distill.speed.compile_loss; a candidate, no trainer option)")
+    parser.add_argument("--eager-loss", action="store_true", help="with --compile: leave the distillation loss eager "
+                        "(`aria distill --compile` compiles it too, aria_train.distill.speed.compile_loss: each feature "
+                        "term one fused pass over the feature maps instead of several eager ones); the baseline")
     parser.add_argument("--cudnn-heuristics", action="store_true", help="cuDNN's benchmark mode off: each convolution "
                         "takes the heuristic's first algorithm, not the fastest one timed (whose workspace may be "
                         "larger where more memory is free); a memory candidate, no trainer option")
@@ -341,6 +342,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--compile needs --warmup >= 1: the first step compiles, and must not be timed")
     if args.cuda_graphs and not args.compile:
         parser.error("--cuda-graphs needs --compile: inductor records the graphs")
+    if args.eager_loss and not args.compile:
+        parser.error("--eager-loss needs --compile: without it the loss is eager anyway")
     if args.inductor and not args.compile:
         parser.error("--inductor needs --compile: its options are inductor's")
     if args.attention != "sdpa" and (why := available()):
@@ -356,7 +359,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
              "gradient_checkpointing": args.gradient_checkpointing, "teacher_fp8": args.teacher_fp8}
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd,
                        args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics,
-                       inductor=args.inductor, attention=args.attention, compile_loss=args.compile_loss)
+                       inductor=args.inductor, attention=args.attention,
+                       compile_loss=False if args.eager_loss else None)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

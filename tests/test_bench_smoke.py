@@ -177,27 +177,31 @@ def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeyp
     monkeypatch.setattr(step, "train_step", train_step)
     # compilation recorded instead of done (inductor takes minutes on a CPU), with its options
     monkeypatch.setattr(speed, "compile_unets", lambda *unets, **options: calls.append(("compiled", options)))
+    from aria_train.distill.losses import distillation_loss
+
+    monkeypatch.setattr(speed, "compile_loss", lambda: calls.append("loss compiled") or distillation_loss)
     monkeypatch.setattr(distill_step, "FLOP_BATCH", 1)
     argv = ["--size", "sdxl-tiny", "--batch", "2", "--steps", "1", "--warmup", "1", "--regions", "8", "--pool", "1000",
             "--out", str(tmp_path)]
-    distill_step.main(argv=argv + ["--compile", "--channels-last", "--name", "compiled"])
-    # FLOP count, compile (as the trainer compiles: the layout forced where channels-last), warm-up, four timed rows
-    assert calls == [1, ("compiled", {"channels_last": True, "cuda_graphs": False, "inductor": {}}), 2, 2, 2, 2, 2]
+    rows = distill_step.main(argv=argv + ["--compile", "--channels-last", "--name", "compiled"])
+    # FLOP count, compile as the trainer compiles (the loss, the UNets with the layout forced where
+    # channels-last), warm-up, four timed rows
+    assert calls == [1, "loss compiled", ("compiled", {"channels_last": True, "cuda_graphs": False, "inductor": {}}),
+                     2, 2, 2, 2, 2] and all(row["compile_loss"] for row in rows)
+    calls.clear()  # the baseline: the UNets compiled, the loss eager
+    rows = distill_step.main(argv=argv + ["--compile", "--eager-loss", "--name", "eager_loss"])
+    assert "loss compiled" not in calls and not any(row["compile_loss"] for row in rows)
     calls.clear()  # the candidates reach compile_unets
     rows = distill_step.main(argv=argv + ["--compile", "--inductor", "max_autotune=true", "coordinate_descent_search_radius=2",
                                           "triton.descriptive_names=original_aten", "--name", "autotuned"])
-    assert calls[1] == ("compiled", {"channels_last": False, "cuda_graphs": False, "inductor": {
+    assert calls[2] == ("compiled", {"channels_last": False, "cuda_graphs": False, "inductor": {
         "max_autotune": True, "coordinate_descent_search_radius": 2, "triton.descriptive_names": "original_aten"}})
     assert rows[0]["inductor"] == "max_autotune=true coordinate_descent_search_radius=2 triton.descriptive_names=original_aten"
     calls.clear()
     distill_step.main(argv=argv + ["--name", "eager"])
     assert calls == [2, 1, 2, 2, 2, 2, 2]  # first step, FLOP count, warm-up, four timed rows
-    calls.clear()  # the compiled loss: after the (eager) FLOP count, before the warm-up (its compilation)
-    from aria_train.distill.losses import distillation_loss
-
-    monkeypatch.setattr(speed, "compile_loss", lambda: calls.append("loss compiled") or distillation_loss)
-    rows = distill_step.main(argv=argv + ["--compile-loss", "--name", "compiled_loss"])
-    assert calls == [2, 1, "loss compiled", 2, 2, 2, 2, 2] and all(row["compile_loss"] for row in rows)
+    with pytest.raises(SystemExit):  # the loss is compiled with the UNets or not at all
+        distill_step.main(argv=argv + ["--eager-loss"])
     with pytest.raises(SystemExit):
         distill_step.main(argv=argv[:-5] + ["--warmup", "0", "--compile", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):  # CUDA graphs are recorded by inductor: no --cuda-graphs without --compile

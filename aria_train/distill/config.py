@@ -54,7 +54,7 @@ class DistillConfig(Options):
     aria: AriaOptions = option(unit="options", help="ARIA's options (--aria-*)", default_factory=AriaOptions)
     student_variant: Literal["base", "small", "tiny", "koala-1b", "koala-700m"] = option("small", "choice", "student architecture derived from the teacher: BK-SDM base / small / tiny (SD v1.x, 2.x), or KOALA-1B / 700M (SDXL: fewer resnets and a shallower innermost transformer)")
     channel_scale: float = option(1.0, 'fraction', "student channel width relative to the teacher's, in (0, 1]")
-    compile: bool = option(False, 'flag', 'torch.compile teacher and student UNets in place (GPU; the first steps compile, minutes for SD)')
+    compile: bool = option(False, 'flag', 'torch.compile the teacher and student UNets, the text encoder and the loss in place (GPU; the first steps compile, minutes for SD)')
     channels_last: bool = option(False, 'flag', 'hold both UNets in channels-last memory format (faster convolutions on GPUs)')
     gradient_checkpointing: bool = option(False, 'flag', "recompute the student's activations in backward: less memory, about a third more student compute")
     tf32: bool = option(False, 'flag', "float32 matrix products on NVIDIA tensor cores in TF32 (10-bit mantissa products, float32 sums; Ampere and later): what makes a float32 run fast on a GPU (the grouped small-world step: bench/small_world.py). Off by default, as in torch and in every committed test-bed run; cuDNN's convolutions use TF32 either way (torch's default). No effect on CPUs or under bf16 autocast's matmuls")

@@ -65,7 +65,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     from aria_train.distill.inputs import load_inputs, make_condition_sampler
     from aria_train.distill.lagged_feedback import LaggedFeedback
     from aria_train.distill.losses import LOSS_NAMES, LossWeights
-    from aria_train.distill.speed import make_optimizer, prepare_text_encoder, prepare_unets, set_process_speed
+    from aria_train.distill.speed import (compile_loss, make_optimizer, prepare_text_encoder, prepare_unets,
+                                         set_process_speed)
     from aria_train.distill.state import TrainingState
     from aria_train.distill.step import StepModels, Student, train_step
     from aria_train.distill.tally import Tally
@@ -121,6 +122,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         """The EMA with every closed step's update in it (the offloaded one's update in flight done)."""
         return offload.settled() if offload is not None else ema
     models = StepModels(teacher, student, inputs.scheduler, layer_map if config.l_feat else {})
+    if config.compile:
+        models.loss_fn = compile_loss()
     weights = LossWeights(config.l_out, config.l_feat, config.l_sd)
     encoder = ConditionEncoder(inputs, device)
     if config.method == "aria" and config.aria.signal == "text":  # the tracker sees the prompt's effect

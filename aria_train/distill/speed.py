@@ -98,8 +98,8 @@ def compile_unets(teacher: nn.Module, student_unet: nn.Module, *, channels_last:
 
 
 def compile_loss() -> Callable[..., dict[str, torch.Tensor]]:
-    """``distillation_loss`` compiled (a candidate that bench.distill_step --compile-loss measures;
-    no trainer option yet). Eager, its feature terms are memory-bound passes over every captured
+    """``distillation_loss`` compiled, as the trainer runs it under ``--compile`` (bench.distill_step
+    --eager-loss is the baseline). Eager, its feature terms are memory-bound passes over every captured
     feature map (BK-SDM-Small's eight block outputs of SD v1.4: 6.2M elements a sample, 397M at
     batch 64): float32 copies of the bf16 maps, the difference, its square, the mean, and in the
     backward the copies again, ``mse_loss_backward`` and the cast back. The H100 profile of the

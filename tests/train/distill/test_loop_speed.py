@@ -38,8 +38,12 @@ def test_record_passes_peak_memory_through():
 
 def test_text_encoder_in_half_precision_and_compiled_with_the_unets(paths, tmp_path, monkeypatch):
     """Under bf16 mixed precision the loop hands the encoder over in bf16, and --compile reaches
-    it; the UNets' compilation is left out here (minutes on a CPU)."""
+    it and the loss; the compilations are left out here (minutes on a CPU; the compiled loss's
+    agreement with the eager one: tests/train/distill/test_speed.py)."""
+    from aria_train.distill.losses import distillation_loss
+
     seen = {}
+    monkeypatch.setattr(speed, "compile_loss", lambda: seen.update(loss="compiled") or distillation_loss)
     monkeypatch.setattr(speed, "prepare_unets", lambda teacher, student, **options: seen.update(unets=options))
     monkeypatch.setattr(speed, "prepare_text_encoder",
                         lambda encoder, compile: seen.update(dtype=next(encoder.parameters()).dtype, compile=compile))
@@ -54,7 +58,7 @@ def test_text_encoder_in_half_precision_and_compiled_with_the_unets(paths, tmp_p
     assert "mixed precision bf16" in (out / "log.txt").read_text()
     assert seen == {"unets": {"compile": True, "channels_last": False, "gradient_checkpointing": False, "teacher_fp8": False,
                               "attention": "sdpa"},
-                    "dtype": torch.bfloat16, "compile": True}
+                    "dtype": torch.bfloat16, "compile": True, "loss": "compiled"}
     record = json.loads((out / "metrics.jsonl").read_text())
     assert np.isfinite(record["loss"])
 

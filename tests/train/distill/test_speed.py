@@ -95,7 +95,7 @@ def test_feature_hooks_attach_is_idempotent_and_detach_removes():
 
 @pytest.mark.parametrize("speed, bf16", [({}, False), ({"channels_last": True}, False), ({}, True)])
 def test_compiled_loss_gives_the_eager_loss_and_gradients(speed, bf16):
-    """bench.distill_step --compile-loss's candidate: the step with the loss compiled (inductor, on
+    """The loss as --compile compiles it (and bench.distill_step --compile-loss): the step with it (inductor, on
     the CPU here) gives the eager step's losses up to float32 summation order, and its gradients,
     also on channels-last feature maps and on bf16 ones (under bf16 autocast, as on a GPU)."""
     from aria_train.distill.speed import compile_loss
@@ -109,6 +109,31 @@ def test_compiled_loss_gives_the_eager_loss_and_gradients(speed, bf16):
         for key in ("loss", "out", "feat", "discrepancy"):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7)
         assert float(a["feat"]) > 0
+        ga, gb = _grads(eager), _grads(compiled)
+        assert ga.keys() == gb.keys() and len(ga) > 10
+        for name in ga:
+            torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-7, msg=name)
+        for models in (eager, compiled):
+            models.student.zero_grad(set_to_none=True)
+
+
+def test_compiled_loss_as_the_trainer_uses_it():
+    """Under --compile the trainer runs the compiled loss with whatever its config asks: the
+    denoising term on a paired subset that changes from step to step (none paired: the term is
+    0) and ARIA's per-sample weights; the compiled loss gives the eager losses and gradients."""
+    import dataclasses
+
+    from aria_train.distill.speed import compile_loss
+
+    eager, compiled = _models(), _models()
+    compiled.loss_fn = compile_loss()
+    weights = LossWeights(1.0, 1.0, 1.0)
+    for paired in ([True, False, True], [False, False, False], [False, True, False]):
+        batch = dataclasses.replace(_batch(), paired=torch.tensor(paired), weights=torch.tensor([0.5, 2.0, 0.5]))
+        a, b = train_step(eager, batch, weights), train_step(compiled, batch, weights)
+        for key in ("loss", "out", "feat", "sd", "discrepancy"):
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7)
+        assert (float(a["sd"]) > 0) == any(paired)
         ga, gb = _grads(eager), _grads(compiled)
         assert ga.keys() == gb.keys() and len(ga) > 10
         for name in ga:
