@@ -269,7 +269,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--paired", type=int, default=512, help="paired cache samples (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=100_000, help="pool prompts (default: %(default)s)")
     parser.add_argument("--regions", type=int, default=256, help="pool regions K (default: %(default)s)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile both UNets, as `aria distill --compile`")
+    parser.add_argument("--compile", action="store_true", help="torch.compile as `aria distill --compile` does: both UNets, the text encoder and the loss")
     parser.add_argument("--channels-last", action="store_true", help="channels-last UNets, as `aria distill --channels-last`")
     parser.add_argument("--teacher-fp8", action="store_true", help="FP8 teacher linears, as `aria distill --teacher-fp8`")
     parser.add_argument("--attention", choices=get_args(Attention), default="sdpa",
