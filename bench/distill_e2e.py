@@ -7,15 +7,20 @@ BK-SDM-Small by `aria_train.distill.loop.train`, as `aria distill --method rc|ar
 a paired cache of ``--paired`` random latents, a pool of ``--pool`` random prompts in
 ``--regions`` regions (encoded on the fly by the teacher's text encoder: no text cache), output
 + feature KD, bf16 autocast on a GPU (what ``accelerate launch --mixed_precision bf16`` gives),
-``--steps`` optimizer steps of ``--batch`` images. Its images/s come from the run's own metrics
-records (training time only, checkpoints and logging excluded), leaving out those of the first
-``--warmup`` steps (allocation, cuDNN's choices, compilation); peak memory is the GPU's over the
-whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured step. Beside that
-rate, ``loop_median_step_ms``: the median time between the ends of those same steps as the host
-sees them (each record waits for its step to finish, so the rate holds the records' waits and the
-median does not; a real run records every 10 or more steps, this one every ``--warmup`` / 2);
-every such interval is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the
-garbage collector's milliseconds in each (a collection stops the loop's launches).
+``--steps`` optimizer steps of ``--batch`` images. Its images/s (``loop_images_per_s``) come from
+the host's clock at the end of every step (the trainer's ``on_step``): the batch over the mean
+interval between step ends, from the end of step ``--warmup`` (allocation, cuDNN's choices,
+compilation) to the end of the last step but one (the last one's interval holds the end of the
+run: the device's queue drained, the final record and checkpoint); ``loop_median_step_ms`` is the
+median of the same intervals. Peak memory is the GPU's over the whole run. ARIA's warm-up is 0
+steps, so its allocation is in every measured step. Beside them, ``records_images_per_s``: the
+rate the run's own metrics records give over the same steps (what a user reads in metrics.jsonl;
+until 2026-12-06 this benchmark's loop rate). Over a long run the two agree; over the 2-3 records
+of a benchmark window they do not: with ``--feedback-lag 1`` a record is written during the next
+step, so the window's first and last records cover shifted spans (on an H100, 2026-12-06, the
+records said 158.9-159.2 img/s where the host's clock said 156.1-156.3). Every interval (the last
+one too) is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the garbage
+collector's milliseconds in each (a collection stops the loop's launches).
 On a GPU the step benchmark runs float32 matrix products in TF32, and so does the loop
 (`aria distill --tf32`); under bf16 autocast the UNets' and the encoder's products are bf16 anyway.
 
@@ -96,9 +101,15 @@ def loop_rate(run: Path, warmup: int, last: int | None = None) -> float:
 
 
 def unprofiled_steps(steps: int, profile: int) -> int | None:
-    """The last step the loop's rate may use: before the profiler's warm-up step and the
+    """The last step the loop's records may cover: before the profiler's warm-up step and the
     ``profile`` profiled ones (None: no profile, all steps)."""
     return steps - profile - 1 if profile else None
+
+
+def measured_steps_end(steps: int, profile: int) -> int:
+    """The last step whose interval the host's rate uses: the last unprofiled one, and never the
+    run's last step (its interval holds the end of the run)."""
+    return min(steps - 1, unprofiled_steps(steps, profile) or steps)
 
 
 def record_interval(warmup: int) -> int:
@@ -175,6 +186,13 @@ def step_intervals_ms(step_ends: list[float], warmup: int, last: int | None = No
     return np.diff(step_ends[max(warmup, 1) - 1:last]) * 1e3  # step 1 has no end before it
 
 
+def host_rate(step_ends: list[float], batch: int, warmup: int, last: int | None = None) -> float:
+    """Images/s by the host's clock: ``batch`` over the mean of ``step_intervals_ms``; nan without
+    an interval."""
+    intervals = step_intervals_ms(step_ends, warmup, last)
+    return batch * 1e3 / float(intervals.mean()) if len(intervals) else math.nan
+
+
 def median_step_ms(step_ends: list[float], warmup: int, last: int | None = None) -> float:
     """The median of ``step_intervals_ms``; nan without an interval."""
     intervals = step_intervals_ms(step_ends, warmup, last)
@@ -222,8 +240,9 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
             seconds, peak, profiled, step_ends, collected = run_loop(
                 method, folder, pool, cache, Path(scratch) / "run", batch, steps, record_interval(warmup), speed,
                 device, profile, warmup, lag, ema_offload)
-            rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
-            median_ms = median_step_ms(step_ends, warmup, unprofiled_steps(steps, profile))
+            records_rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
+            rate = host_rate(step_ends, batch, warmup, measured_steps_end(steps, profile))
+            median_ms = median_step_ms(step_ends, warmup, measured_steps_end(steps, profile))
             intervals[f"{method}_lag{lag}"] = {  # step_intervals_ms of a running total: its growth per step
                 name: [round(float(ms), 2) for ms in step_intervals_ms(ends, warmup, unprofiled_steps(steps, profile))]
                 for name, ends in (("step_ms", step_ends), ("gc_ms", collected))}
@@ -239,6 +258,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         rows.append({"size": size, "device": name, **speed, "method": method, "feedback_lag": lag,
                      "ema_offload": ema_offload, "batch": batch,
                      "step_images_per_s": step_rate, "loop_images_per_s": rate, "loop_over_step": rate / step_rate,
+                     "records_images_per_s": records_rate,
                      "loop_median_step_ms": median_ms, "median_step_over_step": batch / step_rate * 1e3 / median_ms,
                      "step_mfu": float(np.mean([r["mfu"] for r in measured])),
                      "loop_mfu": flops * rate / batch / peak_tflops,  # nan on the CPU, as the step's
@@ -295,7 +315,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         set_process_speed(tf32=True)  # the step benchmark's kernel choices; the loop sets its own, the same
     speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False,
              "teacher_fp8": args.teacher_fp8, "attention": args.attention}
-    steps = max(args.warmup + 1, int(args.steps * scale))
+    steps = max(args.warmup + 2, int(args.steps * scale))  # a measured step, and the last one
     every = record_interval(args.warmup)
     first_record_after_warmup = math.ceil(args.warmup / every) * every + every
     if args.profile and unprofiled_steps(steps, args.profile) < first_record_after_warmup:
