@@ -8,18 +8,18 @@ a paired cache of ``--paired`` random latents, a pool of ``--pool`` random promp
 ``--regions`` regions (encoded on the fly by the teacher's text encoder: no text cache), output
 + feature KD, bf16 autocast on a GPU (what ``accelerate launch --mixed_precision bf16`` gives),
 ``--steps`` optimizer steps of ``--batch`` images. Its images/s (``loop_images_per_s``) come from
-the host's clock at the end of every step (the trainer's ``on_step``): the batch over the mean
-interval between step ends, from the end of step ``--warmup`` (allocation, cuDNN's choices,
-compilation) to the end of the last step but one (the last one's interval holds the end of the
-run: the device's queue drained, the final record and checkpoint); ``loop_median_step_ms`` is the
-median of the same intervals. Peak memory is the GPU's over the whole run. ARIA's warm-up is 0
-steps, so its allocation is in every measured step. Beside them, ``records_images_per_s``: the
-rate the run's own metrics records give over the same steps (what a user reads in metrics.jsonl;
-until 2026-12-06 this benchmark's loop rate). Over a long run the two agree; over the 2-3 records
-of a benchmark window they do not: with ``--feedback-lag 1`` a record is written during the next
-step, so the window's first and last records cover shifted spans (on an H100, 2026-12-06, the
-records said 158.9-159.2 img/s where the host's clock said 156.1-156.3). Every interval (the last
-one too) is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the garbage
+the run's own metrics records (training time only, checkpoints and logging excluded), leaving out
+those of the first ``--warmup`` steps (allocation, cuDNN's choices, compilation); peak memory is
+the GPU's over the whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured
+step. Beside that rate, two from the host's clock at the end of every step (the trainer's
+``on_step``), over the steps after warm-up but the run's last (whose interval holds the end of the
+run: the device's queue drained, the final record and checkpoint): ``host_images_per_s``, the batch
+over their mean interval, and ``loop_median_step_ms``, their median. Over a long run the records'
+rate and the host's agree; over a benchmark's 20-30 steps they differ by where each clock's
+window starts and ends against the device's progress (the host runs up to a step ahead of the
+device at lag 1, and a record is written when the device reaches its step's loss): on an H100,
+2026-12-06, 158.9-159.2 img/s by the records, 156.1-156.3 by the host. Each interval (the last one
+too) is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the garbage
 collector's milliseconds in each (a collection stops the loop's launches).
 On a GPU the step benchmark runs float32 matrix products in TF32, and so does the loop
 (`aria distill --tf32`); under bf16 autocast the UNets' and the encoder's products are bf16 anyway.
@@ -240,8 +240,8 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
             seconds, peak, profiled, step_ends, collected = run_loop(
                 method, folder, pool, cache, Path(scratch) / "run", batch, steps, record_interval(warmup), speed,
                 device, profile, warmup, lag, ema_offload)
-            records_rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
-            rate = host_rate(step_ends, batch, warmup, measured_steps_end(steps, profile))
+            rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
+            by_host = host_rate(step_ends, batch, warmup, measured_steps_end(steps, profile))
             median_ms = median_step_ms(step_ends, warmup, measured_steps_end(steps, profile))
             intervals[f"{method}_lag{lag}"] = {  # step_intervals_ms of a running total: its growth per step
                 name: [round(float(ms), 2) for ms in step_intervals_ms(ends, warmup, unprofiled_steps(steps, profile))]
@@ -258,7 +258,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
         rows.append({"size": size, "device": name, **speed, "method": method, "feedback_lag": lag,
                      "ema_offload": ema_offload, "batch": batch,
                      "step_images_per_s": step_rate, "loop_images_per_s": rate, "loop_over_step": rate / step_rate,
-                     "records_images_per_s": records_rate,
+                     "host_images_per_s": by_host, "host_over_step": by_host / step_rate,
                      "loop_median_step_ms": median_ms, "median_step_over_step": batch / step_rate * 1e3 / median_ms,
                      "step_mfu": float(np.mean([r["mfu"] for r in measured])),
                      "loop_mfu": flops * rate / batch / peak_tflops,  # nan on the CPU, as the step's

@@ -62,9 +62,9 @@ def test_distill_e2e(work, tmp_path):
     written = check(rows, tmp_path / "distill_e2e_tiny.csv",
                     {"method", "batch", "step_images_per_s", "loop_images_per_s", "loop_over_step", "loop_time_over_rc",
                      "loop_peak_gib", "step_tflop", "loop_median_step_ms", "median_step_over_step",
-                     "records_images_per_s"},
+                     "host_images_per_s", "host_over_step"},
                     ("step_images_per_s", "loop_images_per_s", "loop_over_step", "loop_time_over_rc", "step_tflop",
-                     "loop_median_step_ms", "median_step_over_step", "records_images_per_s"))
+                     "loop_median_step_ms", "median_step_over_step", "host_images_per_s", "host_over_step"))
     assert [r["method"] for r in written] == ["rc", "aria"]
     steps = json.loads((tmp_path / "distill_e2e_step_ms_tiny.json").read_text())
     assert {k: (len(v["step_ms"]), len(v["gc_ms"])) for k, v in steps.items()} == {"rc_lag0": (2, 2),
@@ -97,9 +97,9 @@ def test_distill_e2e_median_step_uses_the_steps_after_warmup_and_before_the_prof
     assert distill_e2e.step_intervals_ms(ends, 2, last=5).tolist() == [2000.0, 3000.0, 4000.0]
 
 
-def test_distill_e2e_loop_rate_is_the_hosts_over_the_measured_steps():
-    """The loop's images/s: the batch over the mean interval of the steps after warm-up, the run's
-    last step left out (its interval holds the end of the run), and the profiled ones."""
+def test_distill_e2e_host_rate_uses_the_measured_steps():
+    """The loop's images/s by the host's clock: the batch over the mean interval of the steps after
+    warm-up, the run's last step left out (its interval holds the end of the run), and the profiled ones."""
     ends = [0.0, 1.0, 3.0, 6.0, 10.0, 15.0, 21.0]  # steps 2..7 take 1 .. 6 s
     assert distill_e2e.measured_steps_end(7, 0) == 6 and distill_e2e.measured_steps_end(7, 2) == 4
     assert distill_e2e.host_rate(ends, 8, 2, distill_e2e.measured_steps_end(7, 0)) == 8 / 3.5  # steps 3..6
