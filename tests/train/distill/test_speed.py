@@ -93,9 +93,19 @@ def test_feature_hooks_attach_is_idempotent_and_detach_removes():
     assert len(models.teacher.down_blocks[0]._forward_hooks) == 1
 
 
+def _check_same_gradients_and_clear(eager: StepModels, compiled: StepModels) -> None:
+    """The two students' gradients agree up to float32 summation order; then both are cleared."""
+    ga, gb = _grads(eager), _grads(compiled)
+    assert ga.keys() == gb.keys() and len(ga) > 10
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-7, msg=name)
+    for models in (eager, compiled):
+        models.student.zero_grad(set_to_none=True)
+
+
 @pytest.mark.parametrize("speed, bf16", [({}, False), ({"channels_last": True}, False), ({}, True)])
 def test_compiled_loss_gives_the_eager_loss_and_gradients(speed, bf16):
-    """The loss as --compile compiles it (and bench.distill_step --compile-loss): the step with it (inductor, on
+    """The loss as --compile compiles it: the step with it (inductor, on
     the CPU here) gives the eager step's losses up to float32 summation order, and its gradients,
     also on channels-last feature maps and on bf16 ones (under bf16 autocast, as on a GPU)."""
     from aria_train.distill.speed import compile_loss
@@ -109,12 +119,7 @@ def test_compiled_loss_gives_the_eager_loss_and_gradients(speed, bf16):
         for key in ("loss", "out", "feat", "discrepancy"):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7)
         assert float(a["feat"]) > 0
-        ga, gb = _grads(eager), _grads(compiled)
-        assert ga.keys() == gb.keys() and len(ga) > 10
-        for name in ga:
-            torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-7, msg=name)
-        for models in (eager, compiled):
-            models.student.zero_grad(set_to_none=True)
+        _check_same_gradients_and_clear(eager, compiled)
 
 
 def test_compiled_loss_as_the_trainer_uses_it():
@@ -134,12 +139,7 @@ def test_compiled_loss_as_the_trainer_uses_it():
         for key in ("loss", "out", "feat", "sd", "discrepancy"):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7)
         assert (float(a["sd"]) > 0) == any(paired)
-        ga, gb = _grads(eager), _grads(compiled)
-        assert ga.keys() == gb.keys() and len(ga) > 10
-        for name in ga:
-            torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-7, msg=name)
-        for models in (eager, compiled):
-            models.student.zero_grad(set_to_none=True)
+        _check_same_gradients_and_clear(eager, compiled)
 
 
 def test_fused_optimizer_on_cuda_or_where_asked_for():
