@@ -17,7 +17,7 @@ run: the device's queue drained, the final record and checkpoint): ``host_images
 over their mean interval, and ``loop_median_step_ms``, their median. Over a long run the records'
 rate and the host's agree; over a benchmark's 20-30 steps they differ by where each clock's
 window starts and ends against the device's progress (the host runs up to a step ahead of the
-device at lag 1, and a record is written when the device reaches its step's loss): on an H100,
+device at lag 1, and a record is written once the device has finished its step's backward): on an H100,
 2026-12-06, 158.9-159.2 img/s by the records, 156.1-156.3 by the host. Each interval (the last one
 too) is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the garbage
 collector's milliseconds in each (a collection stops the loop's launches).
@@ -289,7 +289,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--paired", type=int, default=512, help="paired cache samples (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=100_000, help="pool prompts (default: %(default)s)")
     parser.add_argument("--regions", type=int, default=256, help="pool regions K (default: %(default)s)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile as `aria distill --compile` does: both UNets, the text encoder and the loss")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile as `aria distill --compile` does: both UNets, the text encoder and the loss")
     parser.add_argument("--channels-last", action="store_true", help="channels-last UNets, as `aria distill --channels-last`")
     parser.add_argument("--teacher-fp8", action="store_true", help="FP8 teacher linears, as `aria distill --teacher-fp8`")
     parser.add_argument("--attention", choices=get_args(Attention), default="sdpa",

@@ -105,9 +105,9 @@ def _check_same_gradients_and_clear(eager: StepModels, compiled: StepModels) -> 
 
 @pytest.mark.parametrize("speed, bf16", [({}, False), ({"channels_last": True}, False), ({}, True)])
 def test_compiled_loss_gives_the_eager_loss_and_gradients(speed, bf16):
-    """The loss as --compile compiles it: the step with it (inductor, on
-    the CPU here) gives the eager step's losses up to float32 summation order, and its gradients,
-    also on channels-last feature maps and on bf16 ones (under bf16 autocast, as on a GPU)."""
+    """The loss as --compile compiles it: the step with it (inductor, on the CPU here) gives the
+    eager step's losses up to float32 summation order, and its gradients, also on channels-last
+    feature maps and on bf16 ones (under bf16 autocast, as on a GPU)."""
     from aria_train.distill.speed import compile_loss
 
     eager, compiled = _models(**speed), _models(**speed)
