@@ -12,7 +12,10 @@ SDXL-shaped UNet (a CPU smoke test). ``--size demo`` is the shipped 24 px embedd
 and ``--size FOLDER`` any teacher folder, SD or SDXL (its UNet's sample shape, conditioning as
 long and as wide as its encoders'). Students come from ``make_student``, as the trainer makes
 them (BK-SDM-Small of SD, KOALA-700M of SDXL unless ``--student``). Per row: images/s, peak
-memory, FLOPs of one whole step counted with torch.utils.flop_counter (and split into attention,
+memory, the host's time per step to launch it (``host_ms``: the step's work queued, before the
+wait for its discrepancy; well under ``step_ms``, the device bounds the step; near it, the host
+does, or the driver's launch queue filled and held the host back), FLOPs of
+one whole step counted with torch.utils.flop_counter (and split into attention,
 convolutions and matrix products: ``*_tflop``; the counter does not know the CPU's attention
 kernel, so on a CPU attention counts 0), and MFU against a bf16 8192^3 matmul measured in the same
 run.
@@ -91,7 +94,7 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
 
 SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
 FLOP_BATCH = 8  # images in the FLOP-counting step; larger batches are scaled from it (see run_rows)
-MEASURED = ("step_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
+MEASURED = ("step_ms", "host_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
             "aria_ops_ms", "aria_ops_fraction", "attention_tflop", "convolution_tflop", "matmul_tflop")
 FLOP_CLASSES = ("attention", "convolution", "matmul")  # every counted operator is one of these (flop_classes)
 
@@ -155,16 +158,19 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     weights = LossWeights(1.0, 1.0, 0.0)
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
     ops = aria_ops(setup["regions"], setup["pool"], batch)
+    launching = [0.0]  # the host's seconds in one_step before it waits for the device, summed
 
     def one_step(with_aria: bool, data: dict = batch_data) -> None:
         from aria_train.distill.step import train_step
 
+        start = time.perf_counter()
         if setup["cuda_graphs"]:  # the last step's graph outputs may be overwritten now
             torch.compiler.cudagraph_mark_step_begin()
         with autocast:
             losses = train_step(models, data, weights)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        launching[0] += time.perf_counter() - start
         discrepancy = losses["discrepancy"].double().cpu().numpy()  # RC's tally reads it too: the same sync
         if with_aria:
             ops(discrepancy)
@@ -210,13 +216,15 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         sync()
+        launching[0] = 0.0
         start = time.perf_counter()
         with oom_phase("the timed steps", device):
             for _ in range(steps):
                 one_step(method == "aria")
             sync()
         seconds = (time.perf_counter() - start) / steps
-        rows.append(make_row(setup, method, batch, step_ms=seconds * 1e3, images_per_s=batch / seconds,
+        rows.append(make_row(setup, method, batch, step_ms=seconds * 1e3, host_ms=launching[0] / steps * 1e3,
+                             images_per_s=batch / seconds,
                              peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
                              step_tflop=step_flops / 1e12, tflops=step_flops / seconds / 1e12,
                              mfu=step_flops / seconds / 1e12 / peak, matmul_peak_tflops=peak, **class_tflop))

@@ -157,6 +157,7 @@ def test_distill_step_sdxl_tiny(tmp_path, monkeypatch, capsys):
             assert all(math.isnan(v) for v in measured)
         else:
             assert all(math.isfinite(v) and v > 0 for v in measured), row
+            assert 0 < float(row["host_ms"]) <= float(row["step_ms"])  # launching is part of the step
     assert {r["cudnn_benchmark"] for r in written} == {"False"}  # a CPU has no cuDNN to benchmark
     flops = {(r["student"], r["batch"]): float(r["step_tflop"]) for r in written if r["method"] == "rc"}
     for row in (r for r in written if r["method"] == "rc"):  # every counted FLOP is in one class
