@@ -9,18 +9,18 @@ a paired cache of ``--paired`` random latents, a pool of ``--pool`` random promp
 + feature KD, bf16 autocast on a GPU (what ``accelerate launch --mixed_precision bf16`` gives),
 ``--steps`` optimizer steps of ``--batch`` images. Its images/s (``loop_images_per_s``) come from
 the run's own metrics records (training time only, checkpoints and logging excluded), leaving out
-those of the first ``--warmup`` steps (allocation, cuDNN's choices, compilation); peak memory is
-the GPU's over the whole run. ARIA's warm-up is 0 steps, so its allocation is in every measured
-step. Beside that rate, two from the host's clock at the end of every step (the trainer's
-``on_step``), over the steps after warm-up but the run's last (whose interval holds the end of the
-run: the device's queue drained, the final record and checkpoint): ``host_images_per_s``, the batch
-over their mean interval, and ``loop_median_step_ms``, their median. Over a long run the records'
-rate and the host's agree; over a benchmark's 20-30 steps they differ by where each clock's
-window starts and ends against the device's progress (the host runs up to a step ahead of the
-device at lag 1, and a record is written once the device has finished its step's backward): on an H100,
-2026-12-06, 158.9-159.2 img/s by the records, 156.1-156.3 by the host. Each interval (the last one
-too) is written to OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the garbage
-collector's milliseconds in each (a collection stops the loop's launches).
+those of the first ``--warmup`` steps (allocation, cuDNN's choices, compilation) and the run's
+final record; peak memory is the GPU's over the whole run. ARIA's warm-up is 0 steps, so its
+allocation is in every measured step. The final record is left out because with
+``--feedback-lag 1`` it counts two steps (one read by the last step's push, one by the closing
+drain) over an interval that held 1.2-1.6 steps of device work in the SD-size runs of 2026-12-05/06,
+which put the rate 2.6-3.6% high in a 22-step window (those CSVs' ``loop_images_per_s``, from
+before this rule; their step JSONs give the corrected rates). Beside it, from the host's clock at
+the end of every step (the trainer's ``on_step``), over the same steps: ``host_images_per_s``, the
+batch over their mean interval (within 0.2% of the records' rate in those runs), and
+``loop_median_step_ms``, their median. Each interval (the last one too) is written to
+OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the garbage collector's milliseconds in
+each (a collection stops the loop's launches).
 On a GPU the step benchmark runs float32 matrix products in TF32, and so does the loop
 (`aria distill --tf32`); under bf16 autocast the UNets' and the encoder's products are bf16 anyway.
 
@@ -107,8 +107,8 @@ def unprofiled_steps(steps: int, profile: int) -> int | None:
 
 
 def measured_steps_end(steps: int, profile: int) -> int:
-    """The last step whose interval the host's rate uses: the last unprofiled one, and never the
-    run's last step (its interval holds the end of the run)."""
+    """The last step the loop's rates use: the last unprofiled one, and never the run's last step
+    (its interval holds the end of the run; its record, at lag 1, one step more: module docstring)."""
     return min(steps - 1, unprofiled_steps(steps, profile) or steps)
 
 
@@ -240,7 +240,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
             seconds, peak, profiled, step_ends, collected = run_loop(
                 method, folder, pool, cache, Path(scratch) / "run", batch, steps, record_interval(warmup), speed,
                 device, profile, warmup, lag, ema_offload)
-            rate = loop_rate(Path(scratch) / "run", warmup, unprofiled_steps(steps, profile))
+            rate = loop_rate(Path(scratch) / "run", warmup, measured_steps_end(steps, profile))
             by_host = host_rate(step_ends, batch, warmup, measured_steps_end(steps, profile))
             median_ms = median_step_ms(step_ends, warmup, measured_steps_end(steps, profile))
             intervals[f"{method}_lag{lag}"] = {  # step_intervals_ms of a running total: its growth per step
@@ -316,9 +316,10 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         set_process_speed(tf32=True)  # the step benchmark's kernel choices; the loop sets its own, the same
     speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False,
              "teacher_fp8": args.teacher_fp8, "attention": args.attention}
-    steps = max(args.warmup + 2, int(args.steps * scale))  # a measured step, and the last one
     every = record_interval(args.warmup)
     first_record_after_warmup = math.ceil(args.warmup / every) * every + every
+    # at least one measured record before the run's last step (whose record the rate leaves out)
+    steps = max(first_record_after_warmup + 1, int(args.steps * scale))
     if args.profile and unprofiled_steps(steps, args.profile) < first_record_after_warmup:
         parser.error(f"--profile {args.profile} leaves too few of the {steps} steps after --warmup {args.warmup} "
                      f"for the loop's rate: run more --steps")

@@ -97,6 +97,22 @@ def test_distill_e2e_median_step_uses_the_steps_after_warmup_and_before_the_prof
     assert distill_e2e.step_intervals_ms(ends, 2, last=5).tolist() == [2000.0, 3000.0, 4000.0]
 
 
+def test_distill_e2e_loop_rate_leaves_out_the_warmup_and_the_final_record(tmp_path):
+    """The records' rate: all images over all seconds of the records after warm-up that end by
+    the last measured step; the run's final record (at lag 1 two steps over about one and a half
+    steps' time) is left out."""
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [(10, 50.0), (20, 100.0), (30, 200.0), (32, 1000.0)]  # (step, images/s over the steps since the last)
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "images_per_s": r}) + "\n" for s, r in records))
+    end = distill_e2e.measured_steps_end(32, 0)
+    assert end == 31
+    assert distill_e2e.loop_rate(run, 10, end) == pytest.approx(20 / (10 / 100 + 10 / 200))  # records 20 and 30
+    assert distill_e2e.loop_rate(run, 10) == pytest.approx(22 / (10 / 100 + 10 / 200 + 2 / 1000))  # the final one too
+    with pytest.raises(ValueError, match="run more --steps"):
+        distill_e2e.loop_rate(run, 30, end)
+
+
 def test_distill_e2e_host_rate_uses_the_measured_steps():
     """The loop's images/s by the host's clock: the batch over the mean interval of the steps after
     warm-up, the run's last step left out (its interval holds the end of the run), and the profiled ones."""
