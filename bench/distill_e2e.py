@@ -15,10 +15,10 @@ allocation is in every measured step. The final record is left out because with
 ``--feedback-lag 1`` it counts two steps (one read by the last step's push, one by the closing
 drain) over an interval that held 1.2-1.6 steps of device work in the SD-size runs of 2026-12-05/06,
 which put the rate 2.6-3.6% high in a 22-step window (those CSVs' ``loop_images_per_s``, from
-before this rule; their step JSONs give the corrected rates). Beside it, from the host's clock at
-the end of every step (the trainer's ``on_step``), over the same steps: ``host_images_per_s``, the
-batch over their mean interval (within 0.2% of the records' rate in those runs), and
-``loop_median_step_ms``, their median. Each interval (the last one too) is written to
+before this rule; scripts/e2e_rates_without_final_record.py recomputes them from their step
+JSONs). Beside it, from the host's clock at the end of every step (the trainer's ``on_step``),
+over the same steps: ``host_images_per_s``, the batch over their mean interval (within 0.2% of
+the records' rate in those runs), and ``loop_median_step_ms``, their median. Each interval (the last one too) is written to
 OUT/distill_e2e_step_ms_SIZE.json, by method and lag, with the garbage collector's milliseconds in
 each (a collection stops the loop's launches).
 On a GPU the step benchmark runs float32 matrix products in TF32, and so does the loop
