@@ -59,7 +59,6 @@ class DistillConfig(Options):
     gradient_checkpointing: bool = option(False, 'flag', "recompute the student's activations in backward: less memory, about a third more student compute")
     tf32: bool = option(False, 'flag', "float32 matrix products on NVIDIA tensor cores in TF32 (10-bit mantissa products, float32 sums; Ampere and later): what makes a float32 run fast on a GPU (the grouped small-world step: bench/small_world.py). Off by default, as in torch and in every committed test-bed run; cuDNN's convolutions use TF32 either way (torch's default). No effect on CPUs or under bf16 autocast's matmuls")
     attention: Attention = option("sdpa", 'choice', "the UNets' attention kernels: torch's SDPA (cuDNN's flash attention on Hopper), or FlashAttention-4's in the self-attention only (fa4-self) or in all attention (fa4) -- flash-attn-4 installed, a Hopper GPU, bf16; the compiled SD-size step 0.965-0.972x as long with fa4-self, 0.979x with fa4 on H100s (bench/results/distill_step_sd14_fa4_*_h100.csv); training is the same up to bf16 rounding (aria_train/diffusion/models/fa4_attention.py)")
-    cuda_graphs: bool = option(False, 'flag', "with --compile on a GPU: each compiled UNet pass recorded once as a CUDA graph and then replayed (inductor's triton.cudagraphs), so the host launches one graph where it launched hundreds of kernels. Needs --grad-accum 1 (a replay overwrites the last one's outputs, and accumulated gradients are such outputs) and fixed shapes (not --aria-signal text, whose extra passes change batch size every step); the held-out monitor and sample grids record graphs of their own shapes once. The same kernels as without it")
     teacher_fp8: bool = option(False, 'flag', "the frozen teacher's linear layers multiply in FP8 with row-wise scales (H100/H200 tensor cores; the CPU emulates it, slowly); its prediction moves by ~0.02 relative RMS (bench/fp8_teacher.py). Measured SLOWER at SD size on an H200: 0.84x the bf16 step eager, 0.96x compiled")
     steps: int = option(1000, 'optimizer steps', 'length of the run, counting resumed steps')
     batch_size: int = option(64, 'samples', 'micro-batch size per device')
@@ -140,9 +139,6 @@ class DistillConfig(Options):
             raise ValueError("noise_std needs noisy_regions")
         if self.blind_regions and min(self.blind_regions) < 0:
             raise ValueError(f"blind_regions must be region ids >= 0, got {self.blind_regions}")
-        if self.cuda_graphs and not (self.compile and self.grad_accum == 1 and self.aria.signal != "text"):
-            raise ValueError("cuda_graphs needs --compile, --grad-accum 1 and fixed shapes (not --aria-signal text), got "
-                             f"compile {self.compile}, grad_accum {self.grad_accum}, aria signal {self.aria.signal!r}")
         if self.feedback_lag not in (0, 1):
             raise ValueError(f"feedback_lag must be 0 or 1, got {self.feedback_lag}")
         if self.l_out + self.l_feat + self.l_sd == 0:

@@ -103,7 +103,7 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
             frozen.to(dtype=weight_dtype)
     prepare_unets(teacher, student_unet, compile=config.compile, channels_last=config.channels_last,
                   gradient_checkpointing=config.gradient_checkpointing, teacher_fp8=config.teacher_fp8,
-                  attention=config.attention, cuda_graphs=config.cuda_graphs)
+                  attention=config.attention)
     for text_encoder in inputs.prompts.encoders:
         prepare_text_encoder(text_encoder, compile=config.compile)
     # foreach: a few multi-tensor kernels per step instead of three per parameter tensor, whose
@@ -199,8 +199,6 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
             not_finite = None  # lag 1: whether a micro-batch of this step was not finite, on the device
             for micro in range(config.grad_accum):
                 batch = batches.next()
-                if config.cuda_graphs:  # the last micro-batch's graph outputs are all read: replays may overwrite them
-                    torch.compiler.cudagraph_mark_step_begin()
                 with accelerator.accumulate(student):
                     losses = train_step(models, batch, weights, accelerator)
                     pending = gather_feedback(accelerator.gather, batch.regions, batch.switched, batch.nulled,

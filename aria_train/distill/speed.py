@@ -17,10 +17,6 @@
 * FlashAttention-4's Hopper kernels in the self-attention of both UNets, or in all their
   attention (``--attention fa4-self|fa4``, aria_train.diffusion.models.fa4_attention; flash-attn-4
   installed): the compiled SD-size step 0.965-0.972x as long with ``fa4-self`` on H100s.
-* CUDA graphs (``--cuda-graphs``, with ``--compile``): each compiled UNet pass recorded once and
-  replayed, so the host launches one graph per pass instead of its ~1,500 kernels and FA4's
-  Python; they pay only where the host, not the device, bounds the step (+0.3% for the SDPA
-  step on an H200: bench/results/distill_step_sd14_cuda_graphs_h200.csv).
 * the frozen teacher's linear layers in FP8 (``--teacher-fp8``, aria_train.diffusion.models.fp8):
   H100 / H200 tensor cores multiply FP8 at twice the bf16 rate, and the teacher needs no gradients.
 * the frozen text encoder, compiled too under ``--compile`` (``prepare_text_encoder``): it runs
@@ -52,16 +48,12 @@ from torch import nn
 
 def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool = False,
                   channels_last: bool = False, gradient_checkpointing: bool = False, teacher_fp8: bool = False,
-                  attention: str = "sdpa", cuda_graphs: bool = False) -> None:
+                  attention: str = "sdpa") -> None:
     """Apply the speed options to the frozen teacher and the trained student UNet, in place.
 
     Call after the models are on their device and in their dtype; hooks may be attached before
-    or after (compilation happens at the first forward). ``attention``: ``set_attention``'s;
-    ``cuda_graphs`` (with ``compile``, on a GPU): ``compile_unets``'.
+    or after (compilation happens at the first forward). ``attention``: ``set_attention``'s.
     """
-    if cuda_graphs and not (compile and next(teacher.parameters()).device.type == "cuda"):
-        raise ValueError(f"--cuda-graphs needs --compile and a CUDA GPU, not compile {compile} on "
-                         f"{next(teacher.parameters()).device.type}")
     if teacher_fp8:
         from aria_train.diffusion.models.fp8 import check_float8_device, to_float8
 
@@ -74,7 +66,7 @@ def prepare_unets(teacher: nn.Module, student_unet: nn.Module, *, compile: bool 
     if gradient_checkpointing:
         student_unet.enable_gradient_checkpointing()
     if compile:
-        compile_unets(teacher, student_unet, channels_last=channels_last, cuda_graphs=cuda_graphs)
+        compile_unets(teacher, student_unet, channels_last=channels_last)
 
 
 def set_attention(teacher: nn.Module, student_unet: nn.Module, attention: str) -> None:
@@ -93,10 +85,9 @@ def set_attention(teacher: nn.Module, student_unet: nn.Module, attention: str) -
 def compile_unets(teacher: nn.Module, student_unet: nn.Module, *, channels_last: bool, cuda_graphs: bool = False,
                   inductor: Mapping[str, object] | None = None) -> None:
     """``torch.compile`` both UNets in place, with inductor's layout optimisation forced where they
-    are channels-last (module docstring). ``cuda_graphs``: inductor records each compiled graph as
-    a CUDA graph at its first calls and replays it (each training step must then begin with
-    ``torch.compiler.cudagraph_mark_step_begin()``: the step's replays may overwrite the last
-    step's outputs). A candidate measured by bench.distill_step, not an option of the trainer:
+    are channels-last (module docstring). Candidates measured by bench.distill_step, not options of
+    the trainer: ``cuda_graphs``, inductor records each compiled graph as a CUDA graph and replays
+    it (each training step must then begin with ``torch.compiler.cudagraph_mark_step_begin()``);
     ``inductor``, further inductor options by name (``torch._inductor.config``'s, e.g.
     ``max_autotune``: its Triton templates timed against cuBLAS / cuDNN for every matrix product
     and convolution shape; torch.compile refuses a name it does not know)."""

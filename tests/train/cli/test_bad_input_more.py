@@ -216,20 +216,6 @@ def test_distill_refuses_aria_options_on_a_run_that_would_ignore_them(paths, tmp
     assert not out.exists()
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--cuda-graphs"], "--cuda-graphs needs --compile, --grad-accum 1 and fixed shapes"),
-    (["--cuda-graphs", "--compile", "--grad-accum", "2"], "got compile True, --grad-accum 2"),
-    (["--cuda-graphs", "--compile", "--method", "aria", "--aria-signal", "text"], "aria signal 'text'"),
-    (["--cuda-graphs", "--compile"], "--cuda-graphs needs --compile and a CUDA GPU, not compile True on cpu"),
-])
-def test_distill_refuses_cuda_graphs_where_they_cannot_replay(paths, tmp_path, capsys, extra, needle):
-    """Without compilation there is no graph to record; accumulated gradients and the text
-    signal's varying batch would be overwritten or re-recorded; a CPU has no CUDA graphs."""
-    out = tmp_path / "run"
-    refused(paths.options(out, "--steps", "1", *extra), capsys, needle)
-    assert not out.exists()
-
-
 def test_distill_refuses_a_missing_heldout_file_even_without_the_monitor(paths, tmp_path, capsys):
     out = tmp_path / "run"
     refused(paths.options(out, "--steps", "1", "--heldout", tmp_path / "missing.csv", "--heldout-every", "0"), capsys,

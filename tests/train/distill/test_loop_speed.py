@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 
 import aria_train.distill.speed as speed
@@ -58,29 +57,10 @@ def test_text_encoder_in_half_precision_and_compiled_with_the_unets(paths, tmp_p
         AcceleratorState._reset_state()
     assert "mixed precision bf16" in (out / "log.txt").read_text()
     assert seen == {"unets": {"compile": True, "channels_last": False, "gradient_checkpointing": False, "teacher_fp8": False,
-                              "attention": "sdpa", "cuda_graphs": False},
+                              "attention": "sdpa"},
                     "dtype": torch.bfloat16, "compile": True, "loss": "compiled"}
     record = json.loads((out / "metrics.jsonl").read_text())
     assert np.isfinite(record["loss"])
-
-
-@pytest.mark.parametrize("lag", [0, 1])
-def test_cuda_graphs_mark_a_new_step_before_every_micro_batch(paths, tmp_path, monkeypatch, lag):
-    """With --cuda-graphs the loop tells torch before each micro-batch that the graphs' last
-    outputs may be overwritten (their replay would otherwise re-record); the graphs themselves
-    need a GPU (tests/train/distill/test_cuda_graphs_gpu.py), so the set-up is stubbed here."""
-    from aria_train.distill.losses import distillation_loss
-
-    marks, seen = [], {}
-    monkeypatch.setattr(speed, "compile_loss", lambda: distillation_loss)
-    monkeypatch.setattr(speed, "prepare_unets", lambda teacher, student, **options: seen.update(options))
-    monkeypatch.setattr(speed, "prepare_text_encoder", lambda encoder, compile: None)
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    train(config(paths, method="rc", compile=True, cuda_graphs=True, steps=3, feedback_lag=lag), tmp_path / "run",
-          progress=False)
-    assert seen["cuda_graphs"] is True and len(marks) == 3
-    train(config(paths, method="rc", compile=True, steps=2, feedback_lag=lag), tmp_path / "plain", progress=False)
-    assert len(marks) == 3  # none without the option
 
 
 def test_prepare_text_encoder_compiles_for_any_batch_size():
