@@ -17,8 +17,10 @@ wait for its discrepancy; well under ``step_ms``, the device bounds the step; ne
 does, or the driver's launch queue filled and held the host back), FLOPs of
 one whole step counted with torch.utils.flop_counter (and split into attention,
 convolutions and matrix products: ``*_tflop``; the counter does not know the CPU's attention
-kernel, so on a CPU attention counts 0), and MFU against a bf16 8192^3 matmul measured in the same
-run.
+kernel, so on a CPU attention counts 0), MFU against a bf16 8192^3 matmul measured in the same
+run, and NVML's SM clock, power draw and utilisation over the row's timed steps (``NVML_COLUMNS``:
+the clock under sustained load, to set beside the one a ``--profile`` run's traced steps held,
+``traced_sm_clock_mhz``; nan on a CPU).
 ``--compile``, ``--channels-last``, ``--gradient-checkpointing`` and ``--teacher-fp8`` set the models up exactly as
 ``aria distill`` does (aria_train.distill.speed). FLOPs are counted on an eager step (the counter sees
 aten ops, not compiled kernels; with checkpointing they include the recomputed forward);
@@ -55,6 +57,7 @@ import torch
 from aria_train.diffusion.models.fa4_attention import available
 from aria_train.distill.config import Attention
 from bench.common import RESULTS, number, read_rows, report
+from bench.loop_profile import DeviceSampler
 from bench.step_setup import build, default_student, make_batch
 
 
@@ -92,6 +95,9 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
     return step
 
 
+# NVML's means over a row's timed steps (bench.loop_profile.DeviceSampler; nan without NVML): the clock
+# the device held under the step's sustained load, beside the profile's traced_sm_clock_mhz
+NVML_COLUMNS = ("sm_clock_mhz", "power_w", "gpu_utilization_pct")
 SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
 FLOP_BATCH = 8  # images in the FLOP-counting step; larger batches are scaled from it (see run_rows)
 MEASURED = ("step_ms", "host_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
@@ -218,16 +224,18 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         sync()
         launching[0] = 0.0
         start = time.perf_counter()
-        with oom_phase("the timed steps", device):
+        with oom_phase("the timed steps", device), DeviceSampler(interval=0.05) as sampler:
             for _ in range(steps):
                 one_step(method == "aria")
             sync()
         seconds = (time.perf_counter() - start) / steps
+        nvml = sampler.summary()
         rows.append(make_row(setup, method, batch, step_ms=seconds * 1e3, host_ms=launching[0] / steps * 1e3,
                              images_per_s=batch / seconds,
                              peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
                              step_tflop=step_flops / 1e12, tflops=step_flops / seconds / 1e12,
-                             mfu=step_flops / seconds / 1e12 / peak, matmul_peak_tflops=peak, **class_tflop))
+                             mfu=step_flops / seconds / 1e12 / peak, matmul_peak_tflops=peak, **class_tflop,
+                             **{name: nvml.get(name, float("nan")) for name in NVML_COLUMNS}))
     discrepancy = np.random.default_rng(1).exponential(size=batch)
     start = time.perf_counter()
     for _ in range(200):

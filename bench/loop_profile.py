@@ -28,9 +28,12 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
 Under the profiler a step is slower than without it (tracing slowed the glyph demo world's step
 from 128 ms to 160-180 ms on an H200), so the profile says where the time goes, not how long a
 step takes. The cross-check that needs no tracing: ``LoopProfiler`` reads NVML's utilisation (the
-percentage of time a kernel was running) and SM clock (``DeviceSampler``) while the steps between
-its ``skip`` first ones (compilation, where the device waits for the host) and the profiled ones
-run, and ``summary()`` includes their means.
+percentage of time a kernel was running), SM clock and power draw (``DeviceSampler``) while the
+steps between its ``skip`` first ones (compilation, where the device waits for the host) and the
+profiled ones run, and ``summary()`` includes their means; it reads them again while the traced
+steps run (``traced_*``), because a device that idles between the profiler's launches may clock
+higher there than under a timed step's sustained load, and then the traced kernels are shorter
+than the same kernels in an untraced step.
 """
 from __future__ import annotations
 
@@ -106,6 +109,7 @@ class LoopProfiler:
         self.steps, self.active, self.top, self.skip = steps, active, top, skip
         self.cuda = torch.cuda.is_available()
         self.sampler = DeviceSampler()  # NVML over the untraced steps after the first `skip`
+        self.traced_sampler = DeviceSampler()  # and over the profiler's warm-up and traced steps
         self.ends: list[float] = []  # perf_counter at the end of every step
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
         self.prof = profile(activities=activities, schedule=schedule(wait=steps - active - 1, warmup=1, active=active),
@@ -120,6 +124,7 @@ class LoopProfiler:
     def __exit__(self, *exc) -> None:
         self.prof.__exit__(*exc)
         self.sampler.close()
+        self.traced_sampler.close()
 
     def on_step(self, step: int, steps: int) -> None:
         if self.cuda and len(self.ends) + 1 >= self.steps - self.active:  # this step opens or is traced
@@ -129,6 +134,7 @@ class LoopProfiler:
             self.sampler.__enter__()
         if len(self.ends) == self.steps - self.active - 1:  # tracing starts with the next step
             self.sampler.close()
+            self.traced_sampler.__enter__()
         self.prof.step()
 
     def summary(self) -> dict:
@@ -159,7 +165,8 @@ class LoopProfiler:
             result.update(self.kernel_summary([e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]))
             result["kernel_sources"] = kernel_sources(events, [k["name"] for k in result["top_kernels"][:6]], n)
             result["kernel_classes"] = kernel_classes(events, n)
-        return {**result, **self.sampler.summary()}
+        return {**result, **self.sampler.summary(),
+                **{f"traced_{name}": value for name, value in self.traced_sampler.summary().items()}}
 
     def kernel_summary(self, kernels: list) -> dict:
         """Kernel events only: key_averages' self device time would count each kernel twice (as
@@ -250,18 +257,18 @@ def kernel_classes(events, steps: int) -> dict[str, float]:
 
 
 class DeviceSampler:
-    """NVML's GPU utilisation (%) and SM clock (MHz), read every ``interval`` seconds in a thread
-    while ``with DeviceSampler():`` runs; ``summary()`` gives their means, or {} where NVML is not
-    there (a CPU, no pynvml)."""
+    """NVML's GPU utilisation (%), SM clock (MHz) and power draw (W), read every ``interval`` seconds
+    in a thread while ``with DeviceSampler():`` runs; ``summary()`` gives their means, or {} where
+    NVML is not there (a CPU, no pynvml)."""
 
     def __init__(self, interval: float = 0.2):
         self.interval, self.samples = interval, []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
-    def read(self) -> tuple[float, float] | None:
+    def read(self) -> tuple[float, float, float] | None:
         try:
-            return float(torch.cuda.utilization()), float(torch.cuda.clock_rate())
+            return float(torch.cuda.utilization()), float(torch.cuda.clock_rate()), torch.cuda.power_draw() / 1e3
         except Exception:  # no GPU, no pynvml, or NVML not answering: no samples
             return None
 
@@ -289,5 +296,6 @@ class DeviceSampler:
     def summary(self) -> dict:
         if not self.samples:
             return {}
-        used, clock = zip(*self.samples)
-        return {"nvml_samples": len(used), "gpu_utilization_pct": sum(used) / len(used), "sm_clock_mhz": sum(clock) / len(clock)}
+        used, clock, power = zip(*self.samples)
+        return {"nvml_samples": len(used), "gpu_utilization_pct": sum(used) / len(used),
+                "sm_clock_mhz": sum(clock) / len(clock), "power_w": sum(power) / len(power)}

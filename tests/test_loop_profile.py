@@ -42,7 +42,7 @@ def test_device_sampler_means_and_stops(monkeypatch):
     from bench.loop_profile import DeviceSampler
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    readings = iter([(20.0, 1000.0), (40.0, 2000.0)] + [None] * 1000)
+    readings = iter([(20.0, 1000.0, 300.0), (40.0, 2000.0, 500.0)] + [None] * 1000)
     monkeypatch.setattr(DeviceSampler, "read", lambda self: next(readings))
     sampler = DeviceSampler(interval=0.001)
     with sampler:
@@ -50,7 +50,8 @@ def test_device_sampler_means_and_stops(monkeypatch):
         while sampler.thread.is_alive() and time.monotonic() < deadline:  # it stops at the first None
             time.sleep(0.001)
     sampler.close()
-    assert sampler.summary() == {"nvml_samples": 2, "gpu_utilization_pct": 30.0, "sm_clock_mhz": 1500.0}
+    assert sampler.summary() == {"nvml_samples": 2, "gpu_utilization_pct": 30.0, "sm_clock_mhz": 1500.0,
+                                 "power_w": 400.0}
     assert DeviceSampler().summary() == {}
 
 
@@ -75,13 +76,15 @@ def test_annotations_on_the_device_timeline_are_not_kernels():
 
 def test_nvml_is_read_after_the_skipped_steps_until_tracing(monkeypatch):
     """The sampler starts after the first `skip` steps (compilation: the device waits for the host)
-    and stops before the traced ones; the unprofiled step time leaves the skipped steps out."""
+    and stops before the traced ones, where a second one starts and runs to the end; the
+    unprofiled step time leaves the skipped steps out."""
     from bench.loop_profile import DeviceSampler
 
     calls = []
-    monkeypatch.setattr(DeviceSampler, "__enter__", lambda self: calls.append("start") or self)
-    monkeypatch.setattr(DeviceSampler, "close", lambda self: calls.append("stop"))
+    monkeypatch.setattr(DeviceSampler, "__enter__", lambda self: calls.append(("start", self)) or self)
+    monkeypatch.setattr(DeviceSampler, "close", lambda self: calls.append(("stop", self)))
     profiler = LoopProfiler(steps=8, active=2, skip=3)
+    untraced, traced = profiler.sampler, profiler.traced_sampler
     monkeypatch.setattr(profiler, "prof", SimpleProf())
     ticks = iter([0.0, 10.0, 11.0, 12.0, 12.5, 13.0, 14.0, 15.0])  # step 1 compiles for 10 s
     monkeypatch.setattr("bench.loop_profile.time.perf_counter", lambda: next(ticks))
@@ -89,9 +92,10 @@ def test_nvml_is_read_after_the_skipped_steps_until_tracing(monkeypatch):
         for step in range(1, 9):
             profiler.on_step(step, 8)
             if step == 3:
-                assert calls == ["start"]
+                assert calls == [("start", untraced)]
             if step == 5:  # tracing (its warm-up step) starts after step 5
-                assert calls == ["start", "stop"]
+                assert calls == [("start", untraced), ("stop", untraced), ("start", traced)]
+    assert calls[3:] == [("stop", untraced), ("stop", traced)]  # at the end: closing both (again: nothing)
     # steps 4 and 5 (1 s, 0.5 s) are the untraced steps after the skipped three; with skip=1
     # steps 2 and 3 (10 s, 1 s) would count too and the median would be 1 s
     assert profiler.summary()["unprofiled_ms_per_step"] == pytest.approx(750.0)
@@ -107,7 +111,8 @@ def test_only_the_traced_steps_and_the_one_before_wait_for_the_device(monkeypatc
     monkeypatch.setattr("bench.loop_profile.torch.cuda.synchronize", lambda: waits.append(len(profiler.ends) + 1))
     profiler = LoopProfiler(steps=8, active=2, skip=3)
     monkeypatch.setattr(profiler, "prof", SimpleProf())
-    monkeypatch.setattr(profiler, "sampler", SimpleNamespace(__enter__=lambda: None, close=lambda: None))
+    for sampler in ("sampler", "traced_sampler"):
+        monkeypatch.setattr(profiler, sampler, SimpleNamespace(__enter__=lambda: None, close=lambda: None))
     profiler.cuda = True
     for step in range(1, 9):
         profiler.on_step(step, 8)
