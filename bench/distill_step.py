@@ -101,7 +101,7 @@ NVML_COLUMNS = ("sm_clock_mhz", "power_w", "gpu_utilization_pct")
 SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
 FLOP_BATCH = 8  # images in the FLOP-counting step; larger batches are scaled from it (see run_rows)
 MEASURED = ("step_ms", "host_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
-            "aria_ops_ms", "aria_ops_fraction", "attention_tflop", "convolution_tflop", "matmul_tflop")
+            "aria_ops_ms", "aria_ops_fraction", "attention_tflop", "convolution_tflop", "matmul_tflop", *NVML_COLUMNS)
 FLOP_CLASSES = ("attention", "convolution", "matmul")  # every counted operator is one of these (flop_classes)
 
 

@@ -175,6 +175,7 @@ def test_distill_step_sdxl_tiny(tmp_path, monkeypatch, capsys):
             assert all(math.isfinite(v) and v > 0 for v in measured), row
             assert 0 < float(row["host_ms"]) <= float(row["step_ms"])  # launching is part of the step
     assert {r["cudnn_benchmark"] for r in written} == {"False"}  # a CPU has no cuDNN to benchmark
+    assert all(math.isnan(float(r[k])) for r in written for k in distill_step.NVML_COLUMNS)  # nor NVML
     flops = {(r["student"], r["batch"]): float(r["step_tflop"]) for r in written if r["method"] == "rc"}
     for row in (r for r in written if r["method"] == "rc"):  # every counted FLOP is in one class
         classes = [float(row[f"{name}_tflop"]) for name in distill_step.FLOP_CLASSES]
@@ -185,6 +186,30 @@ def test_distill_step_sdxl_tiny(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(distill_step, "FLOP_BATCH", 1)
     scaled = distill_step.main(argv=argv + ["--batch", "2", "--name", "scaled"])
     assert scaled[0]["step_tflop"] == pytest.approx(flops[("koala-700m", "2")], rel=1e-9)
+
+
+def test_distill_step_rows_carry_nvml_over_their_timed_steps(tmp_path, monkeypatch):
+    """Each row has the means its own sampler read over the row's timed steps (a stand-in here:
+    no NVML on a CPU), one sampler per row."""
+    readings = iter([{"sm_clock_mhz": 1700.0 + i, "power_w": 650.0, "gpu_utilization_pct": 100.0} for i in range(4)])
+
+    class Sampler:
+        def __init__(self, interval):
+            self.values = next(readings)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def summary(self):
+            return self.values
+
+    monkeypatch.setattr(distill_step, "DeviceSampler", Sampler)
+    rows = distill_step.main(argv=["--size", "sdxl-tiny", "--steps", "1", "--warmup", "0", "--regions", "8",
+                                   "--pool", "1000", "--out", str(tmp_path), "--batch", "1"])
+    assert [(r["sm_clock_mhz"], r["power_w"]) for r in rows] == [(1700.0 + i, 650.0) for i in range(4)]
 
 
 def test_distill_step_compiled_runs_no_eager_step_at_the_batch(tmp_path, monkeypatch):
