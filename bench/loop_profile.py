@@ -268,9 +268,13 @@ class DeviceSampler:
 
     def read(self) -> tuple[float, float, float] | None:
         try:
-            return float(torch.cuda.utilization()), float(torch.cuda.clock_rate()), torch.cuda.power_draw() / 1e3
+            used, clock = float(torch.cuda.utilization()), float(torch.cuda.clock_rate())
         except Exception:  # no GPU, no pynvml, or NVML not answering: no samples
             return None
+        try:
+            return used, clock, torch.cuda.power_draw() / 1e3  # mW
+        except Exception:  # a GPU whose NVML gives no power reading: the other two still count
+            return used, clock, float("nan")
 
     def run(self) -> None:
         while not self.stop.wait(self.interval):

@@ -55,6 +55,24 @@ def test_device_sampler_means_and_stops(monkeypatch):
     assert DeviceSampler().summary() == {}
 
 
+def test_a_device_without_a_power_reading_still_gives_utilisation_and_clock(monkeypatch):
+    import torch
+
+    from bench.loop_profile import DeviceSampler
+
+    monkeypatch.setattr(torch.cuda, "utilization", lambda: 90)
+    monkeypatch.setattr(torch.cuda, "clock_rate", lambda: 1800)
+    monkeypatch.setattr(torch.cuda, "power_draw", lambda: 650_000)
+    assert DeviceSampler().read() == (90.0, 1800.0, 650.0)
+
+    def no_power():
+        raise RuntimeError("power draw not supported")
+
+    monkeypatch.setattr(torch.cuda, "power_draw", no_power)
+    used, clock, power = DeviceSampler().read()
+    assert (used, clock) == (90.0, 1800.0) and power != power  # nan
+
+
 def test_annotations_on_the_device_timeline_are_not_kernels():
     """torch.profiler mirrors each ``ProfilerStep#`` range onto the device timeline; counted as a
     kernel it spans the whole step and the device looks busy all the time (as the first H200
