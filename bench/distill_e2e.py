@@ -240,9 +240,10 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
             seconds, peak, profiled, step_ends, collected = run_loop(
                 method, folder, pool, cache, Path(scratch) / "run", batch, steps, record_interval(warmup), speed,
                 device, profile, warmup, lag, ema_offload)
-            rate = loop_rate(Path(scratch) / "run", warmup, measured_steps_end(steps, profile))
-            by_host = host_rate(step_ends, batch, warmup, measured_steps_end(steps, profile))
-            median_ms = median_step_ms(step_ends, warmup, measured_steps_end(steps, profile))
+            end = measured_steps_end(steps, profile)
+            rate = loop_rate(Path(scratch) / "run", warmup, end)
+            by_host = host_rate(step_ends, batch, warmup, end)
+            median_ms = median_step_ms(step_ends, warmup, end)
             intervals[f"{method}_lag{lag}"] = {  # step_intervals_ms of a running total: its growth per step
                 name: [round(float(ms), 2) for ms in step_intervals_ms(ends, warmup, unprofiled_steps(steps, profile))]
                 for name, ends in (("step_ms", step_ends), ("gc_ms", collected))}
