@@ -41,7 +41,7 @@ what stands between the loop and its step benchmark. The profiled steps are left
 loop's rate (the profiler slows them), so --steps must leave --warmup + 1 steps before them.
 
 ``python -m bench.distill_e2e [--size sd14|tiny] [--batch B] [--steps S] [--compile]
-[--channels-last] [--attention sdpa|fa4-self|fa4] [--profile N] [--quick] [--out DIR] [--work DIR]``; the default size is sd14 on a GPU, tiny
+[--channels-last] [--attention sdpa|fa4-self|fa4] [--teacher-stream] [--profile N] [--quick] [--out DIR] [--work DIR]``; the default size is sd14 on a GPU, tiny
 on the CPU.
 """
 from __future__ import annotations
@@ -229,7 +229,7 @@ def run(size: str, batch: int, steps: int, warmup: int, step_steps: int, paired:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"{name}: step benchmark on {folder} (batch {batch}, {step_steps} steps per row)", flush=True)
     step_rows, _ = run_rows(make_setup(str(folder), device, speed, regions, pool_size, attention=speed["attention"]),
-                            batch, step_steps, 3, device, peak_tflops)
+                            batch, step_steps, 3, device, peak_tflops, teacher_streams=(speed["teacher_stream"],))
     free_memory(device)
     rows, intervals = [], {}
     for method, lag in [(method, lag) for method in methods for lag in lags]:
@@ -296,6 +296,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--teacher-fp8", action="store_true", help="FP8 teacher linears, as `aria distill --teacher-fp8`")
     parser.add_argument("--attention", choices=get_args(Attention), default="sdpa",
                         help="the UNets' attention, as `aria distill --attention` (default: %(default)s)")
+    parser.add_argument("--teacher-stream", action="store_true", help="the teacher's forward on a second CUDA "
+                        "stream, as `aria distill --teacher-stream`, in the loop and in its step benchmark (GPUs only)")
     parser.add_argument("--methods", nargs="+", choices=["rc", "aria"], default=["rc", "aria"],
                         help="loops run, each beside the step benchmark (default: %(default)s; compiled, one "
                              "method alone saves a compilation)")
@@ -309,6 +311,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     args = parse_args(parser, [] if argv is None else argv,
                       {"size": "tiny", "batch": 4, "steps": 6, "warmup": 2, "step_steps": 2, "paired": 64, "pool": 200,
                        "regions": 8})
+    if args.teacher_stream and not cuda:
+        parser.error("--teacher-stream needs a CUDA device")
     device = torch.device("cuda" if cuda else "cpu")
     if cuda:
         from aria_train.distill.speed import set_process_speed
@@ -316,7 +320,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"  # what `accelerate launch --mixed_precision bf16` sets
         set_process_speed(tf32=True)  # the step benchmark's kernel choices; the loop sets its own, the same
     speed = {"compile": args.compile, "channels_last": args.channels_last, "gradient_checkpointing": False,
-             "teacher_fp8": args.teacher_fp8, "attention": args.attention}
+             "teacher_fp8": args.teacher_fp8, "attention": args.attention, "teacher_stream": args.teacher_stream}
     every = record_interval(args.warmup)
     first_record_after_warmup = math.ceil(args.warmup / every) * every + every
     # at least one measured record before the run's last step (whose record the rate leaves out)

@@ -99,6 +99,7 @@ def aria_ops(num_regions: int, pool_size: int, batch: int, seed: int = 0):
 # the device held under the step's sustained load, beside the profile's traced_sm_clock_mhz
 NVML_COLUMNS = ("sm_clock_mhz", "power_w", "gpu_utilization_pct")
 SPEED_OPTIONS = ("compile", "channels_last", "gradient_checkpointing", "teacher_fp8")  # prepare_unets' options
+TEACHER_STREAMS = {"off": (False,), "on": (True,), "both": (False, True)}  # --teacher-stream: run_rows' variants
 FLOP_BATCH = 8  # images in the FLOP-counting step; larger batches are scaled from it (see run_rows)
 MEASURED = ("step_ms", "host_ms", "images_per_s", "peak_gib", "step_tflop", "tflops", "mfu", "matmul_peak_tflops", "warmup_s",
             "aria_ops_ms", "aria_ops_fraction", "attention_tflop", "convolution_tflop", "matmul_tflop", *NVML_COLUMNS)
@@ -145,10 +146,13 @@ def oom_phase(name: str, device: torch.device):
 
 
 def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.device, peak: float,
-             profile: int = 0) -> tuple[list[dict], dict | None]:
+             profile: int = 0, teacher_streams: tuple[bool, ...] = (False,)) -> tuple[list[dict], dict | None]:
     """Two rc and two aria rows (interleaved) of ``steps`` timed steps each, after ``warmup`` steps,
     and with ``profile`` > 0 the profile of that many rc steps after them (bench.loop_profile's
-    summary: kernel classes, top kernels and their launch sites; None without).
+    summary: kernel classes, top kernels and their launch sites; None without). Each of those rows
+    once per ``teacher_streams`` value, interleaved too (the ``teacher_stream`` column): the
+    teacher's forward beside the student's on a second CUDA stream where true (``aria distill
+    --teacher-stream``); the warm-up steps take the values in turn, the profile the last.
     Running out of device memory raises PhaseOutOfMemory naming the phase."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -164,6 +168,10 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     weights = LossWeights(1.0, 1.0, 0.0)
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
     ops = aria_ops(setup["regions"], setup["pool"], batch)
+    side = torch.cuda.Stream(device) if any(teacher_streams) else None
+
+    def use_teacher_stream(on: bool) -> None:
+        models.teacher_stream = side if on else None
     launching = [0.0]  # the host's seconds in one_step before it waits for the device, summed
 
     def one_step(with_aria: bool, data: dict = batch_data) -> None:
@@ -213,12 +221,14 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
                       cuda_graphs=setup["cuda_graphs"], inductor=parse_inductor(setup["inductor"]))
     compile_start = time.perf_counter()
     with oom_phase("the warm-up steps", device):
-        for _ in range(warmup):
+        for step in range(max(warmup, len(teacher_streams))):
+            use_teacher_stream(teacher_streams[step % len(teacher_streams)])
             one_step(True)
         sync()
     warmup_s = time.perf_counter() - compile_start
     rows = []
-    for method in ("rc", "aria", "rc", "aria"):  # interleaved, so drift in clocks hits both
+    for method, on in [(m, on) for m in ("rc", "aria", "rc", "aria") for on in teacher_streams]:  # interleaved,
+        use_teacher_stream(on)  # so drift in clocks hits all
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         sync()
@@ -230,7 +240,7 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
             sync()
         seconds = (time.perf_counter() - start) / steps
         nvml = sampler.summary()
-        rows.append(make_row(setup, method, batch, step_ms=seconds * 1e3, host_ms=launching[0] / steps * 1e3,
+        rows.append(make_row({**setup, "teacher_stream": on}, method, batch, step_ms=seconds * 1e3, host_ms=launching[0] / steps * 1e3,
                              images_per_s=batch / seconds,
                              peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
                              step_tflop=step_flops / 1e12, tflops=step_flops / seconds / 1e12,
@@ -283,6 +293,7 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
     (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS), the
     UNets' ``attention`` as ``aria distill --attention`` sets it (aria_train.distill.speed.set_attention),
+    ``teacher_stream`` (false here; run_rows sets it per row),
     two candidates the trainer does not offer (``cuda_graphs``, the compiled UNets replayed as CUDA
     graphs; ``inductor``, further inductor options as KEY=VALUE strings (``parse_inductor``; the
     column holds them joined by spaces), ``compile_loss``, the loss compiled too
@@ -292,7 +303,7 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
     sets it, as it is process-wide), and ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            **{k: speed[k] for k in SPEED_OPTIONS}, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
+            **{k: speed[k] for k in SPEED_OPTIONS}, "teacher_stream": False, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
             "attention": attention, "compile_loss": speed["compile"] if compile_loss is None else compile_loss,
             "cudnn_benchmark": cudnn_benchmark,
             "regions": regions, "pool": pool}
@@ -339,6 +350,10 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--attention", choices=get_args(Attention), default="sdpa", help="both UNets' attention, as aria distill "
                         "--attention: torch's SDPA (cuDNN's flash kernels on Hopper), or FlashAttention-4's in the "
                         "self-attention only or in all of it (flash-attn-4 installed, a Hopper GPU) (default: %(default)s)")
+    parser.add_argument("--teacher-stream", choices=("off", "on", "both"), default="off",
+                        help="the teacher's forward on a second CUDA stream, beside the student's, as aria distill "
+                        "--teacher-stream (GPUs only): off, on, or both (each row twice, interleaved: an A/B of one "
+                        "compilation) (default: %(default)s)")
     parser.add_argument("--eager-loss", action="store_true", help="with --compile: leave the distillation loss eager "
                         "(`aria distill --compile` compiles it too, aria_train.distill.speed.compile_loss: each feature "
                         "term one fused pass over the feature maps instead of several eager ones); the baseline")
@@ -362,6 +377,10 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--eager-loss needs --compile: without it the loss is eager anyway")
     if args.inductor and not args.compile:
         parser.error("--inductor needs --compile: its options are inductor's")
+    if args.teacher_stream != "off" and not torch.cuda.is_available():
+        parser.error("--teacher-stream needs a CUDA device")
+    if args.teacher_stream != "off" and args.cuda_graphs:
+        parser.error("--teacher-stream is not a --cuda-graphs candidate: the graphs are recorded on one stream")
     if args.attention != "sdpa" and (why := available()):
         parser.error(f"--attention fa4 needs flash-attn-4: {why}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -385,7 +404,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
             continue
         try:
             batch_rows, profiled = run_rows(setup, batch, max(1, int(args.steps * scale)), args.warmup, device, peak,
-                                            args.profile)
+                                            args.profile, TEACHER_STREAMS[args.teacher_stream])
             rows += batch_rows
             if profiled is not None:
                 args.out.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,7 @@ class DistillConfig(Options):
     gradient_checkpointing: bool = option(False, 'flag', "recompute the student's activations in backward: less memory, about a third more student compute")
     tf32: bool = option(False, 'flag', "float32 matrix products on NVIDIA tensor cores in TF32 (10-bit mantissa products, float32 sums; Ampere and later): what makes a float32 run fast on a GPU (the grouped small-world step: bench/small_world.py). Off by default, as in torch and in every committed test-bed run; cuDNN's convolutions use TF32 either way (torch's default). No effect on CPUs or under bf16 autocast's matmuls")
     attention: Attention = option("sdpa", 'choice', "the UNets' attention kernels: torch's SDPA (cuDNN's flash attention on Hopper), or FlashAttention-4's in the self-attention only (fa4-self) or in all attention (fa4) -- flash-attn-4 installed, a Hopper GPU, bf16; the compiled SD-size step 0.965-0.972x as long with fa4-self, 0.979x with fa4 on H100s (bench/results/distill_step_sd14_fa4_*_h100.csv); training is the same up to bf16 rounding (aria_train/diffusion/models/fa4_attention.py)")
+    teacher_stream: bool = option(False, 'flag', "run the frozen teacher's forward on a second CUDA stream, beside the student's forward, so that one model's kernels fill the device where the other's leave it idle (kernel tails, memory-bound norms); the same kernels on the same inputs, so training is unchanged (aria_train/distill/step.py). GPUs only; the teacher's activations then take their own memory pool")
     teacher_fp8: bool = option(False, 'flag', "the frozen teacher's linear layers multiply in FP8 with row-wise scales (H100/H200 tensor cores; the CPU emulates it, slowly); its prediction moves by ~0.02 relative RMS (bench/fp8_teacher.py). Measured SLOWER at SD size on an H200: 0.84x the bf16 step eager, 0.96x compiled")
     steps: int = option(1000, 'optimizer steps', 'length of the run, counting resumed steps')
     batch_size: int = option(64, 'samples', 'micro-batch size per device')
@@ -94,7 +95,8 @@ class DistillConfig(Options):
     # exact continuation (paths may move; schedules of IO and the stopping point may change).
     RESUMABLE_CHANGES = ("teacher", "paired_cache", "pool", "text_cache", "steps", "checkpoint_every",
                          "checkpoint_limit", "sample_every", "log_every", "max_nonfinite", "heldout",
-                         "ema_offload")  # where the EMA is updated: training never reads it
+                         "ema_offload",  # where the EMA is updated: training never reads it
+                         "teacher_stream")  # on which stream the teacher runs: the same kernels, the same inputs
 
     def validate(self) -> "DistillConfig":
         """Raise ValueError (one line) for a value of the wrong type (every float finite) or

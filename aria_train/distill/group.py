@@ -80,6 +80,7 @@ def check_group(configs: Sequence[DistillConfig], mixed_precision: str = "no") -
     unsupported = {"grad_accum > 1": first.grad_accum > 1, "feedback_lag 1": first.feedback_lag,
                    "compile": first.compile, "channels_last": first.channels_last,
                    "gradient_checkpointing": first.gradient_checkpointing, "ema_offload": first.ema_offload,
+                   "teacher_stream": first.teacher_stream,
                    "attention fa4": first.attention != "sdpa",
                    "aria signal text": any(c.method == "aria" and c.aria.signal == "text" for c in configs),
                    "feature projections (channel_scale below 1 with l_feat)": first.l_feat and first.channel_scale < 1,

@@ -80,6 +80,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
     start.check_continues(config)
     inputs = load_inputs(config)
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum)
+    if config.teacher_stream and accelerator.device.type != "cuda":
+        raise ValueError(f"--teacher-stream needs a CUDA device; this run's is {accelerator.device.type}")
     if config.feedback_lag and accelerator.mixed_precision == "fp16":
         raise ValueError("feedback_lag 1 needs bf16 or no mixed precision: fp16's loss scaler decides on the host "
                          "whether to skip a step")
@@ -122,6 +124,8 @@ def train(config: DistillConfig, out: Path, resume: str | None = None, *, start:
         """The EMA with every closed step's update in it (the offloaded one's update in flight done)."""
         return offload.settled() if offload is not None else ema
     models = StepModels(teacher, student, inputs.scheduler, layer_map if config.l_feat else {})
+    if config.teacher_stream:
+        models.teacher_stream = torch.cuda.Stream(device)
     if config.compile:
         models.loss_fn = compile_loss()
     weights = LossWeights(config.l_out, config.l_feat, config.l_sd)

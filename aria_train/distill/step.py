@@ -51,6 +51,9 @@ class StepModels:
     text_signal_rows: str = "switched"
     # the loss: distillation_loss, or a compiled form of it (aria_train.distill.speed.compile_loss)
     loss_fn: Callable[..., dict[str, torch.Tensor]] = distillation_loss
+    # a CUDA stream of the models' device on which the teacher's forward runs beside the student's
+    # (DistillConfig.teacher_stream); None: one after the other on the current stream
+    teacher_stream: torch.cuda.Stream | None = None
     teacher_features: FeatureHooks = field(init=False)
     student_features: FeatureHooks = field(init=False)
 
@@ -76,13 +79,22 @@ def train_step(models: StepModels, batch: Batch, weights: LossWeights, accelerat
         raise ValueError("feature KD (weights.feat != 0) needs StepModels with a layer_map")
     student = unwrap_model(models.student)
     teacher_dtype = next(models.teacher.parameters()).dtype
-    with torch.no_grad():
+    side = models.teacher_stream
+    if side is not None:  # the teacher's kernels start once the noisy batch is there
+        side.wait_stream(torch.cuda.current_stream(noisy.device))
+    with torch.no_grad(), torch.cuda.stream(side):  # stream None: the current one
         pred_teacher = models.teacher(noisy.to(teacher_dtype), batch.timesteps,
                                       **unet_inputs(batch.hidden, teacher_dtype)).sample
         if batch.target_noise is not None:  # the test bed's irreducible floor (DistillConfig.noisy_regions)
             pred_teacher = pred_teacher.float() + batch.target_noise
     student_hidden = batch.hidden if batch.student_hidden is None else batch.student_hidden  # blind_regions
     pred_student = models.student(noisy, batch.timesteps, **unet_inputs(student_hidden)).sample
+    if side is not None:
+        # The loss reads the teacher's prediction and features. Memory is safe without
+        # record_stream: what the side stream reads (noisy, the batch) lives past this wait, and
+        # the blocks it allocated return to its pool, where only the next step's teacher forward
+        # takes them again -- queued after that step's wait for everything queued here.
+        torch.cuda.current_stream(noisy.device).wait_stream(side)
     target = None  # only L_sd needs the exact denoising target
     if weights.sd:
         target = prediction_target(models.scheduler.config.prediction_type, models.scheduler.alphas_cumprod,

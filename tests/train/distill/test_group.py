@@ -239,6 +239,7 @@ def test_heldout_records_and_progress_are_each_students(paths, tmp_path):
     ({"grad_accum": 2}, "grad_accum > 1"),
     ({"feedback_lag": 1}, "feedback_lag 1"),
     ({"ema_offload": True}, "ema_offload"),
+    ({"teacher_stream": True}, "teacher_stream"),
     ({"attention": "fa4-self"}, "attention fa4"),
     ({"aria": AriaOptions(signal="text")}, "aria signal text"),
 ])
