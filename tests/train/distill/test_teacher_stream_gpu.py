@@ -3,7 +3,10 @@ StepModels.teacher_stream) gives bitwise the losses, discrepancies and gradients
 the current stream, step after step with AdamW between: the loss waits for the teacher, and the
 memory the side stream allocates is not handed back to the other stream while still read. Models
 large enough that each forward takes milliseconds, so a loss that did not wait would read a
-prediction still being written. Skipped without CUDA (CI); run on a GPU with
+prediction still being written. The kernels are the deterministic ones (SDPA's math backend among
+them), and two runs on the current stream must agree first: that is the premise (on an H100 on
+2026-12-06, with cuDNN's own attention and default algorithms, the gradients of two runs differed
+while their losses agreed). Skipped without CUDA (CI); run on a GPU with
 `python -m pytest --noconftest tests/train/distill/test_teacher_stream_gpu.py`."""
 from __future__ import annotations
 
@@ -42,27 +45,46 @@ def _batch(step: int, n: int, device: torch.device) -> Batch:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_teacher_on_a_side_stream_trains_bitwise_as_on_the_current_one(monkeypatch):
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # one convolution algorithm for both runs
+    # deterministic kernels, so that two runs can be equal bitwise: convolutions with one fixed
+    # algorithm, cuBLAS with a fixed workspace, SDPA's math backend (the flash and memory-efficient
+    # backwards accumulate in a varying order)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            control, sequential, overlapped = (_history(stream) for stream in (False, False, True))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    _assert_same(control, sequential)  # the premise: here a step is a function of its inputs
+    _assert_same(sequential, overlapped)
+
+
+def _history(teacher_stream: bool) -> list:
+    """Four steps' losses and gradients, AdamW between, with the teacher on a side stream or not."""
     device = torch.device("cuda")
     weights = LossWeights(1.0, 1.0, 0.0)
-    histories = []
-    for side in (None, torch.cuda.Stream(device)):
-        models = _models(device)
-        models.teacher_stream = side
-        optimizer = make_optimizer(models.student.parameters(), 1e-3, 1e-2, device)
-        history = []
-        for step in range(4):
-            with torch.autocast("cuda", torch.bfloat16):
-                losses = train_step(models, _batch(step, 16, device), weights)
-            grads = [p.grad.clone() for p in models.student.parameters() if p.grad is not None]
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            history.append(({k: v.clone() for k, v in losses.items() if k in ("loss", "out", "feat", "discrepancy")},
-                            grads))
-        torch.cuda.synchronize()
-        histories.append(history)
-    for (losses_a, grads_a), (losses_b, grads_b) in zip(*histories):
+    models = _models(device)
+    models.teacher_stream = torch.cuda.Stream(device) if teacher_stream else None
+    optimizer = make_optimizer(models.student.parameters(), 1e-3, 1e-2, device)
+    history = []
+    for step in range(4):
+        with torch.autocast("cuda", torch.bfloat16):
+            losses = train_step(models, _batch(step, 16, device), weights)
+        grads = [p.grad.clone() for p in models.student.parameters() if p.grad is not None]
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        history.append(({k: v.detach().clone() for k, v in losses.items() if k in ("loss", "out", "feat", "discrepancy")},
+                        grads))
+    torch.cuda.synchronize()
+    return history
+
+
+def _assert_same(history_a: list, history_b: list) -> None:
+    for (losses_a, grads_a), (losses_b, grads_b) in zip(history_a, history_b):
         assert losses_a.keys() == losses_b.keys() and float(losses_a["feat"]) > 0
         for key in losses_a:
             assert torch.equal(losses_a[key], losses_b[key]), key
