@@ -28,7 +28,9 @@ aten ops, not compiled kernels; with checkpointing they include the recomputed f
 the eager step at the full batch is left out (it would cap the batch at eager's memory), so the
 first warm-up step is the first at that batch and ``--warmup`` must be at least 1. torch's FLOP
 counter does not count the FP8 products of ``--teacher-fp8`` (``torch._scaled_mm``): compare those
-rows by images/s, not MFU.
+rows by images/s, not MFU. ``--teacher-stream on`` runs the teacher's forward on a second CUDA
+stream as ``aria distill --teacher-stream`` does; ``both`` times every row with and without it,
+interleaved, after one compilation (the A/B of bench/results/distill_step_sd14_*teacher_stream_h100.csv).
 
 A batch sweep (``--batch 8 16 32 ...``, run in the given order, each size with freshly built
 models) finds the largest batch that fits: a size that runs out of device memory is recorded
@@ -172,6 +174,7 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
     def use_teacher_stream(on: bool) -> None:
         models.teacher_stream = side if on else None
+
     launching = [0.0]  # the host's seconds in one_step before it waits for the device, summed
 
     def one_step(with_aria: bool, data: dict = batch_data) -> None:
