@@ -16,7 +16,6 @@ export FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1
 LOOP=(--batch 64 --steps 42 --warmup 20 --step-steps 6 --channels-last --compile --methods rc --feedback-lags 1
       --ema-offload)
 BENCH_ARGS=(--size sd14)
-logged() { local name=$1; shift; bench "$@" > "$OUT/$name.log" 2>&1; tail -3 "$OUT/$name.log"; }
 case $stage in
   sdpa) logged distill_e2e 400 distill_e2e "${LOOP[@]}" ;;
   fa4)

@@ -19,7 +19,6 @@ STEP=(--batch 64 --compile --channels-last --steps 6 --warmup 3 --teacher-stream
 LOOP=(--batch 64 --steps 42 --warmup 20 --step-steps 6 --channels-last --compile --methods rc --feedback-lags 1
       --ema-offload --teacher-stream)
 BENCH_ARGS=(--size sd14)
-logged() { local name=$1; shift; bench "$@" > "$OUT/$name.log" 2>&1; tail -3 "$OUT/$name.log"; }
 case $stage in
   sdpa)
     timeout 120 "${PYTHON:-python3}" -m pytest --noconftest -q -p no:cacheprovider \
