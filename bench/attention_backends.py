@@ -7,7 +7,9 @@ of the step: the shapes and how many layers have each come from one forward of t
 its BK-SDM-Small student on the meta device (``--size sd14``: SD v1.4's UNet at 64 x 64 latents and
 77 tokens; ``tiny``: the tests' tiny SD UNet). Per backend (``default``: torch's own choice; then
 flash, efficient, cudnn, math, each forced with ``torch.nn.attention.sdpa_kernel``; ``fa4``:
-FlashAttention-4's Hopper kernels, aria_train/diffusion/models/fa4_attention.py, when installed) and shape, a
+FlashAttention-4's Hopper kernels, aria_train/diffusion/models/fa4_attention.py, when installed; ``flex``:
+torch's FlexAttention compiled, the Triton kernel inductor generates for the shape, whose backward
+runs on GPUs only) and shape, a
 row with the forward's ms (the frozen teacher's) and forward + backward's ms (the student's), and
 per backend a ``step`` row: the sum over layers of one step's attention, teacher forwards plus
 student forwards and backwards, at ``--batch`` images. A backend that cannot run a shape gives
@@ -21,6 +23,7 @@ float32 on the CPU (where the numbers mean nothing; the CPU smoke test runs ``--
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import statistics
 import time
@@ -30,15 +33,14 @@ import torch.nn.functional as F
 
 from bench.common import end_to_end_parser, parse_args, report
 
-BACKENDS = ("default", "flash", "efficient", "cudnn", "math", "fa4")
+BACKENDS = ("default", "flash", "efficient", "cudnn", "math", "fa4", "flex")
 Shape = tuple[int, int, int, int]  # (query tokens, heads, head dim, key tokens)
 
 
-def attention_shapes(size: str) -> tuple[collections.Counter, collections.Counter]:
-    """How many attention layers of each Shape the teacher of ``size`` and its Small student run in
-    one forward of one image (read from the attention modules' inputs on the meta device)."""
+def meta_unets(size: str):
+    """(teacher, its Small student, one image's UNet inputs) of ``size`` on the meta device: SD v1.4's
+    UNet at 64 x 64 latents and 77 tokens (``sd14``), or the tests' tiny SD UNet (``tiny``)."""
     from diffusers import UNet2DConditionModel
-    from diffusers.models.attention_processor import Attention
 
     from aria_train.diffusion.models.configs import SD_V1_4_UNET_CONFIG, tiny_unet_config
     from aria_train.diffusion.models.students import make_student
@@ -47,26 +49,44 @@ def attention_shapes(size: str) -> tuple[collections.Counter, collections.Counte
     with torch.device("meta"):
         teacher = UNet2DConditionModel(**config)
     student = make_student(teacher, "small").to("meta")
-    side, width = config["sample_size"], config["cross_attention_dim"]
+    side = config["sample_size"]
+    inputs = (torch.zeros(1, config["in_channels"], side, side, device="meta"), torch.zeros(1, dtype=torch.long, device="meta"),
+              torch.zeros(1, 77, config["cross_attention_dim"], device="meta"))
+    return teacher, student, inputs
 
-    def shapes(model) -> collections.Counter:
-        seen = collections.Counter()
 
-        def record(module, args, kwargs) -> None:
-            x = args[0] if args else kwargs["hidden_states"]
-            context = kwargs.get("encoder_hidden_states")
-            keys = x.shape[1] if context is None else context.shape[1]
-            seen[(x.shape[1], module.heads, module.inner_dim // module.heads, keys)] += 1
+def count_calls(model: torch.nn.Module, inputs: tuple, describe) -> collections.Counter:
+    """How many times one forward of ``model`` on ``inputs`` calls a module of each shape:
+    ``describe(module, args, kwargs)`` gives a call's shape, or None for modules not counted."""
+    seen = collections.Counter()
 
-        hooks = [m.register_forward_pre_hook(record, with_kwargs=True) for m in model.modules() if isinstance(m, Attention)]
-        with torch.no_grad():
-            model(torch.zeros(1, config["in_channels"], side, side, device="meta"),
-                  torch.zeros(1, dtype=torch.long, device="meta"), torch.zeros(1, 77, width, device="meta"))
-        for hook in hooks:
-            hook.remove()
-        return seen
+    def record(module, args, kwargs) -> None:
+        if (shape := describe(module, args, kwargs)) is not None:
+            seen[shape] += 1
 
-    return shapes(teacher), shapes(student)
+    hooks = [m.register_forward_pre_hook(record, with_kwargs=True) for m in model.modules()]
+    with torch.no_grad():
+        model(*inputs)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def attention_shapes(size: str) -> tuple[collections.Counter, collections.Counter]:
+    """How many attention layers of each Shape the teacher of ``size`` and its Small student run in
+    one forward of one image (read from the attention modules' inputs on the meta device)."""
+    from diffusers.models.attention_processor import Attention
+
+    def describe(module, args, kwargs) -> Shape | None:
+        if not isinstance(module, Attention):
+            return None
+        x = args[0] if args else kwargs["hidden_states"]
+        context = kwargs.get("encoder_hidden_states")
+        keys = x.shape[1] if context is None else context.shape[1]
+        return x.shape[1], module.heads, module.inner_dim // module.heads, keys
+
+    teacher, student, inputs = meta_unets(size)
+    return count_calls(teacher, inputs, describe), count_calls(student, inputs, describe)
 
 
 def time_ms(fn, repeats: int, device: torch.device) -> float:
@@ -98,6 +118,14 @@ def backend_context(name: str):
                         "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[name])
 
 
+@functools.cache
+def compiled_flex():
+    """FlexAttention compiled once (per shape at its first call), as inside a compiled UNet."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
 def relative_rms(x: torch.Tensor, reference: torch.Tensor) -> float:
     return ((x.float() - reference).norm() / reference.norm()).item()
 
@@ -109,6 +137,8 @@ def run_attention(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
         from aria_train.diffusion.models.fa4_attention import attention
 
         return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    if backend == "flex":
+        return compiled_flex()(q, k, v)
     with backend_context(backend):
         return F.scaled_dot_product_attention(q, k, v)
 
