@@ -120,9 +120,13 @@ def backend_context(name: str):
 
 @functools.cache
 def compiled_flex():
-    """FlexAttention compiled once (per shape at its first call), as inside a compiled UNet."""
+    """FlexAttention compiled once per shape (at its first call), as inside a compiled UNet. Every
+    shape is compiled twice (the timed batch, and the two images compared with float32), more than
+    torch's default limit of 8 compilations of one function, past which it would run eagerly: the
+    limit is raised for the step's shapes (this process only times attention)."""
     from torch.nn.attention.flex_attention import flex_attention
 
+    torch._dynamo.config.recompile_limit = 64
     return torch.compile(flex_attention, dynamic=False)
 
 

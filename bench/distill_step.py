@@ -217,7 +217,12 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
     # after the count: FA4's ops have no FLOP formula (SDPA's is the same), and the counter runs eagerly
     set_attention(models.teacher, models.student.unet, setup["attention"])
-    apply_candidates(setup, (models.teacher, models.student.unet))
+    if setup["pointwise_matmul"]:  # a candidate (bench/pointwise_conv.py): the teacher's 1x1 convolutions, or both UNets'
+        from bench.pointwise_conv import pointwise_convs_as_matmuls
+
+        pointwise_convs_as_matmuls(models.teacher)
+        if setup["pointwise_matmul"] == "both":
+            pointwise_convs_as_matmuls(models.student.unet)
     if setup["compile_loss"]:
         models.loss_fn = compile_loss()
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
@@ -261,20 +266,6 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
     return rows, profile_steps(one_step, profile) if profile else None
 
 
-def apply_candidates(setup: dict, unets: tuple[torch.nn.Module, ...]) -> None:
-    """The model changes a setup measures that the trainer does not offer: FlexAttention in the
-    cross-attention (``flex_cross``, aria_train.diffusion.models.flex_attention) and the 1x1
-    convolutions as matrix products (``pointwise_matmul``, aria_train.diffusion.models.pointwise_conv)."""
-    from aria_train.diffusion.models.flex_attention import use_flex_cross
-    from aria_train.diffusion.models.pointwise_conv import pointwise_convs_as_matmuls
-
-    for unet in unets:
-        if setup["flex_cross"]:
-            use_flex_cross(unet)
-        if setup["pointwise_matmul"]:
-            pointwise_convs_as_matmuls(unet)
-
-
 def profile_steps(one_step, active: int) -> dict:
     """bench.loop_profile's summary of ``active`` rc steps (after one untraced step and the
     profiler's own warm-up step), with its 40 costliest kernels."""
@@ -308,7 +299,7 @@ def parse_inductor(joined: str) -> dict[str, object]:
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
                feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
                inductor: list[str] | None = None, attention: str = "sdpa", compile_loss: bool | None = None,
-               flex_cross: bool = False, pointwise_matmul: bool = False) -> dict:
+               pointwise_matmul: str = "") -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
     (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS), the
     UNets' ``attention`` as ``aria distill --attention`` sets it (aria_train.distill.speed.set_attention),
@@ -319,13 +310,14 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
     (aria_train.distill.speed.compile_loss; None: where the UNets are, as the trainer's ``--compile``
     does; False for the eager loss it was measured against), ``cudnn_benchmark`` false for cuDNN's heuristic choice of
     convolution algorithm instead of its benchmark mode, which the trainer always has on (the caller
-    sets it, as it is process-wide), two more candidates (``flex_cross``, ``pointwise_matmul``:
-    ``apply_candidates``), and ARIA's K regions over a pool of ``pool`` prompts."""
+    sets it, as it is process-wide), ``pointwise_matmul`` (``teacher`` or ``both``: those UNets'
+    1x1 convolutions as matrix products, bench/pointwise_conv.py; '' for none), and ARIA's K regions
+    over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             **{k: speed[k] for k in SPEED_OPTIONS}, "teacher_stream": False, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
             "attention": attention, "compile_loss": speed["compile"] if compile_loss is None else compile_loss,
-            "cudnn_benchmark": cudnn_benchmark, "flex_cross": flex_cross, "pointwise_matmul": pointwise_matmul,
+            "cudnn_benchmark": cudnn_benchmark, "pointwise_matmul": pointwise_matmul,
             "regions": regions, "pool": pool}
 
 
@@ -380,11 +372,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--cudnn-heuristics", action="store_true", help="cuDNN's benchmark mode off: each convolution "
                         "takes the heuristic's first algorithm, not the fastest one timed (whose workspace may be "
                         "larger where more memory is free); a memory candidate, no trainer option")
-    parser.add_argument("--flex-cross", action="store_true", help="with --compile, on a GPU: torch's FlexAttention in "
-                        "both UNets' cross-attention (aria_train.diffusion.models.flex_attention; a candidate, no "
-                        "trainer option)")
-    parser.add_argument("--pointwise-matmul", action="store_true", help="both UNets' 1x1 convolutions computed as "
-                        "matrix products (aria_train.diffusion.models.pointwise_conv; a candidate, no trainer option)")
+    parser.add_argument("--pointwise-matmul", choices=("teacher", "both"), default="", help="the teacher's or both "
+                        "UNets' 1x1 convolutions computed as matrix products (bench/pointwise_conv.py; a candidate, no "
+                        "trainer option) (default: neither)")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
     parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
@@ -406,10 +396,6 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--teacher-stream needs a CUDA device")
     if args.teacher_stream != "off" and args.cuda_graphs:
         parser.error("--teacher-stream is not a --cuda-graphs candidate: the graphs are recorded on one stream")
-    if args.flex_cross and not (args.compile and torch.cuda.is_available()):
-        parser.error("--flex-cross needs --compile and a CUDA device (FlexAttention's backward runs on GPUs, compiled)")
-    if args.flex_cross and args.attention == "fa4":
-        parser.error("--flex-cross takes the cross-attention that --attention fa4 would: use fa4-self with it")
     if args.attention != "sdpa" and (why := available()):
         parser.error(f"--attention fa4 needs flash-attn-4: {why}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -424,8 +410,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd,
                        args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics,
                        inductor=args.inductor, attention=args.attention,
-                       compile_loss=False if args.eager_loss else None, flex_cross=args.flex_cross,
-                       pointwise_matmul=args.pointwise_matmul)
+                       compile_loss=False if args.eager_loss else None, pointwise_matmul=args.pointwise_matmul)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

@@ -1,8 +1,15 @@
-"""The step's 1x1 convolutions as cuDNN convolutions and as cuBLAS matrix products, at the step's shapes.
+"""The step's 1x1 convolutions as cuDNN convolutions and as cuBLAS matrix products: a candidate of issue 16.
 
-SD v1.x UNets run a 1x1 convolution into and out of every transformer block and in each resnet
-that changes its channel count; on channels-last tensors each is a matrix product
-(aria_train.diffusion.models.pointwise_conv, a candidate of issue 16). This times both forms alone,
+SD v1.x UNets project into and out of every transformer block with 1x1 convolutions (``proj_in``,
+``proj_out``; SD 2.x uses linear layers there), and their channel-changing resnet shortcuts are 1x1
+convolutions too. On channels-last tensors each is a (pixels x in) by (in x out) matrix product:
+the same FLOPs, which cuBLAS runs instead of cuDNN's implicit-GEMM convolutions.
+``PointwiseConvAsMatmul`` keeps the convolution's parameter (shape, name, state dict) and computes
+its forward as ``F.linear`` on the channels-last view (on a tensor that is not channels-last the
+product copies it first); ``bench.distill_step --pointwise-matmul teacher|both`` times the compiled
+step with it. It did not pay on an H100 (2026-12-06; README, Benchmarks, *Kernel candidates*): alone,
+the products' forwards are faster than the convolutions' and their backwards often slower; in the
+compiled, power-bound step neither form won. This module times both forms alone,
 for every 1x1 convolution shape of the step (counted from one forward of the teacher and of its
 BK-SDM-Small student on the meta device, as bench.attention_backends counts attention): per shape
 a row with the forward's ms (the frozen teacher's) and forward + backward's ms (the student's,
@@ -16,6 +23,8 @@ RMS difference between the two forms' outputs and input gradients.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from bench.attention_backends import count_calls, meta_unets, relative_rms, time_ms
 from bench.common import end_to_end_parser, parse_args, report
@@ -24,10 +33,30 @@ FORMS = ("conv", "matmul")
 Shape = tuple[int, int, int, int]  # (in channels, out channels, height, width)
 
 
+class PointwiseConvAsMatmul(nn.Conv2d):
+    """An ``nn.Conv2d`` with a 1x1 kernel, stride 1, no padding, one group, computed as a matrix product."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
+
+
+def pointwise(conv: nn.Module) -> bool:
+    """Whether ``conv`` is a plain 1x1 convolution (a matrix product over channels at every pixel)."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding in ((0, 0), "valid") and conv.dilation == (1, 1) and conv.groups == 1)
+
+
+def pointwise_convs_as_matmuls(module: nn.Module) -> int:
+    """Every plain 1x1 convolution inside ``module`` computed as a matrix product from now on (its
+    class swapped in place, its parameters untouched); returns how many."""
+    convs = [m for m in module.modules() if pointwise(m)]
+    for conv in convs:
+        conv.__class__ = PointwiseConvAsMatmul
+    return len(convs)
+
+
 def pointwise_shapes(size: str):
     """(teacher's, student's) Counter of 1x1 convolution Shapes in one forward of one image."""
-    from aria_train.diffusion.models.pointwise_conv import pointwise
-
     def describe(module, args, kwargs) -> Shape | None:
         if not pointwise(module):
             return None
@@ -41,8 +70,6 @@ def pointwise_shapes(size: str):
 def measure(shape: Shape, batch: int, repeats: int, device: torch.device) -> dict:
     """Forward and forward + backward ms of both forms of one 1x1 convolution of ``shape`` at
     ``batch``, and how far the matrix product's output and input gradient are from the convolution's."""
-    from aria_train.diffusion.models.pointwise_conv import pointwise_convs_as_matmuls
-
     channels_in, channels_out, height, width = shape
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)

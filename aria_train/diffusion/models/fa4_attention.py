@@ -110,10 +110,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
 class FA4AttnProcessor:
     """diffusers' attention processor for SD UNets' transformer attention (self and cross, no mask,
-    no group or spatial norm, no residual inside the block), with FA4 in place of SDPA (``kernel``:
-    attention over (batch, tokens, heads, head width) tensors; a subclass may name another)."""
-
-    kernel = staticmethod(attention)
+    no group or spatial norm, no residual inside the block), with FA4 in place of SDPA."""
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None) -> torch.Tensor:
@@ -125,7 +122,7 @@ class FA4AttnProcessor:
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         q, k, v = (projection(x).unflatten(-1, (attn.heads, -1))
                    for projection, x in ((attn.to_q, hidden_states), (attn.to_k, context), (attn.to_v, context)))
-        out = self.kernel(q, k, v).flatten(2)
+        out = attention(q, k, v).flatten(2)
         return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
 
 

@@ -1,0 +1,80 @@
+"""Energy per image of the SD-size compiled step on an H100, from the committed step benchmarks that
+recorded NVML's power draw over their timed steps (issue 16; README, Benchmarks, *Kernel candidates*).
+
+An H100 runs the step at its 700 W limit (670-694 W drawn, the SM clock held at ~1,770-1,810 of
+1,980 MHz), so images/s is the power drawn over the energy one image takes: a change pays only if
+it takes less energy per image, not merely less time at full clock. Per benchmark configuration
+(attention, teacher stream, 1x1 convolutions as matrix products) in each CSV: the mean step time,
+power and SM clock over its rows, joules per step (power x step time) and per image, and the
+images/s that energy would give at the mean power drawn by all rows (the clock the limit allows
+is what changes, not the power). The issue's 165 images/s at that power needs the last column's
+energy per image.
+
+    python -m scripts.energy_per_image [--out DIR]    # a second, from committed files
+
+writes OUT/energy_per_image_sd14_h100.csv (default bench/results).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+RESULTS = Path("bench/results")
+TARGET_IMAGES_PER_S = 165.0
+# the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06)
+STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_self_teacher_stream_h100.csv",
+         "distill_step_sd14_fa4_self_nvml_h100.csv", "distill_step_sd14_candidate_base_h100.csv",
+         "distill_step_sd14_candidate_pointwise_h100.csv", "distill_step_sd14_candidate_pointwise_teacher_h100.csv",
+         "distill_step_sd14_candidate_base_again_h100.csv"]
+# the teacher-only row ran before --pointwise-matmul took a value: its column reads False (README, GPU log)
+CONFIGURATION = {"distill_step_sd14_candidate_pointwise_teacher_h100.csv": "teacher",
+                 "distill_step_sd14_candidate_pointwise_h100.csv": "both"}
+
+
+def configurations(path: Path) -> dict[tuple[str, str, str], list[dict]]:
+    """The timed rc and aria rows of one CSV by (attention, teacher stream, 1x1 convolutions as matrix products)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in csv.DictReader(path.open()):
+        if row["method"] in ("rc", "aria"):
+            pointwise = CONFIGURATION.get(path.name, "none")
+            groups.setdefault((row["attention"], row["teacher_stream"], pointwise), []).append(row)
+    return groups
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="python -m scripts.energy_per_image", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="CSV folder (default: bench/results)")
+    args = parser.parse_args(argv)
+    rows = []
+    for name in STEPS:
+        for (attention, stream, pointwise), group in configurations(RESULTS / name).items():
+            mean = {key: statistics.mean(float(r[key]) for r in group) for key in ("step_ms", "power_w", "sm_clock_mhz")}
+            batch = int(group[0]["batch"])
+            joules = mean["power_w"] * mean["step_ms"] / 1e3
+            rows.append({"csv": name, "attention": attention, "teacher_stream": stream, "pointwise_matmul": pointwise,
+                         "rows": len(group), "step_ms": mean["step_ms"], "power_w": mean["power_w"],
+                         "sm_clock_mhz": mean["sm_clock_mhz"], "joules_per_step": joules,
+                         "joules_per_image": joules / batch})
+    power = statistics.mean(r["power_w"] for r in rows)
+    for row in rows:
+        row["images_per_s_at_mean_power"] = power / row["joules_per_image"]
+        row["target_joules_per_image"] = power / TARGET_IMAGES_PER_S
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "energy_per_image_sd14_h100.csv"
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        print(f"{row['csv']:58s} {row['attention']:8s} stream={row['teacher_stream']:5s} 1x1={row['pointwise_matmul']:7s} "
+              f"{row['step_ms']:6.1f} ms {row['power_w']:5.0f} W {row['sm_clock_mhz']:5.0f} MHz "
+              f"{row['joules_per_image']:.3f} J/image -> {row['images_per_s_at_mean_power']:.1f} img/s")
+    print(f"165 img/s at the mean {power:.0f} W needs {power / TARGET_IMAGES_PER_S:.3f} J/image; written {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

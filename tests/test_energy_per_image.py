@@ -1,0 +1,20 @@
+"""scripts/energy_per_image.py on the committed H100 step benchmarks: one row per configuration of
+each CSV, its energy the mean power times the mean step time, and the rate that energy gives."""
+import csv
+
+import pytest
+
+from scripts import energy_per_image
+
+
+def test_energy_per_image_from_the_committed_steps(tmp_path):
+    rows = energy_per_image.main(["--out", str(tmp_path)])
+    written = list(csv.DictReader((tmp_path / "energy_per_image_sd14_h100.csv").open()))
+    assert len(written) == len(rows) >= len(energy_per_image.STEPS)
+    power = sum(r["power_w"] for r in rows) / len(rows)
+    for row in rows:
+        assert row["joules_per_image"] == pytest.approx(row["power_w"] * row["step_ms"] / 1e3 / 64)
+        assert row["images_per_s_at_mean_power"] == pytest.approx(power / row["joules_per_image"])
+        assert 600 < row["power_w"] <= 700  # the step runs at the H100's 700 W limit
+    both = next(r for r in rows if r["pointwise_matmul"] == "both")
+    assert both["csv"] == "distill_step_sd14_candidate_pointwise_h100.csv"
