@@ -21,6 +21,8 @@ import csv
 import statistics
 from pathlib import Path
 
+from bench.common import report
+
 RESULTS = Path("bench/results")
 TARGET_IMAGES_PER_S = 165.0
 # the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06)
@@ -62,16 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for row in rows:
         row["images_per_s_at_mean_power"] = power / row["joules_per_image"]
         row["target_joules_per_image"] = power / TARGET_IMAGES_PER_S
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "energy_per_image_sd14_h100.csv"
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    for row in rows:
-        print(f"{row['csv']:58s} {row['attention']:8s} stream={row['teacher_stream']:5s} 1x1={row['pointwise_matmul']:7s} "
-              f"{row['step_ms']:6.1f} ms {row['power_w']:5.0f} W {row['sm_clock_mhz']:5.0f} MHz "
-              f"{row['joules_per_image']:.3f} J/image -> {row['images_per_s_at_mean_power']:.1f} img/s")
+    path = report("energy_per_image_sd14_h100", rows, args.out)
     print(f"165 img/s at the mean {power:.0f} W needs {power / TARGET_IMAGES_PER_S:.3f} J/image; written {path}")
     return rows
 
