@@ -120,10 +120,11 @@ def backend_context(name: str):
 
 @functools.cache
 def compiled_flex():
-    """FlexAttention compiled once per shape (at its first call), as inside a compiled UNet. Every
-    shape is compiled twice (the timed batch, and the two images compared with float32), more than
-    torch's default limit of 8 compilations of one function, past which it would run eagerly: the
-    limit is raised for the step's shapes (this process only times attention)."""
+    """FlexAttention compiled for each shape at its first call, as inside a compiled UNet. Every
+    shape is compiled three times (the timed batch with and without gradients, and the two images
+    compared with float32), so the step's eight shapes pass torch's default limit of 8 compilations
+    of one function, past which it runs eagerly (2026-12-06: attention_backends_sd14_flex_h100.csv's
+    rows from the fourth shape on): the limit is raised (this process only times attention)."""
     from torch.nn.attention.flex_attention import flex_attention
 
     torch._dynamo.config.recompile_limit = 64

@@ -31,6 +31,8 @@ counter does not count the FP8 products of ``--teacher-fp8`` (``torch._scaled_mm
 rows by images/s, not MFU. ``--teacher-stream on`` runs the teacher's forward on a second CUDA
 stream as ``aria distill --teacher-stream`` does; ``both`` times every row with and without it,
 interleaved, after one compilation (the A/B of bench/results/distill_step_sd14_*teacher_stream_h100.csv).
+``--pointwise-matmul teacher|both`` computes those UNets' 1x1 convolutions as matrix products (a
+candidate, bench/pointwise_conv.py; bench/results/distill_step_sd14_candidate_*_h100.csv).
 
 A batch sweep (``--batch 8 16 32 ...``, run in the given order, each size with freshly built
 models) finds the largest batch that fits: a size that runs out of device memory is recorded
