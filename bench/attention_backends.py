@@ -27,6 +27,7 @@ import functools
 import math
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ BACKENDS = ("default", "flash", "efficient", "cudnn", "math", "fa4", "flex")
 Shape = tuple[int, int, int, int]  # (query tokens, heads, head dim, key tokens)
 
 
-def meta_unets(size: str):
+def meta_unets(size: str) -> tuple[torch.nn.Module, torch.nn.Module, tuple[torch.Tensor, ...]]:
     """(teacher, its Small student, one image's UNet inputs) of ``size`` on the meta device: SD v1.4's
     UNet at 64 x 64 latents and 77 tokens (``sd14``), or the tests' tiny SD UNet (``tiny``)."""
     from diffusers import UNet2DConditionModel
@@ -55,7 +56,7 @@ def meta_unets(size: str):
     return teacher, student, inputs
 
 
-def count_calls(model: torch.nn.Module, inputs: tuple, describe) -> collections.Counter:
+def count_calls(model: torch.nn.Module, inputs: tuple, describe: Callable[..., object]) -> collections.Counter:
     """How many times one forward of ``model`` on ``inputs`` calls a module of each shape:
     ``describe(module, args, kwargs)`` gives a call's shape, or None for modules not counted."""
     seen = collections.Counter()

@@ -22,6 +22,8 @@ RMS difference between the two forms' outputs and input gradients.
 """
 from __future__ import annotations
 
+import collections
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,7 +57,7 @@ def pointwise_convs_as_matmuls(module: nn.Module) -> int:
     return len(convs)
 
 
-def pointwise_shapes(size: str):
+def pointwise_shapes(size: str) -> tuple[collections.Counter, collections.Counter]:
     """(teacher's, student's) Counter of 1x1 convolution Shapes in one forward of one image."""
     def describe(module, args, kwargs) -> Shape | None:
         if not pointwise(module):
@@ -73,7 +75,7 @@ def measure(shape: Shape, batch: int, repeats: int, device: torch.device) -> dic
     channels_in, channels_out, height, width = shape
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(channels_in, channels_out, 1).to(device, dtype).to(memory_format=torch.channels_last)
+    conv = nn.Conv2d(channels_in, channels_out, 1).to(device, dtype).to(memory_format=torch.channels_last)
     x = torch.randn(batch, channels_in, height, width, device=device, dtype=dtype)
     x = x.to(memory_format=torch.channels_last).requires_grad_()
     grad = torch.randn(batch, channels_out, height, width, device=device, dtype=dtype).to(memory_format=torch.channels_last)

@@ -21,9 +21,8 @@ import csv
 import statistics
 from pathlib import Path
 
-from bench.common import report
+from bench.common import RESULTS, report
 
-RESULTS = Path("bench/results")
 TARGET_IMAGES_PER_S = 165.0
 # the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06)
 STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_self_teacher_stream_h100.csv",
