@@ -8,9 +8,12 @@
 #                      machine, most of it compilation; ~1 min once its graphs are in inductor's cache)
 #   pointwise          the same with both UNets' 1x1 convolutions as matrix products (--pointwise-matmul both)
 #   pointwise-teacher  the same with the teacher's only (--pointwise-matmul teacher)
+#   fp8                the same with the teacher's linear layers in FP8 (--teacher-fp8; ~5 min on a fresh machine):
+#                      its joules per image against base's (python -m scripts.energy_per_image)
 # The stages of one call run one after the other on one machine: a candidate's A/B is against the base stage of
 # the same machine (2026-12-06: micro base in one call, where base ran out of its limit; then base pointwise, then
-# pointwise-teacher base, on the same warm H100). Run under `timeout 590`; each benchmark has its own limit.
+# pointwise-teacher base, on the same warm H100; fp8 base in one call, base's student graphs then in inductor's cache).
+# Run under `timeout 590`; each benchmark has its own limit.
 set -uo pipefail
 source "$(dirname "$0")/bench_calls.sh" "${1:?OUT_DIR}"  # OUT, and the repository root
 shift
@@ -25,6 +28,7 @@ for stage in "$@"; do
     pointwise) logged pointwise 300 distill_step "${STEP[@]}" --pointwise-matmul both --name distill_step_sd14_candidate_pointwise ;;
     pointwise-teacher) logged pointwise_teacher 300 distill_step "${STEP[@]}" --pointwise-matmul teacher \
                          --name distill_step_sd14_candidate_pointwise_teacher ;;
+    fp8) logged fp8 340 distill_step "${STEP[@]}" --teacher-fp8 --name distill_step_sd14_candidate_fp8 ;;
     *) echo "unknown stage $stage"; status=2 ;;
   esac
 done
