@@ -4,7 +4,7 @@ recorded NVML's power draw over their timed steps (issue 16; README, Benchmarks,
 An H100 runs the step at its 700 W limit (670-694 W drawn, the SM clock held at ~1,770-1,810 of
 1,980 MHz), so images/s is the power drawn over the energy one image takes: a change pays only if
 it takes less energy per image, not merely less time at full clock. Per benchmark configuration
-(attention, teacher stream, 1x1 convolutions as matrix products) in each CSV: the mean step time,
+(attention, teacher stream, 1x1 convolutions as matrix products, FP8 teacher) in each CSV: the mean step time,
 power and SM clock over its rows, joules per step (power x step time) and per image, and the
 images/s that energy would give at the mean power drawn by all rows (the clock the limit allows
 is what changes, not the power). The issue's 165 images/s at that power needs the last column's
@@ -24,23 +24,27 @@ from pathlib import Path
 from bench.common import RESULTS, report
 
 TARGET_IMAGES_PER_S = 165.0
-# the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06)
+# the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06; the last two, FP8's
+# A/B, in one call on another H100)
 STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_self_teacher_stream_h100.csv",
          "distill_step_sd14_fa4_self_nvml_h100.csv", "distill_step_sd14_candidate_base_h100.csv",
          "distill_step_sd14_candidate_pointwise_h100.csv", "distill_step_sd14_candidate_pointwise_teacher_h100.csv",
-         "distill_step_sd14_candidate_base_again_h100.csv"]
+         "distill_step_sd14_candidate_base_again_h100.csv", "distill_step_sd14_candidate_fp8_h100.csv",
+         "distill_step_sd14_candidate_base_beside_fp8_h100.csv"]
 # the teacher-only row ran before --pointwise-matmul took a value: its column reads False (README, GPU log)
 CONFIGURATION = {"distill_step_sd14_candidate_pointwise_teacher_h100.csv": "teacher",
                  "distill_step_sd14_candidate_pointwise_h100.csv": "both"}
 
 
-def configurations(path: Path) -> dict[tuple[str, str, str], list[dict]]:
-    """The timed rc and aria rows of one CSV by (attention, teacher stream, 1x1 convolutions as matrix products)."""
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+def configurations(path: Path) -> dict[tuple[str, str, str, str], list[dict]]:
+    """The timed rc and aria rows of one CSV by (attention, teacher stream, 1x1 convolutions as matrix products,
+    FP8 teacher)."""
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
     for row in csv.DictReader(path.open()):
         if row["method"] in ("rc", "aria"):
             pointwise = CONFIGURATION.get(path.name, "none")
-            groups.setdefault((row["attention"], row["teacher_stream"], pointwise), []).append(row)
+            key = (row["attention"], row["teacher_stream"], pointwise, row["teacher_fp8"])
+            groups.setdefault(key, []).append(row)
     return groups
 
 
@@ -51,12 +55,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows = []
     for name in STEPS:
-        for (attention, stream, pointwise), group in configurations(RESULTS / name).items():
+        for (attention, stream, pointwise, fp8), group in configurations(RESULTS / name).items():
             mean = {key: statistics.mean(float(r[key]) for r in group) for key in ("step_ms", "power_w", "sm_clock_mhz")}
             batch = int(group[0]["batch"])
             joules = mean["power_w"] * mean["step_ms"] / 1e3
             rows.append({"csv": name, "attention": attention, "teacher_stream": stream, "pointwise_matmul": pointwise,
-                         "rows": len(group), "step_ms": mean["step_ms"], "power_w": mean["power_w"],
+                         "teacher_fp8": fp8, "rows": len(group), "step_ms": mean["step_ms"], "power_w": mean["power_w"],
                          "sm_clock_mhz": mean["sm_clock_mhz"], "joules_per_step": joules,
                          "joules_per_image": joules / batch})
     power = statistics.mean(r["power_w"] for r in rows)

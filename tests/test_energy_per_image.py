@@ -18,3 +18,5 @@ def test_energy_per_image_from_the_committed_steps(tmp_path):
         assert 600 < row["power_w"] <= 700  # the step runs at the H100's 700 W limit
     both = next(r for r in rows if r["pointwise_matmul"] == "both")
     assert both["csv"] == "distill_step_sd14_candidate_pointwise_h100.csv"
+    fp8 = [r for r in rows if r["teacher_fp8"] == "True"]
+    assert [r["csv"] for r in fp8] == ["distill_step_sd14_candidate_fp8_h100.csv"]
