@@ -1,0 +1,34 @@
+"""The compiled SD-size step with FA4's backward at width 40 unpadded, for FA4 with its interface patched
+to the kernel's 16-column tile (issue 16; scripts/fa4_backward_tiles.py says why and what it measured).
+
+With that patch FA4 4.0.0b40's SM90 backward gets width 40 right unpadded (its kernel tiles it at 48),
+and width 80 still wrong unpadded (measured on an H100, bench/results/fa4_backward_tiles_patched_h100.csv),
+so this backward pads 80 to 96 as the trainer does and leaves 40 alone; 160 needs no padding. Only on a
+machine whose installed FA4 has the patch (docs/gpu_runs/2026-12-06/log.md, tenth session):
+
+    python -m scripts.fa4_patched_step ARGS...    # bench.distill_step's arguments, with --attention fa4-self
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from aria_train.diffusion.models import fa4_attention
+from bench import distill_step
+
+PADDED = {80: 96}  # the widths the patched interface still gets wrong, and what they are padded to
+
+
+def backward_unpadded_at_40(ctx, grad_out: torch.Tensor, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    q, k, v, out, lse = ctx.saved_tensors
+    width = q.shape[-1]
+    pad = PADDED.get(width, width) - width
+    tensors = [torch.nn.functional.pad(x, (0, pad)) if pad else x for x in (q, k, v, out, grad_out)]
+    grads = fa4_attention.fa4_backward(*tensors, lse, ctx.scale)
+    return *(grad[..., :width] for grad in grads), None
+
+
+if __name__ == "__main__":
+    fa4_attention.fa4_forward.register_autograd(backward_unpadded_at_40, setup_context=fa4_attention._save)
+    distill_step.main(argv=sys.argv[1:])
