@@ -83,6 +83,11 @@ def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, grad
 # every gradient is right (0.0024, bf16's rounding). So the backward runs on widths padded to a
 # multiple of PAD_TO: zero columns in q and k change no score (the forward's lse stands), zero
 # columns in v give zero output columns, and the padded gradients' extra columns are cut off.
+# The cause: the kernel tiles the width in multiples of 16 (40 -> 48), its interface allocates and
+# reads back the query's float32 accumulator in multiples of 32 (upstream's open fix,
+# Dao-AILab/flash-attention#2896, rounds the kernel to 32: the cost of this padding). What the
+# padding costs: at width 40 the backward takes 11.9 ms padded against 9.4 at the kernel's own tile
+# (batch 64 x 4096 tokens on an H100, scripts/fa4_backward_tiles.py).
 PAD_TO = 32
 
 
