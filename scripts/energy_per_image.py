@@ -4,7 +4,8 @@ recorded NVML's power draw over their timed steps (issue 16; README, Benchmarks,
 An H100 runs the step at its 700 W limit (670-694 W drawn, the SM clock held at ~1,770-1,810 of
 1,980 MHz), so images/s is the power drawn over the energy one image takes: a change pays only if
 it takes less energy per image, not merely less time at full clock. Per benchmark configuration
-(attention, teacher stream, 1x1 convolutions as matrix products, FP8 teacher) in each CSV: the mean step time,
+(attention, ``-unpadded40`` where FA4's backward ran unpadded at width 40 on a patched FA4; teacher stream;
+1x1 convolutions as matrix products; FP8 teacher) in each CSV: the mean step time,
 power and SM clock over its rows, joules per step (power x step time) and per image, and the
 images/s that energy would give at the mean power drawn by all rows (the clock the limit allows
 is what changes, not the power). The issue's 165 images/s at that power needs the last column's
@@ -24,26 +25,33 @@ from pathlib import Path
 from bench.common import RESULTS, report
 
 TARGET_IMAGES_PER_S = 165.0
-# the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06; the last two, FP8's
-# A/B, in one call on another H100)
+# the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06; FP8's A/B in one call
+# on another H100, the FA4 backward's on a third)
 STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_self_teacher_stream_h100.csv",
          "distill_step_sd14_fa4_self_nvml_h100.csv", "distill_step_sd14_candidate_base_h100.csv",
          "distill_step_sd14_candidate_pointwise_h100.csv", "distill_step_sd14_candidate_pointwise_teacher_h100.csv",
          "distill_step_sd14_candidate_base_again_h100.csv", "distill_step_sd14_candidate_fp8_h100.csv",
-         "distill_step_sd14_candidate_base_beside_fp8_h100.csv"]
+         "distill_step_sd14_candidate_base_beside_fp8_h100.csv", "distill_step_sd14_fa4_self_patched_bwd_h100.csv",
+         "distill_step_sd14_fa4_self_patched_bwd_aot_cache_h100.csv",
+         "distill_step_sd14_fa4_self_padded_beside_patched_h100.csv"]
 # the teacher-only row ran before --pointwise-matmul took a value: its column reads False (README, GPU log)
 CONFIGURATION = {"distill_step_sd14_candidate_pointwise_teacher_h100.csv": "teacher",
                  "distill_step_sd14_candidate_pointwise_h100.csv": "both"}
+# FA4's backward at width 40 unpadded, on FA4 with its interface patched (scripts/fa4_patched_step.py; the second
+# run's graphs came from torch's AOTAutograd cache of the first: the same backward); every other fa4 row pads
+UNPADDED_FA4_BACKWARD = {"distill_step_sd14_fa4_self_patched_bwd_h100.csv",
+                         "distill_step_sd14_fa4_self_patched_bwd_aot_cache_h100.csv"}
 
 
 def configurations(path: Path) -> dict[tuple[str, str, str, str], list[dict]]:
-    """The timed rc and aria rows of one CSV by (attention, teacher stream, 1x1 convolutions as matrix products,
-    FP8 teacher)."""
+    """The timed rc and aria rows of one CSV by (attention, with FA4's backward unpadded at width 40 marked
+    ``-unpadded40``, teacher stream, 1x1 convolutions as matrix products, FP8 teacher)."""
     groups: dict[tuple[str, str, str, str], list[dict]] = {}
     for row in csv.DictReader(path.open()):
         if row["method"] in ("rc", "aria"):
             pointwise = CONFIGURATION.get(path.name, "none")
-            key = (row["attention"], row["teacher_stream"], pointwise, row["teacher_fp8"])
+            attention = row["attention"] + ("-unpadded40" if path.name in UNPADDED_FA4_BACKWARD else "")
+            key = (attention, row["teacher_stream"], pointwise, row["teacher_fp8"])
             groups.setdefault(key, []).append(row)
     return groups
 

@@ -20,3 +20,5 @@ def test_energy_per_image_from_the_committed_steps(tmp_path):
     assert both["csv"] == "distill_step_sd14_candidate_pointwise_h100.csv"
     fp8 = [r for r in rows if r["teacher_fp8"] == "True"]
     assert [r["csv"] for r in fp8] == ["distill_step_sd14_candidate_fp8_h100.csv"]
+    unpadded = {r["csv"] for r in rows if r["attention"] == "fa4-self-unpadded40"}
+    assert unpadded == energy_per_image.UNPADDED_FA4_BACKWARD
