@@ -7,6 +7,11 @@ so this backward pads 80 to 96 as the trainer does and leaves 40 alone; 160 need
 machine whose installed FA4 has the patch (docs/gpu_runs/2026-12-06/log.md, tenth session):
 
     python -m scripts.fa4_patched_step ARGS...    # bench.distill_step's arguments, with --attention fa4-self
+
+Its A/B against `python -m bench.distill_step ARGS...` in the same machine needs TORCHINDUCTOR_AUTOGRAD_CACHE=0
+on the second of the two: torch's AOTAutograd cache keys a compiled graph on the traced forward, not on a custom
+op's Python backward, so the second run otherwise reuses the first's backward (it did, 2026-12-06: 22 s of
+warm-up, the first's peak memory and step time).
 """
 from __future__ import annotations
 
