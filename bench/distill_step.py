@@ -32,7 +32,8 @@ rows by images/s, not MFU. ``--teacher-stream on`` runs the teacher's forward on
 stream as ``aria distill --teacher-stream`` does; ``both`` times every row with and without it,
 interleaved, after one compilation (the A/B of bench/results/distill_step_sd14_*teacher_stream_h100.csv).
 ``--pointwise-matmul teacher|both`` computes those UNets' 1x1 convolutions as matrix products (a
-candidate, bench/pointwise_conv.py; bench/results/distill_step_sd14_candidate_*_h100.csv).
+candidate, bench/pointwise_conv.py; bench/results/distill_step_sd14_candidate_*_h100.csv);
+``--upsample-broadcast`` both UNets' nearest upsampling as a broadcast (a candidate, bench/upsample_broadcast.py).
 
 A batch sweep (``--batch 8 16 32 ...``, run in the given order, each size with freshly built
 models) finds the largest batch that fits: a size that runs out of device memory is recorded
@@ -225,6 +226,11 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         pointwise_convs_as_matmuls(models.teacher)
         if setup["pointwise_matmul"] == "both":
             pointwise_convs_as_matmuls(models.student.unet)
+    if setup["upsample_broadcast"]:  # a candidate (bench/upsample_broadcast.py), in both UNets
+        from bench.upsample_broadcast import upsamplers_as_broadcasts
+
+        upsamplers_as_broadcasts(models.teacher)
+        upsamplers_as_broadcasts(models.student.unet)
     if setup["compile_loss"]:
         models.loss_fn = compile_loss()
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
@@ -301,7 +307,7 @@ def parse_inductor(joined: str) -> dict[str, object]:
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
                feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
                inductor: list[str] | None = None, attention: str = "sdpa", compile_loss: bool | None = None,
-               pointwise_matmul: str = "") -> dict:
+               pointwise_matmul: str = "", upsample_broadcast: bool = False) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
     (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS), the
     UNets' ``attention`` as ``aria distill --attention`` sets it (aria_train.distill.speed.set_attention),
@@ -313,14 +319,15 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
     does; False for the eager loss it was measured against), ``cudnn_benchmark`` false for cuDNN's heuristic choice of
     convolution algorithm instead of its benchmark mode, which the trainer always has on (the caller
     sets it, as it is process-wide), ``pointwise_matmul`` (``teacher`` or ``both``: those UNets'
-    1x1 convolutions as matrix products, bench/pointwise_conv.py; '' for none), and ARIA's K regions
+    1x1 convolutions as matrix products, bench/pointwise_conv.py; '' for none), ``upsample_broadcast``
+    (both UNets' nearest upsampling as a broadcast, bench/upsample_broadcast.py), and ARIA's K regions
     over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             **{k: speed[k] for k in SPEED_OPTIONS}, "teacher_stream": False, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
             "attention": attention, "compile_loss": speed["compile"] if compile_loss is None else compile_loss,
             "cudnn_benchmark": cudnn_benchmark, "pointwise_matmul": pointwise_matmul,
-            "regions": regions, "pool": pool}
+            "upsample_broadcast": upsample_broadcast, "regions": regions, "pool": pool}
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -377,6 +384,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pointwise-matmul", choices=("teacher", "both"), default="", help="the teacher's or both "
                         "UNets' 1x1 convolutions computed as matrix products (bench/pointwise_conv.py; a candidate, no "
                         "trainer option) (default: neither)")
+    parser.add_argument("--upsample-broadcast", action="store_true", help="both UNets' 2x nearest upsampling as a "
+                        "broadcast over channels-last tensors, its backward a reduction (bench/upsample_broadcast.py; a "
+                        "candidate, no trainer option)")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
     parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
@@ -412,7 +422,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     setup = make_setup(args.size, device, speed, args.regions, args.pool, args.student, args.feature_kd,
                        args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics,
                        inductor=args.inductor, attention=args.attention,
-                       compile_loss=False if args.eager_loss else None, pointwise_matmul=args.pointwise_matmul)
+                       compile_loss=False if args.eager_loss else None, pointwise_matmul=args.pointwise_matmul,
+                       upsample_broadcast=args.upsample_broadcast)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

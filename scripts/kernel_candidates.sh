@@ -10,6 +10,8 @@
 #   pointwise-teacher  the same with the teacher's only (--pointwise-matmul teacher)
 #   fp8                the same with the teacher's linear layers in FP8 (--teacher-fp8; ~5 min on a fresh machine):
 #                      its joules per image against base's (python -m scripts.energy_per_image)
+#   upsample           the same with both UNets' nearest upsampling as a broadcast (--upsample-broadcast;
+#                      bench/upsample_broadcast.py): no layout copies around the upsamplers, a reduction for a backward
 # The stages of one call run one after the other on one machine: a candidate's A/B is against the base stage of
 # the same machine (2026-12-06: micro base in one call, where base ran out of its limit; then base pointwise, then
 # pointwise-teacher base, on the same warm H100; fp8 base in one call, base's student graphs then in inductor's cache).
@@ -29,6 +31,7 @@ for stage in "$@"; do
     pointwise-teacher) logged pointwise_teacher 300 distill_step "${STEP[@]}" --pointwise-matmul teacher \
                          --name distill_step_sd14_candidate_pointwise_teacher ;;
     fp8) logged fp8 340 distill_step "${STEP[@]}" --teacher-fp8 --name distill_step_sd14_candidate_fp8 ;;
+    upsample) logged upsample 340 distill_step "${STEP[@]}" --upsample-broadcast --name distill_step_sd14_candidate_upsample ;;
     *) echo "unknown stage $stage"; status=2 ;;
   esac
 done

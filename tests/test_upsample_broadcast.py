@@ -1,0 +1,74 @@
+"""bench/upsample_broadcast.py: issue 16's candidate of the UNets' nearest upsampling as a broadcast
+(``bench.distill_step --upsample-broadcast``) must compute what it replaces, or its timings mean nothing."""
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from diffusers.models.upsampling import Upsample2D
+
+from aria_train.diffusion.models.configs import tiny_unet_config
+from bench import upsample_broadcast
+
+
+def test_upsample_nearest_2x_is_interpolate_and_stays_channels_last():
+    """The same values as F.interpolate's nearest 2x, channels-last strides from either layout, and
+    the gradient: each input pixel's four output gradients summed (exact here: small integers)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 4, 6, generator=generator)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        y = upsample_broadcast.upsample_nearest_2x(x.to(memory_format=layout))
+        assert torch.equal(y, F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    grad = torch.randint(-8, 8, (3, 5, 8, 12), generator=generator).float()
+    upsample_broadcast.upsample_nearest_2x(x).backward(grad)
+    assert torch.equal(x.grad, grad.unflatten(2, (4, 2)).unflatten(4, (6, 2)).sum((3, 5)))
+
+
+def test_upsamplers_as_broadcasts_give_the_same_outputs_gradients_and_state(monkeypatch):
+    """Every upsampler of the tiny SD UNet swapped: the output as before, every parameter gradient
+    within float32's rounding of a reordered sum, in channels-last and in the default layout, and the
+    state dict unchanged; an upsampler with a transposed convolution keeps diffusers' forward."""
+    config = tiny_unet_config(in_channels=4, sample_size=8)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**config).to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(1)
+    sample, timesteps, context = (torch.randn(2, 4, 8, 8, generator=generator), torch.tensor([10, 500]),
+                                  torch.randn(2, 77, config["cross_attention_dim"], generator=generator))
+    count = sum(type(m) is Upsample2D for m in unet.modules())
+    assert count > 0
+
+    def output_and_grads(x):
+        unet.zero_grad()
+        out = unet(x, timesteps, context).sample
+        out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in unet.parameters()]
+
+    channels_last = sample.to(memory_format=torch.channels_last)
+    before = output_and_grads(channels_last)
+    state = {k: v.shape for k, v in unet.state_dict().items()}
+    assert upsample_broadcast.upsamplers_as_broadcasts(unet) == count
+    assert all(type(m) is upsample_broadcast.BroadcastUpsample2D for m in unet.modules() if isinstance(m, Upsample2D))
+    assert {k: v.shape for k, v in unet.state_dict().items()} == state
+    calls = []  # the broadcast runs, not diffusers' forward behind it
+    monkeypatch.setattr(upsample_broadcast, "upsample_nearest_2x",
+                        lambda x, broadcast=upsample_broadcast.upsample_nearest_2x: calls.append(x.shape) or broadcast(x))
+    torch.testing.assert_close(output_and_grads(channels_last), before, rtol=1e-5, atol=1e-7)
+    assert len(calls) == count
+    torch.testing.assert_close(output_and_grads(sample), before, rtol=1e-5, atol=1e-7)
+
+    transposed = Upsample2D(4, use_conv_transpose=True)
+    expected = transposed(sample)
+    upsample_broadcast.upsamplers_as_broadcasts(transposed)
+    assert torch.equal(transposed(sample), expected)
+
+
+def test_distill_step_runs_the_candidate_and_says_so(tmp_path):
+    """``bench.distill_step --upsample-broadcast`` times a step with every upsampler swapped, and its
+    rows' ``upsample_broadcast`` column says which rows those are."""
+    from bench import distill_step
+
+    argv = ["--size", "demo", "--batch", "1", "--steps", "1", "--warmup", "0", "--regions", "8", "--pool", "1000",
+            "--out", str(tmp_path)]
+    rows = distill_step.main(argv=argv + ["--upsample-broadcast"]) + distill_step.main(argv=argv + ["--name", "plain"])
+    assert [r["upsample_broadcast"] for r in rows] == [True] * (len(rows) // 2) + [False] * (len(rows) // 2)
+    assert all(r["step_ms"] > 0 for r in rows)
