@@ -18,8 +18,10 @@ callback) and profiles its last ``active`` steps; ``summary()`` says per step
   between the first and the last kernel that no kernel covers), ``idle_gaps`` (the idle intervals between kernels by length: how many per step and
   their ms per step; one long gap per step is a wait on the host, thousands of short ones are
   launches the device outruns), ``top_kernels`` (by device time) and ``kernel_sources``: for
-  the top kernels, the operators that launched them and the innermost Python frame outside torch
-  (diffusers', the trainer's) by device time -- e.g. which conversions a copy kernel is;
+  the six top kernels and every plain copy kernel among the top, the operators that launched them,
+  the innermost Python frame outside torch (diffusers', the trainer's) and the operator's first two
+  input shapes (a compiled graph's kernels have no frame) by device time -- e.g. which conversions a
+  copy kernel is, and for which layer;
   ``kernel_classes``: device ms per step by class of work (``kernel_class``: attention,
   convolution, matrix products, inductor's Triton kernels, copies, the optimizer with every other
   ``_foreach_`` update such as gradient clipping's norms, other), which
@@ -113,7 +115,7 @@ class LoopProfiler:
         self.ends: list[float] = []  # perf_counter at the end of every step
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
         self.prof = profile(activities=activities, schedule=schedule(wait=steps - active - 1, warmup=1, active=active),
-                            with_stack=True)  # for kernel_sources; only the traced steps pay for it
+                            with_stack=True, record_shapes=True)  # for kernel_sources; only the traced steps pay for it
 
     def __enter__(self) -> "LoopProfiler":
         if self.skip == 0:
@@ -163,7 +165,10 @@ class LoopProfiler:
         }
         if self.cuda:
             result.update(self.kernel_summary([e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]))
-            result["kernel_sources"] = kernel_sources(events, [k["name"] for k in result["top_kernels"][:6]], n)
+            # the six costliest kernels, and plain copies wherever they rank: layout copies are work a change of
+            # layout can remove, and their sources say which layers make them
+            names = [k["name"] for i, k in enumerate(result["top_kernels"]) if i < 6 or "direct_copy_kernel" in k["name"]]
+            result["kernel_sources"] = kernel_sources(events, names, n, top=8)
             result["kernel_classes"] = kernel_classes(events, n)
         return {**result, **self.sampler.summary(),
                 **{f"traced_{name}": value for name, value in self.traced_sampler.summary().items()}}
@@ -194,32 +199,47 @@ class LoopProfiler:
 PYTHON_FRAME = re.compile(r"\(\d+\): |^<built-in")  # with_stack: Python calls are events named "file(line): func"
 
 
+def outermost_aten(event):
+    """The outermost aten operator ``event`` runs under (``aten::to`` rather than its ``aten::copy_``)."""
+    while event.cpu_parent is not None and event.cpu_parent.name.startswith("aten::"):
+        event = event.cpu_parent
+    return event
+
+
 def launch_site(event) -> tuple[str, str]:
     """(operator, frame) of a kernel-launching operator: the outermost aten operator it runs under
-    (``aten::to`` rather than its ``aten::copy_``) and the innermost Python frame above it that is
-    not torch's own (where a model or the trainer called it; "-" if none)."""
-    op, parent = event.name, event.cpu_parent
-    while parent is not None and parent.name.startswith("aten::"):
-        op, parent = parent.name, parent.cpu_parent
+    (``outermost_aten``) and the innermost Python frame above it that is not torch's own (where a
+    model or the trainer called it; "-" if none)."""
+    op = outermost_aten(event)
+    parent = op.cpu_parent
     while parent is not None:
         if PYTHON_FRAME.search(parent.name) and "torch/" not in parent.name and not parent.name.startswith("<built-in"):
-            return op, parent.name
+            return op.name, parent.name
         parent = parent.cpu_parent
-    return op, "-"
+    return op.name, "-"
+
+
+def input_shapes(event) -> str:
+    """The shapes of the first two tensor inputs of ``event``'s outermost aten operator, as the
+    profiler recorded them (``record_shapes``), "-" if none: which layer of a compiled graph, whose
+    kernels have no Python frame, launched a kernel (a convolution's backward by its gradient's and
+    input's shapes)."""
+    shapes = [list(shape) for shape in getattr(outermost_aten(event), "input_shapes", None) or () if shape][:2]
+    return " ".join(str(shape).replace(" ", "") for shape in shapes) or "-"
 
 
 def kernel_sources(events, names: list[str], steps: int, top: int = 3) -> list[dict]:
     """For each kernel name in ``names`` (``top_kernels`` are cut to 120 characters, so prefixes
-    match): its launch sites (``launch_site``) by device ms per step, the ``top`` largest. Kernels
-    hang off the operator that launched them (``event.kernels``)."""
+    match): its launch sites (``launch_site``, and the operator's ``input_shapes``) by device ms per
+    step, the ``top`` largest. Kernels hang off the operator that launched them (``event.kernels``)."""
     by_source = {name: collections.Counter() for name in names}
     for event in events:
         for kernel in getattr(event, "kernels", ()):
             for name in names:
                 if kernel.name.startswith(name):
-                    by_source[name][launch_site(event)] += kernel.duration
-    return [{"kernel": name, "sources": [{"op": op, "frame": frame, "ms_per_step": us / 1e3 / steps}
-                                         for (op, frame), us in counts.most_common(top)]}
+                    by_source[name][(*launch_site(event), input_shapes(event))] += kernel.duration
+    return [{"kernel": name, "sources": [{"op": op, "frame": frame, "shapes": shapes, "ms_per_step": us / 1e3 / steps}
+                                         for (op, frame, shapes), us in counts.most_common(top)]}
             for name, counts in by_source.items()]
 
 

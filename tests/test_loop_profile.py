@@ -175,9 +175,19 @@ def test_kernel_sources_name_the_operator_and_the_callers_frame():
               event("aten::mm", loss, ("gemm", 1000.0)), event("aten::view", loss)]
     (copies,) = kernel_sources(events, ["direct_copy_kernel"], steps=2)
     assert copies == {"kernel": "direct_copy_kernel", "sources": [
-        {"op": "aten::to", "frame": attention.name, "ms_per_step": 0.2},
-        {"op": "aten::contiguous", "frame": loss.name, "ms_per_step": 0.1}]}
+        {"op": "aten::to", "frame": attention.name, "shapes": "-", "ms_per_step": 0.2},
+        {"op": "aten::contiguous", "frame": loss.name, "shapes": "-", "ms_per_step": 0.1}]}
     assert kernel_sources([event("aten::mm", None, ("gemm", 10.0))], ["gemm"], 1)[0]["sources"][0]["frame"] == "-"
+    # a compiled graph's convolution backward has no frame: its input shapes say which layer it is, and
+    # two layers' copies are two sources
+    graph = event("## Call CompiledFxGraph abc ##")
+    backward = [event("aten::convolution_backward", graph, ("direct_copy_kernel<bf16>", d)) for d in (300.0, 100.0)]
+    backward[0].input_shapes, backward[1].input_shapes = [[64, 320, 64, 64], [64, 320, 64, 64], [320, 320, 3, 3]], \
+        [[64, 640, 32, 32], [], [640, 640, 3, 3]]
+    (copies,) = kernel_sources(backward, ["direct_copy_kernel"], steps=1)
+    assert copies["sources"] == [
+        {"op": "aten::convolution_backward", "frame": "-", "shapes": "[64,320,64,64] [64,320,64,64]", "ms_per_step": 0.3},
+        {"op": "aten::convolution_backward", "frame": "-", "shapes": "[64,640,32,32] [640,640,3,3]", "ms_per_step": 0.1}]
 
 
 def test_kernel_classes_by_launching_operator_then_by_name():
