@@ -92,6 +92,11 @@ def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, grad
 PAD_TO = 32
 
 
+def padded_width(width: int) -> int:
+    """The head width FA4's backward runs at for a ``width``-wide attention: a multiple of PAD_TO."""
+    return width + -width % PAD_TO
+
+
 def _save(ctx, inputs: tuple, output: tuple) -> None:
     ctx.save_for_backward(*inputs[:3], *output)
     ctx.scale = inputs[3]
@@ -100,7 +105,7 @@ def _save(ctx, inputs: tuple, output: tuple) -> None:
 def _backward(ctx, grad_out: torch.Tensor, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     q, k, v, out, lse = ctx.saved_tensors  # grad_lse is None: nothing downstream reads the lse
     width = q.shape[-1]
-    pad = -width % PAD_TO
+    pad = padded_width(width) - width
     tensors = [torch.nn.functional.pad(x, (0, pad)) if pad else x for x in (q, k, v, out, grad_out)]
     grads = fa4_backward(*tensors, lse, ctx.scale)
     return *(grad[..., :width] for grad in grads), None

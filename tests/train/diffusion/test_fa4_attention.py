@@ -66,6 +66,12 @@ def test_fa4_ops_compile_and_match_sdpa_with_stand_in_kernels():
     torch.testing.assert_close(output_and_grads(), (sdpa_out, sdpa_grads), rtol=1e-3, atol=1e-5)
 
 
+def test_backward_widths_are_sd_widths_padded_to_a_multiple_of_32():
+    """SD v1.4's head widths 40 and 80, which FA4 4.0.0b40's backward gets wrong, run at 64 and 96;
+    160 and 64, multiples of 32, as they are."""
+    assert [fa4_attention.padded_width(w) for w in (40, 80, 160, 64, 8)] == [64, 96, 160, 64, 32]
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "fa4-self", "fa4"])
 def test_set_attention_puts_fa4_in_both_unets(monkeypatch, attention):
     """What `aria distill --attention` does to the teacher and the student (the checks of
