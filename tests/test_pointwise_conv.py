@@ -5,31 +5,23 @@ import csv
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
 
-from aria_train.diffusion.models.configs import tiny_unet_config
 from bench import pointwise_conv
+from tiny_unet import output_and_grads as unet_output_and_grads
+from tiny_unet import tiny_unet_and_batch
 
 
 def test_pointwise_convs_as_matmuls_give_the_same_outputs_gradients_and_state():
     """Every plain 1x1 convolution of the tiny SD UNet (transformer projections, resnet shortcuts)
     swapped, no other: the output and every parameter gradient as before, in channels-last and in
     the default layout, and the state dict's keys and shapes unchanged."""
-    config = tiny_unet_config(in_channels=4, sample_size=8)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**config).to(memory_format=torch.channels_last)
-    generator = torch.Generator().manual_seed(1)
-    sample, timesteps, context = (torch.randn(2, 4, 8, 8, generator=generator), torch.tensor([10, 500]),
-                                  torch.randn(2, 77, config["cross_attention_dim"], generator=generator))
+    unet, (sample, timesteps, context) = tiny_unet_and_batch()
     pointwise = [name for name, m in unet.named_modules() if pointwise_conv.pointwise(m)]
     assert any(n.endswith("proj_in") for n in pointwise) and any(n.endswith("conv_shortcut") for n in pointwise)
     assert not any(n.endswith(("conv1", "conv2", "conv_in", "conv_out")) for n in pointwise)  # 3x3 kernels
 
     def output_and_grads(x):
-        unet.zero_grad()
-        out = unet(x, timesteps, context).sample
-        out.square().mean().backward()
-        return out.detach(), [p.grad.clone() for p in unet.parameters()]
+        return unet_output_and_grads(unet, x, timesteps, context)
 
     channels_last = sample.to(memory_format=torch.channels_last)
     before = output_and_grads(channels_last)

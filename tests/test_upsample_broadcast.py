@@ -2,11 +2,11 @@
 (``bench.distill_step --upsample-broadcast``) must compute what it replaces, or its timings mean nothing."""
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DConditionModel
 from diffusers.models.upsampling import Upsample2D
 
-from aria_train.diffusion.models.configs import tiny_unet_config
 from bench import upsample_broadcast
+from tiny_unet import output_and_grads as unet_output_and_grads
+from tiny_unet import tiny_unet_and_batch
 
 
 def test_upsample_nearest_2x_is_interpolate_and_stays_channels_last():
@@ -28,20 +28,12 @@ def test_upsamplers_as_broadcasts_give_the_same_outputs_gradients_and_state(monk
     """Every upsampler of the tiny SD UNet swapped: the output as before, every parameter gradient
     within float32's rounding of a reordered sum, in channels-last and in the default layout, and the
     state dict unchanged; an upsampler with a transposed convolution keeps diffusers' forward."""
-    config = tiny_unet_config(in_channels=4, sample_size=8)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**config).to(memory_format=torch.channels_last)
-    generator = torch.Generator().manual_seed(1)
-    sample, timesteps, context = (torch.randn(2, 4, 8, 8, generator=generator), torch.tensor([10, 500]),
-                                  torch.randn(2, 77, config["cross_attention_dim"], generator=generator))
+    unet, (sample, timesteps, context) = tiny_unet_and_batch()
     count = sum(type(m) is Upsample2D for m in unet.modules())
     assert count > 0
 
     def output_and_grads(x):
-        unet.zero_grad()
-        out = unet(x, timesteps, context).sample
-        out.square().mean().backward()
-        return out.detach(), [p.grad.clone() for p in unet.parameters()]
+        return unet_output_and_grads(unet, x, timesteps, context)
 
     channels_last = sample.to(memory_format=torch.channels_last)
     before = output_and_grads(channels_last)

@@ -9,6 +9,7 @@ from aria_train.diffusion.models import fa4_attention
 from aria_train.diffusion.models.configs import tiny_unet_config
 from cli_errors import refused, snapshot
 from fixtures_train import make_distill_inputs
+from tiny_unet import output_and_grads as unet_output_and_grads
 
 
 def test_fa4_ops_compile_and_match_sdpa_with_stand_in_kernels():
@@ -50,10 +51,7 @@ def test_fa4_ops_compile_and_match_sdpa_with_stand_in_kernels():
               torch.randn(2, 77, config["cross_attention_dim"], generator=generator))
 
     def output_and_grads():
-        unet.zero_grad()
-        out = unet(*inputs).sample
-        out.square().mean().backward()
-        return out.detach(), [p.grad.clone() for p in unet.parameters()]
+        return unet_output_and_grads(unet, *inputs)
 
     sdpa_out, sdpa_grads = output_and_grads()
     fa4_attention.use_fa4(unet, self_attention_only=True)
