@@ -5,8 +5,8 @@ a batch of 64 or more first makes its input NCHW-contiguous (a workaround for a 
 channels-last nearest upsampling, diffusers#984). In a compiled channels-last step that costs
 layout copies around every upsampler, and the upsampling's backward, which inductor derives from
 indexing, is a scatter-add (``index_put`` with accumulation) into a zeroed float32 buffer (the
-profiled SD-size step's ``triton_poi_fused__to_copy__unsafe_index_put_new_zeros_*`` kernels, 2.2 ms
-for the largest of the student's three). Written as a broadcast instead (each pixel expanded to a
+profiled SD-size step's ``triton_poi_fused__to_copy__unsafe_index_put_new_zeros_*`` kernels, the
+costliest 2.2 ms per step). Written as a broadcast instead (each pixel expanded to a
 2 x 2 block, on the channels-last view), the forward is the same copy of every value, the backward
 is a sum over each block, a reduction with no atomics and no buffer to zero, and both stay
 channels-last. ``BroadcastUpsample2D`` keeps the module's parameters and state dict (only its
