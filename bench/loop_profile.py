@@ -167,7 +167,7 @@ class LoopProfiler:
             result.update(self.kernel_summary([e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]))
             # the six costliest kernels, and plain copies wherever they rank: layout copies are work a change of
             # layout can remove, and their sources say which layers make them
-            names = [k["name"] for i, k in enumerate(result["top_kernels"]) if i < 6 or "direct_copy_kernel" in k["name"]]
+            names = [k["name"] for i, k in enumerate(result["top_kernels"]) if i < 6 or COPY_KERNEL in k["name"]]
             result["kernel_sources"] = kernel_sources(events, names, n, top=8)
             result["kernel_classes"] = kernel_classes(events, n)
         return {**result, **self.sampler.summary(),
@@ -196,6 +196,7 @@ class LoopProfiler:
         }
 
 
+COPY_KERNEL = "direct_copy_kernel"  # in the name of ATen's plain copy kernel: a copy, whatever launched it
 PYTHON_FRAME = re.compile(r"\(\d+\): |^<built-in")  # with_stack: Python calls are events named "file(line): func"
 
 
@@ -258,7 +259,7 @@ def kernel_class(op: str, kernel: str) -> str:
     calls aten for convolutions, matrix products and attention: inductor's extern kernels); by the
     kernel's name where it is not (``triton``: inductor's own fused kernels -- norms, activations,
     adds, layout changes)."""
-    if "direct_copy_kernel" in kernel:
+    if COPY_KERNEL in kernel:
         return "copy"
     for name, markers in OP_CLASSES:
         if any(marker in op for marker in markers):
