@@ -26,7 +26,7 @@ for stage in "$@"; do
   case $stage in
     micro) logged pointwise_conv 60 pointwise_conv --batch 64
            logged attention_backends 200 attention_backends --batch 64 --backends default flex ;;
-    base) logged base 300 distill_step "${STEP[@]}" --name distill_step_sd14_candidate_base ;;
+    base) logged base 340 distill_step "${STEP[@]}" --name distill_step_sd14_candidate_base ;;
     pointwise) logged pointwise 300 distill_step "${STEP[@]}" --pointwise-matmul both --name distill_step_sd14_candidate_pointwise ;;
     pointwise-teacher) logged pointwise_teacher 300 distill_step "${STEP[@]}" --pointwise-matmul teacher \
                          --name distill_step_sd14_candidate_pointwise_teacher ;;
