@@ -33,7 +33,8 @@ stream as ``aria distill --teacher-stream`` does; ``both`` times every row with 
 interleaved, after one compilation (the A/B of bench/results/distill_step_sd14_*teacher_stream_h100.csv).
 ``--pointwise-matmul teacher|both`` computes those UNets' 1x1 convolutions as matrix products (a
 candidate, bench/pointwise_conv.py; bench/results/distill_step_sd14_candidate_*_h100.csv);
-``--upsample-broadcast`` both UNets' nearest upsampling as a broadcast (a candidate, bench/upsample_broadcast.py).
+``--upsample-interpolate`` leaves both UNets' nearest upsampling to diffusers under ``--channels-last``, where the
+trainer runs it as a broadcast (aria_train/diffusion/models/upsample_broadcast.py): its baseline.
 
 A batch sweep (``--batch 8 16 32 ...``, run in the given order, each size with freshly built
 models) finds the largest batch that fits: a size that runs out of device memory is recorded
@@ -226,11 +227,11 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
         pointwise_convs_as_matmuls(models.teacher)
         if setup["pointwise_matmul"] == "both":
             pointwise_convs_as_matmuls(models.student.unet)
-    if setup["upsample_broadcast"]:  # a candidate (bench/upsample_broadcast.py), in both UNets
-        from bench.upsample_broadcast import upsamplers_as_broadcasts
+    if setup["upsample_broadcast"] != speed["channels_last"]:  # the baseline: diffusers' upsampling, channels-last
+        from aria_train.diffusion.models.upsample_broadcast import set_upsampling
 
-        upsamplers_as_broadcasts(models.teacher)
-        upsamplers_as_broadcasts(models.student.unet)
+        for unet in (models.teacher, models.student.unet):
+            set_upsampling(unet, broadcast=setup["upsample_broadcast"])
     if setup["compile_loss"]:
         models.loss_fn = compile_loss()
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
@@ -307,7 +308,7 @@ def parse_inductor(joined: str) -> dict[str, object]:
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
                feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
                inductor: list[str] | None = None, attention: str = "sdpa", compile_loss: bool | None = None,
-               pointwise_matmul: str = "", upsample_broadcast: bool = False) -> dict:
+               pointwise_matmul: str = "", upsample_broadcast: bool | None = None) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
     (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS), the
     UNets' ``attention`` as ``aria distill --attention`` sets it (aria_train.distill.speed.set_attention),
@@ -320,14 +321,16 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
     convolution algorithm instead of its benchmark mode, which the trainer always has on (the caller
     sets it, as it is process-wide), ``pointwise_matmul`` (``teacher`` or ``both``: those UNets'
     1x1 convolutions as matrix products, bench/pointwise_conv.py; '' for none), ``upsample_broadcast``
-    (both UNets' nearest upsampling as a broadcast, bench/upsample_broadcast.py), and ARIA's K regions
+    (both UNets' nearest upsampling as a broadcast, aria_train/diffusion/models/upsample_broadcast.py; None:
+    where they are channels-last, as the trainer does; False for diffusers' own), and ARIA's K regions
     over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             **{k: speed[k] for k in SPEED_OPTIONS}, "teacher_stream": False, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
             "attention": attention, "compile_loss": speed["compile"] if compile_loss is None else compile_loss,
             "cudnn_benchmark": cudnn_benchmark, "pointwise_matmul": pointwise_matmul,
-            "upsample_broadcast": upsample_broadcast, "regions": regions, "pool": pool}
+            "upsample_broadcast": speed["channels_last"] if upsample_broadcast is None else upsample_broadcast,
+            "regions": regions, "pool": pool}
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -384,9 +387,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pointwise-matmul", choices=("teacher", "both"), default="", help="the teacher's or both "
                         "UNets' 1x1 convolutions computed as matrix products (bench/pointwise_conv.py; a candidate, no "
                         "trainer option) (default: neither)")
-    parser.add_argument("--upsample-broadcast", action="store_true", help="both UNets' 2x nearest upsampling as a "
-                        "broadcast over channels-last tensors, its backward a reduction (bench/upsample_broadcast.py; a "
-                        "candidate, no trainer option)")
+    parser.add_argument("--upsample-interpolate", action="store_true", help="with --channels-last, both UNets' 2x "
+                        "nearest upsampling by diffusers' own forward (F.interpolate on NCHW copies at batch >= 64, a "
+                        "scatter-add for a backward), not the trainer's broadcast: its baseline")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
     parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
@@ -402,6 +405,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--cuda-graphs needs --compile: inductor records the graphs")
     if args.eager_loss and not args.compile:
         parser.error("--eager-loss needs --compile: without it the loss is eager anyway")
+    if args.upsample_interpolate and not args.channels_last:
+        parser.error("--upsample-interpolate needs --channels-last: without it the upsampling is diffusers' anyway")
     if args.inductor and not args.compile:
         parser.error("--inductor needs --compile: its options are inductor's")
     if args.teacher_stream != "off" and not torch.cuda.is_available():
@@ -423,7 +428,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                        args.cuda_graphs, cudnn_benchmark=device.type == "cuda" and not args.cudnn_heuristics,
                        inductor=args.inductor, attention=args.attention,
                        compile_loss=False if args.eager_loss else None, pointwise_matmul=args.pointwise_matmul,
-                       upsample_broadcast=args.upsample_broadcast)
+                       upsample_broadcast=False if args.upsample_interpolate else None)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

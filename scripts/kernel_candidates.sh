@@ -10,11 +10,14 @@
 #   pointwise-teacher  the same with the teacher's only (--pointwise-matmul teacher)
 #   fp8                the same with the teacher's linear layers in FP8 (--teacher-fp8; ~5 min on a fresh machine):
 #                      its joules per image against base's (python -m scripts.energy_per_image)
-#   upsample           the same with both UNets' nearest upsampling as a broadcast (--upsample-broadcast;
-#                      bench/upsample_broadcast.py): no layout copies around the upsamplers, a reduction for a backward
+#   interpolate        the same with both UNets' nearest upsampling by diffusers' forward (--upsample-interpolate), the
+#                      baseline of the trainer's broadcast (aria_train/diffusion/models/upsample_broadcast.py). Measured
+#                      as `upsample base` and `base upsample` while the broadcast was a candidate and base was diffusers'
+#                      (2026-12-06, eleventh session; bench/results/distill_step_sd14_candidate_*upsample*_h100.csv)
 # The stages of one call run one after the other on one machine: a candidate's A/B is against the base stage of
 # the same machine (2026-12-06: micro base in one call, where base ran out of its limit; then base pointwise, then
-# pointwise-teacher base, on the same warm H100; fp8 base in one call, base's student graphs then in inductor's cache).
+# pointwise-teacher base, on the same warm H100; fp8 base in one call, base's student graphs then in inductor's cache;
+# upsample base in one call, base upsample in the next, on one warm H100).
 # Run under `timeout 590`; each benchmark has its own limit.
 set -uo pipefail
 source "$(dirname "$0")/bench_calls.sh" "${1:?OUT_DIR}"  # OUT, and the repository root
@@ -31,7 +34,8 @@ for stage in "$@"; do
     pointwise-teacher) logged pointwise_teacher 300 distill_step "${STEP[@]}" --pointwise-matmul teacher \
                          --name distill_step_sd14_candidate_pointwise_teacher ;;
     fp8) logged fp8 340 distill_step "${STEP[@]}" --teacher-fp8 --name distill_step_sd14_candidate_fp8 ;;
-    upsample) logged upsample 340 distill_step "${STEP[@]}" --upsample-broadcast --name distill_step_sd14_candidate_upsample ;;
+    interpolate) logged interpolate 340 distill_step "${STEP[@]}" --upsample-interpolate \
+                   --name distill_step_sd14_candidate_interpolate ;;
     *) echo "unknown stage $stage"; status=2 ;;
   esac
 done

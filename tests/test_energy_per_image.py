@@ -22,3 +22,6 @@ def test_energy_per_image_from_the_committed_steps(tmp_path):
     assert [r["csv"] for r in fp8] == ["distill_step_sd14_candidate_fp8_h100.csv"]
     unpadded = {r["csv"] for r in rows if r["attention"] == "fa4-self-unpadded40"}
     assert unpadded == energy_per_image.UNPADDED_FA4_BACKWARD
+    broadcast = {r["csv"] for r in rows if r["upsample_broadcast"] == "True"}
+    assert broadcast == {f"distill_step_sd14_candidate_{name}_h100.csv"
+                         for name in ("upsample", "upsample_again", "fa4_self_upsample")}

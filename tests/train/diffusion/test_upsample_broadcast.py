@@ -1,10 +1,12 @@
-"""bench/upsample_broadcast.py: issue 16's candidate of the UNets' nearest upsampling as a broadcast
-(``bench.distill_step --upsample-broadcast``) must compute what it replaces, or its timings mean nothing."""
+"""aria_train/diffusion/models/upsample_broadcast.py: the UNets' nearest upsampling as a broadcast, which
+the trainer runs under ``--channels-last``, must compute what it replaces."""
+import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.upsampling import Upsample2D
 
-from bench import upsample_broadcast
+from aria_train.diffusion.models import upsample_broadcast
+from aria_train.distill.speed import prepare_unets
 from tiny_unet import output_and_grads as unet_output_and_grads
 from tiny_unet import tiny_unet_and_batch
 
@@ -24,7 +26,7 @@ def test_upsample_nearest_2x_is_interpolate_and_stays_channels_last():
     assert torch.equal(x.grad, grad.unflatten(2, (4, 2)).unflatten(4, (6, 2)).sum((3, 5)))
 
 
-def test_upsamplers_as_broadcasts_give_the_same_outputs_gradients_and_state(monkeypatch):
+def test_broadcast_upsamplers_give_the_same_outputs_gradients_and_state(monkeypatch):
     """Every upsampler of the tiny SD UNet swapped: the output as before, every parameter gradient
     within float32's rounding of a reordered sum, in channels-last and in the default layout, and the
     state dict unchanged; an upsampler with a transposed convolution keeps diffusers' forward."""
@@ -38,7 +40,7 @@ def test_upsamplers_as_broadcasts_give_the_same_outputs_gradients_and_state(monk
     channels_last = sample.to(memory_format=torch.channels_last)
     before = output_and_grads(channels_last)
     state = {k: v.shape for k, v in unet.state_dict().items()}
-    assert upsample_broadcast.upsamplers_as_broadcasts(unet) == count
+    assert upsample_broadcast.set_upsampling(unet) == count
     assert all(type(m) is upsample_broadcast.BroadcastUpsample2D for m in unet.modules() if isinstance(m, Upsample2D))
     assert {k: v.shape for k, v in unet.state_dict().items()} == state
     calls = []  # the broadcast runs, not diffusers' forward behind it
@@ -50,17 +52,34 @@ def test_upsamplers_as_broadcasts_give_the_same_outputs_gradients_and_state(monk
 
     transposed = Upsample2D(4, use_conv_transpose=True)
     expected = transposed(sample)
-    upsample_broadcast.upsamplers_as_broadcasts(transposed)
+    upsample_broadcast.set_upsampling(transposed)
     assert torch.equal(transposed(sample), expected)
 
+    assert upsample_broadcast.set_upsampling(unet, broadcast=False) == count  # and back to diffusers' forward
+    assert all(type(m) is Upsample2D for m in unet.modules() if isinstance(m, Upsample2D))
 
-def test_distill_step_runs_the_candidate_and_says_so(tmp_path):
-    """``bench.distill_step --upsample-broadcast`` times a step with every upsampler swapped, and its
-    rows' ``upsample_broadcast`` column says which rows those are."""
+
+def test_the_trainer_upsamples_by_broadcast_where_the_unets_are_channels_last():
+    """prepare_unets swaps both UNets' upsamplers with --channels-last, and leaves them to diffusers
+    without it (NCHW, the broadcast's channels-last output would cost the next convolution a copy)."""
+    for channels_last in (True, False):
+        teacher, _ = tiny_unet_and_batch(channels_last=False)
+        student, _ = tiny_unet_and_batch(channels_last=False)
+        prepare_unets(teacher, student, channels_last=channels_last)
+        kinds = {type(m) for unet in (teacher, student) for m in unet.modules() if isinstance(m, Upsample2D)}
+        assert kinds == {upsample_broadcast.BroadcastUpsample2D if channels_last else Upsample2D}
+
+
+def test_distill_step_times_the_baseline_and_says_so(tmp_path):
+    """``bench.distill_step --channels-last`` times the step as the trainer runs it (broadcast), with
+    ``--upsample-interpolate`` diffusers' upsampling, and its rows' ``upsample_broadcast`` column says
+    which rows are which; without channels-last the option is refused in one line."""
     from bench import distill_step
 
     argv = ["--size", "demo", "--batch", "1", "--steps", "1", "--warmup", "0", "--regions", "8", "--pool", "1000",
-            "--out", str(tmp_path)]
-    rows = distill_step.main(argv=argv + ["--upsample-broadcast"]) + distill_step.main(argv=argv + ["--name", "plain"])
+            "--channels-last", "--out", str(tmp_path)]
+    rows = distill_step.main(argv=argv) + distill_step.main(argv=argv + ["--upsample-interpolate", "--name", "plain"])
     assert [r["upsample_broadcast"] for r in rows] == [True] * (len(rows) // 2) + [False] * (len(rows) // 2)
     assert all(r["step_ms"] > 0 for r in rows)
+    with pytest.raises(SystemExit):
+        distill_step.main(argv=[a for a in argv if a != "--channels-last"] + ["--upsample-interpolate"])

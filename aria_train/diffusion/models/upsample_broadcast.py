@@ -1,4 +1,5 @@
-"""The UNets' 2x nearest upsampling as a broadcast over channels-last tensors: a candidate of issue 16.
+"""The UNets' 2x nearest upsampling as a broadcast over channels-last tensors (the trainer's, under
+``--channels-last``: aria_train.distill.speed.prepare_unets).
 
 diffusers' ``Upsample2D`` upsamples with ``F.interpolate(scale_factor=2, mode="nearest")``, and at
 a batch of 64 or more first makes its input NCHW-contiguous (a workaround for a CUDA kernel of
@@ -10,9 +11,11 @@ costliest 2.2 ms per step). Written as a broadcast instead (each pixel expanded 
 2 x 2 block, on the channels-last view), the forward is the same copy of every value, the backward
 is a sum over each block, a reduction with no atomics and no buffer to zero, and both stay
 channels-last. ``BroadcastUpsample2D`` keeps the module's parameters and state dict (only its
-class changes) and hands every configuration it does not cover to diffusers' own forward;
-``bench.distill_step --upsample-broadcast`` times the compiled step with it in both UNets. Not a
-trainer option: it pays only if the step says so.
+class changes) and hands every configuration it does not cover to diffusers' own forward.
+What it paid: the compiled SD-size step at batch 64 0.988x and 0.993x as long with SDPA (the two
+runs in either order on one H100), 0.990x with ``fa4-self``, at the same power and peak memory
+(2026-12-06, bench/results/distill_step_sd14_candidate_*upsample*_h100.csv; ``bench.distill_step
+--upsample-interpolate`` is the baseline).
 """
 from __future__ import annotations
 
@@ -43,10 +46,11 @@ class BroadcastUpsample2D(Upsample2D):
         return hidden_states
 
 
-def upsamplers_as_broadcasts(module: nn.Module) -> int:
-    """Every diffusers ``Upsample2D`` inside ``module`` upsampling by broadcast from now on (its
-    class swapped in place, its parameters untouched); returns how many."""
-    upsamplers = [m for m in module.modules() if type(m) is Upsample2D]
+def set_upsampling(module: nn.Module, broadcast: bool = True) -> int:
+    """Every diffusers ``Upsample2D`` inside ``module`` upsampling by broadcast from now on
+    (``broadcast``) or by diffusers' own forward again (its class swapped in place, its parameters
+    untouched); returns how many upsamplers there are."""
+    upsamplers = [m for m in module.modules() if type(m) in (Upsample2D, BroadcastUpsample2D)]
     for upsampler in upsamplers:
-        upsampler.__class__ = BroadcastUpsample2D
+        upsampler.__class__ = BroadcastUpsample2D if broadcast else Upsample2D
     return len(upsamplers)
