@@ -27,7 +27,7 @@ from bench.common import RESULTS, report
 
 TARGET_IMAGES_PER_S = 165.0
 # the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06; FP8's A/B in one call
-# on another H100, the FA4 backward's on a third)
+# on another H100, the FA4 backward's on a third, the last row's on a fourth)
 STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_self_teacher_stream_h100.csv",
          "distill_step_sd14_fa4_self_nvml_h100.csv", "distill_step_sd14_candidate_base_h100.csv",
          "distill_step_sd14_candidate_pointwise_h100.csv", "distill_step_sd14_candidate_pointwise_teacher_h100.csv",
@@ -38,7 +38,7 @@ STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_sel
          "distill_step_sd14_candidate_base_after_upsample_h100.csv",
          "distill_step_sd14_candidate_base_before_upsample_h100.csv",
          "distill_step_sd14_candidate_upsample_again_h100.csv", "distill_step_sd14_candidate_fa4_self_upsample_h100.csv",
-         "distill_step_sd14_candidate_fa4_self_base_h100.csv"]
+         "distill_step_sd14_candidate_fa4_self_base_h100.csv", "distill_step_sd14_fa4_self_broadcast_nvml_h100.csv"]
 # the teacher-only row ran before --pointwise-matmul took a value: its column reads False (README, GPU log)
 CONFIGURATION = {"distill_step_sd14_candidate_pointwise_teacher_h100.csv": "teacher",
                  "distill_step_sd14_candidate_pointwise_h100.csv": "both"}
