@@ -1,4 +1,4 @@
-# Sourced by the GPU benchmark scripts (perf_bench.sh, step_candidates.sh, memory_candidates.sh, inductor_candidates.sh,
+# Sourced by the GPU benchmark scripts (perf_bench.sh, step_candidates.sh, memory_candidates.sh,
 # fa4_loop.sh, teacher_stream.sh, ...) as
 #   source "$(dirname "$0")/bench_calls.sh" "${1:-bench/results}"
 # which makes that folder, sets OUT to its absolute path and moves to the repository root; each script
