@@ -24,4 +24,5 @@ def test_energy_per_image_from_the_committed_steps(tmp_path):
     assert unpadded == energy_per_image.UNPADDED_FA4_BACKWARD
     broadcast = {r["csv"] for r in rows if r["upsample_broadcast"] == "True"}
     assert broadcast == {f"distill_step_sd14_candidate_{name}_h100.csv"
-                         for name in ("upsample", "upsample_again", "fa4_self_upsample")}
+                         for name in ("upsample", "upsample_again", "fa4_self_upsample")} | {
+        "distill_step_sd14_fa4_self_broadcast_nvml_h100.csv"}  # the trainer's since
