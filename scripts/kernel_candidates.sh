@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16: kernel candidates for the SD-size step on the H100's power budget (README, Benchmarks, *Kernel
-# candidates*): the 1x1 convolutions as cuBLAS matrix products, and FlexAttention against cuDNN's attention.
+# candidates*): the 1x1 convolutions as cuBLAS matrix products, FlexAttention against cuDNN's attention, the FP8
+# teacher, the upsampling's baseline, and channels-last-dense convolution gradients.
 #   scripts/kernel_candidates.sh OUT_DIR STAGE...   each stage's CSVs and whole log into OUT_DIR; PYTHON=... (python3)
 #   micro              the step's 1x1 convolution shapes as convolutions and as matrix products (pointwise_conv_sd14.csv)
 #                      and its attention shapes under torch's default and FlexAttention (attention_backends_sd14.csv) (~2 min)
@@ -14,6 +15,9 @@
 #                      baseline of the trainer's broadcast (aria_train/diffusion/models/upsample_broadcast.py). Measured
 #                      as `upsample base` and `base upsample` while the broadcast was a candidate and base was diffusers'
 #                      (2026-12-06, eleventh session; bench/results/distill_step_sd14_candidate_*upsample*_h100.csv)
+#   densegrad          the same with the student's convolution gradients channels-last-dense (--dense-conv-grads,
+#                      aria_train/diffusion/models/conv_grad_layout.py): cuDNN's copies of strided gradients, 3.1 ms of
+#                      the fa4-self step, moved into the compiled graph (~4.5 min on a fresh machine)
 # The stages of one call run one after the other on one machine: a candidate's A/B is against the base stage of
 # the same machine (2026-12-06: micro base in one call, where base ran out of its limit; then base pointwise, then
 # pointwise-teacher base, on the same warm H100; fp8 base in one call, base's student graphs then in inductor's cache;
@@ -36,6 +40,7 @@ for stage in "$@"; do
     fp8) logged fp8 340 distill_step "${STEP[@]}" --teacher-fp8 --name distill_step_sd14_candidate_fp8 ;;
     interpolate) logged interpolate 340 distill_step "${STEP[@]}" --upsample-interpolate \
                    --name distill_step_sd14_candidate_interpolate ;;
+    densegrad) logged densegrad 340 distill_step "${STEP[@]}" --dense-conv-grads --name distill_step_sd14_candidate_densegrad ;;
     *) echo "unknown stage $stage"; status=2 ;;
   esac
 done

@@ -1,0 +1,53 @@
+"""Channels-last-dense gradients for a UNet's convolutions: a candidate of issue 16
+(``bench.distill_step --dense-conv-grads``; not a trainer option until a GPU measurement says it pays).
+
+cuDNN's convolution backward makes the gradient it is given contiguous in the convolution's memory
+format, so a gradient that reaches it as a strided view is copied there, by ATen's generic copy
+kernel. In the compiled channels-last SD-size step those copies were 3.1 of the 3.4 ms of plain
+copies per step, inside eight convolution backwards (H100, 2026-12-06:
+bench/results/distill_step_sd14_fa4_self_broadcast_nvml_profile_b64_h100.json, ``kernel_sources``).
+One way they arise, traced on the CPU in a tiny SD-shaped UNet (two such copies there): a resnet
+whose input is the concatenation of the up path with a skip connection uses it twice (its first
+norm and its 1x1 shortcut), so inductor computes the concatenation's whole gradient into one buffer
+and hands each part on as a channel slice of it, and the convolution that produced the up path's
+part (an attention block's ``proj_out``) gets that slice: inductor passes a fallback kernel's inputs
+with the strides the traced graph gave them, and there the slice is a view. The SD-size step's eight
+are not all of that kind (seven of them change the channel count, which a ``proj_out`` does
+not); a gradient in any other layout than channels-last-dense is copied the same way.
+
+``dense_conv_gradients`` puts an identity after every convolution whose backward returns the
+gradient ``.contiguous(memory_format=torch.channels_last)``: a no-op for a gradient that already is
+(traced, it adds no node), a copy in the graph for one that is not, which inductor can fuse into the
+kernel that computes the gradient or run as its own kernel, instead of ATen's copy inside cuDNN's
+call. Values are unchanged (tests/train/diffusion/test_conv_grad_layout.py: bitwise the same loss
+and gradients, and the compiled tiny pattern's copy inside the convolution backward gone).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+
+class _ChannelsLastGradient(torch.autograd.Function):
+    """The identity; its backward hands the gradient on channels-last-dense."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+def _dense_output_gradient(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    return _ChannelsLastGradient.apply(output) if output.dim() == 4 else output
+
+
+def dense_conv_gradients(module: nn.Module) -> list[RemovableHandle]:
+    """From now on every ``nn.Conv2d`` inside ``module`` receives its output's gradient channels-last-dense
+    (a forward hook each, registered once: torch.compile traces them into the graph); returns the hooks'
+    handles (``handle.remove()`` undoes it)."""
+    return [conv.register_forward_hook(_dense_output_gradient) for conv in module.modules()
+            if isinstance(conv, nn.Conv2d)]
