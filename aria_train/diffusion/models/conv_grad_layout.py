@@ -47,7 +47,8 @@ def _dense_output_gradient(module: nn.Module, inputs: tuple, output: torch.Tenso
 
 def dense_conv_gradients(module: nn.Module) -> list[RemovableHandle]:
     """From now on every ``nn.Conv2d`` inside ``module`` receives its output's gradient channels-last-dense
-    (a forward hook each, registered once: torch.compile traces them into the graph); returns the hooks'
-    handles (``handle.remove()`` undoes it)."""
+    (a forward hook each); returns the hooks' handles (``handle.remove()`` undoes it). For a module in
+    channels-last (in NCHW it would transpose every gradient), before its first compiled call:
+    torch.compile traces the hooks into the graph, and does not guard on them afterwards."""
     return [conv.register_forward_hook(_dense_output_gradient) for conv in module.modules()
             if isinstance(conv, nn.Conv2d)]
