@@ -7,7 +7,7 @@ kernel. In the compiled channels-last SD-size step those copies were 3.1 of the 
 copies per step, inside eight convolution backwards (H100, 2026-12-06:
 bench/results/distill_step_sd14_fa4_self_broadcast_nvml_profile_b64_h100.json, ``kernel_sources``).
 One way they arise, traced on the CPU in the trainer's compiled step with an SD-shaped tiny teacher
-(three such copies there, none with these hooks: scripts/conv_grad_copies.py): a resnet
+(three gradient copies there, none with these hooks: scripts/conv_grad_copies.py): a resnet
 whose input is the concatenation of the up path with a skip connection uses it twice (its first
 norm and its 1x1 shortcut), so inductor computes the concatenation's whole gradient into one buffer
 and hands each part on as a channel slice of it, and the convolution that produced the up path's
