@@ -8,7 +8,7 @@ gradients) and its BK-SDM-Small student (fp32 weights, bf16 autocast), output + 
 other), 128x128 latents, random SDXL conditioning (77x2048 context, 1280-wide pooled
 ``text_embeds``, the six time ids of 1024 px) handed to both UNets as the trainer does
 (aria_train.diffusion.prompts.unet_inputs); ``--size sdxl-tiny`` is that path on the tests' tiny
-SDXL-shaped UNet (a CPU smoke test). ``--size demo`` is the shipped 24 px embedded-world teacher,
+SDXL-shaped UNet (a CPU smoke test), ``--size sd-tiny`` a tiny UNet with SD v1.4's four stages. ``--size demo`` is the shipped 24 px embedded-world teacher,
 and ``--size FOLDER`` any teacher folder, SD or SDXL (its UNet's sample shape, conditioning as
 long and as wide as its encoders'). Students come from ``make_student``, as the trainer makes
 them (BK-SDM-Small of SD, KOALA-700M of SDXL unless ``--student``). Per row: images/s, peak
@@ -352,9 +352,9 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
 
     parser = argparse.ArgumentParser(prog="python -m bench.distill_step", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="demo", metavar="sd14|sdxl|sdxl-tiny|demo|FOLDER",
+    parser.add_argument("--size", default="demo", metavar="sd14|sdxl|sdxl-tiny|sd-tiny|demo|FOLDER",
                         help="teacher: SD v1.4's or SDXL base's UNet (random weights), a tiny SDXL-shaped one (a CPU "
-                        "smoke test), the shipped demo teacher, or a teacher folder (default: %(default)s)")
+                        "smoke test), a tiny one with SD v1.4's four stages, the shipped demo teacher, or a teacher folder (default: %(default)s)")
     parser.add_argument("--student", default=None, metavar="small|base|tiny|koala-1b|koala-700m",
                         help="student variant (default: koala-700m of an SDXL teacher, else small)")
     parser.add_argument("--feature-kd", choices=FEATURE_KINDS, default="blocks", help="what feature KD compares (default: "

@@ -3,7 +3,8 @@ up as the trainer sets them up, and random micro-batches of the teacher's input 
 
 Sizes: ``sd14`` and ``sdxl`` are SD v1.4's and SDXL base's UNets with random weights (from
 aria_train.diffusion.models.configs), ``sdxl-tiny`` the tiny SDXL-shaped UNet of the tests (a CPU
-smoke test of the SDXL path), ``demo`` the shipped embedded-world teacher, anything else a teacher
+smoke test of the SDXL path), ``sd-tiny`` a tiny UNet with SD v1.4's four stages (three with
+cross-attention; 32x32 latents, the CPU's stand-in for the SD-size step's graph), ``demo`` the shipped embedded-world teacher, anything else a teacher
 folder (SD or SDXL, read by the trainer's ``open_teacher``).
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CONFIG_SIZES = ("sd14", "sdxl", "sdxl-tiny")  # teachers built from a UNet config with random weights
+CONFIG_SIZES = ("sd14", "sdxl", "sdxl-tiny", "sd-tiny")  # teachers built from a UNet config with random weights
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,12 @@ def config_teacher(size: str):
     """(UNet config, DDPM scheduler, Inputs) of a teacher built from a config with random weights."""
     from diffusers import DDPMScheduler
 
-    from aria_train.diffusion.models.configs import SD_V1_4_UNET_CONFIG, SDXL_BASE_UNET_CONFIG, tiny_sdxl_unet_config
+    from aria_train.diffusion.models.configs import (SD_V1_4_UNET_CONFIG, SDXL_BASE_UNET_CONFIG, tiny_sdxl_unet_config,
+                                                     tiny_unet_config)
 
-    config = {"sd14": SD_V1_4_UNET_CONFIG, "sdxl": SDXL_BASE_UNET_CONFIG, "sdxl-tiny": tiny_sdxl_unet_config()}[size]
+    config = {"sd14": SD_V1_4_UNET_CONFIG, "sdxl": SDXL_BASE_UNET_CONFIG, "sdxl-tiny": tiny_sdxl_unet_config(),
+              "sd-tiny": tiny_unet_config(sample_size=32, in_channels=4, block_out_channels=(32, 64, 128, 128),
+                                          cross_attention_dim=16, attention_heads=2, norm_num_groups=8)}[size]
     # SD's and SDXL's training noise schedule (the trainer turns SDXL's Euler config into this DDPM)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     sample = (config["in_channels"], config["sample_size"], config["sample_size"])

@@ -1,13 +1,14 @@
 """How many gradients the compiled channels-last distillation step's convolution backwards copy, with and
 without the candidate of channels-last-dense convolution gradients (issue 16;
-aria_train/diffusion/models/conv_grad_layout.py), on the CPU with an SD-shaped tiny teacher (four stages,
-three with cross-attention, as SD v1.4) and its BK-SDM-Small student.
+aria_train/diffusion/models/conv_grad_layout.py), on the CPU with bench.step_setup's ``sd-tiny`` teacher
+(SD v1.4's four stages, three with cross-attention) and its BK-SDM-Small student.
 
 Each variant runs in its own process (dynamo does not guard on hooks, so one process would reuse the
-first variant's graphs): the trainer's step (``train_step``, both UNets compiled as ``aria distill
---compile --channels-last`` compiles them, the loss compiled), one step to compile, one profiled; the
-count is the ``aten::contiguous`` calls made inside ``aten::convolution_backward`` (the copies of a
-gradient that is not channels-last-dense; on a GPU cuDNN makes the same ones). A few minutes on 2 cores.
+first variant's graphs): the trainer's step (``train_step``, both UNets set up and compiled as ``aria
+distill --compile --channels-last`` does, the loss compiled) on 4 images, one step to compile, one
+profiled; the count is the ``aten::contiguous`` calls made inside ``aten::convolution_backward`` (the
+copies of a gradient that is not channels-last-dense; on a GPU cuDNN makes the same ones). A few
+minutes on 2 cores.
 
     python -m scripts.conv_grad_copies [--out DIR]     writes OUT/conv_grad_copies_cpu.json (default bench/results)
 """
@@ -23,43 +24,26 @@ from bench.common import RESULTS
 
 def count_copies(dense: bool) -> list[list[int]]:
     """The shapes of the gradients the compiled step's convolution backwards copy, one step, in a fresh process."""
-    import numpy as np
     import torch
-    from diffusers import DDPMScheduler, UNet2DConditionModel
     from torch.profiler import profile
 
-    from aria_train.diffusion.models.configs import tiny_unet_config
     from aria_train.diffusion.models.conv_grad_layout import dense_conv_gradients
-    from aria_train.diffusion.models.students import feature_layer_map, make_student
-    from aria_train.distill.batches import Batch
     from aria_train.distill.losses import LossWeights
-    from aria_train.distill.speed import compile_loss, prepare_unets
-    from aria_train.distill.step import StepModels, Student, train_step
+    from aria_train.distill.speed import compile_loss
+    from aria_train.distill.step import train_step
+    from bench.step_setup import build, make_batch
 
-    config = tiny_unet_config(sample_size=32, block_out_channels=(32, 64, 128, 128), cross_attention_dim=16,
-                              attention_heads=2, norm_num_groups=8)
     torch.manual_seed(0)
-    teacher = UNet2DConditionModel(**config).eval().requires_grad_(False)
-    student = make_student(teacher, "small")
-    if dense:
-        dense_conv_gradients(student)
-    prepare_unets(teacher, student, compile=True, channels_last=True)
-    models = StepModels(teacher, Student(student), DDPMScheduler(num_train_timesteps=1000),
-                        feature_layer_map(dict(teacher.config), dict(student.config), "blocks"))
+    cpu = torch.device("cpu")
+    models, inputs = build("sd-tiny", "small", "blocks", cpu, {"compile": True, "channels_last": True})
+    if dense:  # before the first compiled call, which traces the hooks
+        dense_conv_gradients(models.student.unet)
     models.loss_fn = compile_loss()
     generator = torch.Generator().manual_seed(1)
-    n = 4
-
-    def batch() -> Batch:
-        return Batch(x0=torch.randn(n, 3, 32, 32, generator=generator), noise=torch.randn(n, 3, 32, 32, generator=generator),
-                     timesteps=torch.tensor([10, 500, 990, 3]), hidden=torch.randn(n, 6, 16, generator=generator),
-                     paired=torch.ones(n, dtype=torch.bool), prompt_ids=np.zeros(n, np.int64),
-                     regions=np.zeros(n, np.int64), switched=np.zeros(n, bool), nulled=np.zeros(n, bool))
-
     weights = LossWeights(1.0, 1.0, 0.0)
-    train_step(models, batch(), weights)  # compiles
+    train_step(models, make_batch(4, inputs, cpu, generator), weights)  # compiles
     with profile(record_shapes=True) as traced:
-        train_step(models, batch(), weights)
+        train_step(models, make_batch(4, inputs, cpu, generator), weights)
     return [e.input_shapes[0] for e in traced.events() if e.name == "aten::contiguous" and e.cpu_parent is not None
             and e.cpu_parent.name == "aten::convolution_backward"]
 
