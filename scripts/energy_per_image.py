@@ -5,8 +5,8 @@ An H100 runs the step at its 700 W limit (670-694 W drawn, the SM clock held at 
 1,980 MHz), so images/s is the power drawn over the energy one image takes: a change pays only if
 it takes less energy per image, not merely less time at full clock. Per benchmark configuration
 (attention, ``-unpadded40`` where FA4's backward ran unpadded at width 40 on a patched FA4; teacher stream;
-1x1 convolutions as matrix products; FP8 teacher; upsampling as a broadcast, false in the CSVs from before
-that column) in each CSV: the mean step time,
+1x1 convolutions as matrix products; FP8 teacher; upsampling as a broadcast; the student's convolution
+gradients channels-last-dense; the last two false in the CSVs from before their columns) in each CSV: the mean step time,
 power and SM clock over its rows, joules per step (power x step time) and per image, and the
 images/s that energy would give at the mean power drawn by all rows (the clock the limit allows
 is what changes, not the power). The issue's 165 images/s at that power needs the last column's
@@ -27,7 +27,8 @@ from bench.common import RESULTS, report
 
 TARGET_IMAGES_PER_S = 165.0
 # the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06; FP8's A/B in one call
-# on another H100, the FA4 backward's on a third, the last row's on a fourth)
+# on another H100, the FA4 backward's on a third, the broadcast's fa4-self profile on a fourth, the dense convolution
+# gradients' A/B in two orders on a fifth)
 STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_self_teacher_stream_h100.csv",
          "distill_step_sd14_fa4_self_nvml_h100.csv", "distill_step_sd14_candidate_base_h100.csv",
          "distill_step_sd14_candidate_pointwise_h100.csv", "distill_step_sd14_candidate_pointwise_teacher_h100.csv",
@@ -38,7 +39,10 @@ STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_sel
          "distill_step_sd14_candidate_base_after_upsample_h100.csv",
          "distill_step_sd14_candidate_base_before_upsample_h100.csv",
          "distill_step_sd14_candidate_upsample_again_h100.csv", "distill_step_sd14_candidate_fa4_self_upsample_h100.csv",
-         "distill_step_sd14_candidate_fa4_self_base_h100.csv", "distill_step_sd14_fa4_self_broadcast_nvml_h100.csv"]
+         "distill_step_sd14_candidate_fa4_self_base_h100.csv", "distill_step_sd14_fa4_self_broadcast_nvml_h100.csv",
+         "distill_step_sd14_candidate_densegrad_h100.csv", "distill_step_sd14_candidate_base_after_densegrad_h100.csv",
+         "distill_step_sd14_candidate_base_before_densegrad_h100.csv",
+         "distill_step_sd14_candidate_densegrad_again_h100.csv"]
 # the teacher-only row ran before --pointwise-matmul took a value: its column reads False (README, GPU log)
 CONFIGURATION = {"distill_step_sd14_candidate_pointwise_teacher_h100.csv": "teacher",
                  "distill_step_sd14_candidate_pointwise_h100.csv": "both"}
@@ -48,15 +52,17 @@ UNPADDED_FA4_BACKWARD = {"distill_step_sd14_fa4_self_patched_bwd_h100.csv",
                          "distill_step_sd14_fa4_self_patched_bwd_aot_cache_h100.csv"}
 
 
-def configurations(path: Path) -> dict[tuple[str, str, str, str, str], list[dict]]:
+def configurations(path: Path) -> dict[tuple[str, str, str, str, str, str], list[dict]]:
     """The timed rc and aria rows of one CSV by (attention, with FA4's backward unpadded at width 40 marked
-    ``-unpadded40``, teacher stream, 1x1 convolutions as matrix products, FP8 teacher, upsampling as a broadcast)."""
-    groups: dict[tuple[str, str, str, str, str], list[dict]] = {}
+    ``-unpadded40``, teacher stream, 1x1 convolutions as matrix products, FP8 teacher, upsampling as a broadcast,
+    the student's convolution gradients channels-last-dense)."""
+    groups: dict[tuple[str, str, str, str, str, str], list[dict]] = {}
     for row in csv.DictReader(path.open()):
         if row["method"] in ("rc", "aria"):
             pointwise = CONFIGURATION.get(path.name, "none")
             attention = row["attention"] + ("-unpadded40" if path.name in UNPADDED_FA4_BACKWARD else "")
-            key = (attention, row["teacher_stream"], pointwise, row["teacher_fp8"], row.get("upsample_broadcast", "False"))
+            key = (attention, row["teacher_stream"], pointwise, row["teacher_fp8"], row.get("upsample_broadcast", "False"),
+                   row.get("dense_conv_grads", "False"))
             groups.setdefault(key, []).append(row)
     return groups
 
@@ -68,12 +74,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows = []
     for name in STEPS:
-        for (attention, stream, pointwise, fp8, upsample), group in configurations(RESULTS / name).items():
+        for (attention, stream, pointwise, fp8, upsample, dense), group in configurations(RESULTS / name).items():
             mean = {key: statistics.mean(float(r[key]) for r in group) for key in ("step_ms", "power_w", "sm_clock_mhz")}
             batch = int(group[0]["batch"])
             joules = mean["power_w"] * mean["step_ms"] / 1e3
             rows.append({"csv": name, "attention": attention, "teacher_stream": stream, "pointwise_matmul": pointwise,
-                         "teacher_fp8": fp8, "upsample_broadcast": upsample, "rows": len(group), "step_ms": mean["step_ms"], "power_w": mean["power_w"],
+                         "teacher_fp8": fp8, "upsample_broadcast": upsample, "dense_conv_grads": dense,
+                         "rows": len(group), "step_ms": mean["step_ms"], "power_w": mean["power_w"],
                          "sm_clock_mhz": mean["sm_clock_mhz"], "joules_per_step": joules,
                          "joules_per_image": joules / batch})
     power = statistics.mean(r["power_w"] for r in rows)
