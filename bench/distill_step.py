@@ -35,9 +35,9 @@ interleaved, after one compilation (the A/B of bench/results/distill_step_sd14_*
 candidate, bench/pointwise_conv.py; bench/results/distill_step_sd14_candidate_*_h100.csv);
 ``--upsample-interpolate`` leaves both UNets' nearest upsampling to diffusers under ``--channels-last``, where the
 trainer runs it as a broadcast (aria_train/diffusion/models/upsample_broadcast.py): its baseline.
-``--dense-conv-grads`` hands every convolution backward of the student its gradient channels-last-dense
-(a candidate, aria_train/diffusion/models/conv_grad_layout.py: cuDNN's copies of strided gradients moved into the
-compiled graph).
+``--strided-conv-grads`` hands every convolution backward of the student its gradient as the compiled graph has
+it under ``--channels-last``, where the trainer makes it channels-last-dense in the graph
+(aria_train/diffusion/models/conv_grad_layout.py): its baseline, in which cuDNN copies the strided ones.
 
 A batch sweep (``--batch 8 16 32 ...``, run in the given order, each size with freshly built
 models) finds the largest batch that fits: a size that runs out of device memory is recorded
@@ -235,10 +235,10 @@ def run_rows(setup: dict, batch: int, steps: int, warmup: int, device: torch.dev
 
         for unet in (models.teacher, models.student.unet):
             set_upsampling(unet, broadcast=setup["upsample_broadcast"])
-    if setup["dense_conv_grads"]:  # a candidate: the student's convolution gradients channels-last-dense
-        from aria_train.diffusion.models.conv_grad_layout import dense_conv_gradients
+    if setup["dense_conv_grads"] != speed["channels_last"]:  # the baseline: gradients as the graph hands them
+        from aria_train.diffusion.models.conv_grad_layout import set_conv_gradient_layout
 
-        dense_conv_gradients(models.student.unet)  # before its first compiled call: dynamo does not guard on hooks
+        set_conv_gradient_layout(models.student.unet, dense=False)  # before the first compiled call traces the hooks
     if setup["compile_loss"]:
         models.loss_fn = compile_loss()
     if speed["compile"]:  # as the trainer compiles them (its layout optimisation forced where channels-last)
@@ -315,7 +315,8 @@ def parse_inductor(joined: str) -> dict[str, object]:
 def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool: int, student: str | None = None,
                feature_kd: str = "blocks", cuda_graphs: bool = False, cudnn_benchmark: bool = True,
                inductor: list[str] | None = None, attention: str = "sdpa", compile_loss: bool | None = None,
-               pointwise_matmul: str = "", upsample_broadcast: bool | None = None, dense_conv_grads: bool = False) -> dict:
+               pointwise_matmul: str = "", upsample_broadcast: bool | None = None,
+               dense_conv_grads: bool | None = None) -> dict:
     """What ``run_rows`` runs, as the first columns of its rows: teacher size, student variant
     (``default_student`` if None), feature KD kind, device, the speed options (SPEED_OPTIONS), the
     UNets' ``attention`` as ``aria distill --attention`` sets it (aria_train.distill.speed.set_attention),
@@ -330,15 +331,17 @@ def make_setup(size: str, device: torch.device, speed: dict, regions: int, pool:
     1x1 convolutions as matrix products, bench/pointwise_conv.py; '' for none), ``upsample_broadcast``
     (both UNets' nearest upsampling as a broadcast, aria_train/diffusion/models/upsample_broadcast.py; None:
     where they are channels-last, as the trainer does; False for diffusers' own), ``dense_conv_grads`` (the
-    student's convolution gradients channels-last-dense, aria_train/diffusion/models/conv_grad_layout.py; a
-    candidate), and ARIA's K regions over a pool of ``pool`` prompts."""
+    student's convolution gradients channels-last-dense, aria_train/diffusion/models/conv_grad_layout.py; None:
+    where it is channels-last, as the trainer does; False for the gradients as the graph hands them), and
+    ARIA's K regions over a pool of ``pool`` prompts."""
     return {"size": size, "student": student or default_student(size), "feature_kd": feature_kd,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             **{k: speed[k] for k in SPEED_OPTIONS}, "teacher_stream": False, "cuda_graphs": cuda_graphs, "inductor": " ".join(inductor or []),
             "attention": attention, "compile_loss": speed["compile"] if compile_loss is None else compile_loss,
             "cudnn_benchmark": cudnn_benchmark, "pointwise_matmul": pointwise_matmul,
             "upsample_broadcast": speed["channels_last"] if upsample_broadcast is None else upsample_broadcast,
-            "dense_conv_grads": dense_conv_grads, "regions": regions, "pool": pool}
+            "dense_conv_grads": speed["channels_last"] if dense_conv_grads is None else dense_conv_grads,
+            "regions": regions, "pool": pool}
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -398,9 +401,10 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--upsample-interpolate", action="store_true", help="with --channels-last, both UNets' 2x "
                         "nearest upsampling by diffusers' own forward (F.interpolate on NCHW copies at batch >= 64, a "
                         "scatter-add for a backward), not the trainer's broadcast: its baseline")
-    parser.add_argument("--dense-conv-grads", action="store_true", help="with --channels-last, every convolution of the "
-                        "student gets its output's gradient channels-last-dense from the graph, not copied inside "
-                        "cuDNN's backward (aria_train/diffusion/models/conv_grad_layout.py; a candidate, no trainer option)")
+    parser.add_argument("--strided-conv-grads", action="store_true", help="with --channels-last, every convolution of "
+                        "the student gets its output's gradient as the compiled graph has it (cuDNN's backward copies a "
+                        "strided one), not channels-last-dense as the trainer makes it "
+                        "(aria_train/diffusion/models/conv_grad_layout.py): its baseline")
     parser.add_argument("--regions", type=int, default=256, help="ARIA regions K (default: %(default)s)")
     parser.add_argument("--pool", type=int, default=1_000_000, help="ARIA pool size in prompts (default: %(default)s)")
     parser.add_argument("--name", default="distill_step", help="CSV name (default: %(default)s)")
@@ -418,8 +422,8 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
         parser.error("--eager-loss needs --compile: without it the loss is eager anyway")
     if args.upsample_interpolate and not args.channels_last:
         parser.error("--upsample-interpolate needs --channels-last: without it the upsampling is diffusers' anyway")
-    if args.dense_conv_grads and not args.channels_last:
-        parser.error("--dense-conv-grads needs --channels-last: it makes the gradients channels-last")
+    if args.strided_conv_grads and not args.channels_last:
+        parser.error("--strided-conv-grads needs --channels-last: without it the trainer leaves the gradients alone")
     if args.inductor and not args.compile:
         parser.error("--inductor needs --compile: its options are inductor's")
     if args.teacher_stream != "off" and not torch.cuda.is_available():
@@ -442,7 +446,7 @@ def main(scale: float = 1.0, argv: list[str] | None = None) -> list[dict]:
                        inductor=args.inductor, attention=args.attention,
                        compile_loss=False if args.eager_loss else None, pointwise_matmul=args.pointwise_matmul,
                        upsample_broadcast=False if args.upsample_interpolate else None,
-                       dense_conv_grads=args.dense_conv_grads)
+                       dense_conv_grads=False if args.strided_conv_grads else None)
     previous = read_rows(args.out / f"{args.name}.csv") if args.append else []
     rows, too_large = [], None
     for batch in args.batch:

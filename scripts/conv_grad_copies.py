@@ -1,6 +1,6 @@
 """How many gradients the compiled channels-last distillation step's convolution backwards copy, with and
-without the candidate of channels-last-dense convolution gradients (issue 16;
-aria_train/diffusion/models/conv_grad_layout.py), on the CPU with bench.step_setup's ``sd-tiny`` teacher
+without the channels-last-dense convolution gradients the trainer gives the student (issue 16;
+aria_train/diffusion/models/conv_grad_layout.py; measured while they were a candidate), on the CPU with bench.step_setup's ``sd-tiny`` teacher
 (SD v1.4's four stages, three with cross-attention) and its BK-SDM-Small student.
 
 Each variant runs in its own process (dynamo does not guard on hooks, so one process would reuse the
@@ -27,7 +27,7 @@ def count_copies(dense: bool) -> list[list[int]]:
     import torch
     from torch.profiler import profile
 
-    from aria_train.diffusion.models.conv_grad_layout import dense_conv_gradients
+    from aria_train.diffusion.models.conv_grad_layout import set_conv_gradient_layout
     from aria_train.distill.losses import LossWeights
     from aria_train.distill.speed import compile_loss
     from aria_train.distill.step import train_step
@@ -36,8 +36,8 @@ def count_copies(dense: bool) -> list[list[int]]:
     torch.manual_seed(0)
     cpu = torch.device("cpu")
     models, inputs = build("sd-tiny", "small", "blocks", cpu, {"compile": True, "channels_last": True})
-    if dense:  # before the first compiled call, which traces the hooks
-        dense_conv_gradients(models.student.unet)
+    # the trainer's set-up (build's) makes them dense; before the first compiled call, which traces the hooks
+    set_conv_gradient_layout(models.student.unet, dense=dense)
     models.loss_fn = compile_loss()
     generator = torch.Generator().manual_seed(1)
     weights = LossWeights(1.0, 1.0, 0.0)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {}
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         for dense in (False, True):
-            print(f"compiling and profiling the step {'with' if dense else 'without'} --dense-conv-grads ...", flush=True)
+            print(f"compiling and profiling the step {'with' if dense else 'without'} dense convolution gradients ...", flush=True)
             shapes = pool.apply(count_copies, (dense,))
             result["dense" if dense else "plain"] = {"copies": len(shapes), "gradient_shapes": shapes}
             print(f"  {len(shapes)} gradient copies in convolution backwards: {shapes}", flush=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16: kernel candidates for the SD-size step on the H100's power budget (README, Benchmarks, *Kernel
 # candidates*): the 1x1 convolutions as cuBLAS matrix products, FlexAttention against cuDNN's attention, the FP8
-# teacher, the upsampling's baseline, and channels-last-dense convolution gradients.
+# teacher, and the baselines of the upsampling and of the convolution gradients.
 #   scripts/kernel_candidates.sh OUT_DIR STAGE...   each stage's CSVs and whole log into OUT_DIR; PYTHON=... (python3)
 #   micro              the step's 1x1 convolution shapes as convolutions and as matrix products (pointwise_conv_sd14.csv)
 #                      and its attention shapes under torch's default and FlexAttention (attention_backends_sd14.csv) (~2 min)
@@ -15,13 +15,16 @@
 #                      baseline of the trainer's broadcast (aria_train/diffusion/models/upsample_broadcast.py). Measured
 #                      as `upsample base` and `base upsample` while the broadcast was a candidate and base was diffusers'
 #                      (2026-12-06, eleventh session; bench/results/distill_step_sd14_candidate_*upsample*_h100.csv)
-#   densegrad          the same with the student's convolution gradients channels-last-dense (--dense-conv-grads,
-#                      aria_train/diffusion/models/conv_grad_layout.py): cuDNN's copies of strided gradients, 3.1 ms of
-#                      the fa4-self step, moved into the compiled graph (~4.5 min on a fresh machine)
+#   stridedgrad        the same with the student's convolution gradients as the compiled graph has them
+#                      (--strided-conv-grads), the baseline of the trainer's channels-last-dense ones
+#                      (aria_train/diffusion/models/conv_grad_layout.py). Measured as `densegrad base` and `base densegrad`
+#                      while they were a candidate and base had strided ones (2026-12-06, thirteenth session, one
+#                      warm H100; bench/results/distill_step_sd14_candidate_*densegrad*_h100.csv)
 # The stages of one call run one after the other on one machine: a candidate's A/B is against the base stage of
 # the same machine (2026-12-06: micro base in one call, where base ran out of its limit; then base pointwise, then
 # pointwise-teacher base, on the same warm H100; fp8 base in one call, base's student graphs then in inductor's cache;
-# upsample base in one call, base upsample in the next, on one warm H100).
+# upsample base in one call, base upsample in the next, on one warm H100; densegrad base in one call on a fresh H100,
+# about 4.8 min, then base densegrad in 2 min).
 # Run under `timeout 590`; each benchmark has its own limit.
 set -uo pipefail
 source "$(dirname "$0")/bench_calls.sh" "${1:?OUT_DIR}"  # OUT, and the repository root
@@ -40,7 +43,8 @@ for stage in "$@"; do
     fp8) logged fp8 340 distill_step "${STEP[@]}" --teacher-fp8 --name distill_step_sd14_candidate_fp8 ;;
     interpolate) logged interpolate 340 distill_step "${STEP[@]}" --upsample-interpolate \
                    --name distill_step_sd14_candidate_interpolate ;;
-    densegrad) logged densegrad 340 distill_step "${STEP[@]}" --dense-conv-grads --name distill_step_sd14_candidate_densegrad ;;
+    stridedgrad) logged stridedgrad 340 distill_step "${STEP[@]}" --strided-conv-grads \
+                   --name distill_step_sd14_candidate_stridedgrad ;;
     *) echo "unknown stage $stage"; status=2 ;;
   esac
 done

@@ -1,5 +1,8 @@
-"""Channels-last-dense gradients for a UNet's convolutions: a candidate of issue 16
-(``bench.distill_step --dense-conv-grads``; not a trainer option until a GPU measurement says it pays).
+"""Channels-last-dense gradients for a UNet's convolutions: what the trainer does to the student under
+``--channels-last`` (aria_train.distill.speed.prepare_unets; ``bench.distill_step --strided-conv-grads``
+times its baseline). The compiled SD-size step on an H100, SDPA, batch 64, against the baseline in both
+orders on one machine: 152.4 vs 150.2 and 151.2 vs 150.3 images/s, 1.4% less energy per image
+(bench/results/distill_step_sd14_candidate_{densegrad,base_*_densegrad,densegrad_again}_h100.csv).
 
 cuDNN's convolution backward makes the gradient it is given contiguous in the convolution's memory
 format, so a gradient that reaches it as a strided view is copied there, by ATen's generic copy
@@ -16,18 +19,18 @@ with the strides the traced graph gave them, and there the slice is a view. The 
 are not all of that kind (seven of them change the channel count, which a ``proj_out`` does
 not); a gradient in any other layout than channels-last-dense is copied the same way.
 
-``dense_conv_gradients`` puts an identity after every convolution whose backward returns the
+``set_conv_gradient_layout`` puts an identity after every convolution whose backward returns the
 gradient ``.contiguous(memory_format=torch.channels_last)``: a no-op for a gradient that already is
 (traced, it adds no node), a copy in the graph for one that is not, which inductor can fuse into the
 kernel that computes the gradient or run as its own kernel, instead of ATen's copy inside cuDNN's
 call. Values are unchanged (tests/train/diffusion/test_conv_grad_layout.py: bitwise the same loss
-and gradients, and the compiled tiny pattern's copy inside the convolution backward gone).
+and gradients, and the compiled tiny pattern's copy inside the convolution backward gone). Only the
+student needs it: the frozen teacher computes no gradients.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 
 class _ChannelsLastGradient(torch.autograd.Function):
@@ -46,10 +49,18 @@ def _dense_output_gradient(module: nn.Module, inputs: tuple, output: torch.Tenso
     return _ChannelsLastGradient.apply(output) if output.dim() == 4 else output
 
 
-def dense_conv_gradients(module: nn.Module) -> list[RemovableHandle]:
+def set_conv_gradient_layout(module: nn.Module, dense: bool = True) -> int:
     """From now on every ``nn.Conv2d`` inside ``module`` receives its output's gradient channels-last-dense
-    (a forward hook each); returns the hooks' handles (``handle.remove()`` undoes it). For a module in
-    channels-last (in NCHW it would transpose every gradient), before its first compiled call:
-    torch.compile traces the hooks into the graph, and does not guard on them afterwards."""
-    return [conv.register_forward_hook(_dense_output_gradient) for conv in module.modules()
-            if isinstance(conv, nn.Conv2d)]
+    (``dense``: one forward hook each, added once however often this is called) or as the graph hands it
+    (the hooks removed); returns how many convolutions there are. For a module in channels-last (in NCHW
+    it would transpose every gradient), before its first compiled call: torch.compile traces the hooks into
+    the graph, and does not guard on them afterwards."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs:
+        # found by the hook itself, not by kept handles: a deep copy of the module carries its hooks along
+        hooked = [key for key, hook in conv._forward_hooks.items() if hook is _dense_output_gradient]
+        if dense and not hooked:
+            conv.register_forward_hook(_dense_output_gradient)
+        for key in hooked if not dense else ():
+            del conv._forward_hooks[key]
+    return len(convs)

@@ -1,6 +1,7 @@
-"""aria_train/diffusion/models/conv_grad_layout.py: issue 16's candidate of channels-last-dense
-convolution gradients must change no value, must hand every convolution backward a dense gradient,
-and, compiled, must take the copy out of the convolution backward where inductor passed a slice."""
+"""aria_train/diffusion/models/conv_grad_layout.py: the channels-last-dense convolution gradients the
+trainer gives the student under --channels-last must change no value, must hand every convolution
+backward a dense gradient, and, compiled, must take the copy out of the convolution backward where
+inductor passed a slice."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +9,8 @@ from torch import nn
 from torch.profiler import profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from aria_train.diffusion.models.conv_grad_layout import dense_conv_gradients
+from aria_train.diffusion.models.conv_grad_layout import set_conv_gradient_layout
+from aria_train.distill.speed import prepare_unets
 from tiny_unet import output_and_grads, tiny_unet_and_batch
 
 
@@ -27,8 +29,9 @@ class ConvGradLayouts(TorchDispatchMode):
 
 def test_dense_conv_gradients_change_no_value_and_densify_every_convolution_gradient():
     """The tiny channels-last SD UNet: bitwise the same output and parameter gradients with the hooks,
-    one hook per convolution; without them some convolution backward gets a gradient that is not
-    channels-last-dense (so the check can fail), with them none does; removing the hooks undoes it."""
+    one hook per convolution however often it is asked for; without them some convolution backward
+    gets a gradient that is not channels-last-dense (so the check can fail), with them none does;
+    removing the hooks undoes it."""
     unet, batch = tiny_unet_and_batch()
     sample = batch[0].to(memory_format=torch.channels_last)
     convs = sum(isinstance(m, nn.Conv2d) for m in unet.modules())
@@ -36,16 +39,16 @@ def test_dense_conv_gradients_change_no_value_and_densify_every_convolution_grad
         before = output_and_grads(unet, sample, *batch[1:])
     assert len(plain.dense) > 10 and not all(plain.dense)
 
-    handles = dense_conv_gradients(unet)
-    assert len(handles) == convs
+    assert set_conv_gradient_layout(unet) == convs == set_conv_gradient_layout(unet, dense=True)
+    assert sum(len(m._forward_hooks) for m in unet.modules()) == convs
     with ConvGradLayouts() as dense:
         after = output_and_grads(unet, sample, *batch[1:])
     assert len(dense.dense) == len(plain.dense) and all(dense.dense)
     assert torch.equal(after[0], before[0])
     assert all(torch.equal(a, b) for a, b in zip(after[1], before[1], strict=True))
 
-    for handle in handles:
-        handle.remove()
+    assert set_conv_gradient_layout(unet, dense=False) == convs
+    assert sum(len(m._forward_hooks) for m in unet.modules()) == 0
     with ConvGradLayouts() as removed:
         output_and_grads(unet, sample, *batch[1:])
     assert removed.dense == plain.dense
@@ -76,7 +79,7 @@ def copies_in_convolution_backwards(dense: bool) -> int:
     torch.manual_seed(0)
     module = UpResnet().to(memory_format=torch.channels_last)
     if dense:
-        dense_conv_gradients(module)
+        set_conv_gradient_layout(module)
     compiled = torch.compile(module, options={"force_layout_optimization": True})
     x, skip = (torch.randn(2, 8, 8, 8).to(memory_format=torch.channels_last) for _ in range(2))
     x.requires_grad_(True)
@@ -94,23 +97,37 @@ def test_compiled_dense_gradients_take_the_copy_out_of_the_convolution_backward(
     assert copies_in_convolution_backwards(dense=True) == 0
 
 
-def test_distill_step_times_the_candidate_and_says_so(tmp_path, monkeypatch, capsys):
-    """``bench.distill_step --dense-conv-grads`` hooks the student's convolutions (not the frozen
-    teacher's) before its step runs, and its rows' ``dense_conv_grads`` column says so; without
-    channels-last the option is refused in one line."""
+def test_the_trainer_densifies_the_students_convolution_gradients_where_it_is_channels_last():
+    """prepare_unets hooks every convolution of the student under --channels-last, and none of the
+    frozen teacher (it computes no gradients) nor of an NCHW student (there it would transpose them)."""
+    for channels_last in (True, False):
+        teacher, _ = tiny_unet_and_batch(channels_last=False)
+        student, _ = tiny_unet_and_batch(channels_last=False)
+        prepare_unets(teacher, student, channels_last=channels_last)
+        hooked = [len(m._forward_hooks) for m in student.modules() if isinstance(m, nn.Conv2d)]
+        assert hooked == [int(channels_last)] * len(hooked) and len(hooked) > 10
+        assert not any(m._forward_hooks for m in teacher.modules())
+
+
+def test_distill_step_times_the_baseline_and_says_so(tmp_path, monkeypatch, capsys):
+    """``bench.distill_step --channels-last`` times the step as the trainer runs it (the student's convolution
+    gradients dense), with ``--strided-conv-grads`` its baseline: the hooks taken off the student's
+    convolutions before its step runs; the rows' ``dense_conv_grads`` column says which rows are which;
+    without channels-last the option is refused in one line."""
     from aria_train.diffusion.models import conv_grad_layout
     from bench import distill_step
 
-    hooked = []
-    monkeypatch.setattr(conv_grad_layout, "dense_conv_gradients",
-                        lambda unet, hook=conv_grad_layout.dense_conv_gradients: hooked.append(unet) or hook(unet))
+    calls = []
+    monkeypatch.setattr(conv_grad_layout, "set_conv_gradient_layout", lambda unet, dense=True,
+                        layout=conv_grad_layout.set_conv_gradient_layout: calls.append((unet, dense)) or layout(unet, dense))
     argv = ["--size", "demo", "--batch", "1", "--steps", "1", "--warmup", "0", "--regions", "8", "--pool", "1000",
             "--channels-last", "--out", str(tmp_path)]
-    plain = distill_step.main(argv=argv)
-    assert hooked == [] and not any(r["dense_conv_grads"] for r in plain)
-    rows = distill_step.main(argv=argv + ["--dense-conv-grads", "--name", "dense"])
-    assert len(hooked) == 1 and hooked[0].training  # the student: the teacher is frozen in eval mode
-    assert rows and all(r["dense_conv_grads"] and r["step_ms"] > 0 for r in rows)
+    dense = distill_step.main(argv=argv)
+    assert [d for _, d in calls] == [True] and calls[0][0].training  # the student: the teacher is frozen in eval mode
+    assert dense and all(r["dense_conv_grads"] for r in dense)
+    strided = distill_step.main(argv=argv + ["--strided-conv-grads", "--name", "strided"])
+    assert [d for _, d in calls] == [True, True, False] and calls[2][0] is calls[1][0]
+    assert strided and all(not r["dense_conv_grads"] and r["step_ms"] > 0 for r in strided)
     with pytest.raises(SystemExit):
-        distill_step.main(argv=[a for a in argv if a != "--channels-last"] + ["--dense-conv-grads"])
-    assert "--dense-conv-grads needs --channels-last" in capsys.readouterr().err
+        distill_step.main(argv=[a for a in argv if a != "--channels-last"] + ["--strided-conv-grads"])
+    assert "--strided-conv-grads needs --channels-last" in capsys.readouterr().err
