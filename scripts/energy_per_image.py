@@ -28,7 +28,7 @@ from bench.common import RESULTS, report
 TARGET_IMAGES_PER_S = 165.0
 # the compiled SD-size step benchmarks at batch 64 on H100s with NVML columns (2026-12-06; FP8's A/B in one call
 # on another H100, the FA4 backward's on a third, the broadcast's fa4-self profile on a fourth, the dense convolution
-# gradients' A/B in two orders on a fifth)
+# gradients' A/B in two orders on a fifth, and with fa4-self on a sixth, after the loop's step profiled there)
 STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_self_teacher_stream_h100.csv",
          "distill_step_sd14_fa4_self_nvml_h100.csv", "distill_step_sd14_candidate_base_h100.csv",
          "distill_step_sd14_candidate_pointwise_h100.csv", "distill_step_sd14_candidate_pointwise_teacher_h100.csv",
@@ -42,7 +42,9 @@ STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_sel
          "distill_step_sd14_candidate_fa4_self_base_h100.csv", "distill_step_sd14_fa4_self_broadcast_nvml_h100.csv",
          "distill_step_sd14_candidate_densegrad_h100.csv", "distill_step_sd14_candidate_base_after_densegrad_h100.csv",
          "distill_step_sd14_candidate_base_before_densegrad_h100.csv",
-         "distill_step_sd14_candidate_densegrad_again_h100.csv"]
+         "distill_step_sd14_candidate_densegrad_again_h100.csv", "distill_step_sd14_fa4_self_densegrad_nvml_h100.csv",
+         "distill_step_sd14_candidate_fa4_self_stridedgrad_h100.csv",
+         "distill_step_sd14_candidate_fa4_self_densegrad_h100.csv"]
 # the teacher-only row ran before --pointwise-matmul took a value: its column reads False (README, GPU log)
 CONFIGURATION = {"distill_step_sd14_candidate_pointwise_teacher_h100.csv": "teacher",
                  "distill_step_sd14_candidate_pointwise_h100.csv": "both"}
