@@ -22,7 +22,13 @@ def test_energy_per_image_from_the_committed_steps(tmp_path):
     assert [r["csv"] for r in fp8] == ["distill_step_sd14_candidate_fp8_h100.csv"]
     unpadded = {r["csv"] for r in rows if r["attention"] == "fa4-self-unpadded40"}
     assert unpadded == energy_per_image.UNPADDED_FA4_BACKWARD
-    broadcast = {r["csv"] for r in rows if r["upsample_broadcast"] == "True"}
-    assert broadcast == {f"distill_step_sd14_candidate_{name}_h100.csv"
-                         for name in ("upsample", "upsample_again", "fa4_self_upsample")} | {
-        "distill_step_sd14_fa4_self_broadcast_nvml_h100.csv"}  # the trainer's since
+    # each change's A/B rows, and every row measured since the trainer made it its own
+    dense = {f"distill_step_sd14_candidate_{name}_h100.csv" for name in ("densegrad", "densegrad_again",
+                                                                         "fa4_self_densegrad")} | {
+        "distill_step_sd14_fa4_self_densegrad_nvml_h100.csv"}
+    assert {r["csv"] for r in rows if r["dense_conv_grads"] == "True"} == dense
+    broadcast = {f"distill_step_sd14_candidate_{name}_h100.csv"
+                 for name in ("upsample", "upsample_again", "fa4_self_upsample", "base_after_densegrad",
+                              "base_before_densegrad", "fa4_self_stridedgrad")} | {
+        "distill_step_sd14_fa4_self_broadcast_nvml_h100.csv"} | dense
+    assert {r["csv"] for r in rows if r["upsample_broadcast"] == "True"} == broadcast

@@ -56,7 +56,8 @@ class DistillConfig(Options):
     channel_scale: float = option(1.0, 'fraction', "student channel width relative to the teacher's, in (0, 1]")
     compile: bool = option(False, 'flag', 'torch.compile the teacher and student UNets, the text encoder and the loss in place (GPU; the first steps compile, minutes for SD)')
     channels_last: bool = option(False, 'flag', 'hold both UNets in channels-last memory format (faster convolutions '
-                                 'on GPUs), their 2x upsampling a broadcast that keeps it')
+                                 "on GPUs), their 2x upsampling a broadcast that keeps it, the student's convolution "
+                                 'gradients made channels-last-dense in the graph')
     gradient_checkpointing: bool = option(False, 'flag', "recompute the student's activations in backward: less memory, about a third more student compute")
     tf32: bool = option(False, 'flag', "float32 matrix products on NVIDIA tensor cores in TF32 (10-bit mantissa products, float32 sums; Ampere and later): what makes a float32 run fast on a GPU (the grouped small-world step: bench/small_world.py). Off by default, as in torch and in every committed test-bed run; cuDNN's convolutions use TF32 either way (torch's default). No effect on CPUs or under bf16 autocast's matmuls")
     attention: Attention = option("sdpa", 'choice', "the UNets' attention kernels: torch's SDPA (cuDNN's flash attention on Hopper), or FlashAttention-4's in the self-attention only (fa4-self) or in all attention (fa4) -- flash-attn-4 installed, a Hopper GPU, bf16; the compiled SD-size step 0.965-0.972x as long with fa4-self, 0.979x with fa4 on H100s (bench/results/distill_step_sd14_fa4_*_h100.csv); training is the same up to bf16 rounding (aria_train/diffusion/models/fa4_attention.py)")

@@ -20,7 +20,7 @@
   convolutions get their output gradients channels-last-dense from the compiled graph
   (aria_train.diffusion.models.conv_grad_layout: the same values), where cuDNN's backward would
   copy a strided one itself, with ATen's generic copy kernel: the compiled SD-size step on an
-  H100 0.986-0.994x as long, 1.4% less energy per image.
+  H100 0.985-0.993x as long, 1.4% less energy per image.
 * AdamW with ``fused=True`` on CUDA: one kernel per parameter group instead of one per tensor.
 * FlashAttention-4's Hopper kernels in the self-attention of both UNets, or in all their
   attention (``--attention fa4-self|fa4``, aria_train.diffusion.models.fa4_attention; flash-attn-4
