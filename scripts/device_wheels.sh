@@ -8,7 +8,7 @@
 #   ROOT/.fa4b   libs.part-b
 # A call carries at most 64 MiB with the tree, and the CuTe DSL's cu13 libraries are one 92 MB wheel: it travels
 # unzipped and repacked as `tar | xz -9e` (63.5 MB), split in two parts for two calls on one warm machine
-# (part a the first 28,000,000 bytes). The xz step takes ~4 min on 2 cores. How the calls use them: README, Status.
+# (part a the first 28,000,000 bytes). ~3 min on 2 cores, most of it xz. How the calls use them: README, Status.
 set -euo pipefail
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 PIP=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
@@ -25,7 +25,7 @@ echo "downloading diffusers and FA4's wheels ..."
 "${PIP[@]}" -d "$work/fa4" flash-attn-4==4.0.0b40 nvidia-cutlass-dsl==4.8.1 nvidia-cutlass-dsl-libs-base==4.8.1 \
   nvidia-cutlass-dsl-libs-core==4.8.1 apache-tvm-ffi==0.1.15.post2 torch-c-dlpack-ext==0.1.5 quack-kernels==0.6.5
 "${PIP[@]}" -d "$work/libs" nvidia-cutlass-dsl-libs-cu13==4.8.1
-echo "repacking the cu13 libraries as tar | xz -9e (~4 min on 2 cores) ..."
+echo "repacking the cu13 libraries as tar | xz -9e (~3 min on 2 cores) ..."
 mkdir "$work/unzipped"
 unzip -q "$work"/libs/*.whl -d "$work/unzipped"  # unzip keeps the files' modes
 tar c -C "$work/unzipped" . | xz -9e -T0 > "$work/libs.tar.xz"
