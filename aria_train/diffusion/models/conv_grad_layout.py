@@ -61,6 +61,7 @@ def set_conv_gradient_layout(module: nn.Module, dense: bool = True) -> int:
         hooked = [key for key, hook in conv._forward_hooks.items() if hook is _dense_output_gradient]
         if dense and not hooked:
             conv.register_forward_hook(_dense_output_gradient)
-        for key in hooked if not dense else ():
-            del conv._forward_hooks[key]
+        elif not dense:
+            for key in hooked:
+                del conv._forward_hooks[key]
     return len(convs)
