@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The 48-region tau = 1 cell once more, region-uniform against ARIA (beta 1) over 9 seeds, with a teacher
+# The 48-region tau = 1 cell once more, region-uniform against ARIA (beta 1) over 6 seeds, with a teacher
 # trained on its own 2000-step schedule (the cell's first teacher was a 5000-step run stopped at step 2000
 # and finished on a CPU; its checkpoint is gone, so its seeds 3-8, experiments/glyph_map_tau1_seeds.json,
-# cannot be added to seeds 0-2). ARIA won that cell by 8% over 3 seeds, not significantly; 9 seeds with one
+# cannot be added to seeds 0-2). ARIA won that cell by 8% over 3 seeds, not significantly; 6 seeds with one
 # teacher settle it or not. Two stages, each one 10-minute device call on one warm machine (runs/ is kept
 # between them):
 #   scripts/glyph_tau1_teacher2000.sh teacher OUT   world, teacher (~6.3 steps/s alone on an H200), its paired
 #                                                   cache and gate -> OUT/glyph_teachers_2000/; TEACHER_SECONDS=S
 #                                                   (default 420) stops the teacher at a checkpoint: run the
 #                                                   stage again to finish it
-#   scripts/glyph_tau1_teacher2000.sh map OUT       18 students (3 processes of 6) and their evaluation ->
+#   scripts/glyph_tau1_teacher2000.sh map OUT       12 students (3 processes of 4) and their evaluation ->
 #                                                   OUT/glyph_map_tau1_teacher2000/ (results, evaluation,
 #                                                   each run's config and metrics, logs); SECONDS_LEFT=S (default 570) stops it
 #                                                   in time: run the stage again to resume it
@@ -25,7 +25,7 @@ case $stage in
       "$OUT/glyph_teachers_2000/" ;;
   map)
     timeout -k 10 "${SECONDS_LEFT:-570}" python3 -m aria_cli experiment experiments/glyph_map_tau1_teacher2000.json \
-      --out runs/glyph_map_tau1_teacher2000 --parallel 3 --group 6 --no-progress
+      --out runs/glyph_map_tau1_teacher2000 --parallel 3 --group 4 --no-progress
     echo "experiment exit $?"
     pkill -f multiprocessing.spawn  # a stopped experiment's workers; they resume from their checkpoints
     mkdir -p "$OUT/glyph_map_tau1_teacher2000"  # what experiments/results/ keeps: no weights, no checkpoints
