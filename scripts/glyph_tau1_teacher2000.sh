@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The 48-region tau = 1 cell once more, region-uniform against ARIA (beta 1) over 6 seeds, with a teacher
 # trained on its own 2000-step schedule (the cell's first teacher was a 5000-step run stopped at step 2000
-# and finished on a CPU; its checkpoint is gone, so its seeds 3-8, experiments/glyph_map_tau1_seeds.json,
-# cannot be added to seeds 0-2). ARIA won that cell by 8% over 3 seeds, not significantly; 6 seeds with one
-# teacher settle it or not. Two stages, each one 10-minute device call on one warm machine (runs/ is kept
+# and finished on a CPU; its checkpoint is gone with the sandbox that held it, so more seeds cannot be added
+# to its 0-2). ARIA won that cell by 8% over 3 seeds, not significantly; 6 seeds with one teacher tell
+# (2026-12-06, one H100: 0.995, a tie; README, "The 48-region tau = 1 cell again"). Two stages, each one 10-minute device call on one warm machine (runs/ is kept
 # between them):
-#   scripts/glyph_tau1_teacher2000.sh teacher OUT   world, teacher (~6.3 steps/s alone on an H200), its paired
+#   scripts/glyph_tau1_teacher2000.sh teacher OUT   world, teacher (2000 steps in 260 s on an H100), its paired
 #                                                   cache and gate -> OUT/glyph_teachers_2000/; TEACHER_SECONDS=S
 #                                                   (default 420) stops the teacher at a checkpoint: run the
 #                                                   stage again to finish it
