@@ -17,6 +17,8 @@ plt.rcParams.update({
     "axes.spines.top": False, "axes.spines.right": False,
 })
 
+REPO = Path(__file__).resolve().parents[1]
+
 # one colour per region group and per policy family, used by every figure
 GROUP_COLOURS = {"seen": "#4c72b0", "underrep": "#dd8452", "unseen": "#c44e52"}
 
@@ -30,6 +32,13 @@ def save(fig: plt.Figure, out_dir: str | Path, name: str) -> list[Path]:
         fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def experiment_dir(data_dir: str | Path | None, name: str) -> Path:
+    """data_dir/name when it exists (--data), else the committed experiments/results/name."""
+    if data_dir is not None and (Path(data_dir) / name).is_dir():
+        return Path(data_dir) / name
+    return REPO / "experiments" / "results" / name
 
 
 def read_csv(data_dir: str | Path | None, name: str) -> pd.DataFrame | None:

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paper_figures.common import GROUP_COLOURS, plt, save
+from paper_figures.common import GROUP_COLOURS, experiment_dir, plt, save
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,6 @@ GROUP_NAMES = {"seen": "seen", "unseen": "unseen", "under": "underrepresented"}
 
 def colour(group: str) -> str:
     return GROUP_COLOURS["underrep" if group == "under" else group]  # common.py names it "underrep"
-
-
-def experiment_dir(data_dir: str | Path | None, name: str) -> Path:
-    """data_dir/name when it exists (--data), else the committed experiments/results/name."""
-    if data_dir is not None and (Path(data_dir) / name).is_dir():
-        return Path(data_dir) / name
-    return REPO / "experiments" / "results" / name
 
 
 def region_groups(folder: Path) -> np.ndarray:

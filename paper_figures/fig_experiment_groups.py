@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paper_figures.common import plt, save
+from paper_figures.common import experiment_dir, plt, save
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,6 @@ CONFIG = Config()
 METHOD_COLOURS = {"KD": "#8c8c8c", "RC": "#4c72b0", "region-uniform": "#55a868",
                   "ARIA, observes switched": "#c44e52", "ARIA, observes all": "#dd8452"}
 METRICS = {"discrepancy": "discrepancy (lower is better)", "accuracy": "attribute accuracy (higher is better)"}
-
-
-def experiment_dir(data_dir: str | Path | None, name: str) -> Path:
-    """data_dir/name when it exists (--data), else the committed experiments/results/name."""
-    if data_dir is not None and (Path(data_dir) / name).is_dir():
-        return Path(data_dir) / name
-    return REPO / "experiments" / "results" / name
 
 
 def _zoomed_limits(frames: list[pd.DataFrame]) -> tuple[float, float]:

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paper_figures.common import plt, save
+from paper_figures.common import experiment_dir, plt, save
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -29,13 +28,6 @@ class Config:
 
 
 CONFIG = Config()
-
-
-def experiment_dir(data_dir: str | Path | None, name: str) -> Path:
-    """data_dir/name when it exists (--data), else the committed experiments/results/name."""
-    if data_dir is not None and (Path(data_dir) / name).is_dir():
-        return Path(data_dir) / name
-    return REPO / "experiments" / "results" / name
 
 
 def grid_rows(eval_dir: Path, pad: int) -> tuple[dict[str, np.ndarray], list[str]]:

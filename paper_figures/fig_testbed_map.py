@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_figures.common import plt, save
-from paper_figures.fig_experiment_groups import experiment_dir
+from paper_figures.common import experiment_dir, plt, save
 from simulations.measured import MEASURED_METRIC, seed_ratios
 
 

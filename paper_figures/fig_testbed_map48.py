@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paper_figures.common import plt, save
-from paper_figures.fig_experiment_groups import experiment_dir
+from paper_figures.common import experiment_dir, plt, save
 from paper_figures.fig_testbed_regions import plot_region_ratios
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_figures.common import plt, save
-from paper_figures.fig_experiment_groups import experiment_dir
+from paper_figures.common import experiment_dir, plt, save
 from simulations.measured import region_groups
 
 GROUP_COLOURS = {"head": "#4c72b0", "mid": "#8c8c8c", "under": "#dd8452", "unseen-head": "#55a868",

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from aria_train.worlds import load_world_config, make_world
-from paper_figures.common import plt, save
-from paper_figures.fig_experiment_groups import experiment_dir
+from paper_figures.common import experiment_dir, plt, save
 from simulations.measured import seed_ratios
 
 

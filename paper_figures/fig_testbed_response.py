@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures.common import plt, save
-from paper_figures.fig_experiment_groups import experiment_dir
+from paper_figures.common import experiment_dir, plt, save
 from simulations.headroom import CELLS, POLICIES, fit_alpha, headroom
 from simulations.measured import region_draws
 

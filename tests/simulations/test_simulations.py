@@ -186,6 +186,7 @@ FIGURE_CONFIGS = {
     "fig_testbed_pi": lambda m: m.CONFIG,
     "fig_testbed_regions": lambda m: m.CONFIG,
     "fig_testbed_map48": lambda m: m.CONFIG,
+    "fig_testbed_verdicts": lambda m: m.CONFIG,
 }
 
 
@@ -201,6 +202,23 @@ def test_figure_computes_and_writes_png_and_pdf(name, tmp_path, monkeypatch):
     paths = module.main(tmp_path)
     assert sorted(p.suffix for p in paths) == [".pdf", ".png"]
     assert all(p.is_file() and p.stat().st_size > 1000 for p in paths)
+
+
+def test_verdict_intervals_agree_with_the_paired_test():
+    """fig_testbed_verdicts' filled markers are the cells where allocation_test.csv's paired t-test
+    rejects a ratio of 1: the same geometric mean, and an interval that leaves out 1 iff |t| > critical."""
+    from aria_train.evaluation.allocation_split import paired_test
+    from paper_figures import fig_testbed_verdicts as verdicts
+
+    checked = 0
+    for _, folders in verdicts.CONFIG.cells:
+        ratios = verdicts.cell_ratios(None, folders, verdicts.CONFIG.reference)
+        for _, row in paired_test(ratios).iterrows():
+            mean, low, high = verdicts.interval(ratios[ratios["method"] == row["method"]]["ratio"].to_numpy(float))
+            assert mean == pytest.approx(row["ratio"], rel=1e-12)
+            assert (not low <= 1 <= high) == row["significant"]
+            checked += 1
+    assert checked >= 30  # every committed cell with region-uniform and a policy
 
 
 def test_figures_read_simulation_csvs(tmp_path, monkeypatch):

@@ -1,0 +1,124 @@
+"""Does tracking beat balancing? Every test-bed cell's paired verdict against region-uniform, seed by seed.
+
+One row per cell (the 12-region glyph worlds, then the 48-region ones); x = a policy's p(t)-weighted
+discrepancy on all regions over region-uniform's on the same seed (log scale; left of 1: the policy
+better). Small dots: the seeds; large marker and bar: the geometric mean and its 95% t-interval
+(the paired test of aria_train.evaluation.allocation_split.paired_test, as in allocation_test.csv),
+filled where the interval leaves out 1. Policies: ARIA beta 1 and 2, ARIA on the text signal and the
+progress policy, where a cell ran them. Data: eval/summary.csv of the committed
+experiments/results/<cell>/ folders (Config.cells; a cell's later folders add seeds or replace the
+students of the same name), or the same folders under --data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from scipy import stats
+
+from paper_figures.common import experiment_dir, plt, save
+from simulations.measured import MEASURED_METRIC
+
+
+@dataclass(frozen=True)
+class Config:
+    # (row label, experiment folders under experiments/results), top to bottom
+    cells: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("tau = 0", ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0")),
+        ("tau = 0.5", ("glyph_small_map_tau05", "glyph_progress_tau05")),
+        ("tau = 1", ("glyph_small_map_tau1", "glyph_small_map_tau1_seeds", "glyph_small_map_tau1_seeds_b2")),
+        ("words name the parts, tau = 0", ("glyph_words_map_tau0",)),
+        ("words name the parts, tau = 0.5", ("glyph_words_map_tau05",)),
+        ("words name the parts, tau = 1", ("glyph_words_map_tau1",)),
+        ("tau = 0, Zipf s = 0", ("glyph_zipf_s0",)),
+        ("tau = 0, Zipf s = 1.6", ("glyph_zipf_s16",)),
+        ("tau = 0, six easy regions", ("glyph_easy_tau0",)),
+        ("tau = 0, noisy unseen tail", ("glyph_floor_tau0", "glyph_progress_floor")),
+        ("tau = 0, blind unseen tail", ("glyph_blind_tau0",)),
+        ("48 regions, tau = 0", ("glyph_map_tau0",)),
+        ("48 regions, tau = 0.5", ("glyph_map_tau05", "glyph_map_tau05_seeds")),
+        ("48 regions, tau = 1, first teacher", ("glyph_map_tau1",)),
+        ("48 regions, tau = 1, teacher of 2000 steps", ("glyph_map_tau1_teacher2000",)),
+    )
+    reference: str = "region-uniform"
+
+
+CONFIG = Config()
+METHODS = {"aria": ("ARIA beta 1", "#c44e52", "o"), "aria-b2": ("ARIA beta 2", "#dd8452", "s"),
+           "aria-text": ("ARIA beta 1, text signal", "#937860", "D"), "progress": ("progress policy", "#8172b2", "^")}
+
+
+def cell_ratios(data_dir: str | Path | None, folders: tuple[str, ...], reference: str) -> pd.DataFrame:
+    """Per student of METHODS in one cell (columns method, seed, ratio): its p(t)-weighted discrepancy
+    on all regions over the ``reference`` student's of the same seed. Later folders' students replace
+    those of the same name in earlier ones; a cell without its folders gives an empty frame."""
+    rows = pd.DataFrame()
+    for name in folders:
+        path = experiment_dir(data_dir, name) / "eval" / "summary.csv"
+        if path.is_file():
+            later = pd.read_csv(path)
+            later = later[(later["metric"] == MEASURED_METRIC) & (later["group"] == "all")]
+            rows = later if rows.empty else pd.concat([rows[~rows["model"].isin(set(later["model"]))], later])
+    if rows.empty:
+        return pd.DataFrame(columns=["method", "seed", "ratio"])
+    rows = rows.assign(**dict(zip(["method", "seed"], rows["model"].str.extract(r"^(.*)-seed(\d+)$").T.values)))
+    ref = rows[rows["method"] == reference].set_index("seed")["mean"]
+    rows = rows[rows["method"].isin(list(METHODS)) & rows["seed"].isin(ref.index)]
+    return pd.DataFrame({"method": rows["method"], "seed": rows["seed"].astype(int),
+                         "ratio": rows["mean"].to_numpy() / ref.loc[rows["seed"]].to_numpy()})
+
+
+def interval(ratios: np.ndarray) -> tuple[float, float, float]:
+    """Geometric mean of ``ratios`` and its two-sided 95% t-interval (on ln ratio, n - 1 degrees of
+    freedom); the interval is the mean itself with one seed."""
+    logs = np.log(ratios)
+    mean = float(logs.mean())
+    if len(logs) < 2:
+        return float(np.exp(mean)), float(np.exp(mean)), float(np.exp(mean))
+    half = float(stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs)))
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
+
+
+def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
+    cells = [(label, cell_ratios(data_dir, folders, CONFIG.reference)) for label, folders in CONFIG.cells]
+    cells = [(label, ratios) for label, ratios in cells if not ratios.empty]
+    if not cells:
+        raise FileNotFoundError("no test-bed cell with region-uniform runs under experiments/results (or --data)")
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(cells) + 1.4))
+    for row, (label, ratios) in enumerate(cells):
+        present = [method for method in METHODS if method in set(ratios["method"])]
+        offsets = {method: 0.15 * (i - (len(present) - 1) / 2) for i, method in enumerate(present)}
+        for method in present:
+            name, colour, marker = METHODS[method]
+            part = ratios[ratios["method"] == method]
+            y = row + offsets[method]
+            mean, low, high = interval(part["ratio"].to_numpy(float))
+            ax.scatter(part["ratio"], np.full(len(part), y), s=9, color=colour, alpha=0.55, linewidths=0)
+            ax.plot([low, high], [y, y], color=colour, lw=1.4)
+            ax.scatter([mean], [y], s=42, marker=marker, edgecolors=colour, linewidths=1.2, zorder=3,
+                       facecolors=colour if not low <= 1 <= high else "white")
+            ax.annotate(f"{len(part)}", (high, y), xytext=(3, 0), textcoords="offset points", va="center",
+                        fontsize=6, color=colour)
+    ax.axvline(1, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ticks = [0.8, 0.9, 1.0, 1.1, 1.2]
+    ax.set_xticks(ticks, [f"{t:.1f}" for t in ticks], minor=False)
+    ax.set_xticks([], minor=True)
+    ax.set_yticks(range(len(cells)), [label for label, _ in cells])
+    ax.set_ylim(len(cells) - 0.5, -0.5)
+    twelve = sum(not label.startswith("48 regions") for label, _ in cells)
+    if 0 < twelve < len(cells):
+        ax.axhline(twelve - 0.5, color="grey", lw=0.6, ls=":")
+        ax.set_ylabel("12-region worlds above the dotted line, 48-region below")
+    ax.set_xlabel("p(t)-weighted discrepancy, all regions, over region-uniform's on the same seed "
+                  "(< 1: the policy better)")
+    ax.set_title("Each policy against region-uniform, cell by cell: seeds (dots), geometric mean and 95% interval\n"
+                 "(filled: the interval leaves out 1; small numbers: seeds)", pad=26)
+    handles = [Line2D([], [], color=colour, marker=marker, markerfacecolor=colour, lw=1.4, label=name)
+               for name, colour, marker in METHODS.values()]
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False)
+    fig.tight_layout()
+    return save(fig, out_dir, "fig_testbed_verdicts")
