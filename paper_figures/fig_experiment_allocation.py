@@ -21,7 +21,6 @@ import pandas as pd
 from paper_figures.common import GROUP_COLOURS, experiment_dir, plt, save
 
 
-
 @dataclass(frozen=True)
 class Config:
     experiment: str = "world_h100_observe"

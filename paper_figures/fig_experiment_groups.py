@@ -19,7 +19,6 @@ import pandas as pd
 from paper_figures.common import experiment_dir, plt, save
 
 
-
 @dataclass(frozen=True)
 class Config:
     # (folder, title, {method in results.csv: label}) per experiment; the labels say what ARIA's

@@ -19,7 +19,6 @@ from PIL import Image
 from paper_figures.common import experiment_dir, plt, save
 
 
-
 @dataclass(frozen=True)
 class Config:
     experiment: str = "world_h100_observe"
