@@ -10,8 +10,10 @@
 #                                                   (default 420) stops the teacher at a checkpoint: run the
 #                                                   stage again to finish it
 #   scripts/glyph_tau1_teacher2000.sh map OUT       12 students (3 processes of 4) and their evaluation ->
-#                                                   OUT/glyph_map_tau1_teacher2000/ (results, evaluation,
-#                                                   each run's config and metrics, logs); SECONDS_LEFT=S (default 570) stops it
+#                                                   OUT/glyph_map_tau1_teacher2000.tgz (results, evaluation,
+#                                                   each run's config and metrics, logs; unpack it into
+#                                                   experiments/results/glyph_map_tau1_teacher2000/);
+#                                                   SECONDS_LEFT=S (default 570) stops it
 #                                                   in time: run the stage again to resume it
 set -uo pipefail
 stage=${1:?stage: teacher or map}
@@ -28,9 +30,11 @@ case $stage in
       --out runs/glyph_map_tau1_teacher2000 --parallel 3 --group 4 --no-progress
     echo "experiment exit $?"
     pkill -f multiprocessing.spawn  # a stopped experiment's workers; they resume from their checkpoints
-    mkdir -p "$OUT/glyph_map_tau1_teacher2000"  # what experiments/results/ keeps: no weights, no checkpoints
+    # the results without weights or checkpoints, as one archive: the device tool brings back
+    # only so many files
+    mkdir -p "$OUT"
     (cd runs/glyph_map_tau1_teacher2000 && find . -type f \( -name '*.csv' -o -name '*.json' -o -name '*.jsonl' \
-      -o -name '*.png' -o -name '*.html' -o -name '*.log' \) -not -path '*/checkpoints/*' -size -5M \
-      -exec cp --parents {} "$OUT/glyph_map_tau1_teacher2000/" \;) ;;
+      -o -name '*.png' -o -name '*.log' \) -not -path '*/checkpoints/*' -not -path './configs/*' \
+      -not -name metrics.csv -size -5M | tar czf "$OUT/glyph_map_tau1_teacher2000.tgz" -T -) ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
