@@ -38,6 +38,21 @@ METHODS = {"region-uniform": ("region-uniform", "#55a868"), "aria": ("ARIA beta 
            "progress": ("progress policy", "#8172b2")}
 
 
+def cell_summary(data_dir: str | Path | None, names: tuple[str, ...]) -> pd.DataFrame | None:
+    """The eval/summary.csv rows of one cell's experiment folders ``names``: the first folder's, where a
+    later folder's students (runs made after the cell, e.g. a revised policy or more seeds) replace
+    those of the same name and add the others, its rc students left out (a cell's rc are its first
+    folder's); None when the first folder has no summary."""
+    folders = [experiment_dir(data_dir, name) / "eval" / "summary.csv" for name in names]
+    if not folders[0].is_file():
+        return None
+    rows = pd.read_csv(folders[0])
+    for later in (pd.read_csv(f) for f in folders[1:] if f.is_file()):
+        later = later[~later["model"].str.startswith("rc-seed")]
+        rows = pd.concat([rows[~rows["model"].isin(set(later["model"]))], later])
+    return rows
+
+
 def map_ratios(data_dir: str | Path | None, cells: tuple[tuple[float, tuple[str, ...]], ...],
                knob: str = "tau") -> pd.DataFrame:
     """Per (knob value, method, group) of ``cells`` (Config.cells' form, keyed by the value of the
@@ -47,14 +62,9 @@ def map_ratios(data_dir: str | Path | None, cells: tuple[tuple[float, tuple[str,
     students of the same name there."""
     frames = []
     for value, names in cells:
-        folders = [experiment_dir(data_dir, name) / "eval" / "summary.csv" for name in names]
-        present = [pd.read_csv(f) for f in folders if f.is_file()]
-        if not present or not folders[0].is_file():
+        rows = cell_summary(data_dir, names)
+        if rows is None:
             continue
-        rows = present[0]
-        for later in present[1:]:  # a later folder's methods replace the same methods of earlier ones
-            later = later[~later["model"].str.startswith("rc-seed")]
-            rows = pd.concat([rows[~rows["model"].isin(set(later["model"]))], later])
         ratios = seed_ratios(rows[rows["metric"] == MEASURED_METRIC])
         stats = ratios.groupby(["method", "group"])["ratio"].agg(mean="mean", sd="std").reset_index()
         frames.append(stats.assign(**{knob: value}))

@@ -2,12 +2,12 @@
 
 One row per cell (the 12-region glyph worlds, then the 48-region ones); x = a policy's p(t)-weighted
 discrepancy on all regions over region-uniform's on the same seed (log scale; left of 1: the policy
-better). Small dots: the seeds; large marker and bar: the geometric mean and its 95% t-interval
-(the paired test of aria_train.evaluation.allocation_split.paired_test, as in allocation_test.csv),
-filled where the interval leaves out 1. Policies: ARIA beta 1 and 2, ARIA on the text signal and the
-progress policy, where a cell ran them. Data: eval/summary.csv of the committed
+better). Small dots: the seeds; large marker and bar: the geometric mean and its 95% t-interval,
+from the paired test of allocation_test.csv (aria_train.evaluation.allocation_split.paired_test),
+filled where that test is significant (the interval leaves out 1). Policies: ARIA beta 1 and 2, ARIA
+on the text signal and the progress policy, where a cell ran them. Data: eval/summary.csv of the committed
 experiments/results/<cell>/ folders (Config.cells; a cell's later folders add seeds or replace the
-students of the same name), or the same folders under --data.
+students of the same name, as in fig_testbed_map), or the same folders under --data.
 """
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
-from scipy import stats
 
-from paper_figures.common import experiment_dir, plt, save
-from simulations.measured import MEASURED_METRIC
+from aria_train.evaluation.allocation_split import paired_test
+from paper_figures.common import plt, save
+from paper_figures.fig_testbed_map import cell_summary
+from simulations.measured import MEASURED_METRIC, seed_ratios
 
 
 @dataclass(frozen=True)
@@ -54,33 +55,22 @@ METHODS = {"aria": ("ARIA beta 1", "#c44e52", "o"), "aria-b2": ("ARIA beta 2", "
 
 def cell_ratios(data_dir: str | Path | None, folders: tuple[str, ...], reference: str) -> pd.DataFrame:
     """Per student of METHODS in one cell (columns method, seed, ratio): its p(t)-weighted discrepancy
-    on all regions over the ``reference`` student's of the same seed. Later folders' students replace
-    those of the same name in earlier ones; a cell without its folders gives an empty frame."""
-    rows = pd.DataFrame()
-    for name in folders:
-        path = experiment_dir(data_dir, name) / "eval" / "summary.csv"
-        if path.is_file():
-            later = pd.read_csv(path)
-            later = later[(later["metric"] == MEASURED_METRIC) & (later["group"] == "all")]
-            rows = later if rows.empty else pd.concat([rows[~rows["model"].isin(set(later["model"]))], later])
-    if rows.empty:
+    on all regions over the ``reference`` student's of the same seed, from the cell's folders merged as
+    the map's (fig_testbed_map.cell_summary); an empty frame without them."""
+    rows = cell_summary(data_dir, folders)
+    if rows is None:
         return pd.DataFrame(columns=["method", "seed", "ratio"])
-    rows = rows.assign(**dict(zip(["method", "seed"], rows["model"].str.extract(r"^(.*)-seed(\d+)$").T.values)))
-    ref = rows[rows["method"] == reference].set_index("seed")["mean"]
-    rows = rows[rows["method"].isin(list(METHODS)) & rows["seed"].isin(ref.index)]
-    return pd.DataFrame({"method": rows["method"], "seed": rows["seed"].astype(int),
-                         "ratio": rows["mean"].to_numpy() / ref.loc[rows["seed"]].to_numpy()})
+    rows = rows[(rows["metric"] == MEASURED_METRIC) & (rows["group"] == "all")]
+    ratios = seed_ratios(rows, reference=reference)
+    ratios = ratios[ratios["method"].isin(list(METHODS))]
+    return pd.DataFrame({"method": ratios["method"], "seed": ratios["seed"].astype(int), "ratio": ratios["ratio"]})
 
 
-def interval(ratios: np.ndarray) -> tuple[float, float, float]:
-    """Geometric mean of ``ratios`` and its two-sided 95% t-interval (on ln ratio, n - 1 degrees of
-    freedom); the interval is the mean itself with one seed."""
-    logs = np.log(ratios)
-    mean = float(logs.mean())
-    if len(logs) < 2:
-        return float(np.exp(mean)), float(np.exp(mean)), float(np.exp(mean))
-    half = float(stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs)))
-    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
+def interval(test: pd.Series) -> tuple[float, float]:
+    """The two-sided 95% t-interval of the geometric-mean ratio of one row of ``paired_test`` (on ln
+    ratio, its critical value): it leaves out 1 exactly where the row is ``significant``."""
+    half = test["critical"] * test["sd_log"] / np.sqrt(test["seeds"])
+    return float(np.exp(np.log(test["ratio"]) - half)), float(np.exp(np.log(test["ratio"]) + half))
 
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
@@ -90,17 +80,18 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
         raise FileNotFoundError("no test-bed cell with region-uniform runs under experiments/results (or --data)")
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(cells) + 1.4))
     for row, (label, ratios) in enumerate(cells):
-        present = [method for method in METHODS if method in set(ratios["method"])]
+        tests = paired_test(ratios).set_index("method")  # methods with 2 seeds or more
+        present = [method for method in METHODS if method in tests.index]
         offsets = {method: 0.15 * (i - (len(present) - 1) / 2) for i, method in enumerate(present)}
         for method in present:
             name, colour, marker = METHODS[method]
-            part = ratios[ratios["method"] == method]
+            part, test = ratios[ratios["method"] == method], tests.loc[method]
             y = row + offsets[method]
-            mean, low, high = interval(part["ratio"].to_numpy(float))
+            low, high = interval(test)
             ax.scatter(part["ratio"], np.full(len(part), y), s=9, color=colour, alpha=0.55, linewidths=0)
             ax.plot([low, high], [y, y], color=colour, lw=1.4)
-            ax.scatter([mean], [y], s=42, marker=marker, edgecolors=colour, linewidths=1.2, zorder=3,
-                       facecolors=colour if not low <= 1 <= high else "white")
+            ax.scatter([test["ratio"]], [y], s=42, marker=marker, edgecolors=colour, linewidths=1.2, zorder=3,
+                       facecolors=colour if test["significant"] else "white")
             ax.annotate(f"{len(part)}", (high, y), xytext=(3, 0), textcoords="offset points", va="center",
                         fontsize=6, color=colour)
     ax.axvline(1, color="black", lw=0.8)

@@ -42,16 +42,17 @@ def scenario_of(world: dict) -> str:
     return scenario
 
 
-def seed_ratios(rows, value: str = "mean", keys: tuple[str, ...] = ("group",)):
+def seed_ratios(rows, value: str = "mean", keys: tuple[str, ...] = ("group",), reference: str = "rc"):
     """``rows`` (evaluation rows of students named method-seedN, column ``model``) with columns
-    method, seed and ratio = ``value`` / the rc student's ``value`` on the same seed and ``keys``."""
+    method, seed and ratio = ``value`` / the ``reference`` method's student's ``value`` on the same
+    seed and ``keys`` (rows of a seed without one are dropped)."""
     rows = rows.copy()
     rows[["method", "seed"]] = rows["model"].str.extract(r"^(.*)-seed(\d+)$")
-    ref = rows[rows["method"] == "rc"].set_index(["seed", *keys])[value]
+    ref = rows[rows["method"] == reference].set_index(["seed", *keys])[value]
     if rows.empty or ref.empty:
-        raise ValueError("no rc students to compare with")
-    rows = rows.join(ref.rename("rc"), on=["seed", *keys]).dropna(subset=["rc"])
-    rows["ratio"] = rows[value] / rows["rc"]
+        raise ValueError(f"no {reference} students to compare with")
+    rows = rows.join(ref.rename("reference"), on=["seed", *keys]).dropna(subset=["reference"])
+    rows["ratio"] = rows[value] / rows["reference"]
     return rows
 
 

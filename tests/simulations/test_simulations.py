@@ -204,21 +204,29 @@ def test_figure_computes_and_writes_png_and_pdf(name, tmp_path, monkeypatch):
     assert all(p.is_file() and p.stat().st_size > 1000 for p in paths)
 
 
-def test_verdict_intervals_agree_with_the_paired_test():
-    """fig_testbed_verdicts' filled markers are the cells where allocation_test.csv's paired t-test
-    rejects a ratio of 1: the same geometric mean, and an interval that leaves out 1 iff |t| > critical."""
+def test_verdict_ratios_are_the_experiments_own():
+    """fig_testbed_verdicts' per-seed ratios (from eval/summary.csv, folders merged as the map's) equal the
+    ones `aria experiment` wrote to each folder's allocation_split.csv (from eval/discrepancy.csv), and its
+    intervals leave out 1 exactly where the paired test is significant."""
+    import pandas as pd
+
     from aria_train.evaluation.allocation_split import paired_test
     from paper_figures import fig_testbed_verdicts as verdicts
+    from paper_figures.common import experiment_dir
 
-    checked = 0
+    compared = 0
     for _, folders in verdicts.CONFIG.cells:
-        ratios = verdicts.cell_ratios(None, folders, verdicts.CONFIG.reference)
-        for _, row in paired_test(ratios).iterrows():
-            mean, low, high = verdicts.interval(ratios[ratios["method"] == row["method"]]["ratio"].to_numpy(float))
-            assert mean == pytest.approx(row["ratio"], rel=1e-12)
-            assert (not low <= 1 <= high) == row["significant"]
-            checked += 1
-    assert checked >= 30  # every committed cell with region-uniform and a policy
+        for folder in folders:
+            path = experiment_dir(None, folder) / "allocation_split.csv"
+            if path.is_file():
+                split = pd.read_csv(path).merge(verdicts.cell_ratios(None, (folder,), verdicts.CONFIG.reference),
+                                                on=["method", "seed"], suffixes=("_split", "_figure"))
+                assert split["ratio_figure"].to_numpy() == pytest.approx(split["ratio_split"].to_numpy(), rel=1e-12)
+                compared += len(split)
+        for _, test in paired_test(verdicts.cell_ratios(None, folders, verdicts.CONFIG.reference)).iterrows():
+            low, high = verdicts.interval(test)
+            assert low < test["ratio"] < high and (not low <= 1 <= high) == test["significant"]
+    assert compared >= 100  # every committed folder with region-uniform and a policy (125 student pairs)
 
 
 def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
