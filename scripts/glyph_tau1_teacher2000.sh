@@ -30,11 +30,6 @@ case $stage in
       --out runs/glyph_map_tau1_teacher2000 --parallel 3 --group 4 --no-progress
     echo "experiment exit $?"
     pkill -f multiprocessing.spawn  # a stopped experiment's workers; they resume from their checkpoints
-    # the results without weights or checkpoints, as one archive: the device tool brings back
-    # only so many files
-    mkdir -p "$OUT"
-    (cd runs/glyph_map_tau1_teacher2000 && find . -type f \( -name '*.csv' -o -name '*.json' -o -name '*.jsonl' \
-      -o -name '*.png' -o -name '*.log' \) -not -path '*/checkpoints/*' -not -path './configs/*' \
-      -not -name metrics.csv -size -5M | tar czf "$OUT/glyph_map_tau1_teacher2000.tgz" -T -) ;;
+    bash scripts/archive_experiment.sh runs/glyph_map_tau1_teacher2000 "$OUT/glyph_map_tau1_teacher2000.tgz" ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
