@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# The 12-region cell with six easy regions (tau = 0, glyph_small_easy.json) over 8 seeds, region-uniform against
+# The 12-region cell with six easy regions (tau = 0, glyph_small_easy.json) over more seeds, region-uniform against
 # ARIA (beta 1), with a teacher trained anew (1000 steps, as the cell's first teacher, which is gone with the
 # sandbox that held it). It is the one cell where ARIA beat region-uniform in every seed (0.958 over 3 seeds, not
-# significant; README, "How much could any allocation gain"); 8 seeds with one teacher tell whether tracking wins
-# where regions differ in difficulty. One 10-minute device call (about 7 min estimated from the first run's 431 s
-# on an H200 for the teacher and 15 students):
-#   scripts/glyph_easy_seeds.sh OUT   world, teacher, paired cache, gate -> OUT/glyph_teachers_easy/; then 16 students
-#                                     (4 processes of 4) and their evaluation -> OUT/glyph_easy_tau0_seeds.tgz (unpack
-#                                     into experiments/results/glyph_easy_tau0_seeds/). SECONDS_LEFT=S (default 560,
-#                                     counted from the start) stops the students in time: run the script again on the
-#                                     warm machine to resume them
+# significant; README, "How much could any allocation gain"); more seeds with one teacher tell whether tracking
+# wins where regions differ in difficulty. Two stages:
+#   scripts/glyph_easy_seeds.sh teacher OUT    (a GPU: ~3 min) world, teacher, paired cache, gate ->
+#                       runs/glyph_teachers_easy/small_easy/ and OUT/glyph_teachers_easy.tgz (the three folders
+#                       without the teacher's checkpoint, and the logs: unpack it into runs/glyph_teachers_easy/
+#                       where the students run)
+#   scripts/glyph_easy_seeds.sh students OUT   the students (experiments/glyph_easy_tau0_seeds.json) and their
+#                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz; PARALLEL=N
+#                       processes (default 2, a 2-core CPU: ~9 min per pair of runs); SECONDS_LEFT=S (default: no
+#                       limit) stops it in time, and the stage run again resumes it
 set -uo pipefail
-OUT=${1:?OUT_DIR}
+stage=${1:?stage: teacher or students}
+OUT=${2:?OUT_DIR}
 export PYTHONUNBUFFERED=1
-bash scripts/glyph_teachers.sh runs/glyph_teachers_easy 1000 small_easy || exit
-mkdir -p "$OUT/glyph_teachers_easy"
-cp runs/glyph_teachers_easy/small_easy.*.log runs/glyph_teachers_easy/small_easy/teacher/teacher_report.json \
-  "$OUT/glyph_teachers_easy/"
-timeout -k 10 $(( ${SECONDS_LEFT:-560} - SECONDS )) python3 -m aria_cli experiment \
-  experiments/glyph_easy_tau0_seeds.json --out runs/glyph_easy_tau0_seeds --parallel 4 --group 4 --no-progress
-echo "experiment exit $? at $SECONDS s"
-pkill -f multiprocessing.spawn  # a stopped experiment's workers; they resume from their checkpoints
-bash scripts/archive_experiment.sh runs/glyph_easy_tau0_seeds "$OUT/glyph_easy_tau0_seeds.tgz"
+ARIA="${PYTHON:-python3} -m aria_cli"
+case $stage in
+  teacher)
+    bash scripts/glyph_teachers.sh runs/glyph_teachers_easy 1000 small_easy || exit
+    mkdir -p "$OUT"
+    tar czf "$OUT/glyph_teachers_easy.tgz" -C runs/glyph_teachers_easy --exclude small_easy/teacher/checkpoint \
+      small_easy small_easy.world.log small_easy.teacher.log small_easy.cache.log ;;
+  students)
+    timeout -k 10 "${SECONDS_LEFT:-0}" $ARIA experiment experiments/glyph_easy_tau0_seeds.json \
+      --out runs/glyph_easy_tau0_seeds --parallel "${PARALLEL:-2}" --no-progress
+    code=$?
+    echo "experiment exit $code at $SECONDS s"
+    # a stopped experiment's workers (they resume from their checkpoints when the stage runs again)
+    [ $code = 124 ] || [ $code = 137 ] && pkill -f multiprocessing.spawn
+    bash scripts/archive_experiment.sh runs/glyph_easy_tau0_seeds "$OUT/glyph_easy_tau0_seeds.tgz" ;;
+  *) echo "unknown stage $stage"; exit 2 ;;
+esac
