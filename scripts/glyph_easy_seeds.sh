@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The 12-region cell with six easy regions (tau = 0, glyph_small_easy.json) over more seeds, region-uniform against
 # ARIA (beta 1), with a teacher trained anew (1000 steps, as the cell's first teacher, which is gone with the
-# sandbox that held it). It is the one cell where ARIA beat region-uniform in every seed (0.958 over 3 seeds, not
+# sandbox that held it). It is the one cell where ARIA beat region-uniform in every seed (0.955 over 3 seeds, not
 # significant; README, "How much could any allocation gain"); more seeds with one teacher tell whether tracking
 # wins where regions differ in difficulty. Two stages:
-#   scripts/glyph_easy_seeds.sh teacher OUT    (a GPU: ~3 min) world, teacher, paired cache, gate ->
-#                       runs/glyph_teachers_easy/small_easy/ and OUT/glyph_teachers_easy.tgz (the three folders
-#                       without the teacher's checkpoint, and the logs: unpack it into runs/glyph_teachers_easy/
-#                       where the students run)
+#   scripts/glyph_easy_seeds.sh teacher OUT    on a GPU (~3 min, estimated from the first teacher's 145 s on an
+#                       H200): world, teacher, paired cache, gate -> runs/glyph_teachers_easy/small_easy/ and
+#                       OUT/glyph_teachers_easy.tgz (the three folders without the teacher's checkpoint, and the
+#                       logs: unpack it into runs/glyph_teachers_easy/ where the students run)
 #   scripts/glyph_easy_seeds.sh students OUT   the students (experiments/glyph_easy_tau0_seeds.json) and their
-#                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz; PARALLEL=N
-#                       processes (default 2, a 2-core CPU: ~9 min per pair of runs); SECONDS_LEFT=S (default: no
-#                       limit) stops it in time, and the stage run again resumes it
+#                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz. PARALLEL=N
+#                       processes (default 2: a 2-core CPU, ~9 min per pair of runs, PYTHON=.venv/bin/python);
+#                       SECONDS_LEFT=S (default: no limit) stops it in time, and the stage run again resumes it
 set -uo pipefail
 stage=${1:?stage: teacher or students}
 OUT=${2:?OUT_DIR}
