@@ -29,7 +29,7 @@ class Config:
     # (row label, experiment folders under experiments/results), top to bottom
     cells: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("tau = 0", ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0", "glyph_progress_tau0_seeds",
-                     "glyph_aria_tau0_seeds")),
+                     "glyph_aria_tau0_seeds", "glyph_tau0_seeds_7_10")),
         ("tau = 0.5", ("glyph_small_map_tau05", "glyph_progress_tau05")),
         ("tau = 1", ("glyph_small_map_tau1", "glyph_small_map_tau1_seeds", "glyph_small_map_tau1_seeds_b2")),
         ("words name the parts, tau = 0", ("glyph_words_map_tau0",)),
