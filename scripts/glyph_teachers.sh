@@ -4,7 +4,7 @@
 # (the 48-region worlds), demo (the 12-region world of `make demo`, tau = 0) and small_tau05,
 # small_tau1 (the demo world at tau = 0.5 and 1: the map's 12-region worlds), small_words_tau{0,05,1}
 # (those three with prompts that name the glyph's parts). All 16 px.
-# Usage: scripts/glyph_teachers.sh OUT_DIR [STEPS] [NAMES...]
+# Usage: scripts/glyph_teachers.sh OUT_DIR [STEPS] [NAMES...]   (PYTHON=... the interpreter, default python3)
 #   OUT_DIR/<NAME>/{teacher,cache,world}/ and logs. STEPS (default 1000) per teacher: measured on
 #   one H200 with all four 16 px teachers training at once, ~2.5 steps/s each (the GPU is the
 #   bound: 32 px teachers ran at 1.1 steps/s each), so the default ends inside the device's
@@ -27,7 +27,7 @@ OUT=${1:?usage: glyph_teachers.sh OUT_DIR [TRAIN_SECONDS] [TAUS...]}
 STEPS=${2:-1000}
 shift $(( $# > 1 ? 2 : 1 ))
 NAMES=${*:-tau0 tau05 tau1 demo}
-ARIA="python3 -m aria_cli"
+ARIA="${PYTHON:-python3} -m aria_cli"
 export PYTHONUNBUFFERED=1
 COMMON=(--batch-size 1024 --lr 1e-3 --workers 3)
 size() { if [ "$1" = demo ] || [[ "$1" = small_* ]]; then echo "--channels 16 32 32 --norm-groups 8"; else echo "--channels 32 64 64 --norm-groups 16"; fi; }
