@@ -23,6 +23,8 @@ ARIA="${PYTHON:-python3} -m aria_cli"
 case $stage in
   teacher)
     bash scripts/glyph_teachers.sh runs/glyph_teachers_easy 1000 small_easy || exit
+    # stopped by TEACHER_SECONDS: nothing to archive yet (no paired cache)
+    [ -d runs/glyph_teachers_easy/small_easy/cache ] || { echo "teacher not finished: run this stage again"; exit 3; }
     mkdir -p "$OUT"
     tar czf "$OUT/glyph_teachers_easy.tgz" -C runs/glyph_teachers_easy --exclude small_easy/teacher/checkpoint \
       small_easy small_easy.world.log small_easy.teacher.log small_easy.cache.log ;;
