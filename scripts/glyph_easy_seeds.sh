@@ -8,8 +8,8 @@
 #                       H200): world, teacher, paired cache, gate -> runs/glyph_teachers_easy/small_easy/ and
 #                       OUT/glyph_teachers_easy.tgz (the three folders without the teacher's checkpoint, and the
 #                       logs: unpack it into runs/glyph_teachers_easy/ where the students run). On a 2-core
-#                       CPU (PYTHON=.venv/bin/python) it trains at ~0.1 steps/s (100 steps per ~17 min, measured
-#                       2026-12-07), ~2.9 h for its 1000 steps: TEACHER_SECONDS=S stops it at its first
+#                       CPU (PYTHON=.venv/bin/python) it trains at 0.094 steps/s (step 600 after 6,390 s, measured
+#                       2026-12-07), ~3 h for its 1000 steps: TEACHER_SECONDS=S stops it at its first
 #                       checkpoint (every 100 steps) after S seconds, and the stage run again resumes it
 #   scripts/glyph_easy_seeds.sh students OUT   the students (experiments/glyph_easy_tau0_seeds.json) and their
 #                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz. PARALLEL=N
