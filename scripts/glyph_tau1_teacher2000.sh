@@ -14,7 +14,10 @@
 #                                                   each run's config and metrics, logs; unpack it into
 #                                                   experiments/results/glyph_map_tau1_teacher2000/);
 #                                                   SECONDS_LEFT=S (default 570) stops it
-#                                                   in time: run the stage again to resume it
+#                                                   in time: run the stage again to resume it.
+#                                                   EXPERIMENT=glyph_map_tau1_teacher2000_four runs RC,
+#                                                   region-uniform, ARIA and ARIA beta 2 over 3 seeds instead
+#                                                   (a teacher trained anew: the 6-seed run's is gone)
 set -uo pipefail
 stage=${1:?stage: teacher or map}
 OUT=${2:?OUT_DIR}
@@ -26,10 +29,11 @@ case $stage in
     cp runs/glyph_teachers_2000/tau1.*.log runs/glyph_teachers_2000/tau1/teacher/teacher_report.json \
       "$OUT/glyph_teachers_2000/" ;;
   map)
-    timeout -k 10 "${SECONDS_LEFT:-570}" python3 -m aria_cli experiment experiments/glyph_map_tau1_teacher2000.json \
-      --out runs/glyph_map_tau1_teacher2000 --parallel 3 --group 4 --no-progress
+    name=${EXPERIMENT:-glyph_map_tau1_teacher2000}
+    timeout -k 10 "${SECONDS_LEFT:-570}" python3 -m aria_cli experiment "experiments/$name.json" \
+      --out "runs/$name" --parallel 3 --group 4 --no-progress
     echo "experiment exit $?"
     pkill -f multiprocessing.spawn  # a stopped experiment's workers; they resume from their checkpoints
-    bash scripts/archive_experiment.sh runs/glyph_map_tau1_teacher2000 "$OUT/glyph_map_tau1_teacher2000.tgz" ;;
+    bash scripts/archive_experiment.sh "runs/$name" "$OUT/$name.tgz" ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
