@@ -10,7 +10,9 @@
 #                       logs: unpack it into runs/glyph_teachers_easy/ where the students run). On a 2-core
 #                       CPU (PYTHON=.venv/bin/python) it trains at 0.094 steps/s (step 600 after 6,390 s, measured
 #                       2026-12-07), ~3 h for its 1000 steps: TEACHER_SECONDS=S stops it at its first
-#                       checkpoint (every 100 steps) after S seconds, and the stage run again resumes it
+#                       checkpoint (every 100 steps) after S seconds, and the stage run again resumes it.
+#                       TEACHER_STEPS=N (default 1000) trains N steps instead: an H100's 1000-step teacher missed
+#                       the gate in one region (0.75), its 2000-step one passed in every region (1.0), 2026-12-07
 #   scripts/glyph_easy_seeds.sh students OUT   the students (experiments/glyph_easy_tau0_seeds.json) and their
 #                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz. PARALLEL=N
 #                       processes (default 2: a 2-core CPU, ~9 min per pair of runs, PYTHON=.venv/bin/python);
@@ -22,7 +24,7 @@ export PYTHONUNBUFFERED=1
 ARIA="${PYTHON:-python3} -m aria_cli"
 case $stage in
   teacher)
-    bash scripts/glyph_teachers.sh runs/glyph_teachers_easy 1000 small_easy || exit
+    bash scripts/glyph_teachers.sh runs/glyph_teachers_easy "${TEACHER_STEPS:-1000}" small_easy || exit
     # stopped by TEACHER_SECONDS: nothing to archive yet (no paired cache)
     [ -d runs/glyph_teachers_easy/small_easy/cache ] || { echo "teacher not finished: run this stage again"; exit 3; }
     mkdir -p "$OUT"
