@@ -38,12 +38,15 @@ class Config:
         ("tau = 0, Zipf s = 0", ("glyph_zipf_s0",)),
         ("tau = 0, Zipf s = 1.6", ("glyph_zipf_s16",)),
         ("tau = 0, six easy regions", ("glyph_easy_tau0",)),
+        ("six easy regions, teacher of 2000 steps", ("glyph_easy_tau0_seeds_teacher2000",)),
+        ("six easy regions, teacher missing the gate", ("glyph_easy_tau0_seeds_teacher1000",)),
         ("tau = 0, noisy unseen tail", ("glyph_floor_tau0", "glyph_progress_floor")),
         ("tau = 0, blind unseen tail", ("glyph_blind_tau0",)),
         ("48 regions, tau = 0", ("glyph_map_tau0",)),
         ("48 regions, tau = 0.5", ("glyph_map_tau05", "glyph_map_tau05_seeds")),
         ("48 regions, tau = 1, first teacher", ("glyph_map_tau1",)),
         ("48 regions, tau = 1, teacher of 2000 steps", ("glyph_map_tau1_teacher2000",)),
+        ("48 regions, tau = 1, second teacher of 2000", ("glyph_map_tau1_teacher2000_four",)),
     )
     reference: str = "region-uniform"
 

@@ -8,6 +8,10 @@ refuses a (policy, seed) found in two folders, and prints per policy the test of
 aria_train.evaluation.allocation_split.paired_test over all seeds, then per folder beside it.
 The folders must be runs of one cell (the same world, teacher and options but the seeds); the script
 compares their experiment.json files without the seeds and says where they differ.
+--teachers: the folders are one world's cell with a different teacher each; a (teacher, seed) pair is
+then one replicate (its ratio is paired within the teacher), so the same seed may appear in several
+folders. The pooled test then treats teachers as independent draws of the same cell: with a few
+teachers it cannot tell a teacher's own effect from the policy's, so read it beside the per-folder rows.
 """
 from __future__ import annotations
 
@@ -32,13 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="experiment folders holding allocation_split.csv")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
+    parser.add_argument("--teachers", action="store_true",
+                        help="one teacher per folder: (folder, seed) pairs are the replicates")
     args = parser.parse_args(argv)
     splits, settings = [], {}
     for folder in args.folders:
         path = folder / "allocation_split.csv"
         if not path.is_file():
             parser.error(f"{path}: no such file (an experiment folder with region-uniform and a policy)")
-        splits.append(pd.read_csv(path).assign(folder=folder.name))
+        split = pd.read_csv(path).assign(folder=folder.name)
+        if args.teachers:  # seed k of the i-th folder's teacher is replicate i * 1000 + k
+            split["seed"] += 1000 * len(splits)
+        splits.append(split)
         config = json.loads((folder / "experiment.json").read_text())
         settings[folder.name] = {k: v for k, v in config.items() if k not in ("seeds", "methods", "parallel")}
     split = pd.concat(splits, ignore_index=True)
