@@ -1,7 +1,7 @@
 """The paired test of `aria experiment` (allocation_test.csv) over the seeds of several experiment
 folders of one cell: e.g. the 3 seeds of a committed cell and more seeds run later in another folder.
 
-Usage: python scripts/pooled_allocation_test.py DIR [DIR ...] [--out CSV]
+Usage: python scripts/pooled_allocation_test.py DIR [DIR ...] [--out CSV] [--teachers]
 
 Reads DIR/allocation_split.csv (per policy and seed, the ratio to region-uniform of the same seed),
 refuses a (policy, seed) found in two folders, and prints per policy the test of
