@@ -39,6 +39,7 @@ class Config:
         ("tau = 0, Zipf s = 1.6", ("glyph_zipf_s16",)),
         ("tau = 0, six easy regions", ("glyph_easy_tau0",)),
         ("six easy regions, teacher of 2000 steps", ("glyph_easy_tau0_seeds_teacher2000",)),
+        ("six easy regions, teacher trained on a CPU", ("glyph_easy_tau0_seeds_cpu_teacher",)),
         ("six easy regions, teacher missing the gate", ("glyph_easy_tau0_seeds_teacher1000",)),
         ("tau = 0, noisy unseen tail", ("glyph_floor_tau0", "glyph_progress_floor")),
         ("tau = 0, blind unseen tail", ("glyph_blind_tau0",)),
