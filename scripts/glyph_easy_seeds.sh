@@ -4,12 +4,12 @@
 # sandbox that held it). It is the one cell where ARIA beat region-uniform in every seed (0.955 over 3 seeds, not
 # significant; README, "How much could any allocation gain"); more seeds with one teacher tell whether tracking
 # wins where regions differ in difficulty. Two stages:
-#   scripts/glyph_easy_seeds.sh teacher OUT    on a GPU (~3 min, estimated from the first teacher's 145 s on an
-#                       H200): world, teacher, paired cache, gate -> runs/glyph_teachers_easy/small_easy/ and
+#   scripts/glyph_easy_seeds.sh teacher OUT    on a GPU (136 s on an H100, 2026-12-07; 259 s with
+#                       TEACHER_STEPS=2000): world, teacher, paired cache, gate -> runs/glyph_teachers_easy/small_easy/ and
 #                       OUT/glyph_teachers_easy.tgz (the three folders without the teacher's checkpoint, and the
 #                       logs: unpack it into runs/glyph_teachers_easy/ where the students run). On a 2-core
-#                       CPU (PYTHON=.venv/bin/python) it trains at 0.094 steps/s (step 600 after 6,390 s, measured
-#                       2026-12-07), ~3 h for its 1000 steps: TEACHER_SECONDS=S stops it at its first
+#                       CPU (PYTHON=.venv/bin/python) it trains at 0.092 steps/s (1000 steps in 10,925 s, measured
+#                       2026-12-07), ~3 h: TEACHER_SECONDS=S stops it at its first
 #                       checkpoint (every 100 steps) after S seconds, and the stage run again resumes it.
 #                       TEACHER_STEPS=N (default 1000) trains N steps instead: an H100's 1000-step teacher missed
 #                       the gate in one region (0.75), its 2000-step one passed in every region (1.0), 2026-12-07

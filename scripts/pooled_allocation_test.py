@@ -44,14 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         path = folder / "allocation_split.csv"
         if not path.is_file():
             parser.error(f"{path}: no such file (an experiment folder with region-uniform and a policy)")
-        split = pd.read_csv(path).assign(folder=folder.name)
-        if args.teachers:  # seed k of the i-th folder's teacher is replicate i * 1000 + k
-            split["seed"] += 1000 * len(splits)
-        splits.append(split)
+        splits.append(pd.read_csv(path).assign(folder=folder.name))
         config = json.loads((folder / "experiment.json").read_text())
         settings[folder.name] = {k: v for k, v in config.items() if k not in ("seeds", "methods", "parallel")}
     split = pd.concat(splits, ignore_index=True)
-    repeated = split[split.duplicated(["method", "seed"], keep=False)]
+    # a replicate is a seed, or with --teachers a (teacher's folder, seed) pair: paired_test reads only the ratios
+    repeated = split[split.duplicated(["method", "seed"] + (["folder"] if args.teachers else []), keep=False)]
     if not repeated.empty:
         parser.error(f"seeds found in two folders: {repeated[['method', 'seed', 'folder']].to_dict('records')}")
     first = flat(next(iter(settings.values())))

@@ -144,3 +144,5 @@ def test_pooled_allocation_test_over_teachers(tmp_path):
     assert len(logs) == 12 and both.loc["aria", "seeds"] == 12
     assert both.loc["aria", "ratio"] == pytest.approx(np.exp(logs.mean()))
     assert both.loc["aria", "t"] == pytest.approx(logs.mean() / (logs.std(ddof=1) / np.sqrt(12)))
+    with pytest.raises(SystemExit):  # one teacher's folder twice is still the same replicates twice
+        pooled.main(["--teachers", str(cells[1]), str(cells[1])])
