@@ -12,9 +12,12 @@
 #                       2026-12-07), ~3 h: TEACHER_SECONDS=S stops it at its first
 #                       checkpoint (every 100 steps) after S seconds, and the stage run again resumes it.
 #                       TEACHER_STEPS=N (default 1000) trains N steps instead: an H100's 1000-step teacher missed
-#                       the gate in one region (0.75), its 2000-step one passed in every region (1.0), 2026-12-07
+#                       the gate in one region (0.75), its 2000-step one passed in every region (1.0), 2026-12-07.
+#                       TEACHER_SEED=N (default 0) trains a different teacher of the same world (glyph_teachers.sh)
 #   scripts/glyph_easy_seeds.sh students OUT   the students (experiments/glyph_easy_tau0_seeds.json) and their
-#                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz. PARALLEL=N
+#                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz;
+#                       EXPERIMENT=glyph_easy_tau0_seeds_b2 runs that experiment (ARIA beta 2 as well) into
+#                       runs/glyph_easy_tau0_seeds_b2/ and OUT/glyph_easy_tau0_seeds_b2.tgz instead. PARALLEL=N
 #                       processes (default 2: a 2-core CPU, ~9 min per pair of runs, PYTHON=.venv/bin/python);
 #                       SECONDS_LEFT=S (default: no limit) stops it in time, and the stage run again resumes it
 set -uo pipefail
@@ -31,12 +34,13 @@ case $stage in
     tar czf "$OUT/glyph_teachers_easy.tgz" -C runs/glyph_teachers_easy --exclude small_easy/teacher/checkpoint \
       small_easy small_easy.world.log small_easy.teacher.log small_easy.cache.log ;;
   students)
-    timeout -k 10 "${SECONDS_LEFT:-0}" $ARIA experiment experiments/glyph_easy_tau0_seeds.json \
-      --out runs/glyph_easy_tau0_seeds --parallel "${PARALLEL:-2}" --no-progress
+    experiment=${EXPERIMENT:-glyph_easy_tau0_seeds}
+    timeout -k 10 "${SECONDS_LEFT:-0}" $ARIA experiment "experiments/$experiment.json" \
+      --out "runs/$experiment" --parallel "${PARALLEL:-2}" --no-progress
     code=$?
     echo "experiment exit $code at $SECONDS s"
     # a stopped experiment's workers (they resume from their checkpoints when the stage runs again)
     [ $code = 124 ] || [ $code = 137 ] && pkill -f multiprocessing.spawn
-    bash scripts/archive_experiment.sh runs/glyph_easy_tau0_seeds "$OUT/glyph_easy_tau0_seeds.tgz" ;;
+    bash scripts/archive_experiment.sh "runs/$experiment" "$OUT/$experiment.tgz" ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac

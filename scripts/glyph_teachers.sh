@@ -22,6 +22,8 @@
 # e.g. the 48-region teachers' ~5000 steps fit 10-minute calls:
 #   TEACHER_SECONDS=480 scripts/glyph_teachers.sh runs/glyph_teachers 5000 tau0 tau05 tau1   (repeat)
 # Caches are sampled, and gates printed, for the teachers that have finished.
+# TEACHER_SEED=N (default 0) seeds the teachers' weights, data and noise: a second teacher of the same world that
+# is not the first one again (on a GPU the same seed gives nearly the same teacher).
 set -euo pipefail
 OUT=${1:?usage: glyph_teachers.sh OUT_DIR [TRAIN_SECONDS] [TAUS...]}
 STEPS=${2:-1000}
@@ -29,7 +31,7 @@ shift $(( $# > 1 ? 2 : 1 ))
 NAMES=${*:-tau0 tau05 tau1 demo}
 ARIA="${PYTHON:-python3} -m aria_cli"
 export PYTHONUNBUFFERED=1
-COMMON=(--batch-size 1024 --lr 1e-3 --workers 3)
+COMMON=(--batch-size 1024 --lr 1e-3 --workers 3 --seed "${TEACHER_SEED:-0}")
 size() { if [ "$1" = demo ] || [[ "$1" = small_* ]]; then echo "--channels 16 32 32 --norm-groups 8"; else echo "--channels 32 64 64 --norm-groups 16"; fi; }
 mkdir -p "$OUT"
 
