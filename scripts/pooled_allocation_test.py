@@ -10,8 +10,11 @@ The folders must be runs of one cell (the same world, teacher and options but th
 compares their experiment.json files without the seeds and says where they differ.
 --teachers: the folders are one world's cell with a different teacher each; a (teacher, seed) pair is
 then one replicate (its ratio is paired within the teacher), so the same seed may appear in several
-folders. The pooled test then treats teachers as independent draws of the same cell: with a few
-teachers it cannot tell a teacher's own effect from the policy's, so read it beside the per-folder rows.
+folders. The pooled test then treats teachers as independent draws of the same cell, which holds only if a
+teacher has no effect of its own; so a further row (folders "teacher means: ...") tests the teachers' own
+ratios (each the geometric mean over its seeds) with one replicate per teacher: a teacher's own effect is then
+part of the noise, and the test keeps its 5% level whatever that effect is (at the price of few replicates).
+The column `unit` says what one replicate is: seed, teacher-seed or teacher.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from aria_train.evaluation.allocation_split import paired_test
@@ -58,9 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         differ = sorted(k for k in set(first) | set(config) if first.get(k) != config.get(k))
         if differ:
             print(f"note: {name} differs from {next(iter(settings))} in {', '.join(differ)}")
-    pooled = paired_test(split).assign(folders="+".join(f.name for f in args.folders))
-    per_folder = [paired_test(part).assign(folders=name) for name, part in split.groupby("folder", sort=False)]
-    table = pd.concat([pooled, *per_folder], ignore_index=True)
+    names = "+".join(f.name for f in args.folders)
+    pooled = paired_test(split).assign(folders=names, unit="teacher-seed" if args.teachers else "seed")
+    per_folder = [paired_test(part).assign(folders=name, unit="seed") for name, part in split.groupby("folder", sort=False)]
+    rows = [pooled, *per_folder]
+    if args.teachers:
+        logs = split.assign(log=np.log(split["ratio"])).groupby(["method", "folder"], sort=False)["log"].mean()
+        teachers = np.exp(logs).rename("ratio").reset_index()
+        rows.insert(1, paired_test(teachers).assign(folders=f"teacher means: {names}", unit="teacher"))
+    table = pd.concat(rows, ignore_index=True).rename(
+        columns={"seeds": "replicates", "seeds_for_2pct": "replicates_for_2pct"})
     print(table.round(4).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out, index=False)

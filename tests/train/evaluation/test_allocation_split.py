@@ -112,13 +112,14 @@ def test_pooling_two_experiment_folders_tests_all_their_seeds_and_each_folder_as
     assert pooled.main([*map(str, cells), "--out", str(tmp_path / "pooled.csv")]) == 0
     table = pd.read_csv(tmp_path / "pooled.csv")
     for cell in cells:
-        own = pd.read_csv(cell / "allocation_test.csv")
-        mine = table[table["folders"] == cell.name].drop(columns="folders").reset_index(drop=True)
+        own = pd.read_csv(cell / "allocation_test.csv").rename(
+            columns={"seeds": "replicates", "seeds_for_2pct": "replicates_for_2pct"})
+        mine = table[table["folders"] == cell.name].drop(columns=["folders", "unit"]).reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, own)
     both = table[table["folders"].str.contains(r"\+")].set_index("method")
     split = pd.concat([pd.read_csv(cell / "allocation_split.csv") for cell in cells])
     logs = np.log(split[split["method"] == "aria"]["ratio"].to_numpy())
-    assert both.loc["aria", "seeds"] == 7 and both.loc["aria", "ratio"] == pytest.approx(np.exp(logs.mean()))
+    assert both.loc["aria", "replicates"] == 7 and (both["unit"] == "seed").all() and both.loc["aria", "ratio"] == pytest.approx(np.exp(logs.mean()))
     assert "differs from glyph_small_map_tau1 in distill.checkpoint_every" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         pooled.main([str(cells[0]), str(cells[0])])
@@ -126,23 +127,32 @@ def test_pooling_two_experiment_folders_tests_all_their_seeds_and_each_folder_as
 
 
 def test_pooled_allocation_test_over_teachers(tmp_path):
-    """--teachers pools one cell's folders run with different teachers (the six-easy-regions cell's
-    2000-step teacher and its CPU-trained one, seeds 0-5 each): the same seed numbers are then distinct
-    replicates, and the pooled ARIA row is paired_test over all twelve ratios (README: 0.957, t = -3.00)."""
+    """--teachers pools one cell's folders run with different teachers (the six-easy-regions cell's four
+    teachers that pass the gate, seeds 0-5 each): the same seed numbers are then distinct replicates, and
+    the pooled ARIA row is paired_test over all 24 ratios (README: 0.949, t = -4.81); the teacher-means row
+    is a one-sample t-test of the four teachers' mean ln ratios (README: t = -4.57 against 3.18)."""
     import importlib.util
+
+    from scipy import stats
 
     spec = importlib.util.spec_from_file_location("pooled", REPO / "scripts" / "pooled_allocation_test.py")
     pooled = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pooled)
-    cells = [REPO / "experiments" / "results" / name for name in ("glyph_easy_tau0_seeds_teacher2000",
-                                                                      "glyph_easy_tau0_seeds_cpu_teacher")]
+    cells = [REPO / "experiments" / "results" / f"glyph_easy_tau0_seeds_{name}"
+             for name in ("teacher2000", "cpu_teacher", "teacher2000_seed1", "teacher2000_seed2")]
     assert pooled.main(["--teachers", *map(str, cells), "--out", str(tmp_path / "pooled.csv")]) == 0
     table = pd.read_csv(tmp_path / "pooled.csv")
-    both = table[table["folders"].str.contains(r"\+")].set_index("method")
-    split = pd.concat([pd.read_csv(cell / "allocation_split.csv") for cell in cells])
-    logs = np.log(split[split["method"] == "aria"]["ratio"].to_numpy())
-    assert len(logs) == 12 and both.loc["aria", "seeds"] == 12
-    assert both.loc["aria", "ratio"] == pytest.approx(np.exp(logs.mean()))
-    assert both.loc["aria", "t"] == pytest.approx(logs.mean() / (logs.std(ddof=1) / np.sqrt(12)))
+    rows = table[table["method"] == "aria"].set_index("unit")
+    logs = [np.log(pd.read_csv(cell / "allocation_split.csv").query("method == 'aria'")["ratio"].to_numpy())
+            for cell in cells]
+    every = np.concatenate(logs)
+    assert len(every) == 24 and rows.loc["teacher-seed", "replicates"] == 24
+    assert rows.loc["teacher-seed", "ratio"] == pytest.approx(np.exp(every.mean()))
+    assert rows.loc["teacher-seed", "t"] == pytest.approx(stats.ttest_1samp(every, 0.0).statistic)
+    means = [part.mean() for part in logs]
+    assert rows.loc["teacher", "replicates"] == 4
+    assert rows.loc["teacher", "t"] == pytest.approx(stats.ttest_1samp(means, 0.0).statistic)
+    assert rows.loc["teacher", "critical"] == pytest.approx(stats.t.ppf(0.975, 3))
+    assert rows.loc["seed", "replicates"].tolist() == [6, 6, 6, 6]
     with pytest.raises(SystemExit):  # one teacher's folder twice is still the same replicates twice
         pooled.main(["--teachers", str(cells[1]), str(cells[1])])
