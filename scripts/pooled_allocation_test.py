@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {name} differs from {next(iter(settings))} in {', '.join(differ)}")
     names = "+".join(f.name for f in args.folders)
     pooled = paired_test(split).assign(folders=names, unit="teacher-seed" if args.teachers else "seed")
-    per_folder = [paired_test(part).assign(folders=name, unit="seed") for name, part in split.groupby("folder", sort=False)]
+    per_folder = [paired_test(part).assign(folders=name, unit="seed")
+                  for name, part in split.groupby("folder", sort=False)]
     rows = [pooled, *per_folder]
     if args.teachers:
         logs = split.assign(log=np.log(split["ratio"])).groupby(["method", "folder"], sort=False)["log"].mean()

@@ -119,7 +119,8 @@ def test_pooling_two_experiment_folders_tests_all_their_seeds_and_each_folder_as
     both = table[table["folders"].str.contains(r"\+")].set_index("method")
     split = pd.concat([pd.read_csv(cell / "allocation_split.csv") for cell in cells])
     logs = np.log(split[split["method"] == "aria"]["ratio"].to_numpy())
-    assert both.loc["aria", "replicates"] == 7 and (both["unit"] == "seed").all() and both.loc["aria", "ratio"] == pytest.approx(np.exp(logs.mean()))
+    assert both.loc["aria", "replicates"] == 7 and (both["unit"] == "seed").all()
+    assert both.loc["aria", "ratio"] == pytest.approx(np.exp(logs.mean()))
     assert "differs from glyph_small_map_tau1 in distill.checkpoint_every" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         pooled.main([str(cells[0]), str(cells[0])])
