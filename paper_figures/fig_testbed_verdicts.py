@@ -42,6 +42,7 @@ class Config:
         ("six easy regions, teacher trained on a CPU", ("glyph_easy_tau0_seeds_cpu_teacher",)),
         ("six easy regions, 2000 steps, teacher seed 1", ("glyph_easy_tau0_seeds_teacher2000_seed1",)),
         ("six easy regions, 2000 steps, teacher seed 2", ("glyph_easy_tau0_seeds_teacher2000_seed2",)),
+        ("six easy regions, teacher seed 2, students on a CPU", ("glyph_easy_tau0_seeds_teacher2000_seed2_cpu_b2",)),
         ("six easy regions, teacher missing the gate", ("glyph_easy_tau0_seeds_teacher1000",)),
         ("tau = 0, noisy unseen tail", ("glyph_floor_tau0", "glyph_progress_floor")),
         ("tau = 0, blind unseen tail", ("glyph_blind_tau0",)),
