@@ -7,7 +7,7 @@ the same FLOPs, which cuBLAS runs instead of cuDNN's implicit-GEMM convolutions.
 ``PointwiseConvAsMatmul`` keeps the convolution's parameter (shape, name, state dict) and computes
 its forward as ``F.linear`` on the channels-last view (on a tensor that is not channels-last the
 product copies it first); ``bench.distill_step --pointwise-matmul teacher|both`` times the compiled
-step with it. It did not pay on an H100 (2026-12-06; README, Benchmarks, *Kernel candidates*): alone,
+step with it. It did not pay on an H100 (2026-12-06; docs/benchmarks.md, *Kernel candidates*): alone,
 the products' forwards are faster than the convolutions' and their backwards often slower; in the
 compiled, power-bound step neither form won. This module times both forms alone,
 for every 1x1 convolution shape of the step (counted from one forward of the teacher and of its

@@ -6,7 +6,7 @@ the trainer (per seed, the method's group mean over RC's on the same seed; mean 
 seeds). Open markers, dashed: the allocation simulator's prediction for the same world and
 methods (5 seeds). Below 1: better than RC. Data: the committed experiments/results/<cell>/eval/
 summary.csv of every map cell (MAP_CELLS) and glyph_map_sim/measured_vs_predicted.csv, written by
-`aria sim allocation --measured ...` (README, "The test bed"), or the same folders under --data.
+`aria sim allocation --measured ...` (docs/test_bed.md, "The map"), or the same folders under --data.
 """
 from __future__ import annotations
 

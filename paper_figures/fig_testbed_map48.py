@@ -10,7 +10,7 @@ experiments/results/glyph_map_tau{0,05,1}/ (eval/discrepancy.csv, world.json) an
 glyph_map_sim/measured_48_regions/measured_vs_predicted_alpha1.csv, written by `aria sim allocation
 --measured experiments/results/glyph_map_tau0 experiments/results/glyph_map_tau05
 experiments/results/glyph_map_tau1 --measured-alpha 1`
-(README, "The 48-region map"), or the same folders under --data.
+(docs/test_bed.md, "The 48-region map"), or the same folders under --data.
 """
 from __future__ import annotations
 

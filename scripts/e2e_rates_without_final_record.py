@@ -1,5 +1,5 @@
 """The lag-1 loop rates of bench.distill_e2e's committed SD-size runs, recomputed without the run's
-final metrics record (issue 16; README, Benchmarks). Until 2026-12-06 the benchmark's
+final metrics record (issue 16; docs/benchmarks.md). Until 2026-12-06 the benchmark's
 ``loop_images_per_s`` included that record, which at ``--feedback-lag 1`` counts two steps (one
 read by the last step's push, one by the closing drain) over one host interval holding 1.2-1.6
 steps of device work, so the rate came out 2.6-3.6% high over a 20-30 step window. The benchmark

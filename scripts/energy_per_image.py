@@ -1,5 +1,5 @@
 """Energy per image of the SD-size compiled step on an H100, from the committed step benchmarks that
-recorded NVML's power draw over their timed steps (issue 16; README, Benchmarks, *Kernel candidates*).
+recorded NVML's power draw over their timed steps (issue 16; docs/benchmarks.md, *Kernel candidates*).
 
 An H100 runs the step at its 700 W limit (670-694 W drawn, the SM clock held at ~1,770-1,810 of
 1,980 MHz), so images/s is the power drawn over the energy one image takes: a change pays only if
@@ -45,7 +45,7 @@ STEPS = ["distill_step_sd14_teacher_stream_h100.csv", "distill_step_sd14_fa4_sel
          "distill_step_sd14_candidate_densegrad_again_h100.csv", "distill_step_sd14_fa4_self_densegrad_nvml_h100.csv",
          "distill_step_sd14_candidate_fa4_self_stridedgrad_h100.csv",
          "distill_step_sd14_candidate_fa4_self_densegrad_h100.csv"]
-# the teacher-only row ran before --pointwise-matmul took a value: its column reads False (README, GPU log)
+# the teacher-only row ran before --pointwise-matmul took a value: its column reads False (docs/gpu_runs/)
 CONFIGURATION = {"distill_step_sd14_candidate_pointwise_teacher_h100.csv": "teacher",
                  "distill_step_sd14_candidate_pointwise_h100.csv": "both"}
 # FA4's backward at width 40 unpadded, on FA4 with its interface patched (scripts/fa4_patched_step.py; the second

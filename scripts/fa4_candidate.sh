@@ -9,7 +9,7 @@
 # when first called; FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED keeps them on disk for later processes):
 # a 190 s limit per step ran out on an H100 on 2026-12-06, whole runs took 230-255 s.
 # The attention kernels alone: `python -m bench.attention_backends --size sd14 --backends default fa4`
-# (~60 s); the loop: bench.distill_e2e --attention fa4-self (README, Status).
+# (~60 s); the loop: bench.distill_e2e --attention fa4-self (docs/benchmarks.md).
 set -uo pipefail
 source "$(dirname "$0")/bench_calls.sh" "${1:-bench/results}"  # OUT, and the repository root
 export FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1

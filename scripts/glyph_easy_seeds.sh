@@ -2,7 +2,7 @@
 # The 12-region cell with six easy regions (tau = 0, glyph_small_easy.json) over more seeds, region-uniform against
 # ARIA (beta 1), with a teacher trained anew (1000 steps, as the cell's first teacher, which is gone with the
 # sandbox that held it). It is the one cell where ARIA beat region-uniform in every seed (0.955 over 3 seeds, not
-# significant; README, "How much could any allocation gain"); more seeds with one teacher tell whether tracking
+# significant; docs/test_bed.md, "How much could any allocation gain"); more seeds with one teacher tell whether tracking
 # wins where regions differ in difficulty. Two stages:
 #   scripts/glyph_easy_seeds.sh teacher OUT    on a GPU (136 s on an H100, 2026-12-07; 259 s with
 #                       TEACHER_STEPS=2000): world, teacher, paired cache, gate -> runs/glyph_teachers_easy/small_easy/ and

@@ -20,7 +20,7 @@
 #             phrasings whatever s is, and the glyphs do not depend on s); the paired caches are new
 #             (the paired sets differ). rc, region-uniform, aria beta 1, 2, progress x 3 seeds per s
 #             (30 runs at once, ~6 min estimated) -> runs/glyph_zipf_s{0,16}/
-#   easy      the difficulty spread (issue 11, README "How much could any allocation gain"): the tau = 0
+#   easy      the difficulty spread (issue 11, docs/test_bed.md, "How much could any allocation gain"): the tau = 0
 #             demo world with 6 easy regions (glyph_small_easy.json: a template glyph with 4 cells of
 #             their own, spread over the rarity order), its teacher and cache, then rc, region-uniform,
 #             aria beta 1 / 2 and progress x 3 seeds (15 runs at once) -> runs/glyph_easy_tau0/;

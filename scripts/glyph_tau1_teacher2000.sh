@@ -3,7 +3,7 @@
 # trained on its own 2000-step schedule (the cell's first teacher was a 5000-step run stopped at step 2000
 # and finished on a CPU; its checkpoint is gone with the sandbox that held it, so more seeds cannot be added
 # to its 0-2). ARIA won that cell by 8% over 3 seeds, not significantly; 6 seeds with one teacher tell
-# (2026-12-06, one H100: 0.995, a tie; README, "The 48-region tau = 1 cell again"). Two stages, each one 10-minute device call on one warm machine (runs/ is kept
+# (2026-12-06, one H100: 0.995, a tie; docs/test_bed.md, "The 48-region tau = 1 cell again"). Two stages, each one 10-minute device call on one warm machine (runs/ is kept
 # between them):
 #   scripts/glyph_tau1_teacher2000.sh teacher OUT   world, teacher (2000 steps in 260 s on an H100), its paired
 #                                                   cache and gate -> OUT/glyph_teachers_2000/; TEACHER_SECONDS=S

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16: kernel candidates for the SD-size step on the H100's power budget (README, Benchmarks, *Kernel
+# Issue 16: kernel candidates for the SD-size step on the H100's power budget (docs/benchmarks.md, *Kernel
 # candidates*): the 1x1 convolutions as cuBLAS matrix products, FlexAttention against cuDNN's attention, the FP8
 # teacher, and the baselines of the upsampling and of the convolution gradients.
 #   scripts/kernel_candidates.sh OUT_DIR STAGE...   each stage's CSVs and whole log into OUT_DIR; PYTHON=... (python3)

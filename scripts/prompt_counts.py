@@ -1,7 +1,7 @@
 """How many real (not null) prompts each micro-batch of bench.distill_e2e's RC loop encodes, in draw
 order, and where a count appears for the first time (``new``): with the text encoder compiled
 (``--compile``, a dynamic batch size), each first count coincided with a 75-95 ms longer step on
-the GPU (issue 16; README, Benchmarks). The counts come from the run's seed and sizes, not from the
+the GPU (issue 16; docs/benchmarks.md). The counts come from the run's seed and sizes, not from the
 teacher, so the tiny teacher on a CPU draws those of the SD-size GPU runs (same --batch, --paired,
 --pool, --regions; method rc, seed 0; both schedulers have 1000 timesteps):
 

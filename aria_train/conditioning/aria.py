@@ -21,7 +21,7 @@ region changes. Per micro-batch (docs/design.md §4):
    regions are mostly seen on paired ones, and mismatched samples have a larger discrepancy
    whatever their region; with "all" the tracker credits that difference to the region
    (measured on the H100: the estimates of unseen regions were 2.4x those of seen ones while
-   their held-out discrepancy was 0.9x, experiments/results/, README "Experiment").
+   their held-out discrepancy was 0.9x, experiments/results/, docs/test_bed.md, "Before the test bed").
 
 The tracker, the policies and the timestep normaliser are aria_theory's own classes (RegionTracker
 tracks the timestep bins as well): nothing here re-implements them. The shared tracker runs under

@@ -1,7 +1,7 @@
 """The student's EMA held in host memory (``--ema-offload``): 4 bytes of GPU memory per student
 parameter freed (BK-SDM-Small of SD v1.4: 1.8 GiB, the difference between the SD-size loop's
 peak and its step's); the compiled SD-size loop with it ran at 0.998 of its step on an H100
-(README, Benchmarks).
+(docs/benchmarks.md).
 
 diffusers' training scripts offload the EMA by moving it to the GPU for each update and back
 (two 1.8 GiB copies per step in the default stream, which the training waits for; not measured

@@ -17,7 +17,7 @@ mean D over mean D^uniform) is close to its offset, the split explains little of
 seeds agree in sign. The fit gives all regions one slope: where they respond differently -- the
 test bed's blind regions get worse with more draws while the others improve -- the offset absorbs
 the allocation's effect as well (ARIA in the blind cell: offsets 1.07-1.12 at slopes near 0), so
-read it beside the slope and the per-region ratios. Measured on the test bed: README, "How much
+read it beside the slope and the per-region ratios. Measured on the test bed: docs/test_bed.md, "How much
 could any allocation gain".
 
 ``paired_test`` asks whether a policy's ratio differs from 1 more than its spread over seeds allows:
@@ -87,7 +87,7 @@ def paired_test(split: "pd.DataFrame") -> "pd.DataFrame":
     ``critical`` the two-sided 5% value of Student's t with n - 1 degrees of freedom, ``significant``
     |t| > critical, and ``seeds_for_2pct`` the seeds a paired test needs to find a 2% effect at that
     sd with power 0.8 (the least n with sqrt(n) * ln(1.02) / sd_log >= t_{0.975, n-1} + t_{0.8, n-1};
-    the README's normal approximation, n = (2.8 sd / 0.02)^2, is a little lower). Methods with fewer
+    docs/test_bed.md's normal approximation, n = (2.8 sd / 0.02)^2, is a little lower). Methods with fewer
     than 2 seeds are left out (no spread); ``seeds_for_2pct`` is empty past 100,000."""
     import pandas as pd
     from scipy import stats

@@ -21,7 +21,7 @@ world-wide template glyph except on ``easy_cells`` fixed cells, where each shows
 whole glyph, so at equal draws the regions' remaining discrepancy should differ severalfold --
 the spread that tracker-driven allocation needs to beat region-uniform. Measured on
 glyph_small_easy.json (6 of 12 easy): a third of the others' discrepancy at equal draws, and ARIA
-below region-uniform in every seed (README, "How much could any allocation gain").
+below region-uniform in every seed (docs/test_bed.md, "How much could any allocation gain").
 """
 from __future__ import annotations
 

@@ -191,7 +191,7 @@ def test_compile_unets_with_cuda_graphs_asks_inductor_for_them(monkeypatch):
 
 def test_compile_unets_passes_inductor_options_torch_knows(monkeypatch):
     """bench.distill_step --inductor's candidates reach both UNets beside the forced layout, and
-    the names the README's inductor candidates tried are options torch accepts."""
+    the names docs/benchmarks.md's inductor candidates tried are options torch accepts."""
     from aria_train.distill.speed import compile_unets
 
     seen = []

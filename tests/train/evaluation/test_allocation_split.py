@@ -44,7 +44,7 @@ def test_the_committed_48_region_cell_agrees_with_the_headroom_table():
         np.testing.assert_allclose(rows["ratio"], expected[f"{method}_measured"], rtol=1e-12)
         np.testing.assert_allclose(rows["offset"], expected[f"{method}_offset"], rtol=1e-12)
         np.testing.assert_allclose(rows["slope"], expected[f"{method}_split_slope"], rtol=1e-12)
-    assert (table["ratio"] > 1).all() and (table["slope"].abs() < 0.05).all()  # README: a loss that is an offset
+    assert (table["ratio"] > 1).all() and (table["slope"].abs() < 0.05).all()  # docs/test_bed.md: a loss that is an offset
 
 
 def test_the_experiment_writes_and_prints_the_split(tmp_path, capsys):
@@ -59,7 +59,7 @@ def test_the_experiment_writes_and_prints_the_split(tmp_path, capsys):
     assert sorted(set(table["method"])) == ["aria", "aria-b2"] and len(table) == 6
     printed = capsys.readouterr().out
     assert "over region-uniform on the same seed" in printed
-    assert "aria     2  1.021 -0.008   1.022" in printed  # the README's seed 2 (ratio, slope, offset)
+    assert "aria     2  1.021 -0.008   1.022" in printed  # docs/test_bed.md's seed 2 (ratio, slope, offset)
     test = pd.read_csv(out / "allocation_test.csv")
     assert test["method"].tolist() == ["aria", "aria-b2"] and (test["seeds"] == 3).all() and not test["significant"].any()
     assert "paired over seeds" in printed
