@@ -1,7 +1,7 @@
 """The paired test of `aria experiment` (allocation_test.csv) over the seeds of several experiment
 folders of one cell: e.g. the 3 seeds of a committed cell and more seeds run later in another folder.
 
-Usage: python scripts/pooled_allocation_test.py DIR [DIR ...] [--out CSV] [--teachers]
+Usage: python scripts/pooled_allocation_test.py DIR [DIR ...] [--out CSV] [--teachers] [--against METHOD]
 
 Reads DIR/allocation_split.csv (per policy and seed, the ratio to region-uniform of the same seed),
 refuses a (policy, seed) found in two folders, and prints per policy the test of
@@ -15,6 +15,9 @@ teacher has no effect of its own; so a further row (folders "teacher means: ..."
 ratios (each the geometric mean over its seeds) with one replicate per teacher: a teacher's own effect is then
 part of the noise, and the test keeps its 5% level whatever that effect is (at the price of few replicates).
 The column `unit` says what one replicate is: seed, teacher-seed or teacher.
+--against METHOD: each policy against METHOD (e.g. aria beta 2 against aria beta 1) instead of region-uniform:
+its ratio on a seed is divided by METHOD's ratio on the same seed of the same folder (region-uniform cancels),
+the method is named "POLICY / METHOD", and rows without a METHOD run on their seed are left out (counted).
 """
 from __future__ import annotations
 
@@ -36,12 +39,30 @@ def flat(config: dict, prefix: str = "") -> dict:
     return items
 
 
+def against(split: pd.DataFrame, method: str, parser: argparse.ArgumentParser) -> pd.DataFrame:
+    """``split``'s other policies as ratios to ``method`` on the same (folder, seed): both are ratios to the
+    same region-uniform run, so their quotient is the policy over ``method``."""
+    base = split[split["method"] == method].set_index(["folder", "seed"])["ratio"]
+    if base.empty:
+        parser.error(f"--against {method}: no {method} runs in these folders (methods: {sorted(set(split['method']))})")
+    others = split[split["method"] != method]
+    keys = pd.MultiIndex.from_frame(others[["folder", "seed"]])
+    paired = keys.isin(base.index)
+    if (~paired).any():
+        print(f"note: {int((~paired).sum())} runs without a run of {method} on their seed left out")
+    others = others[paired]
+    return others.assign(ratio=others["ratio"].to_numpy() / base.reindex(keys[paired]).to_numpy(),
+                         method=others["method"] + f" / {method}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="experiment folders holding allocation_split.csv")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
     parser.add_argument("--teachers", action="store_true",
                         help="one teacher per folder: (folder, seed) pairs are the replicates")
+    parser.add_argument("--against", metavar="METHOD", default=None,
+                        help="test each policy against METHOD on the same seeds (default: against region-uniform)")
     args = parser.parse_args(argv)
     splits, settings = [], {}
     for folder in args.folders:
@@ -56,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     repeated = split[split.duplicated(["method", "seed"] + (["folder"] if args.teachers else []), keep=False)]
     if not repeated.empty:
         parser.error(f"seeds found in two folders: {repeated[['method', 'seed', 'folder']].to_dict('records')}")
+    if args.against is not None:
+        split = against(split, args.against, parser)
     first = flat(next(iter(settings.values())))
     for name, config in settings.items():
         config = flat(config)

@@ -130,8 +130,8 @@ def test_pooling_two_experiment_folders_tests_all_their_seeds_and_each_folder_as
 def test_pooled_allocation_test_over_teachers(tmp_path):
     """--teachers pools one cell's folders run with different teachers (the six-easy-regions cell's four
     teachers that pass the gate, seeds 0-5 each): the same seed numbers are then distinct replicates, and
-    the pooled ARIA row is paired_test over all 24 ratios (README: 0.949, t = -4.81); the teacher-means row
-    is a one-sample t-test of the four teachers' mean ln ratios (README: t = -4.57 against 3.18)."""
+    the pooled ARIA row is paired_test over all 24 ratios (docs/test_bed.md: 0.949, t = -4.81); the teacher-means
+    row is a one-sample t-test of the four teachers' mean ln ratios (docs/test_bed.md: t = -4.57 against 3.18)."""
     import importlib.util
 
     from scipy import stats
@@ -157,3 +157,41 @@ def test_pooled_allocation_test_over_teachers(tmp_path):
     assert rows.loc["seed", "replicates"].tolist() == [6, 6, 6, 6]
     with pytest.raises(SystemExit):  # one teacher's folder twice is still the same replicates twice
         pooled.main(["--teachers", str(cells[1]), str(cells[1])])
+
+
+def test_pooled_allocation_test_against_another_policy(tmp_path, capsys):
+    """--against aria tests beta 2 against beta 1 on the same seeds of the six-easy-regions cell's three
+    teachers that ran both (README: 0.963 over 18 pairs, t = -4.48; teacher means t = -5.09 against 4.30):
+    the ratios are beta 2's over beta 1's per (teacher, seed); a folder without beta 2 adds nothing, one with
+    beta 2 but not beta 1 is left out with a note, and a method no folder ran is a clear error."""
+    import importlib.util
+
+    from scipy import stats
+
+    spec = importlib.util.spec_from_file_location("pooled", REPO / "scripts" / "pooled_allocation_test.py")
+    pooled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pooled)
+    both = [REPO / "experiments" / "results" / f"glyph_easy_tau0_seeds_{name}"
+            for name in ("cpu_teacher", "teacher2000_seed1", "teacher2000_seed3")]
+    aria_only, b2_only = (REPO / "experiments" / "results" / f"glyph_easy_tau0_seeds_teacher2000_seed2{tail}"
+                          for tail in ("", "_cpu_b2"))
+    out = tmp_path / "against.csv"
+    assert pooled.main(["--teachers", "--against", "aria", *map(str, both), str(aria_only), str(b2_only),
+                        "--out", str(out)]) == 0
+    assert "note: 6 runs without a run of aria on their seed left out" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert set(table["method"]) == {"aria-b2 / aria"}
+    logs = []
+    for cell in both:
+        split = pd.read_csv(cell / "allocation_split.csv").pivot(index="seed", columns="method", values="ratio")
+        logs.append(np.log((split["aria-b2"] / split["aria"]).to_numpy()))
+    rows = table.set_index("unit")
+    every = np.concatenate(logs)
+    assert rows.loc["teacher-seed", "replicates"] == 18
+    assert rows.loc["teacher-seed", "ratio"] == pytest.approx(np.exp(every.mean()))
+    assert rows.loc["teacher-seed", "t"] == pytest.approx(stats.ttest_1samp(every, 0.0).statistic)
+    assert rows.loc["teacher", "t"] == pytest.approx(stats.ttest_1samp([x.mean() for x in logs], 0.0).statistic)
+    assert rows.loc["seed", "replicates"].tolist() == [6, 6, 6]
+    with pytest.raises(SystemExit):
+        pooled.main(["--against", "progress", str(both[0])])
+    assert "no progress runs in these folders" in capsys.readouterr().err
