@@ -14,7 +14,10 @@ folders. The pooled test then treats teachers as independent draws of the same c
 teacher has no effect of its own; so a further row (folders "teacher means: ...") tests the teachers' own
 ratios (each the geometric mean over its seeds) with one replicate per teacher: a teacher's own effect is then
 part of the noise, and the test keeps its 5% level whatever that effect is (at the price of few replicates).
-The column `unit` says what one replicate is: seed, teacher-seed or teacher.
+The column `unit` says what one replicate is: seed, teacher-seed or teacher. With --teachers a second table
+asks whether the teachers do have effects of their own (aria_train.evaluation.allocation_split.teacher_effect:
+a one-way analysis of variance of ln ratio over the folders, the sd of the teachers' effects, and the teachers
+a comparison of two cells would need); --out writes it beside the first as OUT_teacher_effect.csv.
 --against METHOD: each policy against METHOD (e.g. aria beta 2 against aria beta 1) instead of region-uniform:
 its ratio on a seed is divided by METHOD's ratio on the same seed of the same folder (region-uniform cancels),
 the method is named "POLICY / METHOD", and rows without a METHOD run on their seed are left out (counted).
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aria_train.evaluation.allocation_split import paired_test
+from aria_train.evaluation.allocation_split import paired_test, teacher_effect
 
 
 def flat(config: dict, prefix: str = "") -> dict:
@@ -97,9 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.concat(rows, ignore_index=True).rename(
         columns={"seeds": "replicates", "seeds_for_2pct": "replicates_for_2pct"})
     print(table.round(4).to_string(index=False))
+    effect = teacher_effect(split, by="folder") if args.teachers else None
+    if effect is not None:
+        print("\nteacher effect (one-way analysis of variance of ln ratio over the folders):")
+        print(effect.round(4).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out, index=False)
         print(f"wrote {args.out}")
+        if effect is not None:
+            effect_path = args.out.with_name(f"{args.out.stem}_teacher_effect.csv")
+            effect.to_csv(effect_path, index=False)
+            print(f"wrote {effect_path}")
     return 0
 
 

@@ -22,6 +22,9 @@ could any allocation gain".
 
 ``paired_test`` asks whether a policy's ratio differs from 1 more than its spread over seeds allows:
 a two-sided paired t-test on ln(ratio) at 5%, the seeds' runs being independent pairs.
+``teacher_effect`` asks, for one cell run with several teachers, whether the ratio depends on the
+teacher (one-way analysis of variance of ln(ratio) over teachers) and how large that dependence is:
+the number of teachers a comparison between two cells needs follows from it.
 """
 from __future__ import annotations
 
@@ -106,4 +109,41 @@ def paired_test(split: "pd.DataFrame") -> "pd.DataFrame":
         needed = int(m[enough.argmax()]) if enough.any() else None
         rows.append({"method": method, "seeds": n, "ratio": float(np.exp(logs.mean())), "sd_log": sd, "t": t,
                      "critical": critical, "significant": bool(abs(t) > critical), "seeds_for_2pct": needed})
+    return pd.DataFrame(rows)
+
+
+def teacher_effect(split: "pd.DataFrame", by: str = "teacher") -> "pd.DataFrame":
+    """Per method of an ``allocation_split`` table whose rows carry a ``by`` column (one value per
+    teacher), the one-way random-effects analysis of ln(ratio) over teachers: ``teachers`` k,
+    ``replicates`` N, ``sd_within`` the pooled sd over seeds within a teacher (sqrt MSW), ``sd_teacher``
+    the sd of the teachers' own effects (sqrt(max(0, (MSB - MSW) / n0)), n0 = (N - sum n_i^2 / N) / (k - 1),
+    the seeds per teacher when balanced), ``F`` = MSB / MSW and ``p`` its upper tail with (k - 1, N - k)
+    degrees of freedom (small p: the teachers differ more than their seeds explain), ``sd_teacher_mean``
+    the sd of one teacher's mean over n0 seeds (sqrt(sd_teacher^2 + MSW / n0)), and ``teachers_for_5pct``
+    how many teachers (n0 seeds each) each of two cells needs for their mean ratios to show a 5%
+    difference at 5% two-sided with power 0.8 (normal approximation: 2 sd_teacher_mean^2
+    (z_0.975 + z_0.8)^2 / ln(1.05)^2, rounded up). Methods with fewer than 2 teachers or a teacher with
+    fewer than 2 seeds are left out."""
+    import pandas as pd
+    from scipy import stats
+
+    rows = []
+    for method, part in split.groupby("method", sort=False):
+        groups = [np.log(g["ratio"].to_numpy(float)) for _, g in part.groupby(by, sort=False)]
+        sizes = np.array([len(g) for g in groups])
+        k, total = len(groups), int(sizes.sum())
+        if k < 2 or sizes.min() < 2:
+            continue
+        grand = np.concatenate(groups).mean()
+        msb = float(sum(n * (g.mean() - grand) ** 2 for n, g in zip(sizes, groups)) / (k - 1))
+        msw = float(sum(((g - g.mean()) ** 2).sum() for g in groups) / (total - k))
+        n0 = (total - (sizes ** 2).sum() / total) / (k - 1)
+        between = max(0.0, (msb - msw) / n0)
+        f = msb / msw if msw > 0 else float("inf")
+        per_teacher = between + msw / n0
+        z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+        rows.append({"method": method, "teachers": k, "replicates": total, "sd_within": float(np.sqrt(msw)),
+                     "sd_teacher": float(np.sqrt(between)), "F": f, "p": float(stats.f.sf(f, k - 1, total - k)),
+                     "sd_teacher_mean": float(np.sqrt(per_teacher)),
+                     "teachers_for_5pct": int(np.ceil(2 * per_teacher * z ** 2 / np.log(1.05) ** 2))})
     return pd.DataFrame(rows)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aria_train.evaluation.allocation_split import allocation_split, split_fit
+from aria_train.evaluation.allocation_split import allocation_split, split_fit, teacher_effect
 from aria_train.experiment.config import ExperimentConfig
 from aria_train.experiment.runner import write_allocation_split
 from simulations.headroom import headroom
@@ -155,6 +155,9 @@ def test_pooled_allocation_test_over_teachers(tmp_path):
     assert rows.loc["teacher", "t"] == pytest.approx(stats.ttest_1samp(means, 0.0).statistic)
     assert rows.loc["teacher", "critical"] == pytest.approx(stats.t.ppf(0.975, 3))
     assert rows.loc["seed", "replicates"].tolist() == [6, 6, 6, 6]
+    effect = pd.read_csv(tmp_path / "pooled_teacher_effect.csv").set_index("method")  # do the teachers differ?
+    assert effect.loc["aria", "F"] == pytest.approx(stats.f_oneway(*logs).statistic)
+    assert effect.loc["aria", "p"] == pytest.approx(stats.f_oneway(*logs).pvalue)
     with pytest.raises(SystemExit):  # one teacher's folder twice is still the same replicates twice
         pooled.main(["--teachers", str(cells[1]), str(cells[1])])
 
@@ -195,3 +198,34 @@ def test_pooled_allocation_test_against_another_policy(tmp_path, capsys):
     with pytest.raises(SystemExit):
         pooled.main(["--against", "progress", str(both[0])])
     assert "no progress runs in these folders" in capsys.readouterr().err
+
+
+def test_teacher_effect_separates_teachers_from_seeds_exactly():
+    """Three teachers with ln ratio = teacher effect +- a over their seeds: MSW = a^2 n / (n - 1) and MSB =
+    n var(effects), so sd_within, sd_teacher, F and p are known in closed form; unbalanced teachers give
+    scipy's one-way F; one teacher, or a teacher with one seed, is left out."""
+    from statistics import NormalDist
+
+    from scipy import stats
+
+    effects, a = np.array([-0.08, -0.02, 0.04]), 0.03
+    noise = np.array([a, -a, a, -a])  # n = 4 seeds, mean 0, sum of squares 4 a^2
+    split = pd.DataFrame([{"method": "aria", "teacher": f"t{i}", "seed": s, "ratio": np.exp(e + noise[s])}
+                          for i, e in enumerate(effects) for s in range(4)])
+    row = teacher_effect(split).iloc[0]
+    msw, msb = 4 * a ** 2 / 3, 4 * effects.var(ddof=1)
+    assert row["teachers"] == 3 and row["replicates"] == 12
+    assert row["sd_within"] == pytest.approx(np.sqrt(msw), rel=1e-12)
+    assert row["sd_teacher"] == pytest.approx(np.sqrt((msb - msw) / 4), rel=1e-12)
+    assert row["F"] == pytest.approx(msb / msw, rel=1e-12)
+    assert row["p"] == pytest.approx(stats.f.sf(msb / msw, 2, 9), rel=1e-12)
+    assert row["sd_teacher_mean"] == pytest.approx(np.sqrt((msb - msw) / 4 + msw / 4), rel=1e-12)
+    z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+    assert row["teachers_for_5pct"] == int(np.ceil(2 * row["sd_teacher_mean"] ** 2 * z ** 2 / np.log(1.05) ** 2))
+    uneven = split.drop(index=[0, 5])  # 3, 3 and 4 seeds
+    logs = [np.log(g["ratio"].to_numpy()) for _, g in uneven.groupby("teacher")]
+    assert teacher_effect(uneven).iloc[0]["F"] == pytest.approx(stats.f_oneway(*logs).statistic, rel=1e-12)
+    equal = split.assign(ratio=np.exp(noise[split["seed"]]))  # no teacher effect: sd_teacher clipped at 0
+    assert teacher_effect(equal).iloc[0]["sd_teacher"] == 0.0
+    assert teacher_effect(split[split["teacher"] == "t0"]).empty
+    assert teacher_effect(split.drop(index=[0, 1, 2])).empty
