@@ -6,7 +6,7 @@
 # wins where regions differ in difficulty. Two stages:
 #   scripts/glyph_easy_seeds.sh teacher OUT    on a GPU (136 s on an H100, 2026-12-07; 259 s with
 #                       TEACHER_STEPS=2000): world, teacher, paired cache, gate -> runs/glyph_teachers_easy/small_easy/ and
-#                       OUT/glyph_teachers_easy.tgz (the three folders without the teacher's checkpoint, and the
+#                       OUT/glyph_teachers_small_easy.tgz (the three folders without the teacher's checkpoint, and the
 #                       logs: unpack it into runs/glyph_teachers_easy/ where the students run). On a 2-core
 #                       CPU (PYTHON=.venv/bin/python) it trains at 0.092 steps/s (1000 steps in 10,925 s, measured
 #                       2026-12-07), ~3 h: TEACHER_SECONDS=S stops it at its first
@@ -14,6 +14,10 @@
 #                       TEACHER_STEPS=N (default 1000) trains N steps instead: an H100's 1000-step teacher missed
 #                       the gate in one region (0.75), its 2000-step one passed in every region (1.0), 2026-12-07.
 #                       TEACHER_SEED=N (default 0) trains a different teacher of the same world (glyph_teachers.sh)
+#                       WORLD=NAME (default small_easy) trains the teacher of aria_train/assets/worlds/glyph_NAME.json
+#                       instead, into runs/glyph_teachers_easy/NAME/ and OUT/glyph_teachers_NAME.tgz: e.g.
+#                       small_easy_c8, the same world with a smaller difficulty gap (easy regions own 8 cells, not 4;
+#                       its students: EXPERIMENT=glyph_easy_c8_tau0_seeds_b2)
 #   scripts/glyph_easy_seeds.sh students OUT   the students (experiments/glyph_easy_tau0_seeds.json) and their
 #                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz;
 #                       EXPERIMENT=glyph_easy_tau0_seeds_b2 runs that experiment (ARIA beta 2 as well) into
@@ -27,12 +31,13 @@ export PYTHONUNBUFFERED=1
 ARIA="${PYTHON:-python3} -m aria_cli"
 case $stage in
   teacher)
-    bash scripts/glyph_teachers.sh runs/glyph_teachers_easy "${TEACHER_STEPS:-1000}" small_easy || exit
+    world=${WORLD:-small_easy}
+    bash scripts/glyph_teachers.sh runs/glyph_teachers_easy "${TEACHER_STEPS:-1000}" "$world" || exit
     # stopped by TEACHER_SECONDS: nothing to archive yet (no paired cache)
-    [ -d runs/glyph_teachers_easy/small_easy/cache ] || { echo "teacher not finished: run this stage again"; exit 3; }
+    [ -d "runs/glyph_teachers_easy/$world/cache" ] || { echo "teacher not finished: run this stage again"; exit 3; }
     mkdir -p "$OUT"
-    tar czf "$OUT/glyph_teachers_easy.tgz" -C runs/glyph_teachers_easy --exclude small_easy/teacher/checkpoint \
-      small_easy small_easy.world.log small_easy.teacher.log small_easy.cache.log ;;
+    tar czf "$OUT/glyph_teachers_$world.tgz" -C runs/glyph_teachers_easy --exclude "$world/teacher/checkpoint" \
+      "$world" "$world.world.log" "$world.teacher.log" "$world.cache.log" ;;
   students)
     experiment=${EXPERIMENT:-glyph_easy_tau0_seeds}
     timeout -k 10 "${SECONDS_LEFT:-0}" $ARIA experiment "experiments/$experiment.json" \
