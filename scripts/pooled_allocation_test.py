@@ -2,6 +2,7 @@
 folders of one cell: e.g. the 3 seeds of a committed cell and more seeds run later in another folder.
 
 Usage: python scripts/pooled_allocation_test.py DIR [DIR ...] [--out CSV] [--teachers] [--against METHOD]
+                                                 [--part ratio|offset|split]
 
 Reads DIR/allocation_split.csv (per policy and seed, the ratio to region-uniform of the same seed),
 refuses a (policy, seed) found in two folders, and prints per policy the test of
@@ -21,6 +22,9 @@ a comparison of two cells would need); --out writes it beside the first as OUT_t
 --against METHOD: each policy against METHOD (e.g. aria beta 2 against aria beta 1) instead of region-uniform:
 its ratio on a seed is divided by METHOD's ratio on the same seed of the same folder (region-uniform cancels),
 the method is named "POLICY / METHOD", and rows without a METHOD run on their seed are left out (counted).
+--part offset|split: test a part of each ratio instead of the whole (allocation_split.csv's fit, per seed): offset,
+the factor every region shares whatever the policy's draws did, or split, ratio / offset, the part that follows the
+draws the policy moved.
 """
 from __future__ import annotations
 
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="one teacher per folder: (folder, seed) pairs are the replicates")
     parser.add_argument("--against", metavar="METHOD", default=None,
                         help="test each policy against METHOD on the same seeds (default: against region-uniform)")
+    parser.add_argument("--part", choices=("ratio", "offset", "split"), default="ratio",
+                        help="what is tested: the whole ratio (default), its shared offset, or ratio / offset")
     args = parser.parse_args(argv)
     splits, settings = [], {}
     for folder in args.folders:
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         config = json.loads((folder / "experiment.json").read_text())
         settings[folder.name] = {k: v for k, v in config.items() if k not in ("seeds", "methods", "parallel")}
     split = pd.concat(splits, ignore_index=True)
+    if args.part != "ratio":  # every test below reads the column `ratio`
+        split["ratio"] = split["offset"] if args.part == "offset" else split["ratio"] / split["offset"]
     # a replicate is a seed, or with --teachers a (teacher's folder, seed) pair: paired_test reads only the ratios
     repeated = split[split.duplicated(["method", "seed"] + (["folder"] if args.teachers else []), keep=False)]
     if not repeated.empty:

@@ -229,3 +229,24 @@ def test_teacher_effect_separates_teachers_from_seeds_exactly():
     assert teacher_effect(equal).iloc[0]["sd_teacher"] == 0.0
     assert teacher_effect(split[split["teacher"] == "t0"]).empty
     assert teacher_effect(split.drop(index=[0, 1, 2])).empty
+
+
+def test_pooled_allocation_test_tests_a_part_of_the_ratio(tmp_path):
+    """--part offset tests allocation_split.csv's shared offsets and --part split the ratios over them, per
+    (teacher, seed): their products are the whole ratios, so the split part's and the offset's pooled logs
+    add up to the ratio's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pooled", REPO / "scripts" / "pooled_allocation_test.py")
+    pooled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pooled)
+    cells = [str(REPO / "experiments" / "results" / f"glyph_easy_tau0_seeds_{name}")
+             for name in ("teacher2000_seed1", "teacher2000_seed3")]
+    pooled_logs = {}
+    for part in ("ratio", "offset", "split"):
+        assert pooled.main(["--teachers", "--part", part, *cells, "--out", str(tmp_path / f"{part}.csv")]) == 0
+        row = pd.read_csv(tmp_path / f"{part}.csv").query("method == 'aria' and unit == 'teacher-seed'").iloc[0]
+        pooled_logs[part] = np.log(row["ratio"])
+    split = pd.concat([pd.read_csv(Path(cell) / "allocation_split.csv") for cell in cells]).query("method == 'aria'")
+    assert pooled_logs["offset"] == pytest.approx(np.log(split["offset"]).mean())
+    assert pooled_logs["split"] + pooled_logs["offset"] == pytest.approx(pooled_logs["ratio"])
