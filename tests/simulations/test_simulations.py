@@ -226,7 +226,7 @@ def test_verdict_ratios_are_the_experiments_own():
         for _, test in paired_test(verdicts.cell_ratios(None, folders, verdicts.CONFIG.reference)).iterrows():
             low, high = verdicts.interval(test)
             assert low < test["ratio"] < high and (not low <= 1 <= high) == test["significant"]
-    assert compared >= 100  # every committed folder with region-uniform and a policy (211 student pairs)
+    assert compared >= 100  # every committed folder with region-uniform and a policy (235 student pairs)
 
 
 def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
