@@ -2,7 +2,7 @@
 folders of one cell: e.g. the 3 seeds of a committed cell and more seeds run later in another folder.
 
 Usage: python scripts/pooled_allocation_test.py DIR [DIR ...] [--out CSV] [--teachers] [--against METHOD]
-                                                 [--part ratio|offset|split]
+                                                 [--part ratio|offset|split] [--compare DIR [DIR ...]]
 
 Reads DIR/allocation_split.csv (per policy and seed, the ratio to region-uniform of the same seed),
 refuses a (policy, seed) found in two folders, and prints per policy the test of
@@ -25,6 +25,10 @@ the method is named "POLICY / METHOD", and rows without a METHOD run on their se
 --part offset|split: test a part of each ratio instead of the whole (allocation_split.csv's fit, per seed): offset,
 the factor every region shares whatever the policy's draws did, or split, ratio / offset, the part that follows the
 draws the policy moved.
+--compare DIR [DIR ...] (with --teachers): a second cell's folders, one teacher each (e.g. the next point of a map):
+whether the two cells' gains differ, by Welch's t-test on the teachers' mean ln ratios
+(aria_train.evaluation.allocation_split.cell_difference; --part and --against apply to both cells); --out writes
+it as OUT_compare.csv.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aria_train.evaluation.allocation_split import paired_test, teacher_effect
+from aria_train.evaluation.allocation_split import cell_difference, paired_test, teacher_effect
 
 
 def flat(config: dict, prefix: str = "") -> dict:
@@ -62,19 +66,11 @@ def against(split: pd.DataFrame, method: str, parser: argparse.ArgumentParser) -
                          method=others["method"] + f" / {method}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", nargs="+", type=Path, help="experiment folders holding allocation_split.csv")
-    parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
-    parser.add_argument("--teachers", action="store_true",
-                        help="one teacher per folder: (folder, seed) pairs are the replicates")
-    parser.add_argument("--against", metavar="METHOD", default=None,
-                        help="test each policy against METHOD on the same seeds (default: against region-uniform)")
-    parser.add_argument("--part", choices=("ratio", "offset", "split"), default="ratio",
-                        help="what is tested: the whole ratio (default), its shared offset, or ratio / offset")
-    args = parser.parse_args(argv)
+def load_cell(folders: list[Path], args: argparse.Namespace, parser: argparse.ArgumentParser) -> pd.DataFrame:
+    """The folders' allocation_split.csv rows, one table with a column ``folder``, as ``args`` asks (a part of
+    the ratio, against a method); notes where the folders' experiment.json differ but for the seeds."""
     splits, settings = [], {}
-    for folder in args.folders:
+    for folder in folders:
         path = folder / "allocation_split.csv"
         if not path.is_file():
             parser.error(f"{path}: no such file (an experiment folder with region-uniform and a policy)")
@@ -96,6 +92,31 @@ def main(argv: list[str] | None = None) -> int:
         differ = sorted(k for k in set(first) | set(config) if first.get(k) != config.get(k))
         if differ:
             print(f"note: {name} differs from {next(iter(settings))} in {', '.join(differ)}")
+    return split
+
+
+def write(table: pd.DataFrame, path: Path | None) -> None:
+    if path is not None:
+        table.to_csv(path, index=False)
+        print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="experiment folders holding allocation_split.csv")
+    parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
+    parser.add_argument("--teachers", action="store_true",
+                        help="one teacher per folder: (folder, seed) pairs are the replicates")
+    parser.add_argument("--against", metavar="METHOD", default=None,
+                        help="test each policy against METHOD on the same seeds (default: against region-uniform)")
+    parser.add_argument("--part", choices=("ratio", "offset", "split"), default="ratio",
+                        help="what is tested: the whole ratio (default), its shared offset, or ratio / offset")
+    parser.add_argument("--compare", nargs="+", type=Path, default=None, metavar="DIR",
+                        help="a second cell's folders, one teacher each (needs --teachers): do the cells' gains differ?")
+    args = parser.parse_args(argv)
+    if args.compare is not None and not args.teachers:
+        parser.error("--compare needs --teachers (the cells are compared over their teachers)")
+    split = load_cell(args.folders, args, parser)
     names = "+".join(f.name for f in args.folders)
     pooled = paired_test(split).assign(folders=names, unit="teacher-seed" if args.teachers else "seed")
     per_folder = [paired_test(part).assign(folders=name, unit="seed")
@@ -108,17 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.concat(rows, ignore_index=True).rename(
         columns={"seeds": "replicates", "seeds_for_2pct": "replicates_for_2pct"})
     print(table.round(4).to_string(index=False))
-    effect = teacher_effect(split, by="folder") if args.teachers else None
-    if effect is not None:
+    write(table, args.out)
+    if args.teachers:
+        effect = teacher_effect(split, by="folder")
         print("\nteacher effect (one-way analysis of variance of ln ratio over the folders):")
         print(effect.round(4).to_string(index=False))
-    if args.out is not None:
-        table.to_csv(args.out, index=False)
-        print(f"wrote {args.out}")
-        if effect is not None:
-            effect_path = args.out.with_name(f"{args.out.stem}_teacher_effect.csv")
-            effect.to_csv(effect_path, index=False)
-            print(f"wrote {effect_path}")
+        write(effect, args.out and args.out.with_name(f"{args.out.stem}_teacher_effect.csv"))
+    if args.compare is not None:
+        second = load_cell(args.compare, args, parser)
+        difference = cell_difference(split, second, by="folder")
+        print(f"\nthe second cell ({'+'.join(f.name for f in args.compare)}) against the first, "
+              "over the teachers' means (Welch's t-test):")
+        print(difference.round(4).to_string(index=False))
+        write(difference, args.out and args.out.with_name(f"{args.out.stem}_compare.csv"))
     return 0
 
 

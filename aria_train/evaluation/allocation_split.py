@@ -147,3 +147,42 @@ def teacher_effect(split: "pd.DataFrame", by: str = "teacher") -> "pd.DataFrame"
                      "sd_teacher_mean": float(np.sqrt(per_teacher)),
                      "teachers_for_5pct": int(np.ceil(2 * per_teacher * z ** 2 / np.log(1.05) ** 2))})
     return pd.DataFrame(rows)
+
+
+def cell_difference(first: "pd.DataFrame", second: "pd.DataFrame", by: str = "teacher") -> "pd.DataFrame":
+    """Per method in both ``allocation_split`` tables (two cells, e.g. two points of a map; rows carry a
+    ``by`` column, one value per teacher): do the cells' gains differ? Each teacher's mean ln(ratio) over
+    its seeds is one replicate (a teacher's own effect is noise, as in the teacher-means test), and the two
+    cells' teachers are compared by Welch's t-test (unequal variances: one cell's few teachers may agree by
+    chance): ``teachers_first`` / ``teachers_second``, ``ratio_first`` / ``ratio_second`` (geometric means
+    over teachers), ``second_over_first`` their quotient, ``t`` = (mean_2 - mean_1) / sqrt(v_1 / n_1 + v_2 / n_2),
+    ``df`` Welch-Satterthwaite's, ``critical`` the two-sided 5% value of Student's t at ``df``, ``p`` and
+    ``significant``. Methods with fewer than 2 teachers in a cell are left out."""
+    import pandas as pd
+    from scipy import stats
+
+    def teacher_means(split: "pd.DataFrame") -> "pd.Series":
+        return split.assign(log=np.log(split["ratio"].to_numpy(float))).groupby(["method", by], sort=False)["log"].mean()
+
+    means_first, means_second = teacher_means(first), teacher_means(second)
+    rows = []
+    for method in dict.fromkeys(first["method"]):
+        if method not in set(second["method"]):
+            continue
+        a = means_first.loc[method].to_numpy()
+        b = means_second.loc[method].to_numpy()
+        if len(a) < 2 or len(b) < 2:
+            continue
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        diff = b.mean() - a.mean()
+        if va + vb > 0:
+            t = float(diff / np.sqrt(va + vb))
+            df = float((va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)))
+        else:  # no spread in either cell: any difference is certain
+            t, df = float("inf") * np.sign(diff), float(len(a) + len(b) - 2)
+        critical = float(stats.t.ppf(0.975, df))
+        rows.append({"method": method, "teachers_first": len(a), "teachers_second": len(b),
+                     "ratio_first": float(np.exp(a.mean())), "ratio_second": float(np.exp(b.mean())),
+                     "second_over_first": float(np.exp(diff)), "t": t, "df": df, "critical": critical,
+                     "p": float(2 * stats.t.sf(abs(t), df)), "significant": bool(abs(t) > critical)})
+    return pd.DataFrame(rows)

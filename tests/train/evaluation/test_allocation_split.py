@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aria_train.evaluation.allocation_split import allocation_split, split_fit, teacher_effect
+from aria_train.evaluation.allocation_split import allocation_split, cell_difference, split_fit, teacher_effect
 from aria_train.experiment.config import ExperimentConfig
 from aria_train.experiment.runner import write_allocation_split
 from simulations.headroom import headroom
@@ -250,3 +250,68 @@ def test_pooled_allocation_test_tests_a_part_of_the_ratio(tmp_path):
     split = pd.concat([pd.read_csv(Path(cell) / "allocation_split.csv") for cell in cells]).query("method == 'aria'")
     assert pooled_logs["offset"] == pytest.approx(np.log(split["offset"]).mean())
     assert pooled_logs["split"] + pooled_logs["offset"] == pytest.approx(pooled_logs["ratio"])
+
+
+def test_cell_difference_is_welchs_test_on_the_teachers_means():
+    """Two cells (3 and 2 teachers, unequal seeds): each teacher's mean ln ratio is one replicate, and the
+    comparison is scipy's Welch t-test on them (statistic, df, p); a method in one cell only, or with one
+    teacher in a cell, is left out; cells whose teachers agree exactly differ with certainty."""
+    from scipy import stats
+
+    def cell(effects: dict[str, float], teachers: int, seeds: int) -> pd.DataFrame:
+        noise = np.linspace(-0.02, 0.02, seeds)  # teacher i's effect: e + 0.01 i
+        return pd.DataFrame([{"method": method, "teacher": f"t{i}", "seed": s, "ratio": np.exp(e + 0.01 * i + noise[s])}
+                             for method, e in effects.items() for i in range(teachers) for s in range(seeds)])
+
+    first = cell({"aria": -0.06, "aria-b2": -0.09, "progress": 0.01}, teachers=3, seeds=4).drop(index=[1])
+    second = cell({"aria": -0.03, "aria-b2": -0.01}, teachers=2, seeds=5)  # no progress runs
+    second.loc[second["teacher"] == "t1", "ratio"] *= 1.03  # the two cells' spreads differ
+    table = cell_difference(first, second).set_index("method")
+    assert list(table.index) == ["aria", "aria-b2"]
+    for method in table.index:
+        a = [np.log(g["ratio"]).mean() for _, g in first[first["method"] == method].groupby("teacher")]
+        b = [np.log(g["ratio"]).mean() for _, g in second[second["method"] == method].groupby("teacher")]
+        welch = stats.ttest_ind(b, a, equal_var=False)
+        row = table.loc[method]
+        assert (row["teachers_first"], row["teachers_second"]) == (3, 2)
+        assert row["t"] == pytest.approx(welch.statistic, rel=1e-12)
+        assert row["df"] == pytest.approx(welch.df, rel=1e-12)
+        assert row["p"] == pytest.approx(welch.pvalue, rel=1e-10)
+        assert row["second_over_first"] == pytest.approx(np.exp(np.mean(b) - np.mean(a)), rel=1e-12)
+        assert row["significant"] == (welch.pvalue < 0.05)
+    one_aria_teacher = second[(second["method"] != "aria") | (second["teacher"] == "t0")]
+    assert cell_difference(first, one_aria_teacher)["method"].tolist() == ["aria-b2"]
+    same = pd.DataFrame({"method": "aria", "teacher": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+                         "ratio": np.exp([-0.05, 0.05, -0.05, 0.05])})
+    certain = cell_difference(same, same.assign(ratio=same["ratio"] * 1.02)).iloc[0]
+    assert certain["t"] == np.inf and certain["significant"] and certain["p"] == 0.0
+
+
+def test_pooled_allocation_test_compares_two_cells(tmp_path, capsys):
+    """--compare: the six-easy-regions cell's five gate-passing teachers against the two teachers of its twin
+    with 8 easy cells (docs/test_bed.md: 0.935 and 0.969, Welch t = 2.10, p = 0.10): the table is cell_difference
+    of the two cells' allocation_split.csv with folders as teachers; without --teachers it is refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pooled", REPO / "scripts" / "pooled_allocation_test.py")
+    pooled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pooled)
+    results = REPO / "experiments" / "results"
+    first = [results / f"glyph_easy_tau0_seeds_{name}" for name in
+             ("teacher2000", "cpu_teacher", "teacher2000_seed1", "teacher2000_seed2", "teacher2000_seed3")]
+    second = [results / f"glyph_easy_c8_tau0_seeds_teacher2000_seed{seed}" for seed in (0, 1)]
+    out = tmp_path / "cells.csv"
+    assert pooled.main(["--teachers", *map(str, first), "--compare", *map(str, second), "--out", str(out)]) == 0
+    table = pd.read_csv(tmp_path / "cells_compare.csv").set_index("method")
+
+    def cell(folders: list[Path]) -> pd.DataFrame:
+        return pd.concat([pd.read_csv(f / "allocation_split.csv").assign(folder=f.name) for f in folders])
+
+    expected = cell_difference(cell(first), cell(second), by="folder").set_index("method")
+    pd.testing.assert_frame_equal(table, expected, check_dtype=False)
+    assert table.loc["aria", "teachers_first"] == 5 and table.loc["aria", "teachers_second"] == 2
+    assert table.loc["aria", "ratio_second"] == pytest.approx(0.9693, abs=5e-5)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        pooled.main([str(first[0]), "--compare", str(second[0])])
+    assert "--compare needs --teachers" in capsys.readouterr().err
