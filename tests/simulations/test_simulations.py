@@ -187,6 +187,7 @@ FIGURE_CONFIGS = {
     "fig_testbed_regions": lambda m: m.CONFIG,
     "fig_testbed_map48": lambda m: m.CONFIG,
     "fig_testbed_verdicts": lambda m: m.CONFIG,
+    "fig_gap_map": lambda m: m.CONFIG,
 }
 
 
@@ -227,6 +228,31 @@ def test_verdict_ratios_are_the_experiments_own():
             low, high = verdicts.interval(test)
             assert low < test["ratio"] < high and (not low <= 1 <= high) == test["significant"]
     assert compared >= 100  # every committed folder with region-uniform and a policy (235 student pairs)
+
+
+def test_gap_map_reads_each_teachers_gap_and_verdict():
+    """fig_gap_map's x is the region-uniform students' discrepancy on the easy regions over the hard ones'
+    (docs/test_bed.md: 0.50 for the six-easy cell's teacher seed 3, 12.4 against 24.9 x 1e-3; the easy
+    regions of these worlds are 1, 2, 3, 5, 10 and 11, every second in rarity order), and a cell's large
+    marker is the teacher-means test of scripts/pooled_allocation_test.py (0.935 over five teachers)."""
+    import pandas as pd
+
+    from paper_figures import fig_gap_map as gap_map
+    from paper_figures.common import experiment_dir
+
+    folder = experiment_dir(None, "glyph_easy_tau0_seeds_teacher2000_seed3")
+    rows = pd.read_csv(folder / "eval" / "discrepancy.csv")
+    rows = rows[(rows["t"] == "pt") & rows["model"].str.startswith("region-uniform-")]
+    easy = rows["region"].isin([1, 2, 3, 5, 10, 11])
+    by_hand = rows.loc[easy, "discrepancy"].mean() / rows.loc[~easy, "discrepancy"].mean()
+    assert gap_map.difficulty_gap(folder) == pytest.approx(by_hand, rel=1e-12)
+    assert gap_map.difficulty_gap(folder) == pytest.approx(12.4 / 24.9, abs=0.005)
+    label, _, _, folders = gap_map.CONFIG.cells[0]
+    points = gap_map.teacher_points(None, folders)
+    beta1 = points[points["method"] == "aria"]
+    assert beta1["passes"].sum() == 5 and (~beta1["passes"]).sum() == 2
+    _, ratio, low, high = gap_map.cell_point(beta1)
+    assert ratio == pytest.approx(0.9348, abs=5e-5) and low < ratio < high < 1
 
 
 def test_figures_read_simulation_csvs(tmp_path, monkeypatch):

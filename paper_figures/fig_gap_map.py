@@ -1,0 +1,143 @@
+"""Does ARIA's gain over balancing grow with the difficulty gap? Teacher by teacher, on the easy-regions worlds.
+
+The worlds with six easy regions of twelve (tau = 0): an easy region's glyph is one world-wide template
+except on ``easy_cells`` cells of its own, 4 of 16 (glyph_small_easy.json) or 8 (glyph_small_easy_c8.json,
+a smaller gap). x = how far a teacher's easy regions are from the hard ones for a student that draws every
+region equally: the easy regions' mean p(t)-weighted discrepancy over the hard regions' mean, for the
+region-uniform students (mean over seeds; 1 = no gap). y = a policy's p(t)-weighted discrepancy on all
+regions over region-uniform's on the same seed: small markers, one teacher's geometric mean over its seeds
+with the 95% t-interval over those seeds (hollow grey: teachers that miss the gate in a region, left out of
+the cells' tests); large markers, a cell's geometric mean over its gate-passing teachers at their mean x,
+with the 95% t-interval over the teachers' means (one replicate per teacher, so a teacher's own effect is
+noise; with two teachers the interval is wide and runs off the axes). The 12-region tau = 0 world without easy regions (one
+teacher, its seeds merged as in fig_testbed_verdicts) is drawn at x = 1. Data: the committed
+experiments/results/<folder>/ (eval/summary.csv, eval/discrepancy.csv, world.json), or the same under --data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from scipy import stats
+
+from aria_train.evaluation.allocation_split import paired_test
+from aria_train.worlds.glyph.codes import easy_layout
+from aria_train.worlds.kinds import load_world_config
+from paper_figures.common import experiment_dir, plt, save
+from paper_figures.fig_testbed_verdicts import METHODS, cell_ratios, interval
+
+REFERENCE = "region-uniform"
+
+
+@dataclass(frozen=True)
+class Config:
+    # (cell label, colour, marker, ((experiment folder, passes the gate), ...)): one folder per teacher and
+    # student set (a teacher whose students ran in two folders gives two entries)
+    cells: tuple[tuple[str, str, str, tuple[tuple[str, bool], ...]], ...] = (
+        ("easy regions own 4 cells of 16", "#c44e52", "o", (
+            ("glyph_easy_tau0_seeds_teacher2000", True), ("glyph_easy_tau0_seeds_cpu_teacher", True),
+            ("glyph_easy_tau0_seeds_teacher2000_seed1", True), ("glyph_easy_tau0_seeds_teacher2000_seed2", True),
+            ("glyph_easy_tau0_seeds_teacher2000_seed2_cpu_b2", True), ("glyph_easy_tau0_seeds_teacher2000_seed3", True),
+            ("glyph_easy_tau0_seeds_teacher1000", False), ("glyph_easy_tau0_seeds_teacher2000_seed4", False))),
+        ("easy regions own 8 cells of 16", "#4c72b0", "s", (
+            ("glyph_easy_c8_tau0_seeds_teacher2000_seed0", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed1", True))),
+    )
+    # the world without easy regions, drawn at x = 1 (its folders merged, one teacher)
+    no_gap: tuple[str, ...] = ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0",
+                               "glyph_progress_tau0_seeds", "glyph_aria_tau0_seeds", "glyph_tau0_seeds_7_10")
+    methods: tuple[str, ...] = ("aria", "aria-b2")
+
+
+CONFIG = Config()
+
+
+def difficulty_gap(folder: Path) -> float:
+    """The easy regions' mean p(t)-weighted discrepancy over the other regions' mean, for the region-uniform
+    students of an experiment folder on a world with easy regions (eval/discrepancy.csv; mean over seeds)."""
+    config = load_world_config(folder / "world.json")
+    easy = easy_layout(config)[0]
+    rows = pd.read_csv(folder / "eval" / "discrepancy.csv")
+    rows = rows[(rows["t"] == "pt") & rows["model"].str.startswith(f"{REFERENCE}-seed")]
+    if rows.empty:
+        raise FileNotFoundError(f"{folder}: no {REFERENCE} students in eval/discrepancy.csv")
+    by_kind = rows.groupby(rows["region"].isin(easy))["discrepancy"].mean()
+    return float(by_kind[True] / by_kind[False])
+
+
+def teacher_points(data_dir: str | Path | None, folders: tuple[tuple[str, bool], ...]) -> pd.DataFrame:
+    """Per (folder, method): x (difficulty_gap), the paired test over its seeds (ratio, interval) and the gate."""
+    rows = []
+    for name, passes in folders:
+        folder = experiment_dir(data_dir, name)
+        if not (folder / "eval" / "discrepancy.csv").is_file():
+            continue
+        gap = difficulty_gap(folder)
+        tests = paired_test(cell_ratios(data_dir, (name,), REFERENCE))
+        for _, test in tests.iterrows():
+            low, high = interval(test)
+            rows.append({"folder": name, "method": test["method"], "gap": gap, "ratio": test["ratio"],
+                         "low": low, "high": high, "passes": passes})
+    return pd.DataFrame(rows)
+
+
+def cell_point(points: pd.DataFrame) -> tuple[float, float, float, float] | None:
+    """(mean x, geometric mean ratio, 95% interval) over the gate-passing teachers of one cell and method."""
+    kept = points[points["passes"]]
+    if len(kept) < 2:
+        return None
+    logs = np.log(kept["ratio"].to_numpy())
+    half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+    return float(kept["gap"].mean()), float(np.exp(logs.mean())), float(np.exp(logs.mean() - half)), \
+        float(np.exp(logs.mean() + half))
+
+
+def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
+    cells = [(label, colour, marker, teacher_points(data_dir, folders))
+             for label, colour, marker, folders in CONFIG.cells]
+    cells = [cell for cell in cells if not cell[3].empty]
+    if not cells:
+        raise FileNotFoundError("no easy-regions experiment under experiments/results (or --data)")
+    no_gap = paired_test(cell_ratios(data_dir, CONFIG.no_gap, REFERENCE)).set_index("method")
+    fig, axes = plt.subplots(1, len(CONFIG.methods), figsize=(5.2 * len(CONFIG.methods), 4.6), sharey=True,
+                             squeeze=False)
+    for ax, method in zip(axes[0], CONFIG.methods):
+        for label, colour, marker, points in cells:
+            points = points[points["method"] == method]
+            for _, p in points.iterrows():
+                face, edge = (colour, colour) if p["passes"] else ("white", "grey")
+                ax.plot([p["gap"], p["gap"]], [p["low"], p["high"]], color=edge, lw=0.8, alpha=0.6)
+                ax.scatter([p["gap"]], [p["ratio"]], s=22, marker=marker, facecolors=face, edgecolors=edge,
+                           alpha=0.8, zorder=3)
+            summary = cell_point(points)
+            if summary is not None:
+                x, ratio, low, high = summary
+                ax.plot([x, x], [low, high], color=colour, lw=2.4, alpha=0.5)
+                ax.scatter([x], [ratio], s=110, marker=marker, color=colour, edgecolors="black", linewidths=0.8,
+                           zorder=4)
+        if method in no_gap.index:
+            test = no_gap.loc[method]
+            low, high = interval(test)
+            ax.plot([1, 1], [low, high], color="black", lw=2.4, alpha=0.4)
+            ax.scatter([1], [test["ratio"]], s=80, marker="X", color="black", zorder=4)
+        ax.axhline(1, color="black", lw=0.8)
+        ax.set_yscale("log")
+        ticks = [0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1]
+        ax.set_yticks(ticks, [f"{t:.2f}" for t in ticks])
+        ax.set_yticks([], minor=True)
+        ax.set_ylim(0.78, 1.12)  # a cell of two teachers has a wide interval: its bar runs off the axes
+        ax.set_xlim(0.25, 1.08)
+        ax.set_xlabel("easy regions' discrepancy over the hard ones' at equal draws\n(region-uniform students; 1: no gap)")
+        ax.set_title(f"{METHODS[method][0]} over region-uniform")
+    axes[0][0].set_ylabel("p(t)-weighted discrepancy, all regions,\nover region-uniform's on the same seed (< 1: better)")
+    handles = [Line2D([], [], color=colour, marker=marker, lw=0, markersize=8, label=label)
+               for label, colour, marker, _ in cells]
+    handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", lw=0, label="teacher missing the gate"),
+                Line2D([], [], color="black", marker="X", lw=0, markersize=8, label="no easy regions (one teacher)")]
+    fig.suptitle("Gain over balancing against the difficulty gap: small markers one teacher (6 seeds, 95% interval), "
+                 "large ones a cell over its teachers", y=0.99, fontsize=10)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.94), ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    return save(fig, out_dir, "fig_gap_map")
