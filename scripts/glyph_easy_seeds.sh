@@ -17,13 +17,20 @@
 #                       WORLD=NAME (default small_easy) trains the teacher of aria_train/assets/worlds/glyph_NAME.json
 #                       instead, into runs/glyph_teachers_easy/NAME/ and OUT/glyph_teachers_NAME.tgz: e.g.
 #                       small_easy_c8, the same world with a smaller difficulty gap (easy regions own 8 cells, not 4;
-#                       its students: EXPERIMENT=glyph_easy_c8_tau0_seeds_b2)
+#                       its students: EXPERIMENT=glyph_easy_c8_tau0_seeds_b2). On an H100 the stage takes ~320 s
+#                       with 2000 steps (world, teacher, cache, gate): a call with less left returns nothing
 #   scripts/glyph_easy_seeds.sh students OUT   the students (experiments/glyph_easy_tau0_seeds.json) and their
 #                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz;
 #                       EXPERIMENT=glyph_easy_tau0_seeds_b2 runs that experiment (ARIA beta 2 as well) into
 #                       runs/glyph_easy_tau0_seeds_b2/ and OUT/glyph_easy_tau0_seeds_b2.tgz instead. PARALLEL=N
 #                       processes (default 2: a 2-core CPU, ~9 min per pair of runs, PYTHON=.venv/bin/python);
-#                       SECONDS_LEFT=S (default: no limit) stops it in time, and the stage run again resumes it
+#                       SECONDS_LEFT=S (default: no limit) stops it in time, and the stage run again resumes it.
+#                       GROUP=G (default 1) trains up to G students together in each process (`aria experiment
+#                       --group`: one teacher forward and one vmapped student step for all; results equal separate
+#                       runs' up to rounding). On an H100 one student per process, PARALLEL=6, took ~360 s for 18
+#                       (2026-12-07); bench/small_world measured ~3x the throughput at --parallel 4 --group 8
+#                       (docs/benchmarks.md), so e.g. PARALLEL=3 GROUP=6 should take ~2 min here (not yet measured).
+#                       A stage stopped by SECONDS_LEFT resumes its groups as groups.
 set -uo pipefail
 stage=${1:?stage: teacher or students}
 OUT=${2:?OUT_DIR}
@@ -41,7 +48,7 @@ case $stage in
   students)
     experiment=${EXPERIMENT:-glyph_easy_tau0_seeds}
     timeout -k 10 "${SECONDS_LEFT:-0}" $ARIA experiment "experiments/$experiment.json" \
-      --out "runs/$experiment" --parallel "${PARALLEL:-2}" --no-progress
+      --out "runs/$experiment" --parallel "${PARALLEL:-2}" --group "${GROUP:-1}" --no-progress
     code=$?
     echo "experiment exit $code at $SECONDS s"
     # a stopped experiment's workers (they resume from their checkpoints when the stage runs again)
