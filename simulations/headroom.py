@@ -2,6 +2,7 @@
 
 The trainer's per-region response to draws, read from an experiment (``measured.region_draws``):
 per student and region, the p(t)-weighted discrepancy over RC's on the same seed and region
+(region-uniform's in experiments without RC: ``cell_headroom``)
 against the region's switched draws over RC's (the draws a sampler moves; a region's paired
 samples keep their captions whatever the policy, so their effect is part of the region's
 constant). Over the students that move draws, log(discrepancy ratio) is close to linear in
@@ -48,11 +49,12 @@ CELLS = (("glyph_zipf_s0",), ("glyph_demo_gpu", "glyph_progress_tau0"), ("glyph_
          ("glyph_small_map_tau05", "glyph_progress_tau05"), ("glyph_small_map_tau1",), ("glyph_easy_tau0",))
 
 
-def fit_alpha(rows) -> tuple[float, float]:
-    """(alpha, correlation) of ``region_draws`` rows: the power law's exponent from the students
-    that move draws -- minus the least-squares slope of ln(ratio) on log2(switched_ratio), over ln 2
-    -- and the correlation of the two."""
-    rows = rows[rows["method"].isin(POLICIES) & (rows["switched_ratio"] > 0)]
+def fit_alpha(rows, reference: str = "rc") -> tuple[float, float]:
+    """(alpha, correlation) of ``region_draws`` rows (ratios to ``reference``'s students): the power law's
+    exponent from the students that move draws -- minus the least-squares slope of ln(ratio) on
+    log2(switched_ratio), over ln 2 -- and the correlation of the two. The reference's own rows (ratio 1 at
+    draw ratio 1 by construction) are left out."""
+    rows = rows[rows["method"].isin(POLICIES) & (rows["method"] != reference) & (rows["switched_ratio"] > 0)]
     x, y = np.log2(rows["switched_ratio"].to_numpy(float)), np.log(rows["ratio"].to_numpy(float))
     return float(-np.polyfit(x, y, 1)[0] / np.log(2)), float(np.corrcoef(x, y)[0, 1])
 
@@ -64,14 +66,15 @@ def best_allocation(c: np.ndarray, total: float, alpha: float) -> np.ndarray:
     return total * weights / weights.sum()
 
 
-def headroom(rows, experiment: str):
-    """Per seed of one cell (``region_draws`` rows of the experiment named ``experiment``): alpha,
-    the fit's correlation, the best allocation's mean over region-uniform's, and per method the
-    model's prediction from its own draws and the measured mean, both over region-uniform's (rc
-    included: the effect of balancing), and for each policy its ``split_fit``. DataFrame."""
+def headroom(rows, experiment: str, reference: str = "rc"):
+    """Per seed of one cell (``region_draws`` rows of the experiment named ``experiment``, as ratios to
+    ``reference``'s students): alpha, the fit's correlation, the best allocation's mean over region-uniform's,
+    and per method the model's prediction from its own draws and the measured mean, both over
+    region-uniform's (rc included where it ran: the effect of balancing), and for each policy its
+    ``split_fit``; the column ``reference`` names the students alpha was fitted against. DataFrame."""
     import pandas as pd
 
-    alpha, corr = fit_alpha(rows)
+    alpha, corr = fit_alpha(rows, reference)
     table = []
     for seed, seed_rows in rows.groupby("seed"):
         uniform = seed_rows[seed_rows["method"] == "region-uniform"].sort_values("region")
@@ -79,7 +82,7 @@ def headroom(rows, experiment: str):
         c = uniform["discrepancy"].to_numpy() * draws ** alpha
         mean = uniform["discrepancy"].mean()
         best = best_allocation(c, draws.sum(), alpha)
-        row = {"experiment": experiment, "seed": int(seed), "alpha": alpha, "fit_correlation": corr,
+        row = {"experiment": experiment, "seed": int(seed), "reference": reference, "alpha": alpha, "fit_correlation": corr,
                "best_over_uniform": float(np.mean(c * best ** -alpha) / mean)}
         for method in ("rc", *POLICIES[1:]):
             own = seed_rows[seed_rows["method"] == method].sort_values("region")
@@ -91,6 +94,15 @@ def headroom(rows, experiment: str):
                         own["switched"].to_numpy(), own["discrepancy"].to_numpy(), draws, uniform["discrepancy"].to_numpy())
         table.append(row)
     return pd.DataFrame(table)
+
+
+def cell_headroom(folders: list[Path]):
+    """``headroom`` of one cell's folders, its alpha fitted against rc's students where the cell ran rc
+    (the committed 12-region cells), else against region-uniform's (experiments of region-uniform and
+    policies only, e.g. the six-easy-regions cell's teachers)."""
+    methods = {run.name.rsplit("-seed", 1)[0] for folder in folders for run in (Path(folder) / "runs").iterdir()}
+    reference = "rc" if "rc" in methods else "region-uniform"
+    return headroom(region_draws(folders, reference), Path(folders[0]).name, reference)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,15 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(__file__).resolve().parents[1] / "experiments" / "results"
     cells = [args.folders] if args.folders else [[root / name for name in cell] for cell in CELLS]
     for cell in cells:
-        missing = [str(f) for f in cell if not (f / "eval" / "discrepancy.csv").is_file()]
+        missing = [str(f) for f in cell if not (f / "eval" / "discrepancy.csv").is_file() or not (f / "runs").is_dir()]
         if missing:
             parser.error(f"not an evaluated experiment folder: {', '.join(missing)}")
+        if not any(run.name.startswith("region-uniform-seed") for f in cell for run in (f / "runs").iterdir()):
+            parser.error(f"{cell[0]}: no region-uniform students (the headroom is over region-uniform's draws)")
     if args.out is not None:
         try:
             writable_folder(args.out.parent)
         except ValueError as err:
             parser.error(str(err))
-    table = pd.concat([headroom(region_draws(cell), Path(cell[0]).name) for cell in cells], ignore_index=True)
+    table = pd.concat([cell_headroom(cell) for cell in cells], ignore_index=True)
     print(table.round(3).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out, index=False)

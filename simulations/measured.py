@@ -110,15 +110,15 @@ def region_groups(folder: Path) -> dict[int, str]:
     return dict(zip(table["region"].astype(int), table["group"]))
 
 
-def region_draws(folders: list[str | Path]):
+def region_draws(folders: list[str | Path], reference: str = "rc"):
     """Per student and region of an experiment: the run's switched draws of the region's prompts
     (the samples whose caption a sampler replaced by a prompt of the region: the only draws an
     allocation policy moves; metrics.jsonl ``switched_region_counts``, summed over records), its
-    p(t)-weighted discrepancy, and both over the rc student's on the same seed and region
-    (switched_ratio, ratio). ``folders``: the experiment, then any later ones run beside it on the
-    same world, whose students replace those of the same name and use the first folder's rc.
-    DataFrame with columns model, method, seed, region, group, switched, discrepancy,
-    switched_ratio, ratio."""
+    p(t)-weighted discrepancy, and both over the ``reference`` student's (rc, or region-uniform in
+    experiments without rc) on the same seed and region (switched_ratio, ratio). ``folders``: the
+    experiment, then any later ones run beside it on the same world, whose students replace those of the
+    same name and use the first folder's reference. DataFrame with columns model, method, seed, region,
+    group, switched, discrepancy, switched_ratio, ratio."""
     import pandas as pd
 
     tables = []
@@ -132,9 +132,9 @@ def region_draws(folders: list[str | Path]):
         table["switched"] = [draws.get((m, int(r)), np.nan) for m, r in zip(table["model"], table["region"])]
         table = table.dropna(subset=["switched"])
         tables = [t[~t["model"].isin(set(table["model"]))] for t in tables] + [table]
-    rows = seed_ratios(pd.concat(tables, ignore_index=True), "value", keys=("region",))
-    rc_draws = rows[rows["method"] == "rc"].set_index(["seed", "region"])["switched"]
-    rows["switched_ratio"] = rows["switched"] / rc_draws.loc[list(zip(rows["seed"], rows["region"]))].to_numpy()
+    rows = seed_ratios(pd.concat(tables, ignore_index=True), "value", keys=("region",), reference=reference)
+    reference_draws = rows[rows["method"] == reference].set_index(["seed", "region"])["switched"]
+    rows["switched_ratio"] = rows["switched"] / reference_draws.loc[list(zip(rows["seed"], rows["region"]))].to_numpy()
     rows = rows.rename(columns={"value": "discrepancy"})
     return rows[["model", "method", "seed", "region", "group", "switched", "discrepancy", "switched_ratio", "ratio"]]
 

@@ -74,3 +74,35 @@ def test_the_48_region_tau_05_loss_is_an_offset_not_a_response_to_the_split():
     table = headroom(region_draws([RESULTS / "glyph_map_tau05"]), "glyph_map_tau05")
     assert (table["aria_measured"] > 1).all() and (table["aria_split_slope"].abs() < 0.05).all()
     assert (abs(table["aria_offset"] - table["aria_measured"]) < 0.01).all()
+
+
+def test_headroom_without_rc_is_fitted_against_region_uniform(tmp_path, capsys):
+    """An experiment of region-uniform and policies only (the 8-easy-cells world's teacher seed 1): the law is
+    fitted against region-uniform's students, whose own rows are left out of the fit; the measured ratios and
+    offsets are the experiment's own allocation_split.csv; without region-uniform students the CLI says so in
+    one line."""
+    import shutil
+
+    import pandas as pd
+
+    from simulations.headroom import cell_headroom, fit_alpha
+
+    folder = RESULTS / "glyph_easy_c8_tau0_seeds_teacher2000_seed1"
+    table = cell_headroom([folder]).set_index("seed")
+    assert (table["reference"] == "region-uniform").all() and (table["alpha"] > 0).all()
+    rows = region_draws([folder], reference="region-uniform")
+    uniform = rows[rows["method"] == "region-uniform"]
+    assert (uniform["ratio"] == 1).all() and (uniform["switched_ratio"] == 1).all()
+    moved = rows[rows["method"] != "region-uniform"]
+    x, y = np.log2(moved["switched_ratio"].to_numpy(float)), np.log(moved["ratio"].to_numpy(float))
+    assert table["alpha"].iloc[0] == pytest.approx(-np.polyfit(x, y, 1)[0] / np.log(2), rel=1e-12)
+    assert fit_alpha(rows, "region-uniform")[0] != pytest.approx(fit_alpha(rows, "rc")[0])  # the origin points matter
+    split = pd.read_csv(folder / "allocation_split.csv").pivot(index="seed", columns="method")
+    for method in ("aria", "aria-b2"):
+        assert table[f"{method}_measured"].to_numpy() == pytest.approx(split["ratio"][method].to_numpy(), rel=1e-9)
+        assert table[f"{method}_offset"].to_numpy() == pytest.approx(split["offset"][method].to_numpy(), rel=1e-9)
+    policies_only = tmp_path / "policies_only"
+    shutil.copytree(folder, policies_only, ignore=shutil.ignore_patterns("region-uniform-seed*"))
+    with pytest.raises(SystemExit) as done:
+        main([str(policies_only)])
+    assert done.value.code == 2 and "no region-uniform students" in capsys.readouterr().err
