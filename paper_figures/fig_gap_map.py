@@ -9,7 +9,9 @@ regions over region-uniform's on the same seed: small markers, one teacher's geo
 with the 95% t-interval over those seeds (hollow grey: teachers that miss the gate in a region, left out of
 the cells' tests); large markers, a cell's geometric mean over its gate-passing teachers at their mean x,
 with the 95% t-interval over the teachers' means (one replicate per teacher, so a teacher's own effect is
-noise; with two teachers the interval is wide and runs off the axes). The 12-region tau = 0 world without easy regions (one
+noise; with two teachers the interval is wide and runs off the axes). Black dashes: a teacher's headroom, the
+best split of the draws under the power law fitted to its own students (simulations.headroom: the gain that
+draws alone could explain, by that model). The 12-region tau = 0 world without easy regions (one
 teacher, its seeds merged as in fig_testbed_verdicts) is drawn at x = 1. Data: the committed
 experiments/results/<folder>/ (eval/summary.csv, eval/discrepancy.csv, world.json), or the same under --data.
 """
@@ -28,6 +30,7 @@ from aria_train.worlds.glyph.codes import easy_layout
 from aria_train.worlds.kinds import load_world_config
 from paper_figures.common import experiment_dir, plt, save
 from paper_figures.fig_testbed_verdicts import METHODS, cell_ratios, interval
+from simulations.headroom import cell_headroom
 
 REFERENCE = "region-uniform"
 
@@ -68,18 +71,21 @@ def difficulty_gap(folder: Path) -> float:
 
 
 def teacher_points(data_dir: str | Path | None, folders: tuple[tuple[str, bool], ...]) -> pd.DataFrame:
-    """Per (folder, method): x (difficulty_gap), the paired test over its seeds (ratio, interval) and the gate."""
+    """Per (folder, method): x (difficulty_gap), the paired test over its seeds (ratio, interval), the gate,
+    and the headroom: the best split of the draws under the power law fitted to the folder's students
+    (simulations.headroom, geometric mean of best_over_uniform over seeds)."""
     rows = []
     for name, passes in folders:
         folder = experiment_dir(data_dir, name)
         if not (folder / "eval" / "discrepancy.csv").is_file():
             continue
         gap = difficulty_gap(folder)
+        best = float(np.exp(np.log(cell_headroom([folder])["best_over_uniform"]).mean()))
         tests = paired_test(cell_ratios(data_dir, (name,), REFERENCE))
         for _, test in tests.iterrows():
             low, high = interval(test)
             rows.append({"folder": name, "method": test["method"], "gap": gap, "ratio": test["ratio"],
-                         "low": low, "high": high, "passes": passes})
+                         "low": low, "high": high, "passes": passes, "headroom": best})
     return pd.DataFrame(rows)
 
 
@@ -111,6 +117,7 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
                 ax.plot([p["gap"], p["gap"]], [p["low"], p["high"]], color=edge, lw=0.8, alpha=0.6)
                 ax.scatter([p["gap"]], [p["ratio"]], s=22, marker=marker, facecolors=face, edgecolors=edge,
                            alpha=0.8, zorder=3)
+                ax.scatter([p["gap"]], [p["headroom"]], s=60, marker="_", color="black", linewidths=1.2, zorder=3)
             summary = cell_point(points)
             if summary is not None:
                 x, ratio, low, high = summary
@@ -135,9 +142,11 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     handles = [Line2D([], [], color=colour, marker=marker, lw=0, markersize=8, label=label)
                for label, colour, marker, _ in cells]
     handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", lw=0, label="teacher missing the gate"),
-                Line2D([], [], color="black", marker="X", lw=0, markersize=8, label="no easy regions (one teacher)")]
+                Line2D([], [], color="black", marker="X", lw=0, markersize=8, label="no easy regions (one teacher)"),
+                Line2D([], [], color="black", marker="_", lw=0, markersize=9, markeredgewidth=1.2,
+                       label="best split under the fitted power law")]
     fig.suptitle("Gain over balancing against the difficulty gap: small markers one teacher (6 seeds, 95% interval), "
                  "large ones a cell over its teachers", y=0.99, fontsize=10)
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.94), ncol=len(handles), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.94), ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.84))
     return save(fig, out_dir, "fig_gap_map")
