@@ -116,7 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.compare is not None and not args.teachers:
         parser.error("--compare needs --teachers (the cells are compared over their teachers)")
+    if args.out is not None and not args.out.parent.is_dir():
+        parser.error(f"--out {args.out}: no folder {args.out.parent}")
     split = load_cell(args.folders, args, parser)
+    second = None
+    if args.compare is not None:  # read before anything is written: a bad folder leaves no CSV behind
+        shared = sorted({f.resolve() for f in args.folders} & {f.resolve() for f in args.compare})
+        if shared:
+            parser.error(f"a folder in both cells: {', '.join(map(str, shared))}")
+        second = load_cell(args.compare, args, parser)
     names = "+".join(f.name for f in args.folders)
     pooled = paired_test(split).assign(folders=names, unit="teacher-seed" if args.teachers else "seed")
     per_folder = [paired_test(part).assign(folders=name, unit="seed")
@@ -135,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nteacher effect (one-way analysis of variance of ln ratio over the folders):")
         print(effect.round(4).to_string(index=False))
         write(effect, args.out and args.out.with_name(f"{args.out.stem}_teacher_effect.csv"))
-    if args.compare is not None:
-        second = load_cell(args.compare, args, parser)
+    if second is not None:
         difference = cell_difference(split, second, by="folder")
         print(f"\nthe second cell ({'+'.join(f.name for f in args.compare)}) against the first, "
               "over the teachers' means (Welch's t-test):")

@@ -315,3 +315,13 @@ def test_pooled_allocation_test_compares_two_cells(tmp_path, capsys):
     with pytest.raises(SystemExit):
         pooled.main([str(first[0]), "--compare", str(second[0])])
     assert "--compare needs --teachers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pooled.main(["--teachers", *map(str, first), "--compare", str(second[0]), str(first[1])])
+    assert "a folder in both cells" in capsys.readouterr().err
+    unwritten = tmp_path / "unwritten.csv"
+    with pytest.raises(SystemExit):  # a second cell that is not one: refused before the first cell's CSV is written
+        pooled.main(["--teachers", *map(str, first), "--compare", str(tmp_path), "--out", str(unwritten)])
+    assert "no such file" in capsys.readouterr().err and not unwritten.exists()
+    with pytest.raises(SystemExit):  # --out in a folder that does not exist: refused before any work
+        pooled.main(["--teachers", *map(str, first), "--out", str(tmp_path / "missing" / "x.csv")])
+    assert "--out" in capsys.readouterr().err
