@@ -80,7 +80,8 @@ def teacher_points(data_dir: str | Path | None, folders: tuple[tuple[str, bool],
         if not (folder / "eval" / "discrepancy.csv").is_file():
             continue
         gap = difficulty_gap(folder)
-        best = float(np.exp(np.log(cell_headroom([folder])["best_over_uniform"]).mean()))
+        best = float(np.exp(np.log(cell_headroom([folder])["best_over_uniform"]).mean())) \
+            if (folder / "runs").is_dir() else np.nan  # the draws are in the runs' metrics: no runs, no dash
         tests = paired_test(cell_ratios(data_dir, (name,), REFERENCE))
         for _, test in tests.iterrows():
             low, high = interval(test)
