@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
-from scipy import stats
 
 from aria_train.evaluation.allocation_split import paired_test
 from aria_train.worlds.glyph.codes import easy_layout
@@ -91,14 +90,14 @@ def teacher_points(data_dir: str | Path | None, folders: tuple[tuple[str, bool],
 
 
 def cell_point(points: pd.DataFrame) -> tuple[float, float, float, float] | None:
-    """(mean x, geometric mean ratio, 95% interval) over the gate-passing teachers of one cell and method."""
+    """(mean x, geometric mean ratio, 95% interval) over the gate-passing teachers of one cell and method: the
+    paired test with one replicate per teacher (its geometric mean over seeds); None with fewer than 2."""
     kept = points[points["passes"]]
-    if len(kept) < 2:
+    tests = paired_test(kept[["method", "ratio"]])
+    if tests.empty:
         return None
-    logs = np.log(kept["ratio"].to_numpy())
-    half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
-    return float(kept["gap"].mean()), float(np.exp(logs.mean())), float(np.exp(logs.mean() - half)), \
-        float(np.exp(logs.mean() + half))
+    low, high = interval(tests.iloc[0])
+    return float(kept["gap"].mean()), float(tests.iloc[0]["ratio"]), low, high
 
 
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
