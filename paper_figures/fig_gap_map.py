@@ -43,7 +43,8 @@ class Config:
             ("glyph_easy_tau0_seeds_teacher2000", True), ("glyph_easy_tau0_seeds_cpu_teacher", True),
             ("glyph_easy_tau0_seeds_teacher2000_seed1", True), ("glyph_easy_tau0_seeds_teacher2000_seed2", True),
             ("glyph_easy_tau0_seeds_teacher2000_seed2_cpu_b2", True), ("glyph_easy_tau0_seeds_teacher2000_seed3", True),
-            ("glyph_easy_tau0_seeds_teacher1000", False), ("glyph_easy_tau0_seeds_teacher2000_seed4", False))),
+            ("glyph_easy_tau0_seeds_teacher1000", False), ("glyph_easy_tau0_seeds_teacher2000_seed4", False),
+            ("glyph_easy_tau0_seeds_cpu_teacher_seed1", False))),
         ("easy regions own 8 cells of 16", "#4c72b0", "s", (
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed0", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed1", True))),
     )

@@ -46,6 +46,7 @@ class Config:
         ("six easy regions, 2000 steps, teacher seed 3", ("glyph_easy_tau0_seeds_teacher2000_seed3",)),
         ("six easy regions, teacher missing the gate", ("glyph_easy_tau0_seeds_teacher1000",)),
         ("six easy regions, teacher seed 4, missing the gate", ("glyph_easy_tau0_seeds_teacher2000_seed4",)),
+        ("six easy regions, CPU teacher seed 1, missing the gate", ("glyph_easy_tau0_seeds_cpu_teacher_seed1",)),
         ("six easy regions of 8 cells, teacher seed 0", ("glyph_easy_c8_tau0_seeds_teacher2000_seed0",)),
         ("six easy regions of 8 cells, teacher seed 1", ("glyph_easy_c8_tau0_seeds_teacher2000_seed1",)),
         ("tau = 0, noisy unseen tail", ("glyph_floor_tau0", "glyph_progress_floor")),
