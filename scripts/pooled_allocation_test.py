@@ -36,10 +36,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from aria_train.evaluation.allocation_split import cell_difference, paired_test, teacher_effect
+from aria_train.evaluation.allocation_split import cell_difference, paired_test, teacher_effect, teacher_means
 
 
 def flat(config: dict, prefix: str = "") -> dict:
@@ -131,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                   for name, part in split.groupby("folder", sort=False)]
     rows = [pooled, *per_folder]
     if args.teachers:
-        logs = split.assign(log=np.log(split["ratio"])).groupby(["method", "folder"], sort=False)["log"].mean()
-        teachers = np.exp(logs).rename("ratio").reset_index()
-        rows.insert(1, paired_test(teachers).assign(folders=f"teacher means: {names}", unit="teacher"))
+        rows.insert(1, paired_test(teacher_means(split, by="folder")).assign(folders=f"teacher means: {names}", unit="teacher"))
     table = pd.concat(rows, ignore_index=True).rename(
         columns={"seeds": "replicates", "seeds_for_2pct": "replicates_for_2pct"})
     print(table.round(4).to_string(index=False))

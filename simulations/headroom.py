@@ -96,12 +96,16 @@ def headroom(rows, experiment: str, reference: str = "rc"):
     return pd.DataFrame(table)
 
 
+def cell_methods(folders: list[Path]) -> set[str]:
+    """The methods whose students (runs/METHOD-seedN) one cell's folders hold."""
+    return {run.name.rsplit("-seed", 1)[0] for folder in folders for run in (Path(folder) / "runs").iterdir()}
+
+
 def cell_headroom(folders: list[Path]):
     """``headroom`` of one cell's folders, its alpha fitted against rc's students where the cell ran rc
     (the committed 12-region cells), else against region-uniform's (experiments of region-uniform and
     policies only, e.g. the six-easy-regions cell's teachers)."""
-    methods = {run.name.rsplit("-seed", 1)[0] for folder in folders for run in (Path(folder) / "runs").iterdir()}
-    reference = "rc" if "rc" in methods else "region-uniform"
+    reference = "rc" if "rc" in cell_methods(folders) else "region-uniform"
     return headroom(region_draws(folders, reference), Path(folders[0]).name, reference)
 
 
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(f) for f in cell if not (f / "eval" / "discrepancy.csv").is_file() or not (f / "runs").is_dir()]
         if missing:
             parser.error(f"not an evaluated experiment folder: {', '.join(missing)}")
-        if not any(run.name.startswith("region-uniform-seed") for f in cell for run in (f / "runs").iterdir()):
+        if "region-uniform" not in cell_methods(cell):
             parser.error(f"{cell[0]}: no region-uniform students (the headroom is over region-uniform's draws)")
     if args.out is not None:
         try:

@@ -149,6 +149,13 @@ def teacher_effect(split: "pd.DataFrame", by: str = "teacher") -> "pd.DataFrame"
     return pd.DataFrame(rows)
 
 
+def teacher_means(split: "pd.DataFrame", by: str = "teacher") -> "pd.DataFrame":
+    """Per (method, ``by``) of an ``allocation_split`` table: the teacher's ``ratio``, the geometric mean over
+    its seeds -- the one replicate per teacher of the tests that keep a teacher's own effect as noise."""
+    logs = split.assign(log=np.log(split["ratio"].to_numpy(float))).groupby(["method", by], sort=False)["log"].mean()
+    return np.exp(logs).rename("ratio").reset_index()
+
+
 def cell_difference(first: "pd.DataFrame", second: "pd.DataFrame", by: str = "teacher") -> "pd.DataFrame":
     """Per method in both ``allocation_split`` tables (two cells, e.g. two points of a map; rows carry a
     ``by`` column, one value per teacher): do the cells' gains differ? Each teacher's mean ln(ratio) over
@@ -161,16 +168,13 @@ def cell_difference(first: "pd.DataFrame", second: "pd.DataFrame", by: str = "te
     import pandas as pd
     from scipy import stats
 
-    def teacher_means(split: "pd.DataFrame") -> "pd.Series":
-        return split.assign(log=np.log(split["ratio"].to_numpy(float))).groupby(["method", by], sort=False)["log"].mean()
-
-    means_first, means_second = teacher_means(first), teacher_means(second)
+    means_first, means_second = teacher_means(first, by), teacher_means(second, by)
     rows = []
     for method in dict.fromkeys(first["method"]):
         if method not in set(second["method"]):
             continue
-        a = means_first.loc[method].to_numpy()
-        b = means_second.loc[method].to_numpy()
+        a = np.log(means_first.loc[means_first["method"] == method, "ratio"].to_numpy())
+        b = np.log(means_second.loc[means_second["method"] == method, "ratio"].to_numpy())
         if len(a) < 2 or len(b) < 2:
             continue
         va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
