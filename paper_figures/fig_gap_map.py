@@ -46,7 +46,9 @@ class Config:
             ("glyph_easy_tau0_seeds_teacher1000", False), ("glyph_easy_tau0_seeds_teacher2000_seed4", False),
             ("glyph_easy_tau0_seeds_cpu_teacher_seed1", False))),
         ("easy regions own 8 cells of 16", "#4c72b0", "s", (
-            ("glyph_easy_c8_tau0_seeds_teacher2000_seed0", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed1", True))),
+            ("glyph_easy_c8_tau0_seeds_teacher2000_seed0", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed1", True),
+            ("glyph_easy_c8_tau0_seeds_teacher2000_seed2", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed3", True),
+            ("glyph_easy_c8_tau0_seeds_teacher2000_seed4", True))),
     )
     # the world without easy regions, drawn at x = 1 (its folders merged, one teacher)
     no_gap: tuple[str, ...] = ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0",
