@@ -4,11 +4,14 @@
 # all are done. Per seed: scripts/glyph_easy_seeds.sh's teacher stage (TEACHER_SEED=seed, TEACHER_STEPS, default
 # 2000) and students stage (students in groups: PARALLEL=3 GROUP=6 unless set), archived as
 # OUT/seed<N>/glyph_teachers_<WORLD>.tgz and OUT/seed<N>/<EXPERIMENT>.tgz; then the seed's folders in runs/ are
-# removed for the next one. A teacher is started only with TEACHER_NEED seconds (default 360: ~320 s on an H100
-# with 2000 steps, 2026-12-07) left of CALL_SECONDS (default 570, the command's own budget: keep it under the
-# call's timeout); students stopped by the budget resume in the next call (runs/ survives while the machine is
-# warm; a fresh machine starts the unfinished seed again). A seed is done when its students' results.csv is
-# written: runs/glyph_easy_done/<WORLD>_seed<N> records it.
+# removed for the next one. A teacher is started only with TEACHER_NEED seconds (default 240: the stage took
+# 196-210 s on an H100 with 2000 steps, 2026-12-07, twenty-first session) left of CALL_SECONDS (default 570, the
+# command's own budget: keep it under the call's timeout); the students of one teacher took 173-181 s there (18 in
+# three groups of six, with their evaluation), so a teacher and its students need ~390 s of a call. Grouped
+# students finish together: a budget that stops them leaves none finished, and they resume from their last
+# checkpoint (every 250 steps) in the next call (runs/ survives while the machine is warm; a fresh machine starts
+# the unfinished seed again). A seed is done when its students' results.csv is written:
+# runs/glyph_easy_done/<WORLD>_seed<N> records it.
 # Usage: WORLD=small_easy_c8 EXPERIMENT=glyph_easy_c8_tau0_seeds_b2 scripts/glyph_easy_teachers.sh OUT SEED [SEED ...]
 # Exit: 0 when every seed given is done, 3 when the budget stopped it (run it again).
 set -uo pipefail
@@ -18,7 +21,7 @@ shift
 world=${WORLD:-small_easy}
 experiment=${EXPERIMENT:-glyph_easy_tau0_seeds_b2}
 budget=${CALL_SECONDS:-570}
-need=${TEACHER_NEED:-360}
+need=${TEACHER_NEED:-240}
 teacher_dir=runs/glyph_teachers_easy/$world
 mkdir -p runs/glyph_easy_done
 left() { echo $(( budget - SECONDS )); }
