@@ -5,7 +5,8 @@ per-group discrepancies (eval/summary.csv) and the teacher's world (world.json).
 this module builds the matching simulator scenario -- its regions, Zipf exponent, transfer knob
 tau and group sizes (`scenario_of`) -- runs the same methods at the trainer's steps and batch,
 and puts the two sets of ratios to RC side by side: per group, policy / RC on the same seed, mean
-and sd over seeds. The simulator is a model with stated assumptions (simulations.allocation's docstring),
+and sd over seeds (to region-uniform instead where an experiment has no RC and none of the same world
+is given: its students and the simulator's `uniform` policy are then the reference). The simulator is a model with stated assumptions (simulations.allocation's docstring),
 not a fit to the trainer: agreement in direction is what to look for, not in size.
 """
 from __future__ import annotations
@@ -56,10 +57,10 @@ def seed_ratios(rows, value: str = "mean", keys: tuple[str, ...] = ("group",), r
     return rows
 
 
-def measured_ratios(summary, metric: str = MEASURED_METRIC):
-    """DataFrame (method, group, mean, sd, seeds): each student's group discrepancy divided by RC's
-    on the same seed, from evaluation summary rows (eval/summary.csv)."""
-    rows = seed_ratios(summary[summary["metric"] == metric])
+def measured_ratios(summary, metric: str = MEASURED_METRIC, reference: str = "rc"):
+    """DataFrame (method, group, mean, sd, seeds): each student's group discrepancy divided by the
+    ``reference`` method's (RC's) on the same seed, from evaluation summary rows (eval/summary.csv)."""
+    rows = seed_ratios(summary[summary["metric"] == metric], reference=reference)
     return rows.groupby(["method", "group"], sort=False)["ratio"].agg(mean="mean", sd="std", seeds="count").reset_index()
 
 
@@ -141,12 +142,14 @@ def region_draws(folders: list[str | Path], reference: str = "rc"):
 
 def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, response_alpha: float | None = None,
             progress: Callable[[int, int], None] | None = None):
-    """DataFrame (experiment, scenario, method, group, measured, measured_sd, predicted, predicted_sd):
-    every experiment's measured ratios to RC beside the simulator's for the same world and methods
-    (with ``response_alpha``, simulated with that power-law response to draws, scenario key alpha).
+    """DataFrame (experiment, scenario, reference, method, group, measured, measured_sd, predicted,
+    predicted_sd): every experiment's measured ratios to RC beside the simulator's for the same world and
+    methods (with ``response_alpha``, simulated with that power-law response to draws, scenario key alpha).
     A folder without rc students (e.g. a later policy run) is compared with the rc students of
     another given folder on the same world: the runs share seeds and every option but the method.
-    ``progress(done, total)`` after each simulated (world, seed)."""
+    Where no given folder holds rc on its world, its region-uniform students are the reference, and
+    the simulator's ``uniform`` policy is (column reference). ``progress(done, total)`` after each
+    simulated (world, seed)."""
     import pandas as pd
 
     settings = [(Path(folder), *experiment_setting(folder)) for folder in folders]
@@ -154,36 +157,43 @@ def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, respo
         settings = [(folder, f"{scenario}:alpha={response_alpha:g}", config, methods)
                     for folder, scenario, config, methods in settings]
     summaries = {folder: pd.read_csv(folder / "eval" / "summary.csv") for folder, *_ in settings}
-    plans = []  # (folder, scenario, summary with rc rows, chosen methods, simulation key)
+    plans = []  # (folder, scenario, summary with the reference's rows, reference, chosen methods, simulation key)
     for folder, scenario, config, methods in settings:
-        summary = summaries[folder]
+        summary, reference = summaries[folder], "rc"
         if "rc" not in methods:
             donors = [f for f, s, _, m in settings if s == scenario and "rc" in m]
-            if not donors:
-                raise ValueError(f"{folder} has no rc students, and no other folder given holds rc on its world")
-            rc = summaries[donors[0]]
-            summary = pd.concat([summary, rc[rc["model"].str.startswith("rc-seed")]], ignore_index=True)
-        chosen = [m for m in methods if m in POLICY_OF and m != "rc"]
+            if donors:
+                rc = summaries[donors[0]]
+                summary = pd.concat([summary, rc[rc["model"].str.startswith("rc-seed")]], ignore_index=True)
+            elif "region-uniform" in methods:
+                reference = "region-uniform"
+            else:
+                raise ValueError(f"{folder} has no rc or region-uniform students, and no other folder given "
+                                 f"holds rc on its world")
+        chosen = [m for m in methods if m in POLICY_OF and m not in ("rc", reference)]
         if not chosen:  # checked before anything is simulated or written
-            raise ValueError(f"{folder} has no method to compare with rc (the simulator knows "
+            raise ValueError(f"{folder} has no method to compare with {reference} (the simulator knows "
                              f"{', '.join(m for m in POLICY_OF if m != 'rc')}; it has {', '.join(methods)})")
-        plans.append((folder, scenario, summary, chosen, (scenario, config, ("rc", *(POLICY_OF[m] for m in chosen)))))
+        policies = (POLICY_OF[reference], *(POLICY_OF[m] for m in chosen))
+        plans.append((folder, scenario, summary, reference, chosen, (scenario, config, policies)))
     keys = list(dict.fromkeys(key for *_, key in plans))  # folders of one world and methods share one simulation
     simulated = {}
     for i, (scenario, config, policies) in enumerate(keys):
         report = (lambda done, _, i=i: progress(i * len(seeds) + done, len(keys) * len(seeds))) if progress else None
         simulated[scenario, config, policies] = ratio_table(
-            run_final_study([scenario], list(policies), seeds, config, workers, report))
+            run_final_study([scenario], list(policies), seeds, config, workers, report),
+            reference=PolicySpec.parse(policies[0]).label)
     out = []
-    for folder, scenario, summary, chosen, key in plans:
-        measured = measured_ratios(summary)
+    for folder, scenario, summary, reference, chosen, key in plans:
+        measured = measured_ratios(summary, reference=reference)
         predicted = simulated[key].copy()
         predicted["method"] = predicted["policy"].map({PolicySpec.parse(POLICY_OF[m]).label: m for m in chosen})
         for group, metric in GROUP_OF.items():
             for method in chosen:
                 m = measured[(measured["method"] == method) & (measured["group"] == group)]
                 p = predicted[(predicted["method"] == method) & (predicted["metric"] == metric)]
-                out.append({"experiment": folder.name, "scenario": scenario, "method": method, "group": group,
+                out.append({"experiment": folder.name, "scenario": scenario, "reference": reference,
+                            "method": method, "group": group,
                             "measured": float(m["mean"].iloc[0]) if len(m) else np.nan,
                             "measured_sd": float(m["sd"].iloc[0]) if len(m) else np.nan,
                             "predicted": float(p["mean"].iloc[0]) if len(p) else np.nan,
@@ -192,11 +202,12 @@ def compare(folders: list[str | Path], seeds: list[int], workers: int = 1, respo
 
 
 def format_compare(table) -> str:
-    """One block per experiment: rows method x group, measured and predicted ratio to RC."""
+    """One block per experiment: rows method x group, measured and predicted ratio to the reference (RC,
+    or region-uniform where the experiment had no RC)."""
     lines = []
-    for (name, scenario), block in table.groupby(["experiment", "scenario"], sort=False):
-        lines.append(f"\n{name} ({scenario}): discrepancy / RC's on the same seed, mean +- sd over seeds; "
-                     f"measured = trainer ({MEASURED_METRIC}), predicted = simulator")
+    for (name, scenario, reference), block in table.groupby(["experiment", "scenario", "reference"], sort=False):
+        lines.append(f"\n{name} ({scenario}): discrepancy / {reference}'s on the same seed, mean +- sd over "
+                     f"seeds; measured = trainer ({MEASURED_METRIC}), predicted = simulator")
         groups = [g for g in GROUP_OF if g in set(block["group"])]
         lines.append(f"  {'method':<16}" + "".join(f"{g:>24}" for g in groups))
         for method, rows in block.groupby("method", sort=False):

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measured", type=Path, nargs="+", default=None, metavar="EXPERIMENT",
                         help="instead: `aria experiment` folders on glyph worlds; simulate each one's world and "
                         "methods at its steps and batch, and print the trainer's ratios to RC per group beside "
-                        "the simulator's (simulations.measured); writes measured_vs_predicted.csv (default: none)")
+                        "the simulator's (to region-uniform where no folder given has RC on the world; "
+                        "simulations.measured); writes measured_vs_predicted.csv (default: none)")
     parser.add_argument("--measured-alpha", type=float, default=None, metavar="ALPHA",
                         help="with --measured: simulate every world with a power-law response to draws of this "
                         "exponent (> 0; the trainer's cells measure 0.2-0.36, python -m simulations.headroom) "

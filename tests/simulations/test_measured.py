@@ -8,7 +8,7 @@ import pytest
 import aria_cli
 from cli_errors import refused
 from simulations.allocation import RC_SWITCH
-from simulations.measured import compare, experiment_setting, measured_ratios, scenario_of
+from simulations.measured import compare, experiment_setting, format_compare, measured_ratios, scenario_of
 
 WORLD = {"kind": "glyph", "first_parts": 3, "second_parts": 4, "glyph_transfer": 0.5, "zipf_exponent": 1.2,
          "unseen_tail": 2, "unseen_head_ranks": [2], "under_regions": 3}
@@ -60,8 +60,26 @@ def test_compare_borrows_rc_from_a_folder_on_the_same_world(tmp_path):
     assert later.loc["head", "measured"] == pytest.approx(1.5) and later.loc["all", "measured"] == pytest.approx(0.5)
     assert table["predicted"].notna().all() and (table["predicted"] > 0).all()
     alone = _experiment(tmp_path / "alone", ["progress"], {"progress-seed0": [3.0, 0.5]})
-    with pytest.raises(ValueError, match="no rc students"):
+    with pytest.raises(ValueError, match="no rc or region-uniform students"):
         compare([alone], seeds=[0])
+
+
+def test_compare_without_rc_takes_region_uniform_as_the_reference(tmp_path):
+    """The easy-regions experiments have no RC: their ratios are to region-uniform's students, the simulator's
+    to its uniform policy; a folder with rc on the same world still lends rc instead."""
+    rcless = _experiment(tmp_path / "easy", ["region-uniform", "aria"],
+                         {"region-uniform-seed0": [2.0, 4.0], "region-uniform-seed1": [1.0, 2.0],
+                          "aria-seed0": [1.0, 3.0], "aria-seed1": [1.5, 1.0]})
+    table = compare([rcless], seeds=[0, 1])
+    assert set(table["reference"]) == {"region-uniform"} and set(table["method"]) == {"aria"}
+    aria = table.set_index("group")
+    assert aria.loc["head", "measured"] == pytest.approx(1.0)  # (1/2 + 1.5/1) / 2, seed by seed
+    assert aria.loc["all", "measured"] == pytest.approx(0.625)  # (3/4 + 1/2) / 2
+    assert table["predicted"].notna().all() and (table["predicted"] > 0).all()
+    assert "discrepancy / region-uniform's on the same seed" in format_compare(table)
+    with_rc = _experiment(tmp_path / "map", ["rc", "aria"], {"rc-seed0": [2.0, 1.0], "aria-seed0": [1.0, 2.0]})
+    lent = compare([rcless, with_rc], seeds=[0]).query("experiment == 'easy'")
+    assert set(lent["reference"]) == {"rc"} and set(lent["method"]) == {"region-uniform", "aria"}
 
 
 def test_cli_measured(tmp_path, capsys):
