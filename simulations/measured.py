@@ -6,8 +6,9 @@ this module builds the matching simulator scenario -- its regions, Zipf exponent
 tau and group sizes (`scenario_of`) -- runs the same methods at the trainer's steps and batch,
 and puts the two sets of ratios to RC side by side: per group, policy / RC on the same seed, mean
 and sd over seeds (to region-uniform instead where an experiment has no RC and none of the same world
-is given: its students and the simulator's `uniform` policy are then the reference). The simulator is a model with stated assumptions (simulations.allocation's docstring),
-not a fit to the trainer: agreement in direction is what to look for, not in size.
+is given: its students and the simulator's `uniform` policy are then the reference). The simulator is
+a model with stated assumptions (simulations.allocation's docstring), not a fit to the trainer:
+agreement in direction is what to look for, not in size.
 """
 from __future__ import annotations
 
