@@ -48,7 +48,7 @@ class Config:
         ("easy regions own 8 cells of 16", "#4c72b0", "s", (
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed0", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed1", True),
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed2", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed3", True),
-            ("glyph_easy_c8_tau0_seeds_teacher2000_seed4", True))),
+            ("glyph_easy_c8_tau0_seeds_teacher2000_seed4", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed5_cpu", True))),
     )
     # the world without easy regions, drawn at x = 1 (its folders merged, one teacher)
     no_gap: tuple[str, ...] = ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0",

@@ -227,7 +227,7 @@ def test_verdict_ratios_are_the_experiments_own():
         for _, test in paired_test(verdicts.cell_ratios(None, folders, verdicts.CONFIG.reference)).iterrows():
             low, high = verdicts.interval(test)
             assert low < test["ratio"] < high and (not low <= 1 <= high) == test["significant"]
-    assert compared >= 100  # every committed folder with region-uniform and a policy (283 student pairs)
+    assert compared >= 100  # every committed folder with region-uniform and a policy (295 student pairs)
 
 
 def test_gap_map_reads_each_teachers_gap_and_verdict():
