@@ -17,8 +17,9 @@
 #                       WORLD=NAME (default small_easy) trains the teacher of aria_train/assets/worlds/glyph_NAME.json
 #                       instead, into runs/glyph_teachers_easy/NAME/ and OUT/glyph_teachers_NAME.tgz: e.g.
 #                       small_easy_c8, the same world with a smaller difficulty gap (easy regions own 8 cells, not 4;
-#                       its students: EXPERIMENT=glyph_easy_c8_tau0_seeds_b2). On an H100 the stage takes ~320 s
-#                       with 2000 steps (world, teacher, cache, gate): a call with less left returns nothing
+#                       its students: EXPERIMENT=glyph_easy_c8_tau0_seeds_b2; small_easy_c3 and small_easy_c12 the
+#                       next points). On a warm H100 the stage took 196-210 s with 2000 steps (world, teacher,
+#                       cache, gate; 2026-12-07): a call with less left returns nothing
 #   scripts/glyph_easy_seeds.sh students OUT   the students (experiments/glyph_easy_tau0_seeds.json) and their
 #                       evaluation -> runs/glyph_easy_tau0_seeds/ and OUT/glyph_easy_tau0_seeds.tgz;
 #                       EXPERIMENT=glyph_easy_tau0_seeds_b2 runs that experiment (ARIA beta 2 as well) into
@@ -29,8 +30,10 @@
 #                       --group`: one teacher forward and one vmapped student step for all; results equal separate
 #                       runs' up to rounding). On an H100 one student per process, PARALLEL=6, took ~360 s for 18
 #                       (2026-12-07); bench/small_world measured ~3x the throughput at --parallel 4 --group 8
-#                       (docs/benchmarks.md), so e.g. PARALLEL=3 GROUP=6 should take ~2 min here (not yet measured).
-#                       A stage stopped by SECONDS_LEFT resumes its groups as groups.
+#                       (docs/benchmarks.md); PARALLEL=3 GROUP=6 took 173-181 s for 18 with their evaluation
+#                       (2026-12-07). On a CPU keep GROUP=1: a group of 9 trained at ~31 images/s per process
+#                       against ~59 for one student alone (2-core sandbox, 2026-12-07; compute-bound, a group
+#                       does not pay there). A stage stopped by SECONDS_LEFT resumes its groups as groups.
 set -uo pipefail
 stage=${1:?stage: teacher or students}
 OUT=${2:?OUT_DIR}
