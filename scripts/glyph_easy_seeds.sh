@@ -32,7 +32,7 @@
 #                       (2026-12-07); bench/small_world measured ~3x the throughput at --parallel 4 --group 8
 #                       (docs/benchmarks.md); PARALLEL=3 GROUP=6 took 173-181 s for 18 with their evaluation
 #                       (2026-12-07). On a CPU keep GROUP=1: a group of 9 trained at ~31 images/s per process
-#                       against ~59 for one student alone (2-core sandbox, 2026-12-07; compute-bound, a group
+#                       against ~65 for one student alone (2-core sandbox, 2026-12-07; compute-bound, a group
 #                       does not pay there). A stage stopped by SECONDS_LEFT resumes its groups as groups.
 set -uo pipefail
 stage=${1:?stage: teacher or students}
