@@ -9,7 +9,7 @@ regions over region-uniform's on the same seed: small markers, one teacher's geo
 with the 95% t-interval over those seeds (hollow grey: teachers that miss the gate in a region, left out of
 the cells' tests); large markers, a cell's geometric mean over its gate-passing teachers at their mean x,
 with the 95% t-interval over the teachers' means (one replicate per teacher, so a teacher's own effect is
-noise; with two teachers the interval is wide and runs off the axes). Black dashes: a teacher's headroom, the
+noise; with two or three teachers the interval is wide and may run off the axes). Black dashes: a teacher's headroom, the
 best split of the draws under the power law fitted to its own students (simulations.headroom: the gain that
 draws alone could explain, by that model). The 12-region tau = 0 world without easy regions (one
 teacher, its seeds merged as in fig_testbed_verdicts) is drawn at x = 1. Data: the committed
@@ -48,7 +48,8 @@ class Config:
         ("easy regions own 8 cells of 16", "#4c72b0", "s", (
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed0", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed1", True),
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed2", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed3", True),
-            ("glyph_easy_c8_tau0_seeds_teacher2000_seed4", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed5_cpu", True))),
+            ("glyph_easy_c8_tau0_seeds_teacher2000_seed4", True),
+            ("glyph_easy_c8_tau0_seeds_teacher2000_seed5_cpu", True))),
     )
     # the world without easy regions, drawn at x = 1 (its folders merged, one teacher)
     no_gap: tuple[str, ...] = ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0",

@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                   for name, part in split.groupby("folder", sort=False)]
     rows = [pooled, *per_folder]
     if args.teachers:
-        rows.insert(1, paired_test(teacher_means(split, by="folder")).assign(folders=f"teacher means: {names}", unit="teacher"))
+        teachers = paired_test(teacher_means(split, by="folder"))
+        rows.insert(1, teachers.assign(folders=f"teacher means: {names}", unit="teacher"))
     table = pd.concat(rows, ignore_index=True).rename(
         columns={"seeds": "replicates", "seeds_for_2pct": "replicates_for_2pct"})
     print(table.round(4).to_string(index=False))
