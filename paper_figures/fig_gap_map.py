@@ -1,18 +1,18 @@
 """Does ARIA's gain over balancing grow with the difficulty gap? Teacher by teacher, on the easy-regions worlds.
 
-The worlds with six easy regions of twelve (tau = 0): an easy region's glyph is one world-wide template
-except on ``easy_cells`` cells of its own, 4 of 16 (glyph_small_easy.json) or 8 (glyph_small_easy_c8.json,
-a smaller gap). x = how far a teacher's easy regions are from the hard ones for a student that draws every
-region equally: the easy regions' mean p(t)-weighted discrepancy over the hard regions' mean, for the
-region-uniform students (mean over seeds; 1 = no gap). y = a policy's p(t)-weighted discrepancy on all
-regions over region-uniform's on the same seed: small markers, one teacher's geometric mean over its seeds
-with the 95% t-interval over those seeds (hollow grey: teachers that miss the gate in a region, left out of
-the cells' tests); large markers, a cell's geometric mean over its gate-passing teachers at their mean x,
-with the 95% t-interval over the teachers' means (one replicate per teacher, so a teacher's own effect is
-noise; with two or three teachers the interval is wide and may run off the axes). Black dashes: a teacher's headroom, the
-best split of the draws under the power law fitted to its own students (simulations.headroom: the gain that
-draws alone could explain, by that model). The 12-region tau = 0 world without easy regions (one
-teacher, its seeds merged as in fig_testbed_verdicts) is drawn at x = 1. Data: the committed
+The worlds with six easy regions of twelve (tau = 0): an easy region's glyph is one world-wide template except on
+``easy_cells`` cells of its own: 3 of 16 (glyph_small_easy_c3.json, the largest gap), 4 (glyph_small_easy.json)
+or 8 (glyph_small_easy_c8.json, a smaller gap). x = how far a teacher's easy regions are from the hard ones for a
+student that draws every region equally: the easy regions' mean p(t)-weighted discrepancy over the hard regions'
+mean, for the region-uniform students (mean over seeds; 1 = no gap). y = a policy's p(t)-weighted discrepancy on
+all regions over region-uniform's on the same seed: small markers, one teacher's geometric mean over its seeds
+with the 95% t-interval over those seeds (hollow grey: teachers that miss the gate in a region, left out of the
+cells' tests); large markers, a cell's geometric mean over its gate-passing teachers at their mean x, with the
+95% t-interval over the teachers' means (one replicate per teacher, so a teacher's own effect is noise; with two
+or three teachers the interval is wide and may run off the axes). Black dashes: a teacher's headroom, the best
+split of the draws under the power law fitted to its own students (simulations.headroom: the gain that draws
+alone could explain, by that model). The 12-region tau = 0 world without easy regions (one teacher, its seeds
+merged as in fig_testbed_verdicts) is drawn at x = 1. Data: the committed
 experiments/results/<folder>/ (eval/summary.csv, eval/discrepancy.csv, world.json), or the same under --data.
 """
 from __future__ import annotations
@@ -39,6 +39,9 @@ class Config:
     # (cell label, colour, marker, ((experiment folder, passes the gate), ...)): one folder per teacher and
     # student set (a teacher whose students ran in two folders gives two entries)
     cells: tuple[tuple[str, str, str, tuple[tuple[str, bool], ...]], ...] = (
+        ("easy regions own 3 cells of 16", "#55a868", "^", (
+            ("glyph_easy_c3_tau0_seeds_teacher2000_seed0", True), ("glyph_easy_c3_tau0_seeds_teacher2000_seed1", True),
+            ("glyph_easy_c3_tau0_seeds_teacher2000_seed2", True))),
         ("easy regions own 4 cells of 16", "#c44e52", "o", (
             ("glyph_easy_tau0_seeds_teacher2000", True), ("glyph_easy_tau0_seeds_cpu_teacher", True),
             ("glyph_easy_tau0_seeds_teacher2000_seed1", True), ("glyph_easy_tau0_seeds_teacher2000_seed2", True),
