@@ -17,6 +17,7 @@ experiments/results/<folder>/ (eval/summary.csv, eval/discrepancy.csv, world.jso
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,15 +64,18 @@ class Config:
 CONFIG = Config()
 
 
-def difficulty_gap(folder: Path) -> float:
+def difficulty_gap(folder: Path, seeds: Collection[int] | None = None) -> float:
     """The easy regions' mean p(t)-weighted discrepancy over the other regions' mean, for the region-uniform
-    students of an experiment folder on a world with easy regions (eval/discrepancy.csv; mean over seeds)."""
+    students of an experiment folder on a world with easy regions (eval/discrepancy.csv; mean over seeds, or
+    over ``seeds`` only)."""
     config = load_world_config(folder / "world.json")
     easy = easy_layout(config)[0]
     rows = pd.read_csv(folder / "eval" / "discrepancy.csv")
     rows = rows[(rows["t"] == "pt") & rows["model"].str.startswith(f"{REFERENCE}-seed")]
+    if seeds is not None:
+        rows = rows[rows["model"].isin([f"{REFERENCE}-seed{seed}" for seed in seeds])]
     if rows.empty:
-        raise FileNotFoundError(f"{folder}: no {REFERENCE} students in eval/discrepancy.csv")
+        raise FileNotFoundError(f"{folder}: no {REFERENCE} students (of these seeds) in eval/discrepancy.csv")
     by_kind = rows.groupby(rows["region"].isin(easy))["discrepancy"].mean()
     return float(by_kind[True] / by_kind[False])
 

@@ -30,7 +30,7 @@ model says -alpha) and an *offset*, exp(intercept): the part of the ratio that i
 region whatever its draws did -- a run-level effect, not an allocation one, as long as the regions
 share one response (its module docstring says where they do not).
 
-    python -m simulations.headroom [FOLDERS ...] [--out CSV]
+    python -m simulations.headroom [FOLDERS ...] [--each] [--out CSV]
 """
 from __future__ import annotations
 
@@ -115,12 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulations.headroom", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="*", type=Path,
-                        help="one cell: an experiment folder, then folders run beside it (default: the committed "
-                             "12-region cells under experiments/results, each a cell)")
+                        help="one cell: an experiment folder, then folders run beside it, whose students replace "
+                             "those of the same name (default: the committed 12-region cells under "
+                             "experiments/results, each a cell)")
+    parser.add_argument("--each", action="store_true",
+                        help="each folder is a cell of its own (e.g. one teacher per folder: their students share "
+                             "names, so as one cell the last folder's would replace the others')")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parents[1] / "experiments" / "results"
-    cells = [args.folders] if args.folders else [[root / name for name in cell] for cell in CELLS]
+    cells = ([[folder] for folder in args.folders] if args.each else [args.folders]) if args.folders \
+        else [[root / name for name in cell] for cell in CELLS]
     for cell in cells:
         missing = [str(f) for f in cell if not (f / "eval" / "discrepancy.csv").is_file() or not (f / "runs").is_dir()]
         if missing:

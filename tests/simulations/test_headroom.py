@@ -106,3 +106,24 @@ def test_headroom_without_rc_is_fitted_against_region_uniform(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main([str(policies_only)])
     assert done.value.code == 2 and "no region-uniform students" in capsys.readouterr().err
+
+
+def test_headroom_each_folder_its_own_cell(tmp_path):
+    """--each: two teachers' folders (the 8-easy-cells world's seeds 1 and 3, students of the same names) give
+    each teacher's own table, as cell_headroom of that folder alone; without it the later folder's students
+    replace the earlier's, so only the last teacher's measured ratios would be left."""
+    import pandas as pd
+
+    from simulations.headroom import cell_headroom
+
+    folders = [RESULTS / f"glyph_easy_c8_tau0_seeds_teacher2000_seed{seed}" for seed in (1, 3)]
+    assert main([*map(str, folders), "--each", "--out", str(tmp_path / "each.csv")]) == 0
+    each = pd.read_csv(tmp_path / "each.csv")
+    for folder in folders:
+        own = cell_headroom([folder])
+        mine = each[each["experiment"] == folder.name].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, own, check_dtype=False, rtol=1e-9)
+    assert main([*map(str, folders), "--out", str(tmp_path / "one.csv")]) == 0
+    one = pd.read_csv(tmp_path / "one.csv")
+    assert len(one) == 6 and one["aria_measured"].to_numpy() == pytest.approx(
+        each[each["experiment"] == folders[1].name]["aria_measured"].to_numpy(), rel=1e-9)

@@ -255,6 +255,47 @@ def test_gap_map_reads_each_teachers_gap_and_verdict():
     assert ratio == pytest.approx(0.9348, abs=5e-5) and low < ratio < high < 1
 
 
+
+def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_student(tmp_path):
+    """scripts/gap_gain_relation.py: over all seeds its r is Pearson's r of fig_gap_map's own teacher points
+    (gap, ln ratio); in the halves the gap comes from the region-uniform students of one parity of seeds and the
+    ratio from the pairs of the other parity only."""
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+
+    from paper_figures import fig_gap_map as gap_map
+    from paper_figures.common import experiment_dir
+
+    spec = importlib.util.spec_from_file_location(
+        "gap_gain", Path(__file__).resolve().parents[2] / "scripts" / "gap_gain_relation.py")
+    gap_gain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gap_gain)
+    folder = experiment_dir(None, "glyph_easy_c8_tau0_seeds_teacher2000_seed3")
+    assert gap_map.difficulty_gap(folder, range(6)) == gap_map.difficulty_gap(folder)
+    rows = pd.read_csv(folder / "eval" / "discrepancy.csv")
+    rows = rows[(rows["t"] == "pt") & rows["model"].isin([f"region-uniform-seed{s}" for s in (0, 2, 4)])]
+    easy = rows["region"].isin([1, 2, 3, 5, 10, 11])
+    by_hand = rows.loc[easy, "discrepancy"].mean() / rows.loc[~easy, "discrepancy"].mean()
+    assert gap_map.difficulty_gap(folder, (0, 2, 4)) == pytest.approx(by_hand, rel=1e-12)
+    assert by_hand != pytest.approx(gap_map.difficulty_gap(folder))  # the odd seeds' students are left out
+
+    assert gap_gain.main(["--out", str(tmp_path / "relation.csv")]) == 0
+    table = pd.read_csv(tmp_path / "relation.csv").set_index(["method", "half", "scope"])
+    points = pd.concat([gap_map.teacher_points(None, folders) for *_, folders in gap_map.CONFIG.cells]).query("passes")
+    for method, own in points.groupby("method"):
+        r, p = stats.pearsonr(own["gap"], np.log(own["ratio"]))
+        row = table.loc[(method, "all seeds", "all cells")]
+        assert (row["teachers"], row["r"], row["p"]) == (len(own), pytest.approx(r), pytest.approx(p))
+    halves = gap_gain.teacher_rows(None)
+    half = halves[(halves["folder"] == folder.name) & (halves["method"] == "aria")].set_index("half")
+    assert half.loc["gap even, ratio odd", "gap"] == pytest.approx(by_hand, rel=1e-12)
+    assert half.loc["gap even, ratio odd", "seeds"] == half.loc["gap odd, ratio even", "seeds"] == 3
+    split = pd.read_csv(folder / "allocation_split.csv").query("method == 'aria'")
+    odd_seeds = np.log(split[split["seed"] % 2 == 1]["ratio"]).mean()
+    assert half.loc["gap even, ratio odd", "log_ratio"] == pytest.approx(odd_seeds)
+
 def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
     """With --data, the figures plot the CSVs of `aria sim rates` / `aria sim allocation`."""
     data = tmp_path / "data"

@@ -1,0 +1,86 @@
+"""Does a teacher's difficulty gap predict ARIA's gain over region-uniform? Over fig_gap_map's gate-passing teachers.
+
+Usage: python scripts/gap_gain_relation.py [--data DIR] [--out CSV]
+
+Per method, Pearson's r between a teacher's gap (paper_figures.fig_gap_map.difficulty_gap: its region-uniform
+students' discrepancy on the easy regions over the hard ones') and its mean ln ratio to region-uniform over seeds,
+with the two-sided p of r = 0: over every cell of fig_gap_map.CONFIG together, then within each cell (scope).
+
+The gap and the ratio share region-uniform's students: a region-uniform run that happened to do badly on the
+hard regions makes its teacher's gap small and, as the denominator of its seed's ratio, that ratio low -- a
+correlation by regression to the mean. So the same r is also computed with the two sharing no student: the gap
+from the region-uniform students of the even seeds and the ratio from the odd seeds' pairs (halves
+"gap even, ratio odd"), and the other way round. If the full r came from the shared students, the halves'
+would fall to about 0.
+
+--data DIR: the experiment folders under DIR instead of the committed experiments/results; --out writes the table.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import pearsonr
+
+from paper_figures.common import experiment_dir
+from paper_figures.fig_gap_map import CONFIG, REFERENCE, difficulty_gap
+from paper_figures.fig_testbed_verdicts import cell_ratios
+
+HALVES = ("all seeds", "gap even, ratio odd", "gap odd, ratio even")
+
+
+def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
+    """Per gate-passing teacher folder of fig_gap_map, method and half (HALVES): the cell, the gap and the mean
+    ln ratio to region-uniform over the half's seeds (columns cell, folder, method, half, gap, log_ratio, seeds)."""
+    rows = []
+    for cell, _, _, folders in CONFIG.cells:
+        for name, passes in folders:
+            folder = experiment_dir(data_dir, name)
+            if not passes or not (folder / "eval" / "discrepancy.csv").is_file():
+                continue
+            ratios = cell_ratios(data_dir, (name,), REFERENCE)
+            seeds = sorted(ratios["seed"].unique())
+            even, odd = [s for s in seeds if s % 2 == 0], [s for s in seeds if s % 2 == 1]
+            for half, gap_seeds, ratio_seeds in zip(HALVES, (None, even, odd), (seeds, odd, even)):
+                gap = difficulty_gap(folder, gap_seeds)
+                for method, own in ratios[ratios["seed"].isin(ratio_seeds)].groupby("method"):
+                    rows.append({"cell": cell, "folder": name, "method": method, "half": half, "gap": gap,
+                                 "log_ratio": float(np.log(own["ratio"]).mean()), "seeds": len(own)})
+    return pd.DataFrame(rows)
+
+
+def relation(rows: pd.DataFrame) -> pd.DataFrame:
+    """Pearson's r of gap and log_ratio per (method, half, scope): scope "all cells" and each cell on its own
+    (cells of three or more teachers). Columns method, half, scope, teachers, r, p."""
+    table = []
+    for (method, half), group in rows.groupby(["method", "half"], sort=False):
+        scopes = [("all cells", group)] + [(cell, part) for cell, part in group.groupby("cell", sort=False)
+                                           if half == HALVES[0] and len(part) >= 3]
+        for scope, part in scopes:
+            r, p = pearsonr(part["gap"], part["log_ratio"])
+            table.append({"method": method, "half": half, "scope": scope, "teachers": len(part), "r": float(r),
+                          "p": float(p)})
+    return pd.DataFrame(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python scripts/gap_gain_relation.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder holding the experiment folders (default: the committed experiments/results)")
+    parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
+    args = parser.parse_args(argv)
+    rows = teacher_rows(args.data)
+    if rows.empty:
+        parser.error("no evaluated easy-regions experiment folder of fig_gap_map's cells found")
+    table = relation(rows)
+    print(table.round({"r": 3, "p": 4}).to_string(index=False))
+    if args.out is not None:
+        table.to_csv(args.out, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
