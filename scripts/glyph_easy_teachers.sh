@@ -4,10 +4,11 @@
 # all are done. Per seed: scripts/glyph_easy_seeds.sh's teacher stage (TEACHER_SEED=seed, TEACHER_STEPS, default
 # 2000) and students stage (students in groups: PARALLEL=3 GROUP=6 unless set), archived as
 # OUT/seed<N>/glyph_teachers_<WORLD>.tgz and OUT/seed<N>/<EXPERIMENT>.tgz; then the seed's folders in runs/ are
-# removed for the next one. A teacher is started only with TEACHER_NEED seconds (default 240: the stage took
-# 196-210 s on an H100 with 2000 steps, 2026-12-07, twenty-first session) left of CALL_SECONDS (default 570, the
-# command's own budget: keep it under the call's timeout); the students of one teacher took 173-181 s there (18 in
-# three groups of six, with their evaluation), so a teacher and its students need ~390 s of a call. Grouped
+# removed for the next one. A teacher is started only with TEACHER_NEED seconds (default 330) left of
+# CALL_SECONDS (default 570, the command's own budget: keep it under the call's timeout). H100s differ: with 2000
+# steps the teacher stage took 196-210 s on the twenty-first session's (12 steps/s) and ~310 s on the
+# twenty-second's (7.1-7.7 steps/s), the students of one teacher 173-181 s and 210-224 s (18 in three groups of
+# six, with their evaluation), so a teacher and its students need ~390-540 s of a call. Grouped
 # students finish together: a budget that stops them leaves none finished, and they resume from their last
 # checkpoint (every 250 steps) in the next call (runs/ survives while the machine is warm; a fresh machine starts
 # the unfinished seed again). A seed is done when its students' results.csv is written:
@@ -21,7 +22,7 @@ shift
 world=${WORLD:-small_easy}
 experiment=${EXPERIMENT:-glyph_easy_tau0_seeds_b2}
 budget=${CALL_SECONDS:-570}
-need=${TEACHER_NEED:-240}
+need=${TEACHER_NEED:-330}
 teacher_dir=runs/glyph_teachers_easy/$world
 mkdir -p runs/glyph_easy_done
 left() { echo $(( budget - SECONDS )); }
