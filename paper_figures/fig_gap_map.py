@@ -11,8 +11,10 @@ cells' tests); large markers, a cell's geometric mean over its gate-passing teac
 95% t-interval over the teachers' means (one replicate per teacher, so a teacher's own effect is noise; with two
 or three teachers the interval is wide and may run off the axes). Black dashes: a teacher's headroom, the best
 split of the draws under the power law fitted to its own students (simulations.headroom: the gain that draws
-alone could explain, by that model). The 12-region tau = 0 world without easy regions (one teacher, its seeds
-merged as in fig_testbed_verdicts) is drawn at x = 1. Data: the committed
+alone could explain, by that model). Grey dashed line: the least-squares line of ln ratio on the gap over every
+gate-passing teacher of all cells, with Pearson's r (scripts/gap_gain_relation.py tests it with gap and ratio
+from disjoint seeds). The 12-region tau = 0 world without easy regions (one teacher, its seeds merged as in
+fig_testbed_verdicts) is drawn at x = 1. Data: the committed
 experiments/results/<folder>/ (eval/summary.csv, eval/discrepancy.csv, world.json), or the same under --data.
 """
 from __future__ import annotations
@@ -111,6 +113,16 @@ def cell_point(points: pd.DataFrame) -> tuple[float, float, float, float] | None
     return float(kept["gap"].mean()), float(tests.iloc[0]["ratio"]), low, high
 
 
+def gap_gain_fit(gap: np.ndarray, log_ratio: np.ndarray) -> tuple[float, float, float, float]:
+    """(slope, intercept, r, p) of the least-squares line of ln ratio on the gap over teachers, with Pearson's r and
+    its two-sided p (r = 0): how a teacher's gain follows its own gap (scripts/gap_gain_relation.py)."""
+    from scipy.stats import pearsonr
+
+    slope, intercept = np.polyfit(gap, log_ratio, 1)
+    r, p = pearsonr(gap, log_ratio)
+    return float(slope), float(intercept), float(r), float(p)
+
+
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     cells = [(label, colour, marker, teacher_points(data_dir, folders))
              for label, colour, marker, folders in CONFIG.cells]
@@ -121,6 +133,13 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     fig, axes = plt.subplots(1, len(CONFIG.methods), figsize=(5.2 * len(CONFIG.methods), 4.6), sharey=True,
                              squeeze=False)
     for ax, method in zip(axes[0], CONFIG.methods):
+        passing = pd.concat([points for *_, points in cells]).query("passes and method == @method")
+        if len(passing) >= 3:
+            slope, intercept, r, p = gap_gain_fit(passing["gap"].to_numpy(), np.log(passing["ratio"].to_numpy()))
+            xs = np.linspace(passing["gap"].min(), passing["gap"].max(), 2)
+            ax.plot(xs, np.exp(intercept + slope * xs), color="dimgrey", lw=1.2, ls="--", zorder=2)
+            ax.text(0.03, 0.04, f"grey line: least squares of ln ratio on the gap over\n{len(passing)} gate-passing "
+                    f"teachers, r = {r:.2f}, p = {p:.3f}", transform=ax.transAxes, fontsize=8, color="dimgrey")
         for label, colour, marker, points in cells:
             points = points[points["method"] == method]
             for _, p in points.iterrows():

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import pearsonr
 
 from paper_figures.common import experiment_dir
-from paper_figures.fig_gap_map import CONFIG, REFERENCE, difficulty_gap
+from paper_figures.fig_gap_map import CONFIG, REFERENCE, difficulty_gap, gap_gain_fit
 from paper_figures.fig_testbed_verdicts import cell_ratios
 
 HALVES = ("all seeds", "gap even, ratio odd", "gap odd, ratio even")
@@ -59,7 +58,7 @@ def relation(rows: pd.DataFrame) -> pd.DataFrame:
         scopes = [("all cells", group)] + [(cell, part) for cell, part in group.groupby("cell", sort=False)
                                            if half == HALVES[0] and len(part) >= 3]
         for scope, part in scopes:
-            r, p = pearsonr(part["gap"], part["log_ratio"])
+            *_, r, p = gap_gain_fit(part["gap"].to_numpy(), part["log_ratio"].to_numpy())
             table.append({"method": method, "half": half, "scope": scope, "teachers": len(part), "r": float(r),
                           "p": float(p)})
     return pd.DataFrame(table)
