@@ -13,7 +13,8 @@ from the region-uniform students of the even seeds and the ratio from the odd se
 "gap even, ratio odd"), and the other way round. If the full r came from the shared students, the halves'
 would fall to about 0.
 
---data DIR: the experiment folders under DIR instead of the committed experiments/results; --out writes the table.
+--data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
+name (as the figures' --data); --out writes the table.
 """
 from __future__ import annotations
 
@@ -51,13 +52,14 @@ def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
 
 
 def relation(rows: pd.DataFrame) -> pd.DataFrame:
-    """Pearson's r of gap and log_ratio per (method, half, scope): scope "all cells" and each cell on its own
-    (cells of three or more teachers). Columns method, half, scope, teachers, r, p."""
+    """Pearson's r of gap and log_ratio per (method, half, scope): scope "all cells", and each cell on its own
+    over all seeds; scopes of fewer than three teachers are left out. Columns method, half, scope, teachers, r, p."""
     table = []
     for (method, half), group in rows.groupby(["method", "half"], sort=False):
-        scopes = [("all cells", group)] + [(cell, part) for cell, part in group.groupby("cell", sort=False)
-                                           if half == HALVES[0] and len(part) >= 3]
+        scopes = [("all cells", group)] + (list(group.groupby("cell", sort=False)) if half == HALVES[0] else [])
         for scope, part in scopes:
+            if len(part) < 3:
+                continue
             *_, r, p = gap_gain_fit(part["gap"].to_numpy(), part["log_ratio"].to_numpy())
             table.append({"method": method, "half": half, "scope": scope, "teachers": len(part), "r": float(r),
                           "p": float(p)})
@@ -68,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/gap_gain_relation.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None,
-                        help="folder holding the experiment folders (default: the committed experiments/results)")
+                        help="folder whose experiment folders replace the committed experiments/results ones of "
+                             "the same name (default: none)")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
     args = parser.parse_args(argv)
     rows = teacher_rows(args.data)
     if rows.empty:
         parser.error("no evaluated easy-regions experiment folder of fig_gap_map's cells found")
     table = relation(rows)
+    if table.empty:
+        parser.error("fewer than three gate-passing teachers: no correlation to compute")
     print(table.round({"r": 3, "p": 4}).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out, index=False)
