@@ -66,10 +66,10 @@ class Config:
 CONFIG = Config()
 
 
-def difficulty_gap(folder: Path, seeds: Collection[int] | None = None) -> float:
-    """The easy regions' mean p(t)-weighted discrepancy over the other regions' mean, for the region-uniform
-    students of an experiment folder on a world with easy regions (eval/discrepancy.csv; mean over seeds, or
-    over ``seeds`` only)."""
+def easy_and_hard(folder: Path, seeds: Collection[int] | None = None) -> tuple[float, float]:
+    """The easy regions' and the other regions' mean p(t)-weighted discrepancy, for the region-uniform students
+    of an experiment folder on a world with easy regions (eval/discrepancy.csv; mean over seeds, or over
+    ``seeds`` only)."""
     config = load_world_config(folder / "world.json")
     easy = easy_layout(config)[0]
     rows = pd.read_csv(folder / "eval" / "discrepancy.csv")
@@ -79,7 +79,13 @@ def difficulty_gap(folder: Path, seeds: Collection[int] | None = None) -> float:
     if rows.empty:
         raise FileNotFoundError(f"{folder}: no {REFERENCE} students (of these seeds) in eval/discrepancy.csv")
     by_kind = rows.groupby(rows["region"].isin(easy))["discrepancy"].mean()
-    return float(by_kind[True] / by_kind[False])
+    return float(by_kind[True]), float(by_kind[False])
+
+
+def difficulty_gap(folder: Path, seeds: Collection[int] | None = None) -> float:
+    """The easy regions' mean p(t)-weighted discrepancy over the other regions' mean (``easy_and_hard``)."""
+    easy, hard = easy_and_hard(folder, seeds)
+    return easy / hard
 
 
 def teacher_points(data_dir: str | Path | None, folders: tuple[tuple[str, bool], ...]) -> pd.DataFrame:

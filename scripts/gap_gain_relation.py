@@ -13,8 +13,13 @@ from the region-uniform students of the even seeds and the ratio from the odd se
 "gap even, ratio odd"), and the other way round. If the full r came from the shared students, the halves'
 would fall to about 0.
 
+A second table asks whether the ratio of the two levels or either level itself carries the relation: per
+method, over all seeds, the least-squares fit ln ratio = b0 + b_easy ln(easy) + b_hard ln(hard), the two levels
+being the easy and the hard regions' mean discrepancy (fig_gap_map.easy_and_hard), and Pearson's r of ln ratio
+with each level alone. b_easy = -b_hard means the gap (their ratio) is all that matters.
+
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
-name (as the figures' --data); --out writes the table.
+name (as the figures' --data); --out writes the first table, OUT_levels.csv the second.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from paper_figures.common import experiment_dir
-from paper_figures.fig_gap_map import CONFIG, REFERENCE, difficulty_gap, gap_gain_fit
+from paper_figures.fig_gap_map import CONFIG, REFERENCE, easy_and_hard, gap_gain_fit
 from paper_figures.fig_testbed_verdicts import cell_ratios
 
 HALVES = ("all seeds", "gap even, ratio odd", "gap odd, ratio even")
@@ -33,7 +38,8 @@ HALVES = ("all seeds", "gap even, ratio odd", "gap odd, ratio even")
 
 def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
     """Per gate-passing teacher folder of fig_gap_map, method and half (HALVES): the cell, the gap and the mean
-    ln ratio to region-uniform over the half's seeds (columns cell, folder, method, half, gap, log_ratio, seeds)."""
+    ln ratio to region-uniform over the half's seeds (columns cell, folder, method, half, gap, easy, hard,
+    log_ratio, seeds: easy and hard the two levels whose ratio is the gap)."""
     rows = []
     for cell, _, _, folders in CONFIG.cells:
         for name, passes in folders:
@@ -44,10 +50,11 @@ def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
             seeds = sorted(ratios["seed"].unique())
             even, odd = [s for s in seeds if s % 2 == 0], [s for s in seeds if s % 2 == 1]
             for half, gap_seeds, ratio_seeds in zip(HALVES, (None, even, odd), (seeds, odd, even)):
-                gap = difficulty_gap(folder, gap_seeds)
+                easy, hard = easy_and_hard(folder, gap_seeds)
                 for method, own in ratios[ratios["seed"].isin(ratio_seeds)].groupby("method"):
-                    rows.append({"cell": cell, "folder": name, "method": method, "half": half, "gap": gap,
-                                 "log_ratio": float(np.log(own["ratio"]).mean()), "seeds": len(own)})
+                    rows.append({"cell": cell, "folder": name, "method": method, "half": half, "gap": easy / hard,
+                                 "easy": easy, "hard": hard, "log_ratio": float(np.log(own["ratio"]).mean()),
+                                 "seeds": len(own)})
     return pd.DataFrame(rows)
 
 
@@ -66,6 +73,24 @@ def relation(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method over all seeds (teachers of every cell, three or more): the least-squares coefficients of ln
+    ratio on ln(easy) and ln(hard) (b0, b_easy, b_hard) and Pearson's r of ln ratio with each level alone
+    (r_easy, p_easy, r_hard, p_hard)."""
+    table = []
+    for method, group in rows[rows["half"] == HALVES[0]].groupby("method", sort=False):
+        if len(group) < 3:
+            continue
+        easy, hard = np.log(group["easy"].to_numpy()), np.log(group["hard"].to_numpy())
+        y = group["log_ratio"].to_numpy()
+        b0, b_easy, b_hard = np.linalg.lstsq(np.c_[np.ones(len(y)), easy, hard], y, rcond=None)[0]
+        *_, r_easy, p_easy = gap_gain_fit(easy, y)
+        *_, r_hard, p_hard = gap_gain_fit(hard, y)
+        table.append({"method": method, "teachers": len(group), "b0": b0, "b_easy": b_easy, "b_hard": b_hard,
+                      "r_easy": r_easy, "p_easy": p_easy, "r_hard": r_hard, "p_hard": p_hard})
+    return pd.DataFrame(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/gap_gain_relation.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     if table.empty:
         parser.error("fewer than three gate-passing teachers: no correlation to compute")
     print(table.round({"r": 3, "p": 4}).to_string(index=False))
+    by_level = levels(rows)
+    print("\nln ratio on the two levels (least squares) and on each alone (Pearson):")
+    print(by_level.round(3).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out, index=False)
+        by_level.to_csv(args.out.with_name(f"{args.out.stem}_levels.csv"), index=False)
     return 0
 
 

@@ -258,8 +258,9 @@ def test_gap_map_reads_each_teachers_gap_and_verdict():
 
 def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_student(tmp_path):
     """scripts/gap_gain_relation.py: over all seeds its r is Pearson's r of fig_gap_map's own teacher points
-    (gap, ln ratio); in the halves the gap comes from the region-uniform students of one parity of seeds and the
-    ratio from the pairs of the other parity only."""
+    (gap, ln ratio), and its levels table's r that of the hard regions' level (the gap's denominator); in the
+    halves the gap comes from the region-uniform students of one parity of seeds and the ratio from the pairs of
+    the other parity only."""
     import importlib.util
     from pathlib import Path
 
@@ -288,6 +289,11 @@ def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_s
         r, p = stats.pearsonr(own["gap"], np.log(own["ratio"]))
         row = table.loc[(method, "all seeds", "all cells")]
         assert (row["teachers"], row["r"], row["p"]) == (len(own), pytest.approx(r), pytest.approx(p))
+    levels = pd.read_csv(tmp_path / "relation_levels.csv").set_index("method")
+    for method, own in points.groupby("method"):
+        hard = [gap_map.easy_and_hard(experiment_dir(None, name))[1] for name in own["folder"]]
+        r, p = stats.pearsonr(np.log(hard), np.log(own["ratio"]))
+        assert (levels.loc[method, "r_hard"], levels.loc[method, "p_hard"]) == (pytest.approx(r), pytest.approx(p))
     halves = gap_gain.teacher_rows(None)
     half = halves[(halves["folder"] == folder.name) & (halves["method"] == "aria")].set_index("half")
     assert half.loc["gap even, ratio odd", "gap"] == pytest.approx(by_hand, rel=1e-12)
