@@ -18,8 +18,16 @@ method, over all seeds, the least-squares fit ln ratio = b0 + b_easy ln(easy) + 
 being the easy and the hard regions' mean discrepancy (fig_gap_map.easy_and_hard), and Pearson's r of ln ratio
 with each level alone. b_easy = -b_hard means the gap (their ratio) is all that matters.
 
+A third table tests the line out of sample, a cell (knob setting) at a time: per method, the line fitted over
+the other cells' teachers predicts each of the cell's teachers' mean ln ratio from its own gap; the table gives
+the cell's mean residual (measured - predicted, ln), the others' residual sd about their line and z = mean
+residual / (that sd / sqrt(teachers)). |z| > 2: the cell departs from the others' line. Beside it, the mean
+residual against the others' mean ln ratio (no gap in the model, flat_residual): where the line's residual is the
+smaller, the gap predicted the cell. A new cell's row is the test of the prediction written before it ran
+(docs/test_bed.md, "The third point").
+
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
-name (as the figures' --data); --out writes the first table, OUT_levels.csv the second.
+name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third.
 """
 from __future__ import annotations
 
@@ -91,6 +99,26 @@ def levels(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def held_out_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method and cell, over all seeds: the least-squares line of ln ratio on the gap over the other cells'
+    teachers (three or more) predicts this cell's; columns method, cell, teachers, mean_residual (ln, measured -
+    predicted), others_sd (residual sd about the others' line, n - 2 degrees of freedom), z, and flat_residual
+    (the mean residual against the others' mean ln ratio instead of their line)."""
+    table = []
+    for method, group in rows[rows["half"] == HALVES[0]].groupby("method", sort=False):
+        for cell, own in group.groupby("cell", sort=False):
+            others = group[group["cell"] != cell]
+            if len(others) < 3:
+                continue
+            slope, intercept, *_ = gap_gain_fit(others["gap"].to_numpy(), others["log_ratio"].to_numpy())
+            spread = float(np.std(others["log_ratio"] - (intercept + slope * others["gap"]), ddof=2))
+            mean = float((own["log_ratio"] - (intercept + slope * own["gap"])).mean())
+            table.append({"method": method, "cell": cell, "teachers": len(own), "mean_residual": mean,
+                          "others_sd": spread, "z": mean / (spread / np.sqrt(len(own))),
+                          "flat_residual": float(own["log_ratio"].mean() - others["log_ratio"].mean())})
+    return pd.DataFrame(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/gap_gain_relation.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     by_level = levels(rows)
     print("\nln ratio on the two levels (least squares) and on each alone (Pearson):")
     print(by_level.round(3).to_string(index=False))
+    held_out = held_out_cells(rows)
+    print("\neach cell against the line of the other cells' teachers (ln ratio, measured - predicted):")
+    print(held_out.round(3).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out, index=False)
         by_level.to_csv(args.out.with_name(f"{args.out.stem}_levels.csv"), index=False)
+        held_out.to_csv(args.out.with_name(f"{args.out.stem}_held_out.csv"), index=False)
     return 0
 
 

@@ -256,23 +256,57 @@ def test_gap_map_reads_each_teachers_gap_and_verdict():
 
 
 
+def _gap_gain_script():
+    """scripts/gap_gain_relation.py as a module (scripts/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "gap_gain", Path(__file__).resolve().parents[2] / "scripts" / "gap_gain_relation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gap_gain_held_out_cell_is_predicted_by_the_other_cells_line_only():
+    """held_out_cells: a cell's residuals are taken about the line fitted over the other cells' teachers alone
+    (moving the cell's own points does not move its line), z divides by the others' residual sd over sqrt(n), and
+    the flat residual is against the others' mean; cells whose others are under three teachers are left out."""
+    import pandas as pd
+
+    gap_gain = _gap_gain_script()
+    gap = np.array([0.3, 0.5, 0.7, 0.4, 0.6, 0.9, 1.1, 0.8])
+    log_ratio = np.array([-0.10, -0.06, -0.01, -0.09, -0.03, 0.00, 0.02, 0.05])
+    cells = ["a", "a", "a", "b", "b", "b", "b", "c"]
+    rows = pd.DataFrame({"cell": cells, "method": "aria", "half": gap_gain.HALVES[0], "gap": gap,
+                         "log_ratio": log_ratio})
+    table = gap_gain.held_out_cells(rows).set_index("cell")
+    others = rows["cell"] != "a"
+    slope, intercept = np.polyfit(gap[others], log_ratio[others], 1)
+    spread = np.std(log_ratio[others] - (intercept + slope * gap[others]), ddof=2)
+    mean = np.mean(log_ratio[~others] - (intercept + slope * gap[~others]))
+    assert table.loc["a", "mean_residual"] == pytest.approx(mean)
+    assert table.loc["a", "z"] == pytest.approx(mean / (spread / np.sqrt(3)))
+    assert table.loc["a", "flat_residual"] == pytest.approx(log_ratio[~others].mean() - log_ratio[others].mean())
+    moved = rows.assign(log_ratio=np.where(others, log_ratio, log_ratio + 0.5))
+    moved_table = gap_gain.held_out_cells(moved).set_index("cell")
+    assert moved_table.loc["a", "mean_residual"] == pytest.approx(mean + 0.5)
+    assert moved_table.loc["a", "others_sd"] == pytest.approx(spread)
+    assert sorted(table.index) == ["a", "b", "c"]
+    assert list(gap_gain.held_out_cells(rows[rows["cell"] != "c"].iloc[1:]).query("cell == 'b'")["teachers"]) == []
+
+
 def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_student(tmp_path):
     """scripts/gap_gain_relation.py: over all seeds its r is Pearson's r of fig_gap_map's own teacher points
     (gap, ln ratio), and its levels table's r that of the hard regions' level (the gap's denominator); in the
     halves the gap comes from the region-uniform students of one parity of seeds and the ratio from the pairs of
     the other parity only."""
-    import importlib.util
-    from pathlib import Path
-
     import pandas as pd
 
     from paper_figures import fig_gap_map as gap_map
     from paper_figures.common import experiment_dir
 
-    spec = importlib.util.spec_from_file_location(
-        "gap_gain", Path(__file__).resolve().parents[2] / "scripts" / "gap_gain_relation.py")
-    gap_gain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gap_gain)
+    gap_gain = _gap_gain_script()
     folder = experiment_dir(None, "glyph_easy_c8_tau0_seeds_teacher2000_seed3")
     assert gap_map.difficulty_gap(folder, range(6)) == gap_map.difficulty_gap(folder)
     rows = pd.read_csv(folder / "eval" / "discrepancy.csv")
@@ -295,6 +329,8 @@ def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_s
         r, p = stats.pearsonr(np.log(hard), np.log(own["ratio"]))
         assert (levels.loc[method, "r_hard"], levels.loc[method, "p_hard"]) == (pytest.approx(r), pytest.approx(p))
     halves = gap_gain.teacher_rows(None)
+    held_out = pd.read_csv(tmp_path / "relation_held_out.csv")
+    assert len(held_out) == 2 * halves["cell"].nunique()  # every cell, beta 1 and beta 2
     half = halves[(halves["folder"] == folder.name) & (halves["method"] == "aria")].set_index("half")
     assert half.loc["gap even, ratio odd", "gap"] == pytest.approx(by_hand, rel=1e-12)
     assert half.loc["gap even, ratio odd", "seeds"] == half.loc["gap odd, ratio even", "seeds"] == 3
