@@ -1,6 +1,6 @@
 """Does a teacher's difficulty gap predict ARIA's gain over region-uniform? Over fig_gap_map's gate-passing teachers.
 
-Usage: python scripts/gap_gain_relation.py [--data DIR] [--out CSV]
+Usage: python scripts/gap_gain_relation.py [--data DIR] [--out CSV] [--predict FOLDER ...]
 
 Per method, Pearson's r between a teacher's gap (paper_figures.fig_gap_map.difficulty_gap: its region-uniform
 students' discrepancy on the easy regions over the hard ones') and its mean ln ratio to region-uniform over seeds,
@@ -26,8 +26,13 @@ residual against the others' mean ln ratio (no gap in the model, flat_residual):
 smaller, the gap predicted the cell. A new cell's row is the test of the prediction written before it ran
 (docs/test_bed.md, "The third point").
 
+--predict FOLDER ...: folders kept out of the fit (a new world's teachers before they join fig_gap_map, or new
+seeds of a teacher already in it, whose students the fit has not seen) against the line fitted over all of
+fig_gap_map's gate-passing teachers: measured ratio, predicted ratio at the folder's own gap, and the residual.
+
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
-name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third.
+name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third
+and OUT_predicted.csv the --predict table.
 """
 from __future__ import annotations
 
@@ -44,6 +49,22 @@ from paper_figures.fig_testbed_verdicts import cell_ratios
 HALVES = ("all seeds", "gap even, ratio odd", "gap odd, ratio even")
 
 
+def folder_rows(data_dir: str | Path | None, cell: str, name: str) -> list[dict]:
+    """One experiment folder's rows of ``teacher_rows`` (per method and half)."""
+    folder = experiment_dir(data_dir, name)
+    ratios = cell_ratios(data_dir, (name,), REFERENCE)
+    seeds = sorted(ratios["seed"].unique())
+    even, odd = [s for s in seeds if s % 2 == 0], [s for s in seeds if s % 2 == 1]
+    rows = []
+    for half, gap_seeds, ratio_seeds in zip(HALVES, (None, even, odd), (seeds, odd, even)):
+        easy, hard = easy_and_hard(folder, gap_seeds)
+        for method, own in ratios[ratios["seed"].isin(ratio_seeds)].groupby("method"):
+            rows.append({"cell": cell, "folder": name, "method": method, "half": half, "gap": easy / hard,
+                         "easy": easy, "hard": hard, "log_ratio": float(np.log(own["ratio"]).mean()),
+                         "seeds": len(own)})
+    return rows
+
+
 def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
     """Per gate-passing teacher folder of fig_gap_map, method and half (HALVES): the cell, the gap and the mean
     ln ratio to region-uniform over the half's seeds (columns cell, folder, method, half, gap, easy, hard,
@@ -51,19 +72,31 @@ def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
     rows = []
     for cell, _, _, folders in CONFIG.cells:
         for name, passes in folders:
-            folder = experiment_dir(data_dir, name)
-            if not passes or not (folder / "eval" / "discrepancy.csv").is_file():
-                continue
-            ratios = cell_ratios(data_dir, (name,), REFERENCE)
-            seeds = sorted(ratios["seed"].unique())
-            even, odd = [s for s in seeds if s % 2 == 0], [s for s in seeds if s % 2 == 1]
-            for half, gap_seeds, ratio_seeds in zip(HALVES, (None, even, odd), (seeds, odd, even)):
-                easy, hard = easy_and_hard(folder, gap_seeds)
-                for method, own in ratios[ratios["seed"].isin(ratio_seeds)].groupby("method"):
-                    rows.append({"cell": cell, "folder": name, "method": method, "half": half, "gap": easy / hard,
-                                 "easy": easy, "hard": hard, "log_ratio": float(np.log(own["ratio"]).mean()),
-                                 "seeds": len(own)})
+            if passes and (experiment_dir(data_dir, name) / "eval" / "discrepancy.csv").is_file():
+                rows += folder_rows(data_dir, cell, name)
     return pd.DataFrame(rows)
+
+
+def predictions(rows: pd.DataFrame, data_dir: str | Path | None, names: list[str]) -> pd.DataFrame:
+    """Folders outside the fit (a new world's teachers, or new seeds of a fitted teacher) against the line of
+    ``rows``' teachers over all seeds: per folder and method its own gap and mean ln ratio, the line's prediction
+    at that gap, the residual (measured - predicted, ln) and the fit's residual sd (n - 2 degrees of freedom)."""
+    fitted = rows[rows["half"] == HALVES[0]]
+    table = []
+    for name in names:
+        if not (experiment_dir(data_dir, name) / "eval" / "discrepancy.csv").is_file():
+            raise FileNotFoundError(f"{name}: no evaluated experiment folder (eval/discrepancy.csv) of that name")
+        for row in folder_rows(data_dir, "predicted", name):
+            group = fitted[fitted["method"] == row["method"]]
+            if row["half"] != HALVES[0] or len(group) < 3:
+                continue
+            slope, intercept, *_ = gap_gain_fit(group["gap"].to_numpy(), group["log_ratio"].to_numpy())
+            spread = float(np.std(group["log_ratio"] - (intercept + slope * group["gap"]), ddof=2))
+            predicted = intercept + slope * row["gap"]
+            table.append({"folder": name, "method": row["method"], "seeds": row["seeds"], "gap": row["gap"],
+                          "ratio": float(np.exp(row["log_ratio"])), "predicted": float(np.exp(predicted)),
+                          "residual": row["log_ratio"] - predicted, "fit_sd": spread})
+    return pd.DataFrame(table)
 
 
 def relation(rows: pd.DataFrame) -> pd.DataFrame:
@@ -126,10 +159,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder whose experiment folders replace the committed experiments/results ones of "
                              "the same name (default: none)")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
+    parser.add_argument("--predict", nargs="+", default=[], metavar="FOLDER",
+                        help="names of experiment folders outside the fit (under --data or experiments/results): "
+                             "each one's measured ratio against the line's prediction at its own gap (default: "
+                             "none)")
     args = parser.parse_args(argv)
     rows = teacher_rows(args.data)
     if rows.empty:
         parser.error("no evaluated easy-regions experiment folder of fig_gap_map's cells found")
+    try:
+        predicted = predictions(rows, args.data, args.predict)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     table = relation(rows)
     if table.empty:
         parser.error("fewer than three gate-passing teachers: no correlation to compute")
@@ -144,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         table.to_csv(args.out, index=False)
         by_level.to_csv(args.out.with_name(f"{args.out.stem}_levels.csv"), index=False)
         held_out.to_csv(args.out.with_name(f"{args.out.stem}_held_out.csv"), index=False)
+    if not predicted.empty:
+        print("\nfolders outside the fit against the line of all its teachers (ratio: measured, predicted; ln residual):")
+        print(predicted.round(3).to_string(index=False))
+        if args.out is not None:
+            predicted.to_csv(args.out.with_name(f"{args.out.stem}_predicted.csv"), index=False)
     return 0
 
 
