@@ -28,7 +28,8 @@ smaller, the gap predicted the cell. A new cell's row is the test of the predict
 
 --predict FOLDER ...: folders kept out of the fit (a new world's teachers before they join fig_gap_map, or new
 seeds of a teacher already in it, whose students the fit has not seen) against the line fitted over all of
-fig_gap_map's gate-passing teachers: measured ratio, predicted ratio at the folder's own gap, and the residual.
+fig_gap_map's gate-passing teachers: measured ratio, predicted ratio at the folder's own gap, and the residual;
+then per method the folders' mean residual and z = mean / (the fit's residual sd / sqrt(folders)).
 
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
 name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third
@@ -77,21 +78,28 @@ def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fit_line(teachers: pd.DataFrame) -> tuple[float, float, float]:
+    """(slope, intercept, residual sd with n - 2 degrees of freedom) of the least-squares line of log_ratio on gap
+    over ``teachers`` (rows of ``teacher_rows``)."""
+    slope, intercept, *_ = gap_gain_fit(teachers["gap"].to_numpy(), teachers["log_ratio"].to_numpy())
+    spread = float(np.std(teachers["log_ratio"] - (intercept + slope * teachers["gap"]), ddof=2))
+    return slope, intercept, spread
+
+
 def predictions(rows: pd.DataFrame, data_dir: str | Path | None, names: list[str]) -> pd.DataFrame:
     """Folders outside the fit (a new world's teachers, or new seeds of a fitted teacher) against the line of
     ``rows``' teachers over all seeds: per folder and method its own gap and mean ln ratio, the line's prediction
     at that gap, the residual (measured - predicted, ln) and the fit's residual sd (n - 2 degrees of freedom)."""
-    fitted = rows[rows["half"] == HALVES[0]]
+    lines = {method: fit_line(group) for method, group in rows[rows["half"] == HALVES[0]].groupby("method")
+             if len(group) >= 3}
     table = []
     for name in names:
         if not (experiment_dir(data_dir, name) / "eval" / "discrepancy.csv").is_file():
             raise FileNotFoundError(f"{name}: no evaluated experiment folder (eval/discrepancy.csv) of that name")
         for row in folder_rows(data_dir, "predicted", name):
-            group = fitted[fitted["method"] == row["method"]]
-            if row["half"] != HALVES[0] or len(group) < 3:
+            if row["half"] != HALVES[0] or row["method"] not in lines:
                 continue
-            slope, intercept, *_ = gap_gain_fit(group["gap"].to_numpy(), group["log_ratio"].to_numpy())
-            spread = float(np.std(group["log_ratio"] - (intercept + slope * group["gap"]), ddof=2))
+            slope, intercept, spread = lines[row["method"]]
             predicted = intercept + slope * row["gap"]
             table.append({"folder": name, "method": row["method"], "seeds": row["seeds"], "gap": row["gap"],
                           "ratio": float(np.exp(row["log_ratio"])), "predicted": float(np.exp(predicted)),
@@ -143,8 +151,7 @@ def held_out_cells(rows: pd.DataFrame) -> pd.DataFrame:
             others = group[group["cell"] != cell]
             if len(others) < 3:
                 continue
-            slope, intercept, *_ = gap_gain_fit(others["gap"].to_numpy(), others["log_ratio"].to_numpy())
-            spread = float(np.std(others["log_ratio"] - (intercept + slope * others["gap"]), ddof=2))
+            slope, intercept, spread = fit_line(others)
             mean = float((own["log_ratio"] - (intercept + slope * own["gap"])).mean())
             table.append({"method": method, "cell": cell, "teachers": len(own), "mean_residual": mean,
                           "others_sd": spread, "z": mean / (spread / np.sqrt(len(own))),
@@ -188,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if not predicted.empty:
         print("\nfolders outside the fit against the line of all its teachers (ratio: measured, predicted; ln residual):")
         print(predicted.round(3).to_string(index=False))
+        for method, own in predicted.groupby("method", sort=False):
+            z = own["residual"].mean() / (own["fit_sd"].iloc[0] / np.sqrt(len(own)))
+            print(f"{method}: mean residual {own['residual'].mean():+.3f} over {len(own)} folders, z = {z:.2f}")
         if args.out is not None:
             predicted.to_csv(args.out.with_name(f"{args.out.stem}_predicted.csv"), index=False)
     return 0
