@@ -94,9 +94,11 @@ def predictions(rows: pd.DataFrame, data_dir: str | Path | None, names: list[str
              if len(group) >= 3}
     table = []
     for name in names:
-        if not (experiment_dir(data_dir, name) / "eval" / "discrepancy.csv").is_file():
+        # a path to a folder, or a folder's name under data_dir or experiments/results
+        data, name = (Path(name).parent, Path(name).name) if Path(name).is_dir() else (data_dir, name)
+        if not (experiment_dir(data, name) / "eval" / "discrepancy.csv").is_file():
             raise FileNotFoundError(f"{name}: no evaluated experiment folder (eval/discrepancy.csv) of that name")
-        for row in folder_rows(data_dir, "predicted", name):
+        for row in folder_rows(data, "predicted", name):
             if row["half"] != HALVES[0] or row["method"] not in lines:
                 continue
             slope, intercept, spread = lines[row["method"]]
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                              "the same name (default: none)")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
     parser.add_argument("--predict", nargs="+", default=[], metavar="FOLDER",
-                        help="names of experiment folders outside the fit (under --data or experiments/results): "
+                        help="experiment folders outside the fit (paths, or names under --data or "
+                             "experiments/results): "
                              "each one's measured ratio against the line's prediction at its own gap (default: "
                              "none)")
     args = parser.parse_args(argv)

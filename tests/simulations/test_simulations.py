@@ -337,6 +337,8 @@ def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_s
     own = fitted[fitted["folder"] == folder.name].iloc[0]
     assert predicted.loc["aria-b2", "gap"] == pytest.approx(gap_map.difficulty_gap(folder), rel=1e-12)
     assert predicted.loc["aria-b2", "residual"] == pytest.approx(own["log_ratio"] - intercept - slope * own["gap"])
+    by_path = gap_gain.predictions(halves, None, [str(folder)]).set_index("method")  # a path, not a name
+    assert by_path.loc["aria-b2", "residual"] == pytest.approx(predicted.loc["aria-b2", "residual"], rel=1e-12)
     with pytest.raises(SystemExit):  # a folder that is not there: a one-line error
         gap_gain.main(["--predict", "no_such_experiment"])
     half = halves[(halves["folder"] == folder.name) & (halves["method"] == "aria")].set_index("half")
