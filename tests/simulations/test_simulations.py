@@ -256,16 +256,46 @@ def test_gap_map_reads_each_teachers_gap_and_verdict():
 
 
 
-def _gap_gain_script():
-    """scripts/gap_gain_relation.py as a module (scripts/ is not a package)."""
+def _script(name: str):
+    """scripts/NAME.py as a module (scripts/ is not a package)."""
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "gap_gain", Path(__file__).resolve().parents[2] / "scripts" / "gap_gain_relation.py")
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_paired_folders_divides_each_policy_ratio_by_the_same_seed_in_the_baseline(tmp_path):
+    """scripts/paired_folders.py: per policy and shared seed, B's ratio over A's; region-uniform's all-regions
+    p(t)-weighted level in B over A's on the same seed; seeds or policies in one folder only are left out; a folder
+    without results is a one-line error."""
+    import pandas as pd
+
+    paired = _script("paired_folders")
+
+    def folder(name, ratios, levels):
+        path = tmp_path / name
+        (path / "eval").mkdir(parents=True)
+        pd.DataFrame([{"method": m, "seed": s, "ratio": r} for (m, s), r in ratios.items()]).to_csv(
+            path / "allocation_split.csv", index=False)
+        rows = [{"group": group, "mean": level * scale, "model": f"region-uniform-seed{seed}", "metric": metric}
+                for seed, level in levels.items() for group, scale in (("all", 1.0), ("head", 3.0))
+                for metric in ("discrepancy_pt", "discrepancy")]
+        pd.DataFrame(rows).to_csv(path / "eval" / "summary.csv", index=False)
+        return path
+
+    a = folder("a", {("aria-b2", 0): 0.90, ("aria-b2", 1): 0.95, ("aria", 0): 0.97}, {0: 0.020, 1: 0.030})
+    b = folder("b", {("aria-b2", 0): 0.99, ("aria-b2", 1): 0.95, ("aria-b2", 2): 0.80}, {0: 0.022, 1: 0.030, 2: 0.1})
+    ratios = paired.paired_ratios(a, b).set_index(["method", "seed"])["ratio"]
+    assert ratios[("aria-b2", 0)] == pytest.approx(0.99 / 0.90) and ratios[("aria-b2", 1)] == pytest.approx(1.0)
+    assert ratios[("region-uniform level", 0)] == pytest.approx(1.1)
+    assert sorted(ratios.index) == [("aria-b2", 0), ("aria-b2", 1), ("region-uniform level", 0),
+                                    ("region-uniform level", 1)]
+    assert paired.main([str(a), str(b)]) == 0
+    with pytest.raises(SystemExit):
+        paired.main([str(a), str(tmp_path / "missing")])
 
 
 def test_gap_gain_held_out_cell_is_predicted_by_the_other_cells_line_only():
@@ -274,7 +304,7 @@ def test_gap_gain_held_out_cell_is_predicted_by_the_other_cells_line_only():
     the flat residual is against the others' mean; cells whose others are under three teachers are left out."""
     import pandas as pd
 
-    gap_gain = _gap_gain_script()
+    gap_gain = _script("gap_gain_relation")
     gap = np.array([0.3, 0.5, 0.7, 0.4, 0.6, 0.9, 1.1, 0.8])
     log_ratio = np.array([-0.10, -0.06, -0.01, -0.09, -0.03, 0.00, 0.02, 0.05])
     cells = ["a", "a", "a", "b", "b", "b", "b", "c"]
@@ -306,7 +336,7 @@ def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_s
     from paper_figures import fig_gap_map as gap_map
     from paper_figures.common import experiment_dir
 
-    gap_gain = _gap_gain_script()
+    gap_gain = _script("gap_gain_relation")
     folder = experiment_dir(None, "glyph_easy_c8_tau0_seeds_teacher2000_seed3")
     assert gap_map.difficulty_gap(folder, range(6)) == gap_map.difficulty_gap(folder)
     rows = pd.read_csv(folder / "eval" / "discrepancy.csv")
