@@ -7,7 +7,8 @@ Per policy, its ratio to region-uniform in B over its ratio in A on the same see
 with aria_train.evaluation.allocation_split.paired_test: a ratio of 1 means B gives the policy the same gain as A.
 Beside it ("region-uniform level"), region-uniform's own p(t)-weighted discrepancy on all regions in B over A's on
 the same seed (eval/summary.csv): what the difference does to the students themselves. Only seeds and policies
-found in both folders are paired; none in common is a one-line error.
+found in both folders are paired; none in common is a one-line error. On two platforms one seed need not give the
+same random draws (CUDA's generator is not the CPU's), so the pairing may remove less noise than within one.
 """
 from __future__ import annotations
 
