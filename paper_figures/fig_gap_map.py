@@ -1,11 +1,12 @@
 """Does ARIA's gain over balancing grow with the difficulty gap? Teacher by teacher, on the easy-regions worlds.
 
 The worlds with six easy regions of twelve (tau = 0): an easy region's glyph is one world-wide template except on
-``easy_cells`` cells of its own: 3 of 16 (glyph_small_easy_c3.json, the largest gap), 4 (glyph_small_easy.json)
-or 8 (glyph_small_easy_c8.json, a smaller gap). x = how far a teacher's easy regions are from the hard ones for a
-student that draws every region equally: the easy regions' mean p(t)-weighted discrepancy over the hard regions'
-mean, for the region-uniform students (mean over seeds; 1 = no gap). y = a policy's p(t)-weighted discrepancy on
-all regions over region-uniform's on the same seed: small markers, one teacher's geometric mean over its seeds
+``easy_cells`` cells of its own: 3 of 16 (glyph_small_easy_c3.json, the largest gap), 4 (glyph_small_easy.json),
+8 (glyph_small_easy_c8.json, a smaller gap) or 12 (glyph_small_easy_c12.json, the smallest). x = how far a
+teacher's easy regions are from the hard ones for a student that draws every region equally: the easy regions'
+mean p(t)-weighted discrepancy over the hard regions' mean, for the region-uniform students (mean over seeds;
+1 = no gap). y = a policy's p(t)-weighted discrepancy on all regions over region-uniform's on the same seed:
+small markers, one teacher's geometric mean over its seeds
 with the 95% t-interval over those seeds (hollow grey: teachers that miss the gate in a region, left out of the
 cells' tests); large markers, a cell's geometric mean over its gate-passing teachers at their mean x, with the
 95% t-interval over the teachers' means (one replicate per teacher, so a teacher's own effect is noise; with two
@@ -56,6 +57,8 @@ class Config:
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed2", True), ("glyph_easy_c8_tau0_seeds_teacher2000_seed3", True),
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed4", True),
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed5_cpu", True))),
+        ("easy regions own 12 cells of 16", "#8172b2", "D", (
+            ("glyph_easy_c12_tau0_seeds_teacher2000_seed0", True),)),
     )
     # the world without easy regions, drawn at x = 1 (its folders merged, one teacher)
     no_gap: tuple[str, ...] = ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0",
