@@ -89,13 +89,14 @@ def fit_line(teachers: pd.DataFrame) -> tuple[float, float, float]:
 def predictions(rows: pd.DataFrame, data_dir: str | Path | None, names: list[str]) -> pd.DataFrame:
     """Folders outside the fit (a new world's teachers, or new seeds of a fitted teacher) against the line of
     ``rows``' teachers over all seeds: per folder and method its own gap and mean ln ratio, the line's prediction
-    at that gap, the residual (measured - predicted, ln) and the fit's residual sd (n - 2 degrees of freedom)."""
-    lines = {method: fit_line(group) for method, group in rows[rows["half"] == HALVES[0]].groupby("method")
-             if len(group) >= 3}
+    at that gap, the residual (measured - predicted, ln) and the fit's residual sd (n - 2 degrees of freedom).
+    A named folder that is one of ``rows``' teachers is left out of the fit, so that no folder predicts itself."""
+    # a path to a folder, or a folder's name under data_dir or experiments/results
+    located = [(Path(name).parent, Path(name).name) if Path(name).is_dir() else (data_dir, name) for name in names]
+    fitted = rows[(rows["half"] == HALVES[0]) & ~rows["folder"].isin([name for _, name in located])]
+    lines = {method: fit_line(group) for method, group in fitted.groupby("method") if len(group) >= 3}
     table = []
-    for name in names:
-        # a path to a folder, or a folder's name under data_dir or experiments/results
-        data, name = (Path(name).parent, Path(name).name) if Path(name).is_dir() else (data_dir, name)
+    for data, name in located:
         if not (experiment_dir(data, name) / "eval" / "discrepancy.csv").is_file():
             raise FileNotFoundError(f"{name}: no evaluated experiment folder (eval/discrepancy.csv) of that name")
         for row in folder_rows(data, "predicted", name):
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         by_level.to_csv(args.out.with_name(f"{args.out.stem}_levels.csv"), index=False)
         held_out.to_csv(args.out.with_name(f"{args.out.stem}_held_out.csv"), index=False)
     if not predicted.empty:
-        print("\nfolders outside the fit against the line of all its teachers (ratio: measured, predicted; ln residual):")
+        print("\nfolders against the line of the other teachers (ratio: measured, predicted; ln residual):")
         print(predicted.round(3).to_string(index=False))
         for method, own in predicted.groupby("method", sort=False):
             z = own["residual"].mean() / (own["fit_sd"].iloc[0] / np.sqrt(len(own)))
