@@ -58,7 +58,8 @@ class Config:
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed4", True),
             ("glyph_easy_c8_tau0_seeds_teacher2000_seed5_cpu", True))),
         ("easy regions own 12 cells of 16", "#8172b2", "D", (
-            ("glyph_easy_c12_tau0_seeds_teacher2000_seed0", True),)),
+            ("glyph_easy_c12_tau0_seeds_teacher2000_seed0", True),
+            ("glyph_easy_c12_tau0_seeds_teacher2000_seed1_cpu", True))),
     )
     # the world without easy regions, drawn at x = 1 (its folders merged, one teacher)
     no_gap: tuple[str, ...] = ("glyph_demo_gpu", "glyph_text_signal_tau0", "glyph_progress_tau0",

@@ -60,6 +60,8 @@ class Config:
         ("six easy regions of 8 cells, teacher seed 4", ("glyph_easy_c8_tau0_seeds_teacher2000_seed4",)),
         ("six easy regions of 8 cells, teacher seed 5, students on a CPU", ("glyph_easy_c8_tau0_seeds_teacher2000_seed5_cpu",)),
         ("six easy regions of 12 cells, teacher seed 0", ("glyph_easy_c12_tau0_seeds_teacher2000_seed0",)),
+        ("six easy regions of 12 cells, teacher seed 1, students on a CPU",
+         ("glyph_easy_c12_tau0_seeds_teacher2000_seed1_cpu",)),
         ("tau = 0, noisy unseen tail", ("glyph_floor_tau0", "glyph_progress_floor")),
         ("tau = 0, blind unseen tail", ("glyph_blind_tau0",)),
         ("48 regions, tau = 0", ("glyph_map_tau0",)),
