@@ -28,8 +28,9 @@ smaller, the gap predicted the cell. A new cell's row is the test of the predict
 
 --predict FOLDER ...: folders kept out of the fit (a new world's teachers before they join fig_gap_map, or new
 seeds of a teacher already in it, whose students the fit has not seen) against the line fitted over all of
-fig_gap_map's gate-passing teachers: measured ratio, predicted ratio at the folder's own gap, and the residual;
-then per method the folders' mean residual and z = mean / (the fit's residual sd / sqrt(folders)).
+fig_gap_map's gate-passing teachers but the named ones (a named folder among them is left out, so that none
+predicts itself): measured ratio, predicted ratio at the folder's own gap, and the residual; then per method the
+folders' mean residual and z = mean / (the fit's residual sd / sqrt(folders)).
 
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
 name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third
@@ -170,10 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                              "the same name (default: none)")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
     parser.add_argument("--predict", nargs="+", default=[], metavar="FOLDER",
-                        help="experiment folders outside the fit (paths, or names under --data or "
-                             "experiments/results): "
-                             "each one's measured ratio against the line's prediction at its own gap (default: "
-                             "none)")
+                        help="experiment folders (paths, or names under --data or experiments/results), each "
+                             "against the line of the other teachers: its measured ratio against the line's "
+                             "prediction at its own gap (default: none)")
     args = parser.parse_args(argv)
     rows = teacher_rows(args.data)
     if rows.empty:
