@@ -8,8 +8,9 @@ mean p(t)-weighted discrepancy over the hard regions' mean, for the region-unifo
 1 = no gap). y = a policy's p(t)-weighted discrepancy on all regions over region-uniform's on the same seed:
 small markers, one teacher's geometric mean over its seeds with the 95% t-interval over those seeds (hollow
 grey: teachers that miss the gate in a region, left out of the cells' tests); large markers, a cell's
-geometric mean over its gate-passing teachers at their mean x, with the 95% t-interval over the teachers' means (one replicate per teacher, so a teacher's own effect is noise; with two
-or three teachers the interval is wide and may run off the axes). Black dashes: a teacher's headroom, the best
+geometric mean over its gate-passing teachers at their mean x, with the 95% t-interval over the teachers' means
+(one replicate per teacher, so a teacher's own effect is noise; with two or three teachers the interval is wide
+and may run off the axes). Black dashes: a teacher's headroom, the best
 split of the draws under the power law fitted to its own students (simulations.headroom: the gain that draws
 alone could explain, by that model). Grey dashed line: the least-squares line of ln ratio on the gap over every
 gate-passing teacher of all cells, with Pearson's r (scripts/gap_gain_relation.py tests it with gap and ratio
