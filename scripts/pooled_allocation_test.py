@@ -9,16 +9,18 @@ refuses a (policy, seed) found in two folders, and prints per policy the test of
 aria_train.evaluation.allocation_split.paired_test over all seeds, then per folder beside it.
 The folders must be runs of one cell (the same world, teacher and options but the seeds); the script
 compares their experiment.json files without the seeds and says where they differ.
---teachers: the folders are one world's cell with a different teacher each; a (teacher, seed) pair is
-then one replicate (its ratio is paired within the teacher), so the same seed may appear in several
-folders. The pooled test then treats teachers as independent draws of the same cell, which holds only if a
-teacher has no effect of its own; so a further row (folders "teacher means: ...") tests the teachers' own
-ratios (each the geometric mean over its seeds) with one replicate per teacher: a teacher's own effect is then
-part of the noise, and the test keeps its 5% level whatever that effect is (at the price of few replicates).
-The column `unit` says what one replicate is: seed, teacher-seed or teacher. With --teachers a second table
-asks whether the teachers do have effects of their own (aria_train.evaluation.allocation_split.teacher_effect:
-a one-way analysis of variance of ln ratio over the folders, the sd of the teachers' effects, and the teachers
-a comparison of two cells would need); --out writes it beside the first as OUT_teacher_effect.csv.
+--teachers: the folders are one world's cell with a different teacher each; a (teacher, seed) pair is then one
+replicate (its ratio is paired within the teacher), so the same seed may appear in several folders. One teacher's
+seeds spread over several folders (more seeds run later) are named as one argument, the folders joined by '+'
+(DIR+DIR): one teacher for the teacher-means row, the analysis of variance and --compare, its folders' seeds then
+distinct. The pooled test then treats teachers as independent draws of the same cell, which holds only if a
+teacher has no effect of its own; so a further row (folders "teacher means: ...") tests the teachers' own ratios
+(each the geometric mean over its seeds) with one replicate per teacher: a teacher's own effect is then part of
+the noise, and the test keeps its 5% level whatever that effect is (at the price of few replicates). The column
+`unit` says what one replicate is: seed, teacher-seed or teacher. With --teachers a second table asks whether the
+teachers do have effects of their own (aria_train.evaluation.allocation_split.teacher_effect: a one-way analysis
+of variance of ln ratio over the teachers, the sd of the teachers' effects, and the teachers a comparison of two
+cells would need); --out writes it beside the first as OUT_teacher_effect.csv.
 --against METHOD: each policy against METHOD (e.g. aria beta 2 against aria beta 1) instead of region-uniform:
 its ratio on a seed is divided by METHOD's ratio on the same seed of the same folder (region-uniform cancels),
 the method is named "POLICY / METHOD", and rows without a METHOD run on their seed are left out (counted).
@@ -65,22 +67,36 @@ def against(split: pd.DataFrame, method: str, parser: argparse.ArgumentParser) -
                          method=others["method"] + f" / {method}")
 
 
-def load_cell(folders: list[Path], args: argparse.Namespace, parser: argparse.ArgumentParser) -> pd.DataFrame:
-    """The folders' allocation_split.csv rows, one table with a column ``folder``, as ``args`` asks (a part of
-    the ratio, against a method); notes where the folders' experiment.json differ but for the seeds."""
+def teacher_folders(argument: Path) -> list[Path]:
+    """The folders of one command-line argument: DIR, or DIR+DIR+... for one teacher's seeds in several."""
+    return [Path(part) for part in str(argument).split("+")]
+
+
+def joined_names(arguments: list[Path]) -> str:
+    """The names of the arguments' folders, joined by '+'."""
+    return "+".join(folder.name for argument in arguments for folder in teacher_folders(argument))
+
+
+def load_cell(teachers: list[Path], args: argparse.Namespace, parser: argparse.ArgumentParser) -> pd.DataFrame:
+    """The folders' allocation_split.csv rows, one table with columns ``folder`` and ``teacher`` (the argument
+    that named the folder, its folders' names joined by '+'), as ``args`` asks (a part of the ratio, against a
+    method); notes where the folders' experiment.json differ but for the seeds."""
     splits, settings = [], {}
-    for folder in folders:
-        path = folder / "allocation_split.csv"
-        if not path.is_file():
-            parser.error(f"{path}: no such file (an experiment folder with region-uniform and a policy)")
-        splits.append(pd.read_csv(path).assign(folder=folder.name))
-        config = json.loads((folder / "experiment.json").read_text())
-        settings[folder.name] = {k: v for k, v in config.items() if k not in ("seeds", "methods", "parallel")}
+    for argument in teachers:
+        folders = teacher_folders(argument)
+        teacher = "+".join(folder.name for folder in folders)
+        for folder in folders:
+            path = folder / "allocation_split.csv"
+            if not path.is_file():
+                parser.error(f"{path}: no such file (an experiment folder with region-uniform and a policy)")
+            splits.append(pd.read_csv(path).assign(folder=folder.name, teacher=teacher))
+            config = json.loads((folder / "experiment.json").read_text())
+            settings[folder.name] = {k: v for k, v in config.items() if k not in ("seeds", "methods", "parallel")}
     split = pd.concat(splits, ignore_index=True)
     if args.part != "ratio":  # every test below reads the column `ratio`
         split["ratio"] = split["offset"] if args.part == "offset" else split["ratio"] / split["offset"]
-    # a replicate is a seed, or with --teachers a (teacher's folder, seed) pair: paired_test reads only the ratios
-    repeated = split[split.duplicated(["method", "seed"] + (["folder"] if args.teachers else []), keep=False)]
+    # a replicate is a seed, or with --teachers a (teacher, seed) pair: paired_test reads only the ratios
+    repeated = split[split.duplicated(["method", "seed"] + (["teacher"] if args.teachers else []), keep=False)]
     if not repeated.empty:
         parser.error(f"seeds found in two folders: {repeated[['method', 'seed', 'folder']].to_dict('records')}")
     if args.against is not None:
@@ -102,7 +118,8 @@ def write(table: pd.DataFrame, path: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", nargs="+", type=Path, help="experiment folders holding allocation_split.csv")
+    parser.add_argument("folders", nargs="+", type=Path,
+                        help="experiment folders holding allocation_split.csv (with --teachers, DIR+DIR: one teacher's)")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
     parser.add_argument("--teachers", action="store_true",
                         help="one teacher per folder: (folder, seed) pairs are the replicates")
@@ -120,30 +137,32 @@ def main(argv: list[str] | None = None) -> int:
     split = load_cell(args.folders, args, parser)
     second = None
     if args.compare is not None:  # read before anything is written: a bad folder leaves no CSV behind
-        shared = sorted({f.resolve() for f in args.folders} & {f.resolve() for f in args.compare})
+        first, other = ({f.resolve() for a in arguments for f in teacher_folders(a)}
+                        for arguments in (args.folders, args.compare))
+        shared = sorted(first & other)
         if shared:
             parser.error(f"a folder in both cells: {', '.join(map(str, shared))}")
         second = load_cell(args.compare, args, parser)
-    names = "+".join(f.name for f in args.folders)
+    names = joined_names(args.folders)
     pooled = paired_test(split).assign(folders=names, unit="teacher-seed" if args.teachers else "seed")
     per_folder = [paired_test(part).assign(folders=name, unit="seed")
                   for name, part in split.groupby("folder", sort=False)]
     rows = [pooled, *per_folder]
     if args.teachers:
-        teachers = paired_test(teacher_means(split, by="folder"))
+        teachers = paired_test(teacher_means(split, by="teacher"))
         rows.insert(1, teachers.assign(folders=f"teacher means: {names}", unit="teacher"))
     table = pd.concat(rows, ignore_index=True).rename(
         columns={"seeds": "replicates", "seeds_for_2pct": "replicates_for_2pct"})
     print(table.round(4).to_string(index=False))
     write(table, args.out)
     if args.teachers:
-        effect = teacher_effect(split, by="folder")
-        print("\nteacher effect (one-way analysis of variance of ln ratio over the folders):")
+        effect = teacher_effect(split, by="teacher")
+        print("\nteacher effect (one-way analysis of variance of ln ratio over the teachers):")
         print(effect.round(4).to_string(index=False))
         write(effect, args.out and args.out.with_name(f"{args.out.stem}_teacher_effect.csv"))
     if second is not None:
-        difference = cell_difference(split, second, by="folder")
-        print(f"\nthe second cell ({'+'.join(f.name for f in args.compare)}) against the first, "
+        difference = cell_difference(split, second, by="teacher")
+        print(f"\nthe second cell ({joined_names(args.compare)}) against the first, "
               "over the teachers' means (Welch's t-test):")
         print(difference.round(4).to_string(index=False))
         write(difference, args.out and args.out.with_name(f"{args.out.stem}_compare.csv"))

@@ -162,6 +162,42 @@ def test_pooled_allocation_test_over_teachers(tmp_path):
         pooled.main(["--teachers", str(cells[1]), str(cells[1])])
 
 
+def test_pooled_allocation_test_joins_one_teachers_folders(tmp_path, capsys):
+    """--teachers with DIR+DIR: the 12-cell world's two teachers, each over two folders (seeds 0-5 and 6-11 of
+    teacher seed 0, 0-5 and 6-9 of seed 1; docs/test_bed.md: F = 10.49 and 14.30). The teacher-means row and
+    the analysis of variance have two teachers of 12 and 10 seeds, not four folders; a seed in both of one
+    teacher's folders is refused, and a folder in both cells of --compare too."""
+    import importlib.util
+
+    from scipy import stats
+
+    spec = importlib.util.spec_from_file_location("pooled", REPO / "scripts" / "pooled_allocation_test.py")
+    pooled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pooled)
+    base = REPO / "experiments" / "results" / "glyph_easy_c12_tau0_seeds_teacher2000"
+    teachers = [[Path(f"{base}_seed0"), Path(f"{base}_seed0_seeds6_11_cpu")],
+                [Path(f"{base}_seed1_cpu"), Path(f"{base}_seed1_seeds6_9_cpu")]]
+    arguments = ["+".join(map(str, folders)) for folders in teachers]
+    assert pooled.main(["--teachers", *arguments, "--out", str(tmp_path / "pooled.csv")]) == 0
+    logs = [np.concatenate([np.log(pd.read_csv(f / "allocation_split.csv").query("method == 'aria'")["ratio"])
+                            for f in folders]) for folders in teachers]
+    assert [len(part) for part in logs] == [12, 10]
+    rows = pd.read_csv(tmp_path / "pooled.csv").query("method == 'aria'").set_index("unit")
+    assert rows.loc["teacher-seed", "replicates"] == 22 and rows.loc["teacher", "replicates"] == 2
+    assert rows.loc["teacher", "t"] == pytest.approx(stats.ttest_1samp([p.mean() for p in logs], 0.0).statistic)
+    assert rows.loc["seed", "replicates"].tolist() == [6, 6, 6, 4]  # each folder still on its own
+    effect = pd.read_csv(tmp_path / "pooled_teacher_effect.csv").set_index("method")
+    assert effect.loc["aria", "teachers"] == 2
+    assert effect.loc["aria", "F"] == pytest.approx(stats.f_oneway(*logs).statistic)
+    assert effect.loc["aria", "p"] == pytest.approx(stats.f_oneway(*logs).pvalue)
+    with pytest.raises(SystemExit):  # seeds 0-5 twice within one teacher
+        pooled.main(["--teachers", f"{teachers[0][0]}+{teachers[0][0]}"])
+    assert "seeds found in two folders" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a folder of the first cell's teacher named again in the second cell
+        pooled.main(["--teachers", arguments[0], arguments[1], "--compare", str(teachers[0][1]), str(teachers[1][1])])
+    assert "a folder in both cells" in capsys.readouterr().err
+
+
 def test_pooled_allocation_test_against_another_policy(tmp_path, capsys):
     """--against aria tests beta 2 against beta 1 on the same seeds of the six-easy-regions cell's three
     teachers that ran both (README: 0.963 over 18 pairs, t = -4.48; teacher means t = -5.09 against 4.30):
