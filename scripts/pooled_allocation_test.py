@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="experiment folders holding allocation_split.csv (with --teachers, DIR+DIR: one teacher's)")
     parser.add_argument("--out", type=Path, default=None, help="CSV written (default: print only)")
     parser.add_argument("--teachers", action="store_true",
-                        help="one teacher per folder: (folder, seed) pairs are the replicates")
+                        help="one teacher per argument (DIR, or DIR+DIR for one teacher's seeds in several folders): "
+                             "(teacher, seed) pairs are the replicates")
     parser.add_argument("--against", metavar="METHOD", default=None,
                         help="test each policy against METHOD on the same seeds (default: against region-uniform)")
     parser.add_argument("--part", choices=("ratio", "offset", "split"), default="ratio",
