@@ -83,9 +83,8 @@ def load_cell(teachers: list[Path], args: argparse.Namespace, parser: argparse.A
     method); notes where the folders' experiment.json differ but for the seeds."""
     splits, settings = [], {}
     for argument in teachers:
-        folders = teacher_folders(argument)
-        teacher = "+".join(folder.name for folder in folders)
-        for folder in folders:
+        teacher = joined_names([argument])
+        for folder in teacher_folders(argument):
             path = folder / "allocation_split.csv"
             if not path.is_file():
                 parser.error(f"{path}: no such file (an experiment folder with region-uniform and a policy)")
