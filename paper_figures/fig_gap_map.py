@@ -92,18 +92,26 @@ def difficulty_gap(folder: Path, seeds: Collection[int] | None = None) -> float:
     return easy / hard
 
 
+def teacher_headroom(folder: Path, seeds: Collection[int] | None = None) -> tuple[float, float]:
+    """(headroom, alpha) of one teacher's experiment folder: the best split of the draws under the power law
+    fitted to its students (simulations.headroom; geometric mean of best_over_uniform over seeds) and the law's
+    exponent, from ``seeds``' students only if given; (nan, nan) without the runs, whose metrics hold the draws."""
+    if not (folder / "runs").is_dir():
+        return np.nan, np.nan
+    model = cell_headroom([folder], seeds)
+    return float(np.exp(np.log(model["best_over_uniform"]).mean())), float(model["alpha"].iloc[0])
+
+
 def teacher_points(data_dir: str | Path | None, folders: tuple[tuple[str, bool], ...]) -> pd.DataFrame:
     """Per (folder, method): x (difficulty_gap), the paired test over its seeds (ratio, interval), the gate,
-    and the headroom: the best split of the draws under the power law fitted to the folder's students
-    (simulations.headroom, geometric mean of best_over_uniform over seeds)."""
+    and the headroom (``teacher_headroom``)."""
     rows = []
     for name, passes in folders:
         folder = experiment_dir(data_dir, name)
         if not (folder / "eval" / "discrepancy.csv").is_file():
             continue
         gap = difficulty_gap(folder)
-        best = float(np.exp(np.log(cell_headroom([folder])["best_over_uniform"]).mean())) \
-            if (folder / "runs").is_dir() else np.nan  # the draws are in the runs' metrics: no runs, no dash
+        best, _ = teacher_headroom(folder)
         tests = paired_test(cell_ratios(data_dir, (name,), REFERENCE))
         for _, test in tests.iterrows():
             low, high = interval(test)

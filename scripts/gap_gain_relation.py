@@ -26,6 +26,17 @@ residual against the others' mean ln ratio (no gap in the model, flat_residual):
 smaller, the gap predicted the cell. A new cell's row is the test of the prediction written before it ran
 (docs/test_bed.md, "The third point").
 
+A fourth table asks what a teacher carries beyond its gap: its headroom (fig_gap_map.teacher_headroom: the best
+split of the draws under the power law D_k = c_k s_k^-alpha fitted to the teacher's own students, which
+combines how far its regions' levels spread with how much they respond to draws, alpha). Per method and half,
+Pearson's r of ln ratio with ln headroom and with alpha, beside the gap's, and the least-squares fit ln ratio =
+b0 + b_gap gap + b_headroom ln headroom with each coefficient's two-sided p: b_gap near 0 with b_headroom kept
+means the headroom carries what the gap does and more. In the halves the headroom and alpha come from the same
+parity of seeds as the gap (their region-uniform and policy students) and the ratio from the other. Alpha is
+read from the policies' own students (how their regions' discrepancy followed their draws): a property of the
+teacher measured through ARIA on other seeds, not a forecast one can make without running a policy. The
+third table is given for both lines (predictor gap, log_headroom).
+
 --predict FOLDER ...: folders kept out of the fit (a new world's teachers before they join fig_gap_map, or new
 seeds of a teacher already in it, whose students the fit has not seen) against the line fitted over all of
 fig_gap_map's gate-passing teachers but the named ones (a named folder among them is left out, so that none
@@ -34,7 +45,7 @@ folders' mean residual and z = mean / (the fit's residual sd / sqrt(folders)).
 
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
 name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third
-and OUT_predicted.csv the --predict table.
+OUT_headroom.csv the fourth and OUT_predicted.csv the --predict table.
 """
 from __future__ import annotations
 
@@ -45,10 +56,11 @@ import numpy as np
 import pandas as pd
 
 from paper_figures.common import experiment_dir
-from paper_figures.fig_gap_map import CONFIG, REFERENCE, easy_and_hard, gap_gain_fit
+from paper_figures.fig_gap_map import CONFIG, REFERENCE, easy_and_hard, gap_gain_fit, teacher_headroom
 from paper_figures.fig_testbed_verdicts import cell_ratios
 
 HALVES = ("all seeds", "gap even, ratio odd", "gap odd, ratio even")
+PREDICTORS = ("gap", "log_headroom")  # the x of a line of ln ratio over teachers (log_headroom: ln of the headroom)
 
 
 def folder_rows(data_dir: str | Path | None, cell: str, name: str) -> list[dict]:
@@ -60,17 +72,19 @@ def folder_rows(data_dir: str | Path | None, cell: str, name: str) -> list[dict]
     rows = []
     for half, gap_seeds, ratio_seeds in zip(HALVES, (None, even, odd), (seeds, odd, even)):
         easy, hard = easy_and_hard(folder, gap_seeds)
+        best, alpha = teacher_headroom(folder, gap_seeds)
         for method, own in ratios[ratios["seed"].isin(ratio_seeds)].groupby("method"):
             rows.append({"cell": cell, "folder": name, "method": method, "half": half, "gap": easy / hard,
-                         "easy": easy, "hard": hard, "log_ratio": float(np.log(own["ratio"]).mean()),
-                         "seeds": len(own)})
+                         "easy": easy, "hard": hard, "log_headroom": float(np.log(best)), "alpha": alpha,
+                         "log_ratio": float(np.log(own["ratio"]).mean()), "seeds": len(own)})
     return rows
 
 
 def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
-    """Per gate-passing teacher folder of fig_gap_map, method and half (HALVES): the cell, the gap and the mean
-    ln ratio to region-uniform over the half's seeds (columns cell, folder, method, half, gap, easy, hard,
-    log_ratio, seeds: easy and hard the two levels whose ratio is the gap)."""
+    """Per gate-passing teacher folder of fig_gap_map, method and half (HALVES): the cell, the gap, the headroom
+    and the mean ln ratio to region-uniform over the half's seeds (columns cell, folder, method, half, gap, easy,
+    hard, log_headroom, alpha, log_ratio, seeds: easy and hard the two levels whose ratio is the gap; gap, levels,
+    headroom and alpha from the half's first parity of seeds, the ratio from its second)."""
     rows = []
     for cell, _, _, folders in CONFIG.cells:
         for name, passes in folders:
@@ -79,35 +93,52 @@ def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fit_line(teachers: pd.DataFrame) -> tuple[float, float, float]:
-    """(slope, intercept, residual sd with n - 2 degrees of freedom) of the least-squares line of log_ratio on gap
-    over ``teachers`` (rows of ``teacher_rows``)."""
-    slope, intercept, *_ = gap_gain_fit(teachers["gap"].to_numpy(), teachers["log_ratio"].to_numpy())
-    spread = float(np.std(teachers["log_ratio"] - (intercept + slope * teachers["gap"]), ddof=2))
+def fit_line(teachers: pd.DataFrame, x: str = "gap") -> tuple[float, float, float]:
+    """(slope, intercept, residual sd with n - 2 degrees of freedom) of the least-squares line of log_ratio on
+    column ``x`` (one of PREDICTORS) over ``teachers`` (rows of ``teacher_rows``)."""
+    slope, intercept, *_ = gap_gain_fit(teachers[x].to_numpy(), teachers["log_ratio"].to_numpy())
+    spread = float(np.std(teachers["log_ratio"] - (intercept + slope * teachers[x]), ddof=2))
     return slope, intercept, spread
 
 
+def least_squares(columns: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficients, two-sided p of each = 0) of the ordinary least-squares fit y = b0 + sum b_i columns_i, with
+    n - 1 - len(columns) degrees of freedom; b0 first."""
+    from scipy.stats import t as student_t
+
+    design = np.c_[np.ones(len(y)), *columns]
+    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+    freedom = len(y) - design.shape[1]
+    residual = y - design @ coefficients
+    errors = np.sqrt(np.diag(residual @ residual / freedom * np.linalg.inv(design.T @ design)))
+    return coefficients, 2 * student_t.sf(np.abs(coefficients / errors), freedom)
+
+
 def predictions(rows: pd.DataFrame, data_dir: str | Path | None, names: list[str]) -> pd.DataFrame:
-    """Folders outside the fit (a new world's teachers, or new seeds of a fitted teacher) against the line of
-    ``rows``' teachers over all seeds: per folder and method its own gap and mean ln ratio, the line's prediction
-    at that gap, the residual (measured - predicted, ln) and the fit's residual sd (n - 2 degrees of freedom).
-    A named folder that is one of ``rows``' teachers is left out of the fit, so that no folder predicts itself."""
+    """Folders outside the fit (a new world's teachers, or new seeds of a fitted teacher) against the lines of
+    ``rows``' teachers over all seeds, one per predictor (PREDICTORS): per folder, method and predictor its own x
+    (gap or ln headroom) and mean ln ratio, the line's prediction at that x, the residual (measured - predicted,
+    ln) and the fit's residual sd (n - 2 degrees of freedom). A named folder that is one of ``rows``' teachers is
+    left out of the fit, so that no folder predicts itself."""
     # a path to a folder, or a folder's name under data_dir or experiments/results
     located = [(Path(name).parent, Path(name).name) if Path(name).is_dir() else (data_dir, name) for name in names]
     fitted = rows[(rows["half"] == HALVES[0]) & ~rows["folder"].isin([name for _, name in located])]
-    lines = {method: fit_line(group) for method, group in fitted.groupby("method") if len(group) >= 3}
+    lines = {(method, x): fit_line(group.dropna(subset=[x]), x) for method, group in fitted.groupby("method")
+             for x in PREDICTORS if group[x].notna().sum() >= 3}
     table = []
     for data, name in located:
         if not (experiment_dir(data, name) / "eval" / "discrepancy.csv").is_file():
             raise FileNotFoundError(f"{name}: no evaluated experiment folder (eval/discrepancy.csv) of that name")
         for row in folder_rows(data, "predicted", name):
-            if row["half"] != HALVES[0] or row["method"] not in lines:
-                continue
-            slope, intercept, spread = lines[row["method"]]
-            predicted = intercept + slope * row["gap"]
-            table.append({"folder": name, "method": row["method"], "seeds": row["seeds"], "gap": row["gap"],
-                          "ratio": float(np.exp(row["log_ratio"])), "predicted": float(np.exp(predicted)),
-                          "residual": row["log_ratio"] - predicted, "fit_sd": spread})
+            for x in PREDICTORS:
+                if row["half"] != HALVES[0] or (row["method"], x) not in lines or np.isnan(row[x]):
+                    continue
+                slope, intercept, spread = lines[(row["method"], x)]
+                predicted = intercept + slope * row[x]
+                table.append({"folder": name, "method": row["method"], "predictor": x, "seeds": row["seeds"],
+                              "x": row[x], "ratio": float(np.exp(row["log_ratio"])),
+                              "predicted": float(np.exp(predicted)), "residual": row["log_ratio"] - predicted,
+                              "fit_sd": spread})
     return pd.DataFrame(table)
 
 
@@ -144,22 +175,42 @@ def levels(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-def held_out_cells(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per method and cell, over all seeds: the least-squares line of ln ratio on the gap over the other cells'
-    teachers (three or more) predicts this cell's; columns method, cell, teachers, mean_residual (ln, measured -
-    predicted), others_sd (residual sd about the others' line, n - 2 degrees of freedom), z, and flat_residual
-    (the mean residual against the others' mean ln ratio instead of their line)."""
+def held_out_cells(rows: pd.DataFrame, x: str = "gap") -> pd.DataFrame:
+    """Per method and cell, over all seeds: the least-squares line of ln ratio on ``x`` (one of PREDICTORS) over
+    the other cells' teachers (three or more) predicts this cell's; columns predictor, method, cell, teachers,
+    mean_residual (ln, measured - predicted), abs_residual (mean |residual| over the cell's teachers), others_sd
+    (residual sd about the others' line, n - 2 degrees of freedom), z, and flat_residual (the mean residual against
+    the others' mean ln ratio instead of their line). Teachers without ``x`` (no runs: no headroom) are left out."""
     table = []
-    for method, group in rows[rows["half"] == HALVES[0]].groupby("method", sort=False):
+    for method, group in rows[(rows["half"] == HALVES[0]) & rows[x].notna()].groupby("method", sort=False):
         for cell, own in group.groupby("cell", sort=False):
             others = group[group["cell"] != cell]
             if len(others) < 3:
                 continue
-            slope, intercept, spread = fit_line(others)
-            mean = float((own["log_ratio"] - (intercept + slope * own["gap"])).mean())
-            table.append({"method": method, "cell": cell, "teachers": len(own), "mean_residual": mean,
-                          "others_sd": spread, "z": mean / (spread / np.sqrt(len(own))),
+            slope, intercept, spread = fit_line(others, x)
+            residual = own["log_ratio"] - (intercept + slope * own[x])
+            table.append({"predictor": x, "method": method, "cell": cell, "teachers": len(own),
+                          "mean_residual": float(residual.mean()), "abs_residual": float(residual.abs().mean()),
+                          "others_sd": spread, "z": float(residual.mean()) / (spread / np.sqrt(len(own))),
                           "flat_residual": float(own["log_ratio"].mean() - others["log_ratio"].mean())})
+    return pd.DataFrame(table)
+
+
+def headroom_relation(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method and half, over the teachers of every cell with a headroom (three or more beyond the fit's
+    parameters): Pearson's r (and p) of ln ratio with the gap, with ln headroom and with alpha, and the
+    least-squares fit ln ratio = b0 + b_gap gap + b_headroom ln headroom with each coefficient's p."""
+    table = []
+    for (method, half), group in rows.dropna(subset=["log_headroom"]).groupby(["method", "half"], sort=False):
+        if len(group) < 5:
+            continue
+        y = group["log_ratio"].to_numpy()
+        row = {"method": method, "half": half, "teachers": len(group)}
+        for x in ("gap", "log_headroom", "alpha"):
+            *_, row[f"r_{x}"], row[f"p_{x}"] = gap_gain_fit(group[x].to_numpy(), y)
+        (_, row["b_gap"], row["b_headroom"]), (_, row["p_b_gap"], row["p_b_headroom"]) = least_squares(
+            [group["gap"].to_numpy(), group["log_headroom"].to_numpy()], y)
+        table.append(row)
     return pd.DataFrame(table)
 
 
@@ -189,19 +240,26 @@ def main(argv: list[str] | None = None) -> int:
     by_level = levels(rows)
     print("\nln ratio on the two levels (least squares) and on each alone (Pearson):")
     print(by_level.round(3).to_string(index=False))
-    held_out = held_out_cells(rows)
+    held_out = pd.concat([held_out_cells(rows, x) for x in PREDICTORS], ignore_index=True)
     print("\neach cell against the line of the other cells' teachers (ln ratio, measured - predicted):")
     print(held_out.round(3).to_string(index=False))
+    by_headroom = headroom_relation(rows)
+    print("\nln ratio on the headroom, alpha and the gap (Pearson), and on the gap and ln headroom together "
+          "(least squares):")
+    print(by_headroom.round(3).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out, index=False)
         by_level.to_csv(args.out.with_name(f"{args.out.stem}_levels.csv"), index=False)
         held_out.to_csv(args.out.with_name(f"{args.out.stem}_held_out.csv"), index=False)
+        by_headroom.to_csv(args.out.with_name(f"{args.out.stem}_headroom.csv"), index=False)
     if not predicted.empty:
-        print("\nfolders against the line of the other teachers (ratio: measured, predicted; ln residual):")
+        print("\nfolders against the lines of the other teachers (x: gap or ln headroom; ratio: measured, "
+              "predicted; ln residual):")
         print(predicted.round(3).to_string(index=False))
-        for method, own in predicted.groupby("method", sort=False):
+        for (method, x), own in predicted.groupby(["method", "predictor"], sort=False):
             z = own["residual"].mean() / (own["fit_sd"].iloc[0] / np.sqrt(len(own)))
-            print(f"{method}: mean residual {own['residual'].mean():+.3f} over {len(own)} folders, z = {z:.2f}")
+            print(f"{method}, line on {x}: mean residual {own['residual'].mean():+.3f} over {len(own)} folders, "
+                  f"z = {z:.2f}")
         if args.out is not None:
             predicted.to_csv(args.out.with_name(f"{args.out.stem}_predicted.csv"), index=False)
     return 0

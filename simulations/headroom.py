@@ -35,6 +35,7 @@ share one response (its module docstring says where they do not).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -101,12 +102,17 @@ def cell_methods(folders: list[Path]) -> set[str]:
     return {run.name.rsplit("-seed", 1)[0] for folder in folders for run in (Path(folder) / "runs").iterdir()}
 
 
-def cell_headroom(folders: list[Path]):
+def cell_headroom(folders: list[Path], seeds: Collection[int] | None = None):
     """``headroom`` of one cell's folders, its alpha fitted against rc's students where the cell ran rc
     (the committed 12-region cells), else against region-uniform's (experiments of region-uniform and
-    policies only, e.g. the six-easy-regions cell's teachers)."""
+    policies only, e.g. the six-easy-regions cell's teachers). ``seeds``: only these seeds' students, for alpha
+    and the constants alike (default: every seed; scripts/gap_gain_relation.py reads the headroom from one half
+    of a teacher's seeds and its gain from the other)."""
     reference = "rc" if "rc" in cell_methods(folders) else "region-uniform"
-    return headroom(region_draws(folders, reference), Path(folders[0]).name, reference)
+    rows = region_draws(folders, reference)
+    if seeds is not None:
+        rows = rows[rows["seed"].astype(int).isin(list(seeds))]
+    return headroom(rows, Path(folders[0]).name, reference)
 
 
 def main(argv: list[str] | None = None) -> int:

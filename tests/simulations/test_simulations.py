@@ -188,6 +188,7 @@ FIGURE_CONFIGS = {
     "fig_testbed_map48": lambda m: m.CONFIG,
     "fig_testbed_verdicts": lambda m: m.CONFIG,
     "fig_gap_map": lambda m: m.CONFIG,
+    "fig_headroom_map": lambda m: m.CONFIG,
 }
 
 
@@ -360,15 +361,15 @@ def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_s
         assert (levels.loc[method, "r_hard"], levels.loc[method, "p_hard"]) == (pytest.approx(r), pytest.approx(p))
     halves = gap_gain.teacher_rows(None)
     held_out = pd.read_csv(tmp_path / "relation_held_out.csv")
-    assert len(held_out) == 2 * halves["cell"].nunique()  # every cell, beta 1 and beta 2
-    predicted = gap_gain.predictions(halves, None, [folder.name]).set_index("method")
+    assert len(held_out) == 2 * 2 * halves["cell"].nunique()  # every cell, beta 1 and beta 2, gap and headroom
+    predicted = gap_gain.predictions(halves, None, [folder.name]).query("predictor == 'gap'").set_index("method")
     fitted = halves[(halves["half"] == gap_gain.HALVES[0]) & (halves["method"] == "aria-b2")]
     own = fitted[fitted["folder"] == folder.name].iloc[0]
     others = fitted[fitted["folder"] != folder.name]  # a fitted teacher is left out of its own prediction's line
     slope, intercept = np.polyfit(others["gap"], others["log_ratio"], 1)
-    assert predicted.loc["aria-b2", "gap"] == pytest.approx(gap_map.difficulty_gap(folder), rel=1e-12)
+    assert predicted.loc["aria-b2", "x"] == pytest.approx(gap_map.difficulty_gap(folder), rel=1e-12)
     assert predicted.loc["aria-b2", "residual"] == pytest.approx(own["log_ratio"] - intercept - slope * own["gap"])
-    by_path = gap_gain.predictions(halves, None, [str(folder)]).set_index("method")  # a path, not a name
+    by_path = gap_gain.predictions(halves, None, [str(folder)]).query("predictor == 'gap'").set_index("method")
     assert by_path.loc["aria-b2", "residual"] == pytest.approx(predicted.loc["aria-b2", "residual"], rel=1e-12)
     with pytest.raises(SystemExit):  # a folder that is not there: a one-line error
         gap_gain.main(["--predict", "no_such_experiment"])
@@ -378,6 +379,61 @@ def test_gap_gain_relation_reads_the_figures_teachers_and_halves_that_share_no_s
     split = pd.read_csv(folder / "allocation_split.csv").query("method == 'aria'")
     odd_seeds = np.log(split[split["seed"] % 2 == 1]["ratio"]).mean()
     assert half.loc["gap even, ratio odd", "log_ratio"] == pytest.approx(odd_seeds)
+
+
+def test_headroom_relation_reads_each_teachers_headroom_from_its_half_of_the_seeds(tmp_path):
+    """scripts/gap_gain_relation.py's fourth table: over all seeds its r with ln headroom is Pearson's r of
+    fig_headroom_map's points; in a half the headroom (and alpha) come from the policy and region-uniform students
+    of the gap's parity of seeds only (cell_headroom of those seeds, alpha refitted on them); the joint fit's
+    coefficients and p are ordinary least squares'; --predict gives the headroom line's prediction beside the
+    gap line's."""
+    import pandas as pd
+
+    from paper_figures import fig_gap_map as gap_map
+    from paper_figures.common import experiment_dir
+    from simulations.headroom import cell_headroom, headroom
+    from simulations.measured import region_draws
+
+    gap_gain = _script("gap_gain_relation")
+    folder = experiment_dir(None, "glyph_easy_c12_tau0_seeds_teacher2000_seed1_cpu")
+    rows = region_draws([folder], "region-uniform")
+    even = headroom(rows[rows["seed"].isin(["0", "2", "4"])], folder.name, "region-uniform")
+    every = cell_headroom([folder])
+    assert cell_headroom([folder], (0, 2, 4)).equals(even)
+    assert set(even["seed"]) == {0, 2, 4} and even["alpha"].iloc[0] != pytest.approx(every["alpha"].iloc[0])
+    best, alpha = gap_map.teacher_headroom(folder, (0, 2, 4))
+    assert (best, alpha) == (pytest.approx(np.exp(np.log(even["best_over_uniform"]).mean())),
+                             pytest.approx(even["alpha"].iloc[0]))
+
+    halves = gap_gain.teacher_rows(None)
+    own = halves[(halves["folder"] == folder.name) & (halves["method"] == "aria")].set_index("half")
+    assert own.loc["gap even, ratio odd", "log_headroom"] == pytest.approx(np.log(best))
+    assert own.loc["all seeds", "log_headroom"] == pytest.approx(np.log(gap_map.teacher_headroom(folder)[0]))
+
+    table = gap_gain.headroom_relation(halves).set_index(["method", "half"])
+    points = pd.concat([gap_map.teacher_points(None, folders) for *_, folders in gap_map.CONFIG.cells]).query("passes")
+    for method, points_of in points.groupby("method"):
+        r, p = stats.pearsonr(np.log(points_of["headroom"]), np.log(points_of["ratio"]))
+        row = table.loc[(method, "all seeds")]
+        assert (row["teachers"], row["r_log_headroom"], row["p_log_headroom"]) == (
+            len(points_of), pytest.approx(r), pytest.approx(p))
+    x = np.array([0.1, 0.4, 0.2, 0.9, 0.7, 0.5])
+    y = np.array([1.0, 1.9, 1.3, 3.2, 2.2, 2.1])
+    (intercept, slope), (_, p_slope) = gap_gain.least_squares([x], y)
+    fit = stats.linregress(x, y)
+    assert (intercept, slope, p_slope) == (pytest.approx(fit.intercept), pytest.approx(fit.slope),
+                                           pytest.approx(fit.pvalue))
+
+    predicted = gap_gain.predictions(halves, None, [folder.name]).set_index(["method", "predictor"])
+    fitted = halves[(halves["half"] == gap_gain.HALVES[0]) & (halves["method"] == "aria-b2")]
+    others = fitted[fitted["folder"] != folder.name]
+    slope, intercept = np.polyfit(others["log_headroom"], others["log_ratio"], 1)
+    mine = fitted[fitted["folder"] == folder.name].iloc[0]
+    assert predicted.loc[("aria-b2", "log_headroom"), "residual"] == pytest.approx(
+        mine["log_ratio"] - intercept - slope * mine["log_headroom"])
+    assert gap_gain.main(["--out", str(tmp_path / "relation.csv")]) == 0
+    written = pd.read_csv(tmp_path / "relation_headroom.csv").set_index(["method", "half"])
+    assert written["r_alpha"].to_numpy() == pytest.approx(table.loc[written.index, "r_alpha"].to_numpy())
 
 def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
     """With --data, the figures plot the CSVs of `aria sim rates` / `aria sim allocation`."""

@@ -1,0 +1,70 @@
+"""Does ARIA's gain over balancing follow a teacher's headroom? The teachers of fig_gap_map, on another x.
+
+x = a teacher's headroom (fig_gap_map.teacher_headroom): the best split of the switched draws under the power law
+D_k = c_k s_k^-alpha fitted to its own students, over region-uniform's mean (simulations.headroom; < 1: some
+split beats region-uniform). It combines what the difficulty gap measures (how far the regions' levels c_k
+spread) with how much the regions respond to draws (alpha, 0.05-0.61 over these teachers), which the gap leaves
+out. y = a policy's p(t)-weighted discrepancy on all regions over region-uniform's on the same seed, each gate-
+passing teacher's geometric mean over its seeds with the 95% t-interval over those seeds, marked by world as in
+fig_gap_map. Grey dashed line: the least-squares line of ln ratio on ln headroom over the teachers, with Pearson's
+r; dotted: ratio = headroom (a policy that reached the best split and nothing else). Alpha is read from the
+policies' own students, so the headroom is a property of the teacher measured through ARIA;
+scripts/gap_gain_relation.py tests it with headroom and ratio from disjoint seeds and against the gap.
+Data: the committed experiments/results/<folder>/ (eval/, runs/*/metrics), or the same under --data.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from paper_figures.common import plt, save
+from paper_figures.fig_gap_map import CONFIG, gap_gain_fit, teacher_points
+from paper_figures.fig_testbed_verdicts import METHODS
+
+
+def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
+    cells = [(label, colour, marker, teacher_points(data_dir, folders).query("passes"))
+             for label, colour, marker, folders in CONFIG.cells]
+    cells = [(label, colour, marker, points.dropna(subset=["headroom"])) for label, colour, marker, points in cells]
+    cells = [cell for cell in cells if not cell[3].empty]
+    if not cells:
+        raise FileNotFoundError("no easy-regions experiment with its runs under experiments/results (or --data)")
+    fig, axes = plt.subplots(1, len(CONFIG.methods), figsize=(5.2 * len(CONFIG.methods), 4.6), sharey=True,
+                             squeeze=False)
+    for ax, method in zip(axes[0], CONFIG.methods):
+        teachers = pd.concat([points for *_, points in cells]).query("method == @method")
+        xs = np.array([teachers["headroom"].min(), 1.0]) if len(teachers) else np.array([0.9, 1.0])
+        ax.plot(xs, xs, color="black", lw=0.8, ls=":", zorder=2)
+        if len(teachers) >= 3:
+            slope, intercept, r, p = gap_gain_fit(np.log(teachers["headroom"].to_numpy()),
+                                                  np.log(teachers["ratio"].to_numpy()))
+            ax.plot(xs, np.exp(intercept) * xs ** slope, color="dimgrey", lw=1.2, ls="--", zorder=2)
+            ax.text(0.03, 0.96, f"grey line: least squares of ln ratio on ln headroom over\n{len(teachers)} "
+                    f"gate-passing teachers: ratio = {np.exp(intercept):.3f} x headroom^{slope:.2f},\n"
+                    f"r = {r:.2f}, p = {p:.2g}", transform=ax.transAxes, fontsize=8, color="dimgrey", va="top")
+        for label, colour, marker, points in cells:
+            for _, point in points[points["method"] == method].iterrows():
+                ax.plot([point["headroom"]] * 2, [point["low"], point["high"]], color=colour, lw=0.8, alpha=0.6)
+                ax.scatter([point["headroom"]], [point["ratio"]], s=30, marker=marker, color=colour, alpha=0.85,
+                           zorder=3)
+        ax.axhline(1, color="black", lw=0.8)
+        ax.set_yscale("log")
+        ticks = [0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1]
+        ax.set_yticks(ticks, [f"{t:.2f}" for t in ticks])
+        ax.set_yticks([], minor=True)
+        ax.set_ylim(0.78, 1.12)
+        ax.set_xlabel("teacher's headroom: best split of the draws over region-uniform\n"
+                      "(power law fitted to its students; 1: no split beats uniform)")
+        ax.set_title(f"{METHODS[method][0]} over region-uniform")
+    axes[0][0].set_ylabel("p(t)-weighted discrepancy, all regions,\nover region-uniform's on the same seed (< 1: better)")
+    handles = [Line2D([], [], color=colour, marker=marker, lw=0, markersize=8, label=label)
+               for label, colour, marker, _ in cells]
+    handles += [Line2D([], [], color="black", ls=":", lw=0.8, label="ratio = headroom")]
+    fig.suptitle("Gain over balancing against the teacher's headroom: one marker a teacher (its seeds' geometric "
+                 "mean, 95% interval)", y=0.99, fontsize=10)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.94), ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    return save(fig, out_dir, "fig_headroom_map")
