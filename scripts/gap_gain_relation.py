@@ -31,7 +31,9 @@ split of the draws under the power law D_k = c_k s_k^-alpha fitted to the teache
 combines how far its regions' levels spread with how much they respond to draws, alpha). Per method and half,
 Pearson's r of ln ratio with ln headroom and with alpha, beside the gap's, and the least-squares fit ln ratio =
 b0 + b_gap gap + b_headroom ln headroom with each coefficient's two-sided p: b_gap near 0 with b_headroom kept
-means the headroom carries what the gap does and more. In the halves the headroom and alpha come from the same
+means the headroom carries what the gap does and more. Then r of ln headroom with each part of the gain
+(allocation_split.csv, per seed: ln ratio = ln offset + the part that follows the draws; mean over the seeds):
+the offset every region shares, and the rest, the split. In the halves the headroom and alpha come from the same
 parity of seeds as the gap (their region-uniform and policy students) and the ratio from the other. Alpha is
 read from the policies' own students (how their regions' discrepancy followed their draws): a property of the
 teacher measured through ARIA on other seeds, not a forecast one can make without running a policy. The
@@ -67,6 +69,8 @@ def folder_rows(data_dir: str | Path | None, cell: str, name: str) -> list[dict]
     """One experiment folder's rows of ``teacher_rows`` (per method and half)."""
     folder = experiment_dir(data_dir, name)
     ratios = cell_ratios(data_dir, (name,), REFERENCE)
+    parts = folder / "allocation_split.csv"  # the offset every region shares, per method and seed
+    offsets = pd.read_csv(parts) if parts.is_file() else pd.DataFrame(columns=["method", "seed", "offset"])
     seeds = sorted(ratios["seed"].unique())
     even, odd = [s for s in seeds if s % 2 == 0], [s for s in seeds if s % 2 == 1]
     rows = []
@@ -74,17 +78,21 @@ def folder_rows(data_dir: str | Path | None, cell: str, name: str) -> list[dict]
         easy, hard = easy_and_hard(folder, gap_seeds)
         best, alpha = teacher_headroom(folder, gap_seeds)
         for method, own in ratios[ratios["seed"].isin(ratio_seeds)].groupby("method"):
+            offset = offsets[(offsets["method"] == method) & offsets["seed"].isin(ratio_seeds)]["offset"]
             rows.append({"cell": cell, "folder": name, "method": method, "half": half, "gap": easy / hard,
                          "easy": easy, "hard": hard, "log_headroom": float(np.log(best)), "alpha": alpha,
-                         "log_ratio": float(np.log(own["ratio"]).mean()), "seeds": len(own)})
+                         "log_ratio": float(np.log(own["ratio"]).mean()),
+                         "log_offset": float(np.log(offset).mean()) if len(offset) == len(own) else np.nan,
+                         "seeds": len(own)})
     return rows
 
 
 def teacher_rows(data_dir: str | Path | None) -> pd.DataFrame:
     """Per gate-passing teacher folder of fig_gap_map, method and half (HALVES): the cell, the gap, the headroom
     and the mean ln ratio to region-uniform over the half's seeds (columns cell, folder, method, half, gap, easy,
-    hard, log_headroom, alpha, log_ratio, seeds: easy and hard the two levels whose ratio is the gap; gap, levels,
-    headroom and alpha from the half's first parity of seeds, the ratio from its second)."""
+    hard, log_headroom, alpha, log_ratio, log_offset, seeds: easy and hard the two levels whose ratio is the gap;
+    log_offset the mean ln offset of allocation_split.csv over the ratio's seeds, nan without it; gap, levels,
+    headroom and alpha from the half's first parity of seeds, the ratio and offset from its second)."""
     rows = []
     for cell, _, _, folders in CONFIG.cells:
         for name, passes in folders:
@@ -198,8 +206,10 @@ def held_out_cells(rows: pd.DataFrame, x: str = "gap") -> pd.DataFrame:
 
 def headroom_relation(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method and half, over the teachers of every cell with a headroom (three or more beyond the fit's
-    parameters): Pearson's r (and p) of ln ratio with the gap, with ln headroom and with alpha, and the
-    least-squares fit ln ratio = b0 + b_gap gap + b_headroom ln headroom with each coefficient's p."""
+    parameters): Pearson's r (and p) of ln ratio with the gap, with ln headroom and with alpha, the
+    least-squares fit ln ratio = b0 + b_gap gap + b_headroom ln headroom with each coefficient's p, and r (and p)
+    of ln headroom with the two parts of ln ratio, log_offset (r_offset) and the rest (r_split; teachers with an
+    offset only)."""
     table = []
     for (method, half), group in rows.dropna(subset=["log_headroom"]).groupby(["method", "half"], sort=False):
         if len(group) < 5:
@@ -210,6 +220,10 @@ def headroom_relation(rows: pd.DataFrame) -> pd.DataFrame:
             *_, row[f"r_{x}"], row[f"p_{x}"] = gap_gain_fit(group[x].to_numpy(), y)
         (_, row["b_gap"], row["b_headroom"]), (_, row["p_b_gap"], row["p_b_headroom"]) = least_squares(
             [group["gap"].to_numpy(), group["log_headroom"].to_numpy()], y)
+        parts = group.dropna(subset=["log_offset"])
+        if len(parts) >= 3:
+            for name, part in (("offset", parts["log_offset"]), ("split", parts["log_ratio"] - parts["log_offset"])):
+                *_, row[f"r_{name}"], row[f"p_{name}"] = gap_gain_fit(parts["log_headroom"].to_numpy(), part.to_numpy())
         table.append(row)
     return pd.DataFrame(table)
 

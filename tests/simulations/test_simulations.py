@@ -409,6 +409,8 @@ def test_headroom_relation_reads_each_teachers_headroom_from_its_half_of_the_see
     own = halves[(halves["folder"] == folder.name) & (halves["method"] == "aria")].set_index("half")
     assert own.loc["gap even, ratio odd", "log_headroom"] == pytest.approx(np.log(best))
     assert own.loc["all seeds", "log_headroom"] == pytest.approx(np.log(gap_map.teacher_headroom(folder)[0]))
+    split = pd.read_csv(folder / "allocation_split.csv").query("method == 'aria' and seed % 2 == 1")
+    assert own.loc["gap even, ratio odd", "log_offset"] == pytest.approx(np.log(split["offset"]).mean())
 
     table = gap_gain.headroom_relation(halves).set_index(["method", "half"])
     points = pd.concat([gap_map.teacher_points(None, folders) for *_, folders in gap_map.CONFIG.cells]).query("passes")
