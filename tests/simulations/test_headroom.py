@@ -127,3 +127,27 @@ def test_headroom_each_folder_its_own_cell(tmp_path):
     one = pd.read_csv(tmp_path / "one.csv")
     assert len(one) == 6 and one["aria_measured"].to_numpy() == pytest.approx(
         each[each["experiment"] == folders[1].name]["aria_measured"].to_numpy(), rel=1e-9)
+
+
+def test_fit_on_region_uniform_leaves_every_tracking_student_out(tmp_path, capsys):
+    """--fit-on region-uniform in a cell with rc (the first six-easy cell): alpha is the slope over region-uniform's
+    rows against rc's alone (ARIA's and the progress policy's students do not move it), smaller there than the
+    default's over every policy; an unknown method, or one the cell lacks, is a one-line usage error."""
+    from simulations.headroom import cell_headroom, fit_alpha
+
+    folder = RESULTS / "glyph_easy_tau0"
+    rows = region_draws([folder])
+    uniform = rows[(rows["method"] == "region-uniform")]
+    x, y = np.log2(uniform["switched_ratio"].to_numpy(float)), np.log(uniform["ratio"].to_numpy(float))
+    free = cell_headroom([folder], fit_on=("region-uniform",))
+    assert free["alpha"].iloc[0] == pytest.approx(-np.polyfit(x, y, 1)[0] / np.log(2), rel=1e-12)
+    moved = rows.assign(ratio=np.where(rows["method"] == "aria", rows["ratio"] * 3.0, rows["ratio"]))
+    assert fit_alpha(moved, "rc", ("region-uniform",)) == fit_alpha(rows, "rc", ("region-uniform",))
+    assert free["alpha"].iloc[0] < cell_headroom([folder])["alpha"].iloc[0]
+    assert main([str(folder), "--fit-on", "region-uniform", "--out", str(tmp_path / "free.csv")]) == 0
+    for bad, message in (("aria,rc", "--fit-on: rc is not among"),
+                         ("progress", "no students of --fit-on progress")):
+        cell = RESULTS / "glyph_easy_c8_tau0_seeds_teacher2000_seed1"  # no progress students, no rc
+        with pytest.raises(SystemExit) as done:
+            main([str(cell), "--fit-on", bad])
+        assert done.value.code == 2 and message in capsys.readouterr().err
