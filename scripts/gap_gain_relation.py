@@ -45,9 +45,17 @@ fig_gap_map's gate-passing teachers but the named ones (a named folder among the
 predicts itself): measured ratio, predicted ratio at the folder's own gap, and the residual; then per method the
 folders' mean residual and z = mean / (the fit's residual sd / sqrt(folders)).
 
+--forecast CELL RATIOS (repeatable; each a folder or folders joined by '+'): an ARIA-free forecast of one
+teacher's gain. CELL: a folder of its region-uniform students and one of its rc students of the same seeds; their
+headroom is fitted on region-uniform's students against rc's alone (simulations.headroom --fit-on region-uniform),
+so that no student of a tracking policy informs it. RATIOS: the teacher's folders of region-uniform and policy
+students, whose ratios over all their seeds are the measurement. Printed per teacher and method: the ARIA-free
+alpha and headroom, the measured ratio, and the predictions of the headroom line and of the gap line (at the gap
+of CELL's region-uniform students), both fitted over all of fig_gap_map's gate-passing teachers and all seeds.
+
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
 name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third
-OUT_headroom.csv the fourth and OUT_predicted.csv the --predict table.
+OUT_headroom.csv the fourth, OUT_predicted.csv the --predict table and OUT_forecast.csv the --forecast one.
 """
 from __future__ import annotations
 
@@ -60,6 +68,7 @@ import pandas as pd
 from paper_figures.common import experiment_dir
 from paper_figures.fig_gap_map import CONFIG, REFERENCE, easy_and_hard, gap_gain_fit, teacher_headroom
 from paper_figures.fig_testbed_verdicts import cell_ratios
+from simulations.headroom import cell_headroom, cell_methods
 
 HALVES = ("all seeds", "gap even, ratio odd", "gap odd, ratio even")
 PREDICTORS = ("gap", "log_headroom")  # the x of a line of ln ratio over teachers (log_headroom: ln of the headroom)
@@ -147,6 +156,48 @@ def predictions(rows: pd.DataFrame, data_dir: str | Path | None, names: list[str
                               "x": row[x], "ratio": float(np.exp(row["log_ratio"])),
                               "predicted": float(np.exp(predicted)), "residual": row["log_ratio"] - predicted,
                               "fit_sd": spread})
+    return pd.DataFrame(table)
+
+
+def located(data_dir: str | Path | None, names: str) -> list[Path]:
+    """The folders of '+'-joined ``names``: paths, or names under data_dir or experiments/results."""
+    folders = [Path(name) if Path(name).is_dir() else experiment_dir(data_dir, name) for name in names.split("+")]
+    missing = [str(folder) for folder in folders if not (folder / "eval" / "discrepancy.csv").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no evaluated experiment folder (eval/discrepancy.csv): {', '.join(missing)}")
+    return folders
+
+
+def forecasts(rows: pd.DataFrame, data_dir: str | Path | None, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """Per (CELL, RATIOS) of ``pairs`` (--forecast) and method: the ARIA-free alpha and headroom of CELL, the
+    measured ratio over RATIOS' seeds, and per predictor the line's prediction (lines over ``rows``' teachers, all
+    seeds) and residual (ln, measured - predicted). Columns teacher, method, alpha, headroom, gap, seeds, ratio,
+    predicted_headroom, residual_headroom, predicted_gap, residual_gap, fit_sd_headroom, fit_sd_gap."""
+    fitted = rows[rows["half"] == HALVES[0]]
+    lines = {(method, x): fit_line(group.dropna(subset=[x]), x) for method, group in fitted.groupby("method")
+             for x in PREDICTORS if group[x].notna().sum() >= 3}
+    table = []
+    for cell_names, ratio_names in pairs:
+        cell, folders = located(data_dir, cell_names), located(data_dir, ratio_names)
+        if not {"rc", REFERENCE} <= cell_methods(cell):
+            raise FileNotFoundError(f"{cell_names}: no rc and {REFERENCE} students to fit alpha on")
+        model = cell_headroom(cell, fit_on=(REFERENCE,))
+        best = float(np.exp(np.log(model["best_over_uniform"]).mean()))
+        easy, hard = easy_and_hard(cell[0])
+        x = {"log_headroom": np.log(best), "gap": easy / hard}
+        ratios = pd.concat([cell_ratios(folder.parent, (folder.name,), REFERENCE) for folder in folders])
+        for method, own in ratios.groupby("method"):
+            if not all((method, predictor) in lines for predictor in PREDICTORS):
+                continue  # a policy without lines (e.g. progress): no teacher of fig_gap_map ran it
+            measured = float(np.log(own["ratio"]).mean())
+            row = {"teacher": ratio_names, "method": method, "alpha": float(model["alpha"].iloc[0]),
+                   "headroom": best, "gap": x["gap"], "seeds": len(own), "ratio": float(np.exp(measured))}
+            for predictor, name in (("log_headroom", "headroom"), ("gap", "gap")):
+                slope, intercept, spread = lines[(method, predictor)]
+                predicted = intercept + slope * x[predictor]
+                row |= {f"predicted_{name}": float(np.exp(predicted)), f"residual_{name}": measured - predicted,
+                        f"fit_sd_{name}": spread}
+            table.append(row)
     return pd.DataFrame(table)
 
 
@@ -239,12 +290,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="experiment folders (paths, or names under --data or experiments/results), each "
                              "against the line of the other teachers: its measured ratio against the line's "
                              "prediction at its own gap (default: none)")
+    parser.add_argument("--forecast", nargs=2, action="append", default=[], metavar=("CELL", "RATIOS"),
+                        help="an ARIA-free forecast of one teacher (repeatable): CELL its region-uniform and rc "
+                             "students' folders, RATIOS its folders of region-uniform and policy students, each a "
+                             "folder or folders joined by '+' (default: none)")
     args = parser.parse_args(argv)
     rows = teacher_rows(args.data)
     if rows.empty:
         parser.error("no evaluated easy-regions experiment folder of fig_gap_map's cells found")
     try:
         predicted = predictions(rows, args.data, args.predict)
+        forecast = forecasts(rows, args.data, args.forecast)
     except FileNotFoundError as error:
         parser.error(str(error))
     table = relation(rows)
@@ -276,6 +332,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"z = {z:.2f}")
         if args.out is not None:
             predicted.to_csv(args.out.with_name(f"{args.out.stem}_predicted.csv"), index=False)
+    if not forecast.empty:
+        print("\nARIA-free forecasts (alpha and headroom from region-uniform's students against rc's; ratio: "
+              "measured, predicted by each line; ln residual):")
+        print(forecast.round(3).to_string(index=False))
+        for method, own in forecast.groupby("method", sort=False):
+            for name in ("headroom", "gap"):
+                z = own[f"residual_{name}"].mean() / (own[f"fit_sd_{name}"].iloc[0] / np.sqrt(len(own)))
+                print(f"{method}, line on the {name}: mean residual {own[f'residual_{name}'].mean():+.3f} over "
+                      f"{len(own)} teachers, z = {z:.2f}")
+        if args.out is not None:
+            forecast.to_csv(args.out.with_name(f"{args.out.stem}_forecast.csv"), index=False)
     return 0
 
 

@@ -437,6 +437,39 @@ def test_headroom_relation_reads_each_teachers_headroom_from_its_half_of_the_see
     written = pd.read_csv(tmp_path / "relation_headroom.csv").set_index(["method", "half"])
     assert written["r_alpha"].to_numpy() == pytest.approx(table.loc[written.index, "r_alpha"].to_numpy())
 
+
+def test_forecast_fits_alpha_on_region_uniform_against_rc_and_predicts_with_the_fitted_lines(tmp_path, capsys):
+    """--forecast CELL RATIOS: alpha and headroom from CELL's region-uniform students against its rc students alone
+    (cell_headroom fit_on region-uniform), the ratio over RATIOS' seeds, each prediction the line over fig_gap_map's
+    teachers at the forecast's own x; policies without a line (progress) are left out; a CELL without rc is a
+    one-line error."""
+    import pandas as pd
+
+    from paper_figures.common import experiment_dir
+    from paper_figures.fig_testbed_verdicts import cell_ratios
+    from simulations.headroom import cell_headroom
+
+    gap_gain = _script("gap_gain_relation")
+    rows = gap_gain.teacher_rows(None)
+    folder = experiment_dir(None, "glyph_easy_tau0")  # the first six-easy cell: rc among its students
+    table = gap_gain.forecasts(rows, None, [("glyph_easy_tau0", "glyph_easy_tau0")]).set_index("method")
+    assert sorted(table.index) == ["aria", "aria-b2"]
+    free = cell_headroom([folder], fit_on=("region-uniform",))
+    best = np.exp(np.log(free["best_over_uniform"]).mean())
+    assert (table["alpha"].iloc[0], table["headroom"].iloc[0]) == (pytest.approx(free["alpha"].iloc[0]),
+                                                                   pytest.approx(best))
+    fitted = rows[(rows["half"] == gap_gain.HALVES[0]) & (rows["method"] == "aria-b2")]
+    slope, intercept = np.polyfit(fitted["log_headroom"], fitted["log_ratio"], 1)
+    measured = np.log(cell_ratios(None, ("glyph_easy_tau0",), "region-uniform").query("method == 'aria-b2'")["ratio"])
+    assert table.loc["aria-b2", "predicted_headroom"] == pytest.approx(np.exp(intercept + slope * np.log(best)))
+    assert table.loc["aria-b2", "residual_headroom"] == pytest.approx(measured.mean() - intercept - slope * np.log(best))
+    assert table.loc["aria-b2", "seeds"] == len(measured) == 3
+    assert gap_gain.main(["--forecast", str(folder), "glyph_easy_tau0", "--out", str(tmp_path / "r.csv")]) == 0
+    assert pd.read_csv(tmp_path / "r_forecast.csv")["headroom"].to_numpy() == pytest.approx([best, best])
+    with pytest.raises(SystemExit) as done:
+        gap_gain.main(["--forecast", "glyph_easy_c8_tau0_seeds_teacher2000_seed1", "glyph_easy_tau0"])
+    assert done.value.code == 2 and "no rc and region-uniform students" in capsys.readouterr().err
+
 def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
     """With --data, the figures plot the CSVs of `aria sim rates` / `aria sim allocation`."""
     data = tmp_path / "data"
