@@ -1,6 +1,6 @@
 """Does a teacher's difficulty gap predict ARIA's gain over region-uniform? Over fig_gap_map's gate-passing teachers.
 
-Usage: python scripts/gap_gain_relation.py [--data DIR] [--out CSV] [--predict FOLDER ...]
+Usage: python scripts/gap_gain_relation.py [--data DIR] [--out CSV] [--predict FOLDER ...] [--forecast CELL RATIOS]
 
 Per method, Pearson's r between a teacher's gap (paper_figures.fig_gap_map.difficulty_gap: its region-uniform
 students' discrepancy on the easy regions over the hard ones') and its mean ln ratio to region-uniform over seeds,
@@ -42,8 +42,9 @@ third table is given for both lines (predictor gap, log_headroom).
 --predict FOLDER ...: folders kept out of the fit (a new world's teachers before they join fig_gap_map, or new
 seeds of a teacher already in it, whose students the fit has not seen) against the line fitted over all of
 fig_gap_map's gate-passing teachers but the named ones (a named folder among them is left out, so that none
-predicts itself): measured ratio, predicted ratio at the folder's own gap, and the residual; then per method the
-folders' mean residual and z = mean / (the fit's residual sd / sqrt(folders)).
+predicts itself): measured ratio, predicted ratio at the folder's own gap (and, on the headroom line, at its
+own headroom, both read from its own students), and the residual; then per method and line the folders' mean
+residual and z = mean / (the fit's residual sd / sqrt(folders)).
 
 --forecast CELL RATIOS (repeatable; each a folder or folders joined by '+'): an ARIA-free forecast of one
 teacher's gain. CELL: a folder of its region-uniform students and one of its rc students of the same seeds; their
@@ -54,7 +55,7 @@ alpha and headroom, the measured ratio, and the predictions of the headroom line
 of CELL's region-uniform students), both fitted over all of fig_gap_map's gate-passing teachers and all seeds.
 
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
-name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third
+name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third,
 OUT_headroom.csv the fourth, OUT_predicted.csv the --predict table and OUT_forecast.csv the --forecast one.
 """
 from __future__ import annotations
