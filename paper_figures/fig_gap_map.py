@@ -33,7 +33,7 @@ from aria_train.worlds.glyph.codes import easy_layout
 from aria_train.worlds.kinds import load_world_config
 from paper_figures.common import experiment_dir, plt, save
 from paper_figures.fig_testbed_verdicts import METHODS, cell_ratios, interval
-from simulations.headroom import cell_headroom
+from simulations.headroom import POLICIES, cell_headroom
 
 REFERENCE = "region-uniform"
 
@@ -92,13 +92,15 @@ def difficulty_gap(folder: Path, seeds: Collection[int] | None = None) -> float:
     return easy / hard
 
 
-def teacher_headroom(folder: Path, seeds: Collection[int] | None = None) -> tuple[float, float]:
-    """(headroom, alpha) of one teacher's experiment folder: the best split of the draws under the power law
-    fitted to its students (simulations.headroom; geometric mean of best_over_uniform over seeds) and the law's
-    exponent, from ``seeds``' students only if given; (nan, nan) without the runs, whose metrics hold the draws."""
-    if not (folder / "runs").is_dir():
+def teacher_headroom(folders: list[Path], seeds: Collection[int] | None = None,
+                     fit_on: Collection[str] = POLICIES) -> tuple[float, float]:
+    """(headroom, alpha) of one teacher's experiment folders (a cell: folders run beside the first on its world):
+    the best split of the draws under the power law fitted to the students of ``fit_on`` (simulations.headroom;
+    geometric mean of best_over_uniform over seeds) and the law's exponent, from ``seeds``' students only if
+    given; (nan, nan) without the runs, whose metrics hold the draws."""
+    if not all((folder / "runs").is_dir() for folder in folders):
         return np.nan, np.nan
-    model = cell_headroom([folder], seeds)
+    model = cell_headroom(folders, seeds, fit_on)
     return float(np.exp(np.log(model["best_over_uniform"]).mean())), float(model["alpha"].iloc[0])
 
 
@@ -111,7 +113,7 @@ def teacher_points(data_dir: str | Path | None, folders: tuple[tuple[str, bool],
         if not (folder / "eval" / "discrepancy.csv").is_file():
             continue
         gap = difficulty_gap(folder)
-        best, _ = teacher_headroom(folder)
+        best, _ = teacher_headroom([folder])
         tests = paired_test(cell_ratios(data_dir, (name,), REFERENCE))
         for _, test in tests.iterrows():
             low, high = interval(test)

@@ -69,7 +69,7 @@ import pandas as pd
 from paper_figures.common import experiment_dir
 from paper_figures.fig_gap_map import CONFIG, REFERENCE, easy_and_hard, gap_gain_fit, teacher_headroom
 from paper_figures.fig_testbed_verdicts import cell_ratios
-from simulations.headroom import cell_headroom, cell_methods
+from simulations.headroom import cell_methods
 
 HALVES = ("all seeds", "gap even, ratio odd", "gap odd, ratio even")
 PREDICTORS = ("gap", "log_headroom")  # the x of a line of ln ratio over teachers (log_headroom: ln of the headroom)
@@ -86,7 +86,7 @@ def folder_rows(data_dir: str | Path | None, cell: str, name: str) -> list[dict]
     rows = []
     for half, gap_seeds, ratio_seeds in zip(HALVES, (None, even, odd), (seeds, odd, even)):
         easy, hard = easy_and_hard(folder, gap_seeds)
-        best, alpha = teacher_headroom(folder, gap_seeds)
+        best, alpha = teacher_headroom([folder], gap_seeds)
         for method, own in ratios[ratios["seed"].isin(ratio_seeds)].groupby("method"):
             offset = offsets[(offsets["method"] == method) & offsets["seed"].isin(ratio_seeds)]["offset"]
             rows.append({"cell": cell, "folder": name, "method": method, "half": half, "gap": easy / hard,
@@ -182,8 +182,7 @@ def forecasts(rows: pd.DataFrame, data_dir: str | Path | None, pairs: list[tuple
         cell, folders = located(data_dir, cell_names), located(data_dir, ratio_names)
         if not {"rc", REFERENCE} <= cell_methods(cell):
             raise FileNotFoundError(f"{cell_names}: no rc and {REFERENCE} students to fit alpha on")
-        model = cell_headroom(cell, fit_on=(REFERENCE,))
-        best = float(np.exp(np.log(model["best_over_uniform"]).mean()))
+        best, alpha = teacher_headroom(cell, fit_on=(REFERENCE,))
         easy, hard = easy_and_hard(cell[0])
         x = {"log_headroom": np.log(best), "gap": easy / hard}
         ratios = pd.concat([cell_ratios(folder.parent, (folder.name,), REFERENCE) for folder in folders])
@@ -191,7 +190,7 @@ def forecasts(rows: pd.DataFrame, data_dir: str | Path | None, pairs: list[tuple
             if not all((method, predictor) in lines for predictor in PREDICTORS):
                 continue  # a policy without lines (e.g. progress): no teacher of fig_gap_map ran it
             measured = float(np.log(own["ratio"]).mean())
-            row = {"teacher": ratio_names, "method": method, "alpha": float(model["alpha"].iloc[0]),
+            row = {"teacher": ratio_names, "method": method, "alpha": alpha,
                    "headroom": best, "gap": x["gap"], "seeds": len(own), "ratio": float(np.exp(measured))}
             for predictor, name in (("log_headroom", "headroom"), ("gap", "gap")):
                 slope, intercept, spread = lines[(method, predictor)]

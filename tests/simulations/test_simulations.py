@@ -401,14 +401,14 @@ def test_headroom_relation_reads_each_teachers_headroom_from_its_half_of_the_see
     every = cell_headroom([folder])
     assert cell_headroom([folder], (0, 2, 4)).equals(even)
     assert set(even["seed"]) == {0, 2, 4} and even["alpha"].iloc[0] != pytest.approx(every["alpha"].iloc[0])
-    best, alpha = gap_map.teacher_headroom(folder, (0, 2, 4))
+    best, alpha = gap_map.teacher_headroom([folder], (0, 2, 4))
     assert (best, alpha) == (pytest.approx(np.exp(np.log(even["best_over_uniform"]).mean())),
                              pytest.approx(even["alpha"].iloc[0]))
 
     halves = gap_gain.teacher_rows(None)
     own = halves[(halves["folder"] == folder.name) & (halves["method"] == "aria")].set_index("half")
     assert own.loc["gap even, ratio odd", "log_headroom"] == pytest.approx(np.log(best))
-    assert own.loc["all seeds", "log_headroom"] == pytest.approx(np.log(gap_map.teacher_headroom(folder)[0]))
+    assert own.loc["all seeds", "log_headroom"] == pytest.approx(np.log(gap_map.teacher_headroom([folder])[0]))
     split = pd.read_csv(folder / "allocation_split.csv").query("method == 'aria' and seed % 2 == 1")
     assert own.loc["gap even, ratio odd", "log_offset"] == pytest.approx(np.log(split["offset"]).mean())
 
