@@ -143,6 +143,26 @@ def gap_gain_fit(gap: np.ndarray, log_ratio: np.ndarray) -> tuple[float, float, 
     return float(slope), float(intercept), float(r), float(p)
 
 
+RATIO_LABEL = "p(t)-weighted discrepancy, all regions,\nover region-uniform's on the same seed (< 1: better)"
+
+
+def ratio_axis(ax, method: str) -> None:
+    """A panel's y: a policy's ratio to region-uniform on a log scale, 1 marked, titled by the policy."""
+    ax.axhline(1, color="black", lw=0.8)
+    ax.set_yscale("log")
+    ticks = [0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1]
+    ax.set_yticks(ticks, [f"{t:.2f}" for t in ticks])
+    ax.set_yticks([], minor=True)
+    ax.set_ylim(0.78, 1.12)  # a cell of two teachers has a wide interval: its bar runs off the axes
+    ax.set_title(f"{METHODS[method][0]} over region-uniform")
+
+
+def cell_handles(cells: list) -> list[Line2D]:
+    """Legend entries of the cells (label, colour, marker, ...), one marker each."""
+    return [Line2D([], [], color=colour, marker=marker, lw=0, markersize=8, label=label)
+            for label, colour, marker, *_ in cells]
+
+
 def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
     cells = [(label, colour, marker, teacher_points(data_dir, folders))
              for label, colour, marker, folders in CONFIG.cells]
@@ -179,22 +199,15 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
             low, high = interval(test)
             ax.plot([1, 1], [low, high], color="black", lw=2.4, alpha=0.4)
             ax.scatter([1], [test["ratio"]], s=80, marker="X", color="black", zorder=4)
-        ax.axhline(1, color="black", lw=0.8)
-        ax.set_yscale("log")
-        ticks = [0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1]
-        ax.set_yticks(ticks, [f"{t:.2f}" for t in ticks])
-        ax.set_yticks([], minor=True)
-        ax.set_ylim(0.78, 1.12)  # a cell of two teachers has a wide interval: its bar runs off the axes
+        ratio_axis(ax, method)
         ax.set_xlim(0.25, 1.08)
         ax.set_xlabel("easy regions' discrepancy over the hard ones' at equal draws\n(region-uniform students; 1: no gap)")
-        ax.set_title(f"{METHODS[method][0]} over region-uniform")
-    axes[0][0].set_ylabel("p(t)-weighted discrepancy, all regions,\nover region-uniform's on the same seed (< 1: better)")
-    handles = [Line2D([], [], color=colour, marker=marker, lw=0, markersize=8, label=label)
-               for label, colour, marker, _ in cells]
-    handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", lw=0, label="teacher missing the gate"),
-                Line2D([], [], color="black", marker="X", lw=0, markersize=8, label="no easy regions (one teacher)"),
-                Line2D([], [], color="black", marker="_", lw=0, markersize=9, markeredgewidth=1.2,
-                       label="best split under the fitted power law")]
+    axes[0][0].set_ylabel(RATIO_LABEL)
+    handles = cell_handles(cells) + [
+        Line2D([], [], color="grey", marker="o", markerfacecolor="white", lw=0, label="teacher missing the gate"),
+        Line2D([], [], color="black", marker="X", lw=0, markersize=8, label="no easy regions (one teacher)"),
+        Line2D([], [], color="black", marker="_", lw=0, markersize=9, markeredgewidth=1.2,
+               label="best split under the fitted power law")]
     fig.suptitle("Gain over balancing against the difficulty gap: small markers one teacher (6 seeds, 95% interval), "
                  "large ones a cell over its teachers", y=0.99, fontsize=10)
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.94), ncol=3, frameon=False)

@@ -27,8 +27,9 @@ from matplotlib.lines import Line2D
 from aria_train.evaluation.allocation_split import paired_test
 from paper_figures.common import experiment_dir, plt, save
 from paper_figures.fig_gap_map import CONFIG as GAP_MAP
-from paper_figures.fig_gap_map import REFERENCE, gap_gain_fit, teacher_headroom, teacher_points
-from paper_figures.fig_testbed_verdicts import METHODS, cell_ratios, interval
+from paper_figures.fig_gap_map import (RATIO_LABEL, REFERENCE, cell_handles, gap_gain_fit, ratio_axis, teacher_headroom,
+                                      teacher_points)
+from paper_figures.fig_testbed_verdicts import cell_ratios, interval
 
 C3, C12 = "glyph_easy_c3_tau0_seeds_teacher2000", "glyph_easy_c12_tau0_seeds_teacher2000"
 
@@ -98,19 +99,11 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
             ax.plot([point["headroom"]] * 2, [point["low"], point["high"]], color="black", lw=0.8, alpha=0.6)
             ax.scatter([point["headroom"]], [point["ratio"]], s=110, marker="*", facecolors="white",
                        edgecolors="black", linewidths=0.9, zorder=4)
-        ax.axhline(1, color="black", lw=0.8)
-        ax.set_yscale("log")
-        ticks = [0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1]
-        ax.set_yticks(ticks, [f"{t:.2f}" for t in ticks])
-        ax.set_yticks([], minor=True)
-        ax.set_ylim(0.78, 1.12)
+        ratio_axis(ax, method)
         ax.set_xlabel("teacher's headroom: best split of the draws over region-uniform\n"
                       "(power law fitted to its students; 1: no split beats uniform)")
-        ax.set_title(f"{METHODS[method][0]} over region-uniform")
-    axes[0][0].set_ylabel("p(t)-weighted discrepancy, all regions,\nover region-uniform's on the same seed (< 1: better)")
-    handles = [Line2D([], [], color=colour, marker=marker, lw=0, markersize=8, label=label)
-               for label, colour, marker, _ in cells]
-    handles += [Line2D([], [], color="black", ls=":", lw=0.8, label="ratio = headroom"),
+    axes[0][0].set_ylabel(RATIO_LABEL)
+    handles = cell_handles(cells) + [Line2D([], [], color="black", ls=":", lw=0.8, label="ratio = headroom"),
                 Line2D([], [], color="black", marker="*", markerfacecolor="white", markersize=11, lw=0,
                        label="ARIA-free headroom (RC and region-uniform only), all seeds")]
     fig.suptitle("Gain over balancing against the teacher's headroom: one marker a teacher (its seeds' geometric "
