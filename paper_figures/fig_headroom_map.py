@@ -103,9 +103,10 @@ def main(out_dir: str | Path, data_dir: str | Path | None = None) -> list[Path]:
         ax.set_xlabel("teacher's headroom: best split of the draws over region-uniform\n"
                       "(power law fitted to its students; 1: no split beats uniform)")
     axes[0][0].set_ylabel(RATIO_LABEL)
-    handles = cell_handles(cells) + [Line2D([], [], color="black", ls=":", lw=0.8, label="ratio = headroom"),
-                Line2D([], [], color="black", marker="*", markerfacecolor="white", markersize=11, lw=0,
-                       label="ARIA-free headroom (RC and region-uniform only), all seeds")]
+    handles = cell_handles(cells) + [
+        Line2D([], [], color="black", ls=":", lw=0.8, label="ratio = headroom"),
+        Line2D([], [], color="black", marker="*", markerfacecolor="white", markersize=11, lw=0,
+               label="ARIA-free headroom (RC and region-uniform only), all seeds")]
     fig.suptitle("Gain over balancing against the teacher's headroom: one marker a teacher (its seeds' geometric "
                  "mean, 95% interval)", y=0.99, fontsize=10)
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.94), ncol=3, frameon=False)
