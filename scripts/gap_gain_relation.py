@@ -52,7 +52,9 @@ headroom is fitted on region-uniform's students against rc's alone (simulations.
 so that no student of a tracking policy informs it. RATIOS: the teacher's folders of region-uniform and policy
 students, whose ratios over all their seeds are the measurement. Printed per teacher and method: the ARIA-free
 alpha and headroom, the measured ratio, and the predictions of the headroom line and of the gap line (at the gap
-of CELL's region-uniform students), both fitted over all of fig_gap_map's gate-passing teachers and all seeds.
+of CELL's region-uniform students; 1 in a world without easy regions), both fitted over all of fig_gap_map's
+gate-passing teachers and all seeds. --forecast-cells: the same for every cell of the verdicts figure that ran rc
+beside region-uniform (the whole test bed: 12- and 48-region worlds, floors, Zipf), each labelled by the cell.
 
 --data DIR: an experiment folder under DIR is read instead of the committed experiments/results one of the same
 name (as the figures' --data); --out writes the first table, OUT_levels.csv the second, OUT_held_out.csv the third,
@@ -67,7 +69,9 @@ import numpy as np
 import pandas as pd
 
 from paper_figures.common import experiment_dir
-from paper_figures.fig_gap_map import CONFIG, REFERENCE, easy_and_hard, gap_gain_fit, teacher_headroom
+from aria_train.worlds.kinds import load_world_config
+from paper_figures.fig_gap_map import CONFIG, REFERENCE, difficulty_gap, easy_and_hard, gap_gain_fit, teacher_headroom
+from paper_figures.fig_testbed_verdicts import CONFIG as VERDICTS
 from paper_figures.fig_testbed_verdicts import cell_ratios
 from simulations.headroom import cell_methods
 
@@ -169,28 +173,48 @@ def located(data_dir: str | Path | None, names: str) -> list[Path]:
     return folders
 
 
-def forecasts(rows: pd.DataFrame, data_dir: str | Path | None, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    """Per (CELL, RATIOS) of ``pairs`` (--forecast) and method: the ARIA-free alpha and headroom of CELL, the
-    measured ratio over RATIOS' seeds, and per predictor the line's prediction (lines over ``rows``' teachers, all
-    seeds) and residual (ln, measured - predicted). Columns teacher, method, alpha, headroom, gap, seeds, ratio,
-    predicted_headroom, residual_headroom, predicted_gap, residual_gap, fit_sd_headroom, fit_sd_gap."""
+def testbed_forecasts(data_dir: str | Path | None) -> list[tuple[str, str, str]]:
+    """(label, CELL, RATIOS) of every cell of fig_testbed_verdicts whose first folder holds rc and region-uniform
+    students with their runs (--forecast-cells): CELL that folder, RATIOS all the cell's folders."""
+    cells = []
+    for label, folders in VERDICTS.cells:
+        first = experiment_dir(data_dir, folders[0])
+        if (first / "runs").is_dir() and {"rc", REFERENCE} <= cell_methods([first]):
+            cells.append((label, folders[0], "+".join(folders)))
+    return cells
+
+
+def world_gap(folder: Path) -> float:
+    """difficulty_gap of a world with easy regions; 1 (no gap, as fig_gap_map draws it) of one without."""
+    config = load_world_config(folder / "world.json")
+    return difficulty_gap(folder) if getattr(config, "easy_regions", 0) else 1.0
+
+
+def forecasts(rows: pd.DataFrame, data_dir: str | Path | None, pairs: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """Per (label, CELL, RATIOS) of ``pairs`` (--forecast, --forecast-cells) and method: the ARIA-free alpha and
+    headroom of CELL, the measured ratio over RATIOS' seeds, and per predictor the line's prediction (lines over
+    ``rows``' teachers, all seeds; the gap of a world without easy regions is 1) and residual (ln, measured -
+    predicted). Columns teacher (the label), method, alpha, headroom, gap, seeds, ratio, predicted_headroom,
+    residual_headroom, predicted_gap, residual_gap, fit_sd_headroom, fit_sd_gap."""
     fitted = rows[rows["half"] == HALVES[0]]
     lines = {(method, x): fit_line(group.dropna(subset=[x]), x) for method, group in fitted.groupby("method")
              for x in PREDICTORS if group[x].notna().sum() >= 3}
     table = []
-    for cell_names, ratio_names in pairs:
+    for label, cell_names, ratio_names in pairs:
         cell, folders = located(data_dir, cell_names), located(data_dir, ratio_names)
         if not {"rc", REFERENCE} <= cell_methods(cell):
             raise FileNotFoundError(f"{cell_names}: no rc and {REFERENCE} students to fit alpha on")
         best, alpha = teacher_headroom(cell, fit_on=(REFERENCE,))
-        easy, hard = easy_and_hard(cell[0])
-        x = {"log_headroom": np.log(best), "gap": easy / hard}
-        ratios = pd.concat([cell_ratios(folder.parent, (folder.name,), REFERENCE) for folder in folders])
+        x = {"log_headroom": np.log(best), "gap": world_gap(cell[0])}
+        if len({folder.parent for folder in folders}) > 1:
+            raise FileNotFoundError(f"{ratio_names}: the folders of RATIOS must lie in one folder")
+        # merged as the verdicts figure merges a cell's folders: later folders' students beside the first's
+        ratios = cell_ratios(folders[0].parent, tuple(folder.name for folder in folders), REFERENCE)
         for method, own in ratios.groupby("method"):
             if not all((method, predictor) in lines for predictor in PREDICTORS):
                 continue  # a policy without lines (e.g. progress): no teacher of fig_gap_map ran it
             measured = float(np.log(own["ratio"]).mean())
-            row = {"teacher": ratio_names, "method": method, "alpha": alpha,
+            row = {"teacher": label, "method": method, "alpha": alpha,
                    "headroom": best, "gap": x["gap"], "seeds": len(own), "ratio": float(np.exp(measured))}
             for predictor, name in (("log_headroom", "headroom"), ("gap", "gap")):
                 slope, intercept, spread = lines[(method, predictor)]
@@ -294,13 +318,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="an ARIA-free forecast of one teacher (repeatable): CELL its region-uniform and rc "
                              "students' folders, RATIOS its folders of region-uniform and policy students, each a "
                              "folder or folders joined by '+' (default: none)")
+    parser.add_argument("--forecast-cells", action="store_true",
+                        help="the same forecast for every cell of fig_testbed_verdicts whose first folder ran rc and "
+                             "region-uniform (CELL that folder, RATIOS the cell's folders), after --forecast's")
     args = parser.parse_args(argv)
     rows = teacher_rows(args.data)
     if rows.empty:
         parser.error("no evaluated easy-regions experiment folder of fig_gap_map's cells found")
     try:
         predicted = predictions(rows, args.data, args.predict)
-        forecast = forecasts(rows, args.data, args.forecast)
+        pairs = [(ratios, cell, ratios) for cell, ratios in args.forecast]
+        forecast = forecasts(rows, args.data, pairs + (testbed_forecasts(args.data) if args.forecast_cells else []))
     except FileNotFoundError as error:
         parser.error(str(error))
     table = relation(rows)

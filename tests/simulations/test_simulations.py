@@ -452,7 +452,7 @@ def test_forecast_fits_alpha_on_region_uniform_against_rc_and_predicts_with_the_
     gap_gain = _script("gap_gain_relation")
     rows = gap_gain.teacher_rows(None)
     folder = experiment_dir(None, "glyph_easy_tau0")  # the first six-easy cell: rc among its students
-    table = gap_gain.forecasts(rows, None, [("glyph_easy_tau0", "glyph_easy_tau0")]).set_index("method")
+    table = gap_gain.forecasts(rows, None, [("first", "glyph_easy_tau0", "glyph_easy_tau0")]).set_index("method")
     assert sorted(table.index) == ["aria", "aria-b2"]
     free = cell_headroom([folder], fit_on=("region-uniform",))
     best = np.exp(np.log(free["best_over_uniform"]).mean())
@@ -469,6 +469,22 @@ def test_forecast_fits_alpha_on_region_uniform_against_rc_and_predicts_with_the_
     with pytest.raises(SystemExit) as done:
         gap_gain.main(["--forecast", "glyph_easy_c8_tau0_seeds_teacher2000_seed1", "glyph_easy_tau0"])
     assert done.value.code == 2 and "no rc and region-uniform students" in capsys.readouterr().err
+
+    # --forecast-cells: every verdict cell whose first folder ran rc, its folders merged as the figure merges them;
+    # a world without easy regions stands at gap 1, where the gap line gives its intercept plus its slope
+    from paper_figures.fig_testbed_verdicts import CONFIG as verdicts
+
+    cells = gap_gain.testbed_forecasts(None)
+    labels = [label for label, *_ in cells]
+    assert "tau = 0, six easy regions" in labels and "tau = 0, blind unseen tail" in labels
+    assert not any(label.startswith("six easy regions of") for label in labels)  # those ran no rc
+    tau0 = gap_gain.forecasts(rows, None, cells).set_index(["teacher", "method"]).loc[("tau = 0", "aria")]
+    folders = dict(verdicts.cells)["tau = 0"]
+    merged = cell_ratios(None, folders, "region-uniform").query("method == 'aria'")
+    assert tau0["gap"] == 1.0 and tau0["seeds"] == len(merged) == 11
+    gap_line = rows[(rows["half"] == gap_gain.HALVES[0]) & (rows["method"] == "aria")]
+    slope, intercept = np.polyfit(gap_line["gap"], gap_line["log_ratio"], 1)
+    assert tau0["predicted_gap"] == pytest.approx(np.exp(intercept + slope))
 
 def test_figures_read_simulation_csvs(tmp_path, monkeypatch):
     """With --data, the figures plot the CSVs of `aria sim rates` / `aria sim allocation`."""
