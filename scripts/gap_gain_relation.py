@@ -136,22 +136,29 @@ def least_squares(columns: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray,
     return coefficients, 2 * student_t.sf(np.abs(coefficients / errors), freedom)
 
 
+def located(data_dir: str | Path | None, names: str) -> list[Path]:
+    """The folders of '+'-joined ``names``: paths, or names under data_dir or experiments/results."""
+    folders = [Path(name) if Path(name).is_dir() else experiment_dir(data_dir, name) for name in names.split("+")]
+    missing = [str(folder) for folder in folders if not (folder / "eval" / "discrepancy.csv").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no evaluated experiment folder (eval/discrepancy.csv): {', '.join(missing)}")
+    return folders
+
+
 def predictions(rows: pd.DataFrame, data_dir: str | Path | None, names: list[str]) -> pd.DataFrame:
     """Folders outside the fit (a new world's teachers, or new seeds of a fitted teacher) against the lines of
     ``rows``' teachers over all seeds, one per predictor (PREDICTORS): per folder, method and predictor its own x
     (gap or ln headroom) and mean ln ratio, the line's prediction at that x, the residual (measured - predicted,
     ln) and the fit's residual sd (n - 2 degrees of freedom). A named folder that is one of ``rows``' teachers is
     left out of the fit, so that no folder predicts itself."""
-    # a path to a folder, or a folder's name under data_dir or experiments/results
-    located = [(Path(name).parent, Path(name).name) if Path(name).is_dir() else (data_dir, name) for name in names]
-    fitted = rows[(rows["half"] == HALVES[0]) & ~rows["folder"].isin([name for _, name in located])]
+    folders = [folder for name in names for folder in located(data_dir, name)]
+    fitted = rows[(rows["half"] == HALVES[0]) & ~rows["folder"].isin([folder.name for folder in folders])]
     lines = {(method, x): fit_line(group.dropna(subset=[x]), x) for method, group in fitted.groupby("method")
              for x in PREDICTORS if group[x].notna().sum() >= 3}
     table = []
-    for data, name in located:
-        if not (experiment_dir(data, name) / "eval" / "discrepancy.csv").is_file():
-            raise FileNotFoundError(f"{name}: no evaluated experiment folder (eval/discrepancy.csv) of that name")
-        for row in folder_rows(data, "predicted", name):
+    for folder in folders:
+        name = folder.name
+        for row in folder_rows(folder.parent, "predicted", name):
             for x in PREDICTORS:
                 if row["half"] != HALVES[0] or (row["method"], x) not in lines or np.isnan(row[x]):
                     continue
@@ -162,15 +169,6 @@ def predictions(rows: pd.DataFrame, data_dir: str | Path | None, names: list[str
                               "predicted": float(np.exp(predicted)), "residual": row["log_ratio"] - predicted,
                               "fit_sd": spread})
     return pd.DataFrame(table)
-
-
-def located(data_dir: str | Path | None, names: str) -> list[Path]:
-    """The folders of '+'-joined ``names``: paths, or names under data_dir or experiments/results."""
-    folders = [Path(name) if Path(name).is_dir() else experiment_dir(data_dir, name) for name in names.split("+")]
-    missing = [str(folder) for folder in folders if not (folder / "eval" / "discrepancy.csv").is_file()]
-    if missing:
-        raise FileNotFoundError(f"no evaluated experiment folder (eval/discrepancy.csv): {', '.join(missing)}")
-    return folders
 
 
 def testbed_forecasts(data_dir: str | Path | None) -> list[tuple[str, str, str]]:
